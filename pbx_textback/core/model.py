@@ -1,0 +1,121 @@
+"""The one normalized call model every PBX tracker builds, and what the core decides about it.
+
+Plain frozen dataclasses: no I/O, no clock. Asterisk and FreeSWITCH differ only in the tracker
+that fills a CallRecord; the classifier and the decision never look at PBX headers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+
+INBOUND, OUTBOUND, INTERNAL = "inbound", "outbound", "internal"
+
+# Missed reasons, in precedence order (the first that applies wins; "answered" beats all).
+ANSWERED = "answered"
+AFTER_HOURS = "after-hours"
+QUEUE_ABANDON = "queue-abandon"
+VOICEMAIL = "voicemail"
+BUSY = "busy"
+UNAVAILABLE = "unavailable"
+NO_ANSWER = "no-answer"
+ABANDONED = "abandoned"
+MISSED_REASONS = (AFTER_HOURS, QUEUE_ABANDON, VOICEMAIL, BUSY, UNAVAILABLE, NO_ANSWER, ABANDONED)
+REASONS = (ANSWERED,) + MISSED_REASONS
+
+# What one dial attempt ended with, normalized across PBXs.
+DIAL_ANSWER, DIAL_NOANSWER, DIAL_BUSY, DIAL_UNAVAILABLE, DIAL_CANCEL = (
+    "answer", "noanswer", "busy", "unavailable", "cancel")
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One channel of a call, as the tracker saw it."""
+    id: str                      # Uniqueid (Asterisk) / Unique-ID (FreeSWITCH)
+    name: str                    # channel name, e.g. PJSIP/100-0000002a
+    kind: str                    # caller | extension | trunk | local | other
+    endpoint: str = ""           # e.g. 100, itsp
+    answered: bool = False
+    hangup_cause: str = ""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    pbx: str                     # asterisk | freeswitch | cdr
+    call_id: str                 # Linkedid / the caller leg's Unique-ID
+    caller: str                  # caller number as the PBX gave it ("" when absent)
+    called: str                  # the number the caller dialled (DID)
+    direction: str               # inbound | outbound | internal
+    caller_name: str = ""
+    withheld: bool = False       # presentation restricted / privacy: never text
+    started_at: float | None = None   # epoch seconds, when the trace carries time
+    ended_at: float | None = None
+    answered_by_human: bool = False
+    answered_by: str = ""        # endpoint that answered (extension, agent)
+    talk_seconds: float | None = None
+    ring_seconds: float | None = None
+    dial_results: tuple[str, ...] = ()   # DIAL_* per finished dial attempt, in order
+    caller_cancelled: bool = False       # caller hung up while something was ringing
+    hangup_cause: str = ""               # caller leg's cause, as the PBX names it
+    queue: str = ""
+    queue_abandoned: bool = False
+    voicemail: bool = False              # reached a voicemail greeting
+    voicemail_left: bool | None = None   # None: unknown
+    pbx_after_hours: bool | None = None  # the PBX's own time routing said closed (True) / open (False)
+    after_hours_marker: str = ""         # which marker said so
+    system_answered: bool = False        # the PBX itself answered (IVR, announcement, queue, voicemail)
+    recovered: bool = False              # rebuilt from CDR after a gap, not from live events
+    legs: tuple[Leg, ...] = ()
+    notes: tuple[str, ...] = ()          # what the tracker inferred and why, for explain
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    missed: bool
+    reason: str                  # one of REASONS, or the direction for non-inbound calls
+    why: str = ""                # one short sentence for explain
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                  # text | skip | hold (hours unknown / held for later)
+    checks: tuple[Check, ...] = ()
+    line: str = ""               # the configured line (DID) that matched
+    to: str = ""                 # E.164 destination when texting
+    body: str = ""
+    template: str = ""
+    due_at: float | None = None  # when the text may go out (epoch seconds)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Everything the core concluded about one finished call."""
+    call: CallRecord
+    outcome: Outcome
+    decision: Decision
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        c, o, d = self.call, self.outcome, self.decision
+        return {
+            "call_id": c.call_id, "pbx": c.pbx, "caller": self.extra.get("caller", c.caller),
+            "called": self.extra.get("called", c.called), "direction": c.direction,
+            "missed": o.missed, "reason": o.reason, "voicemail_left": c.voicemail_left,
+            "decision": d.action, "checks": [ch.to_dict() for ch in d.checks], "body": d.body,
+            "why": o.why, "recovered": c.recovered,
+        }
