@@ -1,0 +1,316 @@
+"""pbx-textback command line. Errors go to stderr with a non-zero exit; --json prints one JSON
+object per line on stdout."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, default_config, load
+
+DEFAULT_CONFIG = "/etc/pbx-textback/config.toml"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CliError(Exception):
+    pass
+
+
+# ---- logging ------------------------------------------------------------------------------------
+class _JsonFormatter(logging.Formatter):
+    def format(self, r: logging.LogRecord) -> str:
+        d = {"level": r.levelname.lower(), "logger": r.name, "msg": r.getMessage()}
+        if r.exc_info:
+            d["exc"] = self.formatException(r.exc_info)
+        return json.dumps(d, ensure_ascii=False)
+
+
+def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        # journald stamps the time itself; the <N> prefix sets the priority
+        handler.setFormatter(_JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                               "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+class _JournalFormatter(logging.Formatter):
+    PRIO = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
+
+    def format(self, r):
+        return f"<{self.PRIO.get(r.levelname, 6)}>{r.name}: {super().format(r)}"
+
+
+# ---- config -------------------------------------------------------------------------------------
+def _config(path: str | None, *, required: bool = False):
+    if path:
+        return load(path)
+    if Path(DEFAULT_CONFIG).exists():
+        return load(DEFAULT_CONFIG)
+    if required:
+        raise CliError(f"no config: pass -c FILE (or create {DEFAULT_CONFIG})")
+    return default_config()
+
+
+def _store(cfg):
+    from .store.db import open_store
+    return open_store(cfg.store.path, cfg.store.dsn)
+
+
+def _parse_at(s: str) -> float:
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--at: '{s}' is not an ISO-8601 time (e.g. 2026-11-26T17:30:00-06:00)") from None
+    if dt.tzinfo is None:
+        raise CliError("--at needs a UTC offset or Z (e.g. 2026-11-26T17:30:00-06:00)")
+    return dt.timestamp()
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_check_config(a) -> int:
+    cfg = load(a.config)
+    print(f"{a.config}: OK — {len(cfg.line)} line(s), pbx {cfg.pbx.type}, transport "
+          f"{cfg.transport.type}, store {'postgresql' if cfg.store.dsn else cfg.store.path}")
+    return 0
+
+
+def replay_records(data: bytes, pbx: str, cfg):
+    if pbx == "asterisk":
+        from .core.asterisk import records_from_stream
+        from .service import asterisk_settings
+        return records_from_stream(data, asterisk_settings(cfg))
+    from .core.freeswitch import records_from_stream
+    from .service import freeswitch_settings
+    return records_from_stream(data, freeswitch_settings(cfg))
+
+
+def cmd_replay(a) -> int:
+    from .pipeline import Pipeline
+    from .store.db import open_store
+    cfg = _config(a.config)
+    try:
+        data = Path(a.file).read_bytes()
+    except OSError as e:
+        raise CliError(f"cannot read {a.file}: {e.strerror}") from None
+    at = _parse_at(a.at) if a.at else None
+    cfg = replace(cfg, store=replace(cfg.store, path=":memory:", dsn=""))
+    store = open_store(":memory:")
+    pipe = Pipeline(cfg, store, replay=True)
+    for rec in replay_records(data, a.pbx, cfg):
+        if at is not None:
+            rec = replace(rec, started_at=at, ended_at=at)
+        now = at if at is not None else rec.ended_at
+        v = pipe.on_record(rec, now=now)
+        if a.json:
+            print(json.dumps(v.to_json(), ensure_ascii=False), flush=True)
+        else:
+            print(_human(v), flush=True)
+    store.close()
+    return 0
+
+
+def _human(v) -> str:
+    c, o, d = v.call, v.outcome, v.decision
+    head = (f"{c.call_id}  {v.extra.get('caller') or c.caller or 'anonymous'} -> "
+            f"{v.extra.get('called') or c.called or '?'}  {c.direction}  ")
+    if not o.missed:
+        return head + f"not missed: {o.reason} ({o.why})"
+    line = head + f"MISSED {o.reason} ({o.why})"
+    if d.action == "text":
+        return line + f"\n    text: {d.body}"
+    return line + "\n    no text: " + "; ".join(f"{ch.name}: {ch.detail}" for ch in d.failed)
+
+
+def cmd_explain(a) -> int:
+    cfg = _config(a.config, required=True)
+    from .core.numbers import to_e164
+    store = _store(cfg)
+    key = a.key
+    calls = store.calls_for(key)
+    if not calls:
+        e164 = to_e164(key, cfg.business.country)
+        if e164:
+            calls = store.calls_for(e164)
+    store.close()
+    if not calls:
+        raise CliError(f"no call from or with id {key} in the store")
+    for c in calls:
+        if a.json:
+            print(json.dumps(c, ensure_ascii=False))
+            continue
+        when = (datetime.fromtimestamp(c["started_at"], timezone.utc).isoformat()
+                if c["started_at"] else "time unknown")
+        print(f"call {c['call_id']} ({c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
+        verdict = f"missed: {c['reason']}" if c["missed"] else f"not missed: {c['reason']}"
+        print(f"  verdict: {verdict} — {c['why']}")
+        for n in c["notes"]:
+            print(f"  note: {n}")
+        print(f"  decision: {c['decision']}")
+        for ch in c["checks"]:
+            print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
+        for m in c["messages"]:
+            print(f"  message {m['id']} ({m['kind']}): {m['state']}"
+                  + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
+                  + (f" — {m['error']}" if m["error"] else "") + f"\n    {m['body']}")
+    return 0
+
+
+def cmd_number(a) -> int:
+    from .core.numbers import number_info
+    cfg = _config(a.config) if a.config else None
+    region = a.region or (cfg.business.country if cfg else "US")
+    allowed = cfg.allowed_countries if cfg else None
+    info = number_info(a.raw, region, allowed_countries=allowed)
+    d = info.to_dict()
+    if a.json:
+        print(json.dumps(d, ensure_ascii=False))
+    else:
+        for k, v in d.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_sms_info(a) -> int:
+    from .core.sms import sms_info, split_text
+    info = sms_info(a.text)
+    if a.json:
+        print(json.dumps(info.to_dict(), ensure_ascii=False))
+        return 0
+    print(f"{info.encoding}, {info.units} units, {info.segments} segment(s)")
+    if info.ucs2_chars:
+        print("UCS-2 because of: " + " ".join(repr(ch) for ch in info.ucs2_chars))
+    _, parts = split_text(a.text)
+    for i, p in enumerate(parts, 1):
+        print(f"  part {i}: {p}")
+    return 0
+
+
+def cmd_hours(a) -> int:
+    from .core.decide import find_line
+    from .core.hours import state_at
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        if a.action == "set":
+            line = find_line(cfg, a.line)
+            if line is None or not line.configured:
+                raise CliError(f"{a.line} is not a configured line")
+            store.set_hours_override(line.number, a.mode, time.time())
+            logging.getLogger("pbx_textback").info("hours override for line %s set to %s", line.number, a.mode)
+            print(f"line {line.number}: hours {a.mode}")
+        else:
+            for ln in cfg.line:
+                tz = ln.timezone or cfg.business.timezone
+                state, why = state_at(ln.hours, tz, time.time(), store.hours_override(ln.number))
+                print(f"{ln.number} {ln.name}: {state} ({why})")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .service import Service
+    cfg = _config(a.config, required=True)
+    svc = Service(cfg)
+    asyncio.run(svc.run())
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+    return asyncio.run(run_demo(a))
+
+
+def cmd_esl(a) -> int:
+    from .esl.child import main as esl_main
+    return esl_main(a.rest) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pbx-textback", description="Missed-call text back for "
+                                "self-hosted Asterisk/FreePBX and FreeSWITCH/FusionPBX.")
+    p.add_argument("--version", action="version", version=f"pbx-textback {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def cmd(name, fn, help):
+        s = sub.add_parser(name, help=help, description=help)
+        s.set_defaults(fn=fn)
+        return s
+
+    s = cmd("run", cmd_run, "run the service against the PBX in the config")
+    s.add_argument("-c", "--config")
+    s = cmd("demo", cmd_demo, "run the service against a built-in demo PBX feed (recorded Asterisk calls)")
+    s.add_argument("--pbx", default="asterisk", choices=["asterisk", "freeswitch"])
+    s.add_argument("--once", action="store_true", help="play the calls once, then stop")
+    s.add_argument("--pace", type=float, default=1.0, help="seconds between demo calls")
+    s.add_argument("--store", help="SQLite file to keep (default: a temp dir)")
+    s = cmd("check-config", cmd_check_config, "validate a config file")
+    s.add_argument("-c", "--config", required=True)
+    s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream")
+    s.add_argument("file")
+    s.add_argument("--pbx", default="asterisk", choices=["asterisk", "freeswitch"])
+    s.add_argument("-c", "--config")
+    s.add_argument("--at", help="the time of the calls (ISO-8601 with offset) for the hours check")
+    s.add_argument("--json", action="store_true")
+    s = cmd("explain", cmd_explain, "why did this caller (not) get a text? (NUMBER or CALL_ID)")
+    s.add_argument("key", metavar="NUMBER|CALL_ID")
+    s.add_argument("-c", "--config")
+    s.add_argument("--json", action="store_true")
+    s = cmd("number", cmd_number, "what we know of a phone number")
+    s.add_argument("raw", metavar="RAW")
+    s.add_argument("--region")
+    s.add_argument("-c", "--config")
+    s.add_argument("--json", action="store_true")
+    s = cmd("sms-info", cmd_sms_info, "encoding, length and parts of a text")
+    s.add_argument("text", metavar="TEXT")
+    s.add_argument("--json", action="store_true")
+    s = cmd("hours", cmd_hours, "show business hours, or override them: hours set LINE open|closed|auto")
+    s.add_argument("action", choices=["show", "set"])
+    s.add_argument("line", nargs="?")
+    s.add_argument("mode", nargs="?", choices=["open", "closed", "auto"])
+    s.add_argument("-c", "--config")
+    s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.cmd == "hours" and a.action == "set" and (not a.line or not a.mode):
+        p.error("hours set needs LINE and open|closed|auto")
+    setup_logging(a.log_level, a.log_format)
+    try:
+        return a.fn(a) or 0
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        return 2
+    except CliError as e:
+        print(f"pbx-textback: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""One TOML file -> frozen dataclasses. Every error names the key and its line.
+
+The schema is the dataclasses below: their fields, types and defaults are the reference
+(README's configuration section mirrors them). Secrets may come from `<key>_file` or
+`<key>_env` instead of the value itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core.model import MISSED_REASONS
+
+
+class ConfigError(Exception):
+    """A config problem, with the key and line it is about."""
+
+    def __init__(self, problems: list[str], path: str = ""):
+        self.problems = problems
+        where = f"{path}: " if path else ""
+        super().__init__("\n".join(f"{where}{p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Business:
+    name: str = "Our office"
+    phone: str = ""                 # shown in texts and HELP replies
+    country: str = "US"             # region for numbers without a + prefix
+    timezone: str = "America/Chicago"
+
+
+@dataclass(frozen=True)
+class Ami:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "textback"
+    secret: str = ""
+    trunk_contexts: tuple[str, ...] = ()     # added to the FreePBX/plain defaults
+    trunk_endpoints: tuple[str, ...] = ()
+    ping_interval: float = 20.0
+
+
+@dataclass(frozen=True)
+class Esl:
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: str = ""
+    inbound_contexts: tuple[str, ...] = ("public",)
+
+
+@dataclass(frozen=True)
+class Marker:
+    kind: str                        # variable | context | userevent
+    key: str
+    value: str = ""
+    closed: bool = True
+
+
+@dataclass(frozen=True)
+class Pbx:
+    type: str = "asterisk"           # asterisk | freeswitch
+    ami: Ami = field(default_factory=Ami)
+    esl: Esl = field(default_factory=Esl)
+    after_hours_markers: tuple[Marker, ...] = ()   # added to the built-in ones
+    freepbx_timeconditions: bool = True
+
+
+@dataclass(frozen=True)
+class Store:
+    path: str = "/var/lib/pbx-textback/textback.sqlite3"
+    dsn: str = ""                    # postgresql://… for several PBX boxes sharing one inbox
+
+
+@dataclass(frozen=True)
+class Policy:
+    dedupe_hours: float = 24.0
+    min_talk_seconds: float = 0.0
+    allowed_countries: tuple[str, ...] = ()   # default: the business's own country
+    text_withheld: bool = False               # never: kept as a visible, fixed rule
+    text_recovered: str = "unambiguous"       # unambiguous | never
+    internal_max_digits: int = 6
+
+
+@dataclass(frozen=True)
+class Transport:
+    type: str = "log"                # log (smpp and sip come with their issue)
+
+
+@dataclass(frozen=True)
+class Hours:
+    mon: tuple[str, ...] = ()
+    tue: tuple[str, ...] = ()
+    wed: tuple[str, ...] = ()
+    thu: tuple[str, ...] = ()
+    fri: tuple[str, ...] = ()
+    sat: tuple[str, ...] = ()
+    sun: tuple[str, ...] = ()
+    holidays: tuple[str, ...] = ()
+
+
+from .core.templates import DEFAULT_TEMPLATE  # noqa: E402,F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class Line:
+    number: str                      # the DID callers dial, E.164 or as the PBX shows it
+    name: str = ""
+    enabled: bool = True
+    reasons: tuple[str, ...] = MISSED_REASONS
+    timezone: str = ""               # default: business.timezone
+    template: str = ""               # default: the built-in one
+    templates: dict[str, str] = field(default_factory=dict)   # per reason
+    hours: Hours | None = None       # None: always open
+
+
+@dataclass(frozen=True)
+class Config:
+    business: Business = field(default_factory=Business)
+    pbx: Pbx = field(default_factory=Pbx)
+    store: Store = field(default_factory=Store)
+    policy: Policy = field(default_factory=Policy)
+    transport: Transport = field(default_factory=Transport)
+    line: tuple[Line, ...] = ()
+    every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
+    source: str = ""
+
+    @property
+    def allowed_countries(self) -> frozenset[str]:
+        return frozenset(self.policy.allowed_countries or (self.business.country,))
+
+
+SECRET_KEYS = {"secret", "password"}
+_CHOICES = {
+    "pbx.type": ("asterisk", "freeswitch"),
+    "transport.type": ("log",),
+    "policy.text_recovered": ("unambiguous", "never"),
+}
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def default_config() -> Config:
+    """No file: country US, every inbound number a line, always open, all reasons."""
+    return Config(every_inbound_number=True, source="(built-in defaults)")
+
+
+def load(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"cannot read config: {e.strerror}"], str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["config is not UTF-8"], str(p)) from None
+    return loads(text, str(p))
+
+
+def loads(text: str, path: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"TOML syntax error: {e}"], path) from None
+    lines = _key_lines(text)
+    problems: list[str] = []
+    cfg = _build(Config, data, "", lines, problems)
+    if not problems:
+        problems += _validate(cfg, lines)
+    if problems:
+        raise ConfigError(problems, path)
+    return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line)
+
+
+# ---- building ------------------------------------------------------------------------------
+def _where(key: str, lines: dict[str, int]) -> str:
+    k = key
+    while k:
+        if k in lines:
+            return f" (line {lines[k]})"
+        k = k.rpartition(".")[0]
+    return ""
+
+
+def _build(cls, data, prefix: str, lines, problems):
+    if not isinstance(data, dict):
+        problems.append(f"{prefix or 'top level'}{_where(prefix, lines)}: expected a table")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        base = key
+        for suffix in ("_file", "_env"):
+            if key.endswith(suffix) and key[: -len(suffix)] in SECRET_KEYS & fields.keys():
+                base = key[: -len(suffix)]
+        if base not in fields or (base == "every_inbound_number"):
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"unknown key '{full}'{_where(full, lines)}{hint}")
+            continue
+        if base != key:
+            secret = _read_secret(key, value, full, lines, problems)
+            if secret is not None:
+                kwargs[base] = secret
+            continue
+        kwargs[key] = _convert(hints[key], value, full, lines, problems)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"'{prefix + '.' if prefix else ''}{name}' is missing{_where(prefix, lines)}")
+    if any(v is _BAD for v in kwargs.values()) or problems:
+        return None
+    return cls(**kwargs)
+
+
+_BAD = object()
+
+
+def _convert(tp, value, key, lines, problems):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        inner = [a for a in args if a is not type(None)][0]
+        return _convert(inner, value, key, lines, problems)
+    if dataclasses.is_dataclass(tp):
+        built = _build(tp, value, key, lines, problems)
+        return _BAD if built is None else built
+    if origin is tuple:
+        if not isinstance(value, list):
+            return _type_error(key, "an array", value, lines, problems)
+        item = args[0]
+        out = []
+        for i, v in enumerate(value):
+            out.append(_convert(item, v, f"{key}[{i}]", lines, problems))
+        return _BAD if _BAD in out else tuple(out)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _type_error(key, "a table", value, lines, problems)
+        out = {}
+        for k, v in value.items():
+            out[k] = _convert(args[1], v, f"{key}.{k}", lines, problems)
+        return out
+    if tp is bool:
+        return value if isinstance(value, bool) else _type_error(key, "true or false", value, lines, problems)
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value if ok else _type_error(key, "an integer", value, lines, problems)
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else _type_error(key, "a number", value, lines, problems)
+    if tp is str:
+        return value if isinstance(value, str) else _type_error(key, "a string", value, lines, problems)
+    return value
+
+
+def _type_error(key, want, value, lines, problems):
+    got = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+           list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+    problems.append(f"'{key}'{_where(key, lines)}: expected {want}, got {got}")
+    return _BAD
+
+
+def _read_secret(key, value, full, lines, problems):
+    if not isinstance(value, str):
+        _type_error(full, "a string", value, lines, problems)
+        return None
+    if key.endswith("_file"):
+        try:
+            return Path(value).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}")
+            return None
+    # systemd LoadCredential= hands secrets over in $CREDENTIALS_DIRECTORY
+    env = os.environ.get(value)
+    if env is None:
+        problems.append(f"'{full}'{_where(full, lines)}: environment variable {value} is not set")
+    return env
+
+
+# ---- validating ----------------------------------------------------------------------------
+def _validate(cfg: Config, lines) -> list[str]:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from .core.templates import TemplateError, check_template
+    problems = []
+    for key, allowed in _CHOICES.items():
+        obj = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        if obj not in allowed:
+            problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
+
+    def zone(key, name):
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"'{key}'{_where(key, lines)}: unknown time zone '{name}'")
+    zone("business.timezone", cfg.business.timezone)
+    seen = {}
+    for i, ln in enumerate(cfg.line):
+        k = f"line[{i}]"
+        if ln.number in seen:
+            problems.append(f"'{k}.number'{_where(k + '.number', lines)}: {ln.number} is already line[{seen[ln.number]}]")
+        seen[ln.number] = i
+        if ln.timezone:
+            zone(f"{k}.timezone", ln.timezone)
+        for r in ln.reasons:
+            if r not in MISSED_REASONS:
+                problems.append(f"'{k}.reasons'{_where(k + '.reasons', lines)}: '{r}' is not one of {', '.join(MISSED_REASONS)}")
+        for r in ln.templates:
+            if r not in MISSED_REASONS:
+                problems.append(f"'{k}.templates.{r}'{_where(k + '.templates.' + r, lines)}: not a missed-call reason")
+        if ln.hours is not None:
+            for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+                for span in getattr(ln.hours, day):
+                    if not _TIME.match(span):
+                        problems.append(f"'{k}.hours.{day}'{_where(k + '.hours.' + day, lines)}: '{span}' is not HH:MM-HH:MM")
+            for d in ln.hours.holidays:
+                if not _DATE.match(d):
+                    problems.append(f"'{k}.hours.holidays'{_where(k + '.hours.holidays', lines)}: '{d}' is not YYYY-MM-DD")
+        for name, tpl in [("template", ln.template)] + [(f"templates.{r}", t) for r, t in ln.templates.items()]:
+            if not tpl:
+                continue
+            try:
+                check_template(tpl)
+            except TemplateError as e:
+                problems.append(f"'{k}.{name}'{_where(k + '.' + name, lines)}: {e}")
+    for i, m in enumerate(cfg.pbx.after_hours_markers):
+        if m.kind not in ("variable", "context", "userevent"):
+            key = f"pbx.after_hours_markers[{i}].kind"
+            problems.append(f"'{key}'{_where(key, lines)}: '{m.kind}' is not one of variable, context, userevent")
+    return problems
+
+
+_HDR = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
+_TBL = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\.\"']+)\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Dotted key -> line number, with [[array]] tables numbered: line[0].hours.mon."""
+    out: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    table = ""
+    for n, raw in enumerate(text.splitlines(), 1):
+        m = _HDR.match(raw)
+        if m:
+            name = m.group(1).replace('"', "")
+            idx = counts.get(name, -1) + 1
+            counts[name] = idx
+            table = f"{name}[{idx}]"
+            out.setdefault(table, n)
+            continue
+        m = _TBL.match(raw)
+        if m:
+            name = m.group(1).replace('"', "")
+            head, _, rest = name.partition(".")
+            if head in counts:   # a sub-table of the last [[head]] element
+                name = f"{head}[{counts[head]}]" + (f".{rest}" if rest else "")
+            table = name
+            out.setdefault(table, n)
+            continue
+        m = _KEY.match(raw)
+        if m:
+            key = m.group(1).replace('"', "").replace("'", "")
+            out.setdefault(f"{table}.{key}" if table else key, n)
+    return out

@@ -1,0 +1,576 @@
+"""Asterisk call tracker: AMI event dicts -> one CallRecord per call (Linkedid), pure.
+
+A call is decided when every channel of its Linkedid is gone: the order of Hangup, Cdr and
+the agents' hangups at the end is not fixed. Who answered is read from the graph of what
+was connected to the caller's channel (bridges, answered dials, Local channel pairs): a
+person answered when an extension's channel, or an outside leg we dialled (follow-me), is
+reachable from the caller. The PBX answering by itself (IVR, queue, voicemail) connects
+the caller to nothing, so it never counts.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .amiframe import first
+from .model import (
+    DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
+    OUTBOUND, CallRecord, Leg)
+
+log = logging.getLogger("pbx_textback.tracker")
+
+FREEPBX_TRUNK_CONTEXTS = ("from-trunk", "from-pstn", "from-did-direct", "from-pstn-e164-us",
+                          "from-pstn-toheader", "from-sip-external")
+PLAIN_TRUNK_CONTEXTS = ("from-external", "from-carrier", "incoming")
+# Channel technologies that are never a person.
+SYSTEM_TECHS = {"message", "surrogate", "recorder", "announcer", "cbann", "cbrec", "multicast",
+                "audiosocket", "unicastrtp", "snoop", "bridge", "websocket"}
+ANONYMOUS = {"", "<unknown>", "unknown", "anonymous", "restricted", "private", "unavailable"}
+
+_DIALSTATUS = {"ANSWER": DIAL_ANSWER, "NOANSWER": DIAL_NOANSWER, "BUSY": DIAL_BUSY,
+               "CHANUNAVAIL": DIAL_UNAVAILABLE, "CONGESTION": DIAL_UNAVAILABLE,
+               "CANCEL": DIAL_CANCEL}
+_TC_GOTOIF = re.compile(r"^\s*([01])\s*\?\s*(truegoto|falsegoto)\b")
+_PRES_SET = re.compile(r"CALLERID\((?:num-)?pres\)\s*=\s*(\w+)|CALLERPRES\(\)\s*=\s*(\w+)", re.I)
+_HEX_SUFFIX = re.compile(r"-[0-9a-fA-F]{6,}(;\d)?$")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A PBX-side sign of the after-hours route. kind: variable | context | userevent."""
+    kind: str
+    key: str
+    value: str = ""
+    closed: bool = True
+
+
+DEFAULT_MARKERS = (
+    Marker("variable", "TCSTATE", "closed", True),
+    Marker("variable", "TCSTATE", "open", False),
+    Marker("userevent", "TextbackOutcome", "AfterHours=1", True),
+)
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    trunk_contexts: tuple[str, ...] = FREEPBX_TRUNK_CONTEXTS + PLAIN_TRUNK_CONTEXTS
+    trunk_endpoints: tuple[str, ...] = ()
+    markers: tuple[Marker, ...] = DEFAULT_MARKERS
+    freepbx_timeconditions: bool = True          # read FreePBX's timeconditions branch
+    timecondition_contexts: tuple[str, ...] = ("timeconditions",)
+    internal_max_digits: int = 6
+    remember_finished: int = 20000               # late events of finished calls are ignored
+
+
+@dataclass
+class _Chan:
+    uid: str
+    name: str
+    linkedid: str
+    context: str = ""
+    exten: str = ""
+    cid: str = ""
+    cid_name: str = ""
+    incoming: bool | None = None      # Newchannel state Ring: it called us
+    kind: str = "other"
+    endpoint: str = ""
+    up: bool = False
+    gone: bool = False
+    cause: str = ""
+    adopted: bool = False             # first seen mid-call (reconcile, restart)
+    answered_at: float | None = None
+
+
+@dataclass
+class _Call:
+    id: str
+    chans: dict[str, _Chan] = field(default_factory=dict)   # every channel ever in it
+    live: set[str] = field(default_factory=set)
+    order: list[str] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    dialstatus: dict[str, list[str]] = field(default_factory=dict)   # uid -> DIALSTATUS values
+    dialend: dict[str, list[str]] = field(default_factory=dict)      # uid -> DialEnd statuses
+    agent: str = ""
+    queue: str = ""
+    queue_abandoned: bool = False
+    voicemail: bool = False
+    vmstatus: str = ""
+    after_hours: bool | None = None
+    marker: str = ""
+    withheld: bool = False
+    from_did: str = ""
+    hung_up: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class AsteriskTracker:
+    def __init__(self, settings: AsteriskSettings | None = None):
+        self.s = settings or AsteriskSettings()
+        self._trunk_contexts = set(self.s.trunk_contexts)
+        self._trunks = set(self.s.trunk_endpoints)
+        self._tc_contexts = set(self.s.timecondition_contexts)
+        self.calls: dict[str, _Call] = {}
+        self.chans: dict[str, _Chan] = {}
+        self._edges: dict[str, set[str]] = {}         # uid -> uids it was connected to
+        self._bridges: dict[str, set[str]] = {}       # bridge id -> uids in it now
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._by_name: dict[str, str] = {}            # channel name -> uid (live)
+        self.errors = 0
+
+    # ---- public API --------------------------------------------------------------------
+    def feed(self, ev: dict) -> list[CallRecord]:
+        name = ev.get("Event")
+        if not isinstance(name, str):
+            return []
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            return []
+        try:
+            return handler(self, ev) or []
+        except Exception:  # a malformed event must not stop the tracker
+            self.errors += 1
+            log.exception("tracker: could not apply %s event", name)
+            return []
+
+    def open_calls(self) -> int:
+        return len(self.calls)
+
+    def flush(self) -> list[CallRecord]:
+        """Calls still open (end of a replay): their verdict on what was seen."""
+        out = [self._record(c) for c in list(self.calls.values()) if c.hung_up]
+        self.calls.clear()
+        return out
+
+    # ---- channels ------------------------------------------------------------------------
+    def _kind(self, name: str, context: str) -> tuple[str, str]:
+        tech, _, rest = name.partition("/")
+        tech_l = tech.lower()
+        endpoint = _HEX_SUFFIX.sub("", rest)
+        if tech_l == "local":
+            return "local", endpoint
+        if tech_l in SYSTEM_TECHS:
+            return "other", endpoint
+        if endpoint in self._trunks:
+            return "trunk", endpoint
+        if context in self._trunk_contexts:
+            self._trunks.add(endpoint)
+            return "trunk", endpoint
+        return "extension", endpoint
+
+    def _chan(self, ev: dict, *, create: bool = True, adopted: bool = False) -> _Chan | None:
+        uid = first(ev, "Uniqueid")
+        if not uid:
+            return None
+        linkedid = first(ev, "Linkedid") or uid
+        ch = self.chans.get(uid)
+        if ch is None:
+            if not create or uid in self._finished:
+                return None
+            name = first(ev, "Channel")
+            context = first(ev, "Context")
+            ch = _Chan(uid, name, linkedid, context=context,
+                       exten=first(ev, "Exten") or first(ev, "Extension"),
+                       cid=first(ev, "CallerIDNum"), cid_name=first(ev, "CallerIDName"),
+                       adopted=adopted)
+            state = first(ev, "ChannelState")
+            if not adopted and state:
+                ch.incoming = state == "4"
+            ch.kind, ch.endpoint = self._kind(name, context)
+            self.chans[uid] = ch
+            self._by_name[name] = uid
+            call = self._call(linkedid, ev)
+            call.chans[uid] = ch
+            call.live.add(uid)
+            call.order.append(uid)
+            if adopted:
+                call.notes.append(f"channel {name} picked up mid-call: its earlier events were lost")
+        elif ch.linkedid != linkedid and not ch.gone:
+            self._move(ch, linkedid, ev)
+        return ch
+
+    def _call(self, linkedid: str, ev: dict) -> _Call:
+        call = self.calls.get(linkedid)
+        if call is None:
+            call = self.calls[linkedid] = _Call(linkedid)
+        ts = _ts(ev)
+        if ts is not None:
+            call.first_ts = call.first_ts if call.first_ts is not None else ts
+            call.last_ts = ts
+        return call
+
+    def _move(self, ch: _Chan, linkedid: str, ev: dict) -> None:
+        """A channel joined another call (transfer, pickup): its story goes on there."""
+        old = self.calls.get(ch.linkedid)
+        new = self._call(linkedid, ev)
+        if old is not None:
+            old.live.discard(ch.uid)
+            if not old.live and not old.hung_up:
+                self.calls.pop(old.id, None)       # emptied by moves: merged, nothing to decide
+                new.notes.extend(old.notes)
+        ch.linkedid = linkedid
+        new.chans[ch.uid] = ch
+        new.live.add(ch.uid)
+        new.order.append(ch.uid)
+
+    def _connect(self, a: str, b: str) -> None:
+        if a and b and a != b:
+            self._edges.setdefault(a, set()).add(b)
+            self._edges.setdefault(b, set()).add(a)
+
+    def _call_of(self, ev: dict) -> tuple[_Chan | None, _Call | None]:
+        ch = self._chan(ev)
+        if ch is None:
+            return None, None
+        call = self.calls.get(ch.linkedid)
+        if call is not None:
+            ts = _ts(ev)
+            if ts is not None:
+                call.last_ts = ts
+        return ch, call
+
+    # ---- event handlers --------------------------------------------------------------------
+    def _on_newchannel(self, ev):
+        self._chan(ev)
+
+    def _on_reconcile(self, ev):
+        ch = self._chan(ev, adopted=True)
+        if ch is None:
+            return
+        if first(ev, "ChannelStateDesc") == "Up" or first(ev, "ChannelState") == "6":
+            ch.up = True
+        bridge = first(ev, "BridgeId")
+        if bridge:
+            self._bridge_enter(bridge, ch.uid)
+
+    def _on_newstate(self, ev):
+        ch, call = self._call_of(ev)
+        if ch and (first(ev, "ChannelState") == "6" or first(ev, "ChannelStateDesc") == "Up"):
+            if not ch.up:
+                ch.up = True
+                ch.answered_at = _ts(ev)
+
+    def _on_newexten(self, ev):
+        ch, call = self._call_of(ev)
+        if call is None:
+            return
+        app = first(ev, "Application")
+        data = first(ev, "AppData")
+        context = first(ev, "Context")
+        if app == "VoiceMail":
+            call.voicemail = True
+        elif app == "Set" and ch.uid == _origin_uid(call):
+            m = _PRES_SET.search(data)
+            if m and (m.group(1) or m.group(2) or "").lower().startswith("prohib"):
+                self._withheld(call, f"dialplan set presentation {data}")
+        if self.s.freepbx_timeconditions and context in self._tc_contexts and app == "GotoIf":
+            m = _TC_GOTOIF.match(data)
+            if m:
+                closed = (m.group(1) == "0") == (m.group(2) == "truegoto")
+                self._after_hours(call, closed, f"FreePBX time condition {first(ev, 'Exten')} "
+                                                f"took its {'false' if closed else 'true'} branch")
+        for mk in self.s.markers:
+            if mk.kind == "context" and mk.key == context:
+                self._after_hours(call, mk.closed, f"reached context {context}")
+
+    def _on_varset(self, ev):
+        var = first(ev, "Variable")
+        if not var:
+            return
+        ch, call = self._call_of(ev)
+        if call is None:
+            return
+        base = var.lstrip("_")
+        value = first(ev, "Value")
+        if base == "DIALSTATUS":
+            if value:
+                call.dialstatus.setdefault(ch.uid, []).append(value)
+        elif base == "VMSTATUS":
+            if value:
+                call.vmstatus = value
+        elif base == "FROM_DID":
+            if value and not call.from_did:
+                call.from_did = value
+        elif base == "CALLINGNUMPRES_SV":
+            if ch.uid == _origin_uid(call) and value.lower().startswith("prohib"):
+                self._withheld(call, f"caller's number presentation is {value}")
+        for mk in self.s.markers:
+            if mk.kind == "variable" and mk.key == base and mk.value.lower() == value.lower():
+                self._after_hours(call, mk.closed, f"{base}={value}")
+
+    def _on_userevent(self, ev):
+        ch, call = self._call_of(ev)
+        if call is None:
+            return
+        name = first(ev, "UserEvent")
+        for mk in self.s.markers:
+            if mk.kind == "userevent" and mk.key == name:
+                k, _, v = mk.value.partition("=")
+                if first(ev, k).lower() == v.lower():
+                    self._after_hours(call, mk.closed, f"UserEvent {name} {k}={v}")
+        if name == "TextbackOutcome":
+            vm = first(ev, "VoicemailLeft")
+            if vm:
+                call.vmstatus = "SUCCESS" if vm in ("1", "yes", "true") else call.vmstatus or "FAILED"
+
+    def _on_dialend(self, ev):
+        ch, call = self._call_of(ev)
+        if call is None:
+            return
+        status = first(ev, "DialStatus")
+        call.dialend.setdefault(ch.uid, []).append(status)
+        if status == "ANSWER":
+            dest = first(ev, "DestUniqueid") or self._by_name.get(first(ev, "DestChannel"), "")
+            self._connect(ch.uid, dest)
+
+    def _on_bridge_enter(self, ev):
+        ch, call = self._call_of(ev)
+        bridge = first(ev, "BridgeUniqueid")
+        if ch is not None and bridge:
+            self._bridge_enter(bridge, ch.uid)
+
+    def _bridge_enter(self, bridge: str, uid: str) -> None:
+        members = self._bridges.setdefault(bridge, set())
+        for other in members:
+            self._connect(uid, other)
+        members.add(uid)
+
+    def _on_bridge_leave(self, ev):
+        bridge = first(ev, "BridgeUniqueid")
+        members = self._bridges.get(bridge)
+        if members is not None:
+            members.discard(first(ev, "Uniqueid"))
+            if not members:
+                self._bridges.pop(bridge, None)
+
+    def _on_bridge_destroy(self, ev):
+        self._bridges.pop(first(ev, "BridgeUniqueid"), None)
+
+    def _on_local_bridge(self, ev):
+        a = first(ev, "LocalOneUniqueid")
+        b = first(ev, "LocalTwoUniqueid")
+        self._connect(a, b)
+
+    def _on_agent_connect(self, ev):
+        ch, call = self._call_of(ev)
+        if call is None:
+            return
+        call.agent = first(ev, "MemberName") or first(ev, "Interface") or first(ev, "DestChannel")
+        dest = first(ev, "DestUniqueid") or self._by_name.get(first(ev, "DestChannel"), "")
+        self._connect(ch.uid, dest)
+
+    def _on_queue_join(self, ev):
+        ch, call = self._call_of(ev)
+        if call is not None:
+            call.queue = first(ev, "Queue") or call.queue
+
+    def _on_queue_abandon(self, ev):
+        ch, call = self._call_of(ev)
+        if call is not None:
+            call.queue = first(ev, "Queue") or call.queue
+            call.queue_abandoned = True
+
+    def _on_hangup(self, ev):
+        uid = first(ev, "Uniqueid")
+        ch = self.chans.get(uid)
+        if ch is None:
+            if uid not in self._finished:
+                self.errors += 1
+                log.warning("tracker: Hangup for a channel never seen (%s): ignored",
+                            first(ev, "Channel") or "?")
+            return []
+        ch.gone = True
+        ch.cause = first(ev, "Cause")
+        self._by_name.pop(ch.name, None)
+        del self.chans[uid]
+        self._forget(uid)
+        call = self.calls.get(ch.linkedid)
+        if call is None:
+            return []
+        ts = _ts(ev)
+        if ts is not None:
+            call.last_ts = ts
+        call.hung_up = True
+        call.live.discard(uid)
+        if call.live:
+            return []
+        del self.calls[call.id]
+        self._forget(call.id)
+        rec = self._record(call)
+        for u in call.chans:
+            self._edges.pop(u, None)
+        return [rec]
+
+    def _forget(self, key: str) -> None:
+        self._finished[key] = None
+        while len(self._finished) > self.s.remember_finished:
+            self._finished.popitem(last=False)
+
+    # ---- facts -----------------------------------------------------------------------------
+    def _withheld(self, call: _Call, why: str) -> None:
+        if not call.withheld:
+            call.withheld = True
+            call.notes.append(f"withheld: {why}")
+
+    def _after_hours(self, call: _Call, closed: bool, why: str) -> None:
+        call.after_hours = closed     # the last routing decision on the call wins
+        call.marker = why
+
+    def _reachable(self, start: str, call: _Call) -> list[_Chan]:
+        seen, todo, found = {start}, [start], []
+        while todo:
+            u = todo.pop()
+            for v in self._edges.get(u, ()):
+                if v in seen:
+                    continue
+                seen.add(v)
+                todo.append(v)
+                ch = call.chans.get(v) or self.chans.get(v)
+                if ch is not None:
+                    found.append(ch)
+        # Local pairs (;1/;2) are one path even without a LocalBridge event
+        return found
+
+    def _record(self, call: _Call) -> CallRecord:
+        origin = call.chans[_origin_uid(call)]
+        self._pair_locals(call)
+        direction = self._direction(call, origin)
+        reach = self._reachable(origin.uid, call)
+        humans = [c for c in reach if c.kind == "extension"]
+        outside = [c for c in reach if c.kind == "trunk" and c.uid != origin.uid]
+        answered_by = ""
+        if humans:
+            answered_by = humans[0].endpoint
+        elif call.agent:
+            answered_by = call.agent
+        elif outside:
+            answered_by = f"outside leg {outside[0].endpoint}"
+            call.notes.append("answered on an outside leg we dialled (follow-me or forward)")
+        human = bool(answered_by)
+        results = _dial_results(call, origin)
+        caller = origin.cid if origin.cid not in ("<unknown>",) else ""
+        called = origin.exten if origin.exten not in ("", "s") else ""
+        if direction == INBOUND and call.from_did and (not called or not _looks_number(called)):
+            called = call.from_did
+        vm_left = None
+        if call.vmstatus:
+            vm_left = call.vmstatus == "SUCCESS"
+        answer_ts = min((c.answered_at for c in humans if c.answered_at), default=None)
+        talk = ring = None
+        if answer_ts is not None and call.last_ts is not None:
+            talk = max(0.0, call.last_ts - answer_ts)
+        if call.first_ts is not None:
+            ring = ((answer_ts or call.last_ts or call.first_ts) - call.first_ts)
+        legs = tuple(Leg(c.uid, c.name, "caller" if c is origin else c.kind, c.endpoint,
+                         c.up, c.cause) for c in (call.chans[u] for u in call.order))
+        return CallRecord(
+            pbx="asterisk", call_id=call.id, caller=caller, called=called, direction=direction,
+            caller_name=origin.cid_name if origin.cid_name != "<unknown>" else "",
+            withheld=call.withheld or origin.cid.strip().lower() in ANONYMOUS,
+            started_at=call.first_ts, ended_at=call.last_ts, answered_by_human=human,
+            answered_by=answered_by, talk_seconds=talk, ring_seconds=ring,
+            dial_results=tuple(results), caller_cancelled=DIAL_CANCEL in results,
+            hangup_cause=origin.cause, queue=call.queue, queue_abandoned=call.queue_abandoned,
+            voicemail=call.voicemail, voicemail_left=vm_left, pbx_after_hours=call.after_hours,
+            after_hours_marker=call.marker, system_answered=origin.up and not human,
+            recovered=False, legs=legs, notes=tuple(call.notes))
+
+    def _pair_locals(self, call: _Call) -> None:
+        byname = {c.name: c.uid for c in call.chans.values() if c.kind == "local"}
+        for name, uid in byname.items():
+            if name.endswith(";1"):
+                twin = byname.get(name[:-1] + "2")
+                if twin:
+                    self._connect(uid, twin)
+
+    def _direction(self, call: _Call, origin: _Chan) -> str:
+        others = [c for c in call.chans.values() if c is not origin]
+        if origin.kind == "trunk":
+            if origin.incoming is False:
+                return OUTBOUND           # originated towards the trunk (Down, not Ring)
+            return INBOUND
+        if any(c.kind == "trunk" for c in others) or _external(origin.exten, self.s.internal_max_digits):
+            return OUTBOUND
+        return INTERNAL
+
+
+def _origin_uid(call: _Call) -> str:
+    return call.id if call.id in call.chans else call.order[0]
+
+
+def _dial_results(call: _Call, origin: _Chan) -> list[str]:
+    """What the caller's own dials ended with (Asterisk's aggregate DIALSTATUS first)."""
+    raw = call.dialstatus.get(origin.uid) or []
+    if not raw:
+        raw = call.dialend.get(origin.uid) or []
+    if not raw:   # dials ran on other channels (Local halves, adopted calls)
+        for uid in call.order:
+            raw += call.dialstatus.get(uid, []) or call.dialend.get(uid, [])
+    out = []
+    for r in raw:
+        n = _DIALSTATUS.get(r.upper())
+        if n and n != DIAL_ANSWER:
+            out.append(n)
+    return out
+
+
+def _looks_number(s: str) -> bool:
+    return sum(ch.isdigit() for ch in s) >= 3
+
+
+def _external(exten: str, internal_max: int) -> bool:
+    digits = "".join(ch for ch in exten if ch.isdigit())
+    return not exten.startswith("*") and len(digits) > internal_max
+
+
+def _ts(ev: dict) -> float | None:
+    t = ev.get("Timestamp")
+    if isinstance(t, str) and t:
+        try:
+            return float(t)
+        except ValueError:
+            return None
+    return None
+
+
+_HANDLERS = {
+    "Newchannel": AsteriskTracker._on_newchannel,
+    "CoreShowChannel": AsteriskTracker._on_reconcile,
+    "Newstate": AsteriskTracker._on_newstate,
+    "Newexten": AsteriskTracker._on_newexten,
+    "VarSet": AsteriskTracker._on_varset,
+    "UserEvent": AsteriskTracker._on_userevent,
+    "DialEnd": AsteriskTracker._on_dialend,
+    "DialBegin": lambda self, ev: self._call_of(ev) and None,
+    "BridgeEnter": AsteriskTracker._on_bridge_enter,
+    "BridgeLeave": AsteriskTracker._on_bridge_leave,
+    "BridgeDestroy": AsteriskTracker._on_bridge_destroy,
+    "LocalBridge": AsteriskTracker._on_local_bridge,
+    "AgentConnect": AsteriskTracker._on_agent_connect,
+    "QueueCallerJoin": AsteriskTracker._on_queue_join,
+    "QueueCallerAbandon": AsteriskTracker._on_queue_abandon,
+    "Hangup": AsteriskTracker._on_hangup,
+}
+
+
+def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
+                        chunks: list[int] | None = None) -> list[CallRecord]:
+    """Framing + tracker over a whole recorded stream, in the order calls finish."""
+    from .amiframe import AmiFraming
+    framing, tracker, out = AmiFraming(), AsteriskTracker(settings), []
+    pieces = [data] if not chunks else _split(data, chunks)
+    for piece in pieces:
+        for ev in framing.feed(piece):
+            out.extend(tracker.feed(ev))
+    return out + tracker.flush()
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    pos, out = 0, []
+    for c in sorted(set(x for x in cuts if 0 < x < len(data))):
+        out.append(data[pos:c])
+        pos = c
+    out.append(data[pos:])
+    return out

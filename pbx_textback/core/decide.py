@@ -1,0 +1,155 @@
+"""Outcome + line config + facts from the store -> Decision with every check explained. Pure.
+
+Checks run in a fixed order and all run, so `explain` shows every reason at once, not only
+the first that blocked. Opt-out, quiet hours and caps plug in through `Facts` (compliance).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from . import hours as hours_mod
+from .classify import classify
+from .model import INBOUND, MISSED_REASONS, CallRecord, Check, Decision, Outcome, Verdict
+from .numbers import number_info, to_e164
+from .templates import DEFAULT_TEMPLATE, REASON_TEXT, TemplateError, render
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the store knows that bears on this call (all optional)."""
+    last_text_at: float | None = None      # last automated text to this caller on this line
+    hours_override: str = "auto"           # open | closed | auto (pbx-textback hours set)
+    opted_out: bool = False
+    extra_checks: tuple[Check, ...] = ()   # seam for compliance checks
+
+
+@dataclass(frozen=True)
+class LineView:
+    """The line a call came in on, resolved from the config."""
+    number: str
+    name: str
+    enabled: bool
+    reasons: tuple[str, ...]
+    timezone: str
+    template: str
+    templates: dict = field(default_factory=dict)
+    hours: object = None
+    configured: bool = True
+
+
+def find_line(cfg, called: str) -> LineView | None:
+    region = cfg.business.country
+    want = to_e164(called, region) or called
+    for ln in cfg.line:
+        if ln.number == called or (to_e164(ln.number, region) or ln.number) == want:
+            return LineView(ln.number, ln.name, ln.enabled, ln.reasons,
+                            ln.timezone or cfg.business.timezone,
+                            ln.template or DEFAULT_TEMPLATE, dict(ln.templates), ln.hours)
+    if cfg.every_inbound_number and called:
+        return LineView(want, "", True, MISSED_REASONS, cfg.business.timezone,
+                        DEFAULT_TEMPLATE, {}, None, configured=False)
+    return None
+
+
+def hours_state(line: LineView | None, call: CallRecord, now: float | None, facts: Facts):
+    if line is None:
+        return hours_mod.UNKNOWN, "no line"
+    at = call.started_at if call.started_at is not None else now
+    return hours_mod.state_at(line.hours, line.timezone, at, facts.hours_override)
+
+
+def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Facts()) -> Verdict:
+    """now: the decision time (epoch seconds), None when unknown (replay without a clock)."""
+    line = find_line(cfg, call.called) if call.direction == INBOUND else None
+    h_state, h_why = hours_state(line, call, now, facts)
+    outcome = classify(call, service_closed=(h_state == hours_mod.CLOSED) if line else None,
+                       min_talk_seconds=cfg.policy.min_talk_seconds)
+    checks: list[Check] = []
+    add = lambda name, ok, detail="": checks.append(Check(name, bool(ok), detail))  # noqa: E731
+
+    add("missed", outcome.missed, outcome.why)
+    if not outcome.missed:
+        return Verdict(call, outcome, Decision("skip", tuple(checks)), _shown(call, cfg))
+    if call.recovered and cfg.policy.text_recovered == "never":
+        add("recovered", False, "rebuilt from the CDR after a gap; policy.text_recovered = never")
+    elif call.recovered:
+        add("recovered", True, "rebuilt from the CDR; its verdict is unambiguous")
+    add("line", line is not None,
+        (f"line {line.number}" + ("" if line.configured else " (every inbound number is a line)"))
+        if line else f"{call.called or 'no number'} is not a configured line")
+    if line is not None:
+        add("line-enabled", line.enabled, "" if line.enabled else f"line {line.number} is disabled")
+        add("reason-enabled", outcome.reason in line.reasons,
+            f"texts for {outcome.reason} are {'on' if outcome.reason in line.reasons else 'off'} for this line")
+        add("hours", True, f"{h_state}: {h_why}")
+
+    to = _caller_check(call, cfg, add)
+    _dedupe_check(cfg, facts, now, add)
+    add("opt-out", not facts.opted_out, "caller opted out" if facts.opted_out else "not opted out")
+    checks.extend(facts.extra_checks)
+
+    body, template = "", ""
+    if line is not None:
+        template = line.templates.get(outcome.reason) or line.template
+        try:
+            body = render(template, _vars(cfg, line, call, outcome, now))
+            add("template", bool(body), f"{len(body)} characters" if body else "renders empty")
+        except TemplateError as e:
+            add("template", False, str(e))
+            body = ""
+    ok = all(c.ok for c in checks)
+    decision = Decision("text" if ok else "skip", tuple(checks), line.number if line else "",
+                        to or "", body if ok else "", template, now if ok else None)
+    return Verdict(call, outcome, decision, _shown(call, cfg))
+
+
+def _caller_check(call: CallRecord, cfg, add) -> str | None:
+    if call.withheld and not cfg.policy.text_withheld:
+        add("caller", False, "anonymous: the caller withheld their number")
+        return None
+    info = number_info(call.caller, cfg.business.country, allowed_countries=cfg.allowed_countries,
+                       internal_max_digits=cfg.policy.internal_max_digits)
+    if not info.textable:
+        add("caller", False, f"{info.why}: {call.caller or 'no number'}"
+            + (f" ({info.type})" if info.type else ""))
+        return None
+    note = ""
+    if info.type == "fixed_line_or_mobile":
+        note = " (fixed-line or mobile: the numbering plan cannot tell)"
+    add("caller", True, f"{info.e164} {info.type or ''}{note}".strip())
+    return info.e164
+
+
+def _dedupe_check(cfg, facts: Facts, now: float | None, add) -> None:
+    window = cfg.policy.dedupe_hours * 3600
+    if facts.last_text_at is None:
+        add("dedupe", True, f"no text to this caller on this line in {cfg.policy.dedupe_hours:g} h")
+        return
+    if now is None or now - facts.last_text_at < window:
+        add("dedupe", False, f"already texted on this line within {cfg.policy.dedupe_hours:g} h")
+    else:
+        add("dedupe", True, f"last text {int((now - facts.last_text_at) / 3600)} h ago")
+
+
+def _vars(cfg, line: LineView, call: CallRecord, outcome: Outcome, now) -> dict:
+    at = call.started_at if call.started_at is not None else now
+    day = None
+    if at is not None:
+        day = datetime.fromtimestamp(at, timezone.utc).astimezone(ZoneInfo(line.timezone)).date()
+    return {
+        "business": {"name": cfg.business.name, "phone": cfg.business.phone},
+        "line": {"number": line.number, "name": line.name},
+        "caller": {"number": call.caller, "name": call.caller_name},
+        "reason": outcome.reason, "reason_text": REASON_TEXT.get(outcome.reason, outcome.reason),
+        "hours": hours_mod.describe(line.hours, day), "calls_missed": 1,
+        "voicemail_left": bool(call.voicemail_left),
+    }
+
+
+def _shown(call: CallRecord, cfg) -> dict:
+    """Caller and called as E.164 where they parse, for output and matching."""
+    region = cfg.business.country
+    return {"caller": to_e164(call.caller, region) or call.caller if not call.withheld else call.caller,
+            "called": to_e164(call.called, region) or call.called}

@@ -1,0 +1,76 @@
+"""Message templates: Jinja2 in a sandbox with StrictUndefined.
+
+A template that cannot render is an error when it is loaded, never a half-rendered text, so
+every template is test-rendered against sample values for every reason at load time.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from jinja2 import StrictUndefined, TemplateError as _JinjaError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .model import MISSED_REASONS
+
+REASON_TEXT = {
+    "after-hours": "called while we were closed",
+    "queue-abandon": "waited in our queue",
+    "voicemail": "reached our voicemail",
+    "busy": "got a busy line",
+    "unavailable": "could not get through",
+    "no-answer": "rang with no answer",
+    "abandoned": "hung up before we answered",
+}
+
+
+DEFAULT_TEMPLATE = (
+    "Hi, this is {{ business.name }}. Sorry we missed your call"
+    "{% if reason == 'after-hours' %} - we are closed right now{% endif %}. "
+    "Reply here and we will get back to you"
+    "{% if business.phone %}, or call us at {{ business.phone }}{% endif %}. "
+    "Reply STOP to opt out.")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                            trim_blocks=True, lstrip_blocks=True)
+
+
+@lru_cache(maxsize=256)
+def _compile(source: str):
+    try:
+        return _env.from_string(source)
+    except _JinjaError as e:
+        raise TemplateError(f"template syntax: {e}") from None
+
+
+def sample_vars(reason: str = "no-answer") -> dict:
+    return {
+        "business": {"name": "Acme", "phone": "+15125550100"},
+        "line": {"number": "+15125550100", "name": "Main"},
+        "caller": {"number": "+15125550123", "name": "Caller"},
+        "reason": reason, "reason_text": REASON_TEXT.get(reason, reason),
+        "hours": "Mon-Fri 08:00-17:00", "calls_missed": 1, "voicemail_left": False,
+    }
+
+
+def render(source: str, variables: dict) -> str:
+    try:
+        text = _compile(source).render(**variables)
+    except TemplateError:
+        raise
+    except _JinjaError as e:
+        raise TemplateError(f"template cannot render: {e}") from None
+    except Exception as e:   # sandbox violations and the like
+        raise TemplateError(f"template cannot render: {e}") from None
+    return " ".join(text.split())
+
+
+def check_template(source: str) -> None:
+    """Raise TemplateError unless the template renders to a non-empty text for every reason."""
+    for reason in MISSED_REASONS:
+        if not render(source, sample_vars(reason)):
+            raise TemplateError(f"template renders to an empty text for reason {reason}")

@@ -1,0 +1,127 @@
+"""`run` and `demo`: one asyncio loop with the PBX source, the tracker, the pipeline and the
+outbox worker. Library callbacks only enqueue; one consumer per source keeps events in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import replace
+
+from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker, Marker
+from .outbox import LogTransport, OutboxWorker
+from .pipeline import Pipeline
+from .store.db import open_store
+
+log = logging.getLogger("pbx_textback")
+
+
+def asterisk_settings(cfg) -> AsteriskSettings:
+    base = AsteriskSettings()
+    extra = tuple(Marker(m.kind, m.key, m.value, m.closed) for m in cfg.pbx.after_hours_markers)
+    return replace(
+        base,
+        trunk_contexts=base.trunk_contexts + tuple(cfg.pbx.ami.trunk_contexts),
+        trunk_endpoints=tuple(cfg.pbx.ami.trunk_endpoints),
+        markers=DEFAULT_MARKERS + extra,
+        freepbx_timeconditions=cfg.pbx.freepbx_timeconditions,
+        internal_max_digits=cfg.policy.internal_max_digits)
+
+
+def freeswitch_settings(cfg):
+    from .core.freeswitch import FsTrackerSettings
+    try:
+        return FsTrackerSettings(inbound_contexts=tuple(cfg.pbx.esl.inbound_contexts))
+    except TypeError:
+        return FsTrackerSettings()
+
+
+def make_transport(cfg):
+    return LogTransport()
+
+
+class Service:
+    def __init__(self, cfg, *, on_verdict=None, clock=time.time):
+        self.cfg = cfg
+        self.clock = clock
+        self.store = open_store(cfg.store.path, cfg.store.dsn)
+        self.pipeline = Pipeline(cfg, self.store, clock=clock)
+        self.transport = make_transport(cfg)
+        self.worker = OutboxWorker(self.store, self.transport, clock=clock)
+        self.on_verdict = on_verdict
+        self.pbx_state = "starting"
+        self._stop = asyncio.Event()
+        if cfg.pbx.type == "freeswitch":
+            from .core.freeswitch import FreeswitchTracker
+            self.tracker = FreeswitchTracker(freeswitch_settings(cfg))
+        else:
+            self.tracker = AsteriskTracker(asterisk_settings(cfg))
+
+    # The PBX adapters call this for every event, in order.
+    def on_event(self, ev: dict) -> None:
+        for rec in self.tracker.feed(ev):
+            try:
+                verdict = self.pipeline.on_record(rec)
+            except Exception:
+                log.exception("could not record call %s: it stays in the log only", rec.call_id)
+                continue
+            if verdict.decision.action == "text":
+                self.worker.wake()
+            if self.on_verdict:
+                self.on_verdict(verdict)
+
+    def on_state(self, state: str, detail: str = "") -> None:
+        if state != self.pbx_state:
+            self.pbx_state = state
+            level = logging.ERROR if state == "auth-failed" else logging.INFO
+            log.log(level, "PBX connection %s%s", state, f": {detail}" if detail else "")
+
+    def _source(self, host=None, port=None):
+        if self.cfg.pbx.type == "freeswitch":
+            from .esl.parent import EslChild
+            e = self.cfg.pbx.esl
+            return EslChild(host or e.host, port or e.port, e.password,
+                            on_event=self.on_event, on_state=self.on_state)
+        from .ami.client import AmiSource
+        a = self.cfg.pbx.ami
+        return AmiSource(host or a.host, port or a.port, a.username, a.secret,
+                         on_event=self.on_event, on_state=self.on_state,
+                         ping_interval=a.ping_interval)
+
+    async def run(self, *, host=None, port=None, extra_tasks=()) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        source = self._source(host, port)
+        tasks = [asyncio.create_task(source.run(), name="pbx"),
+                 asyncio.create_task(self.worker.run(), name="outbox")]
+        tasks += [asyncio.create_task(t) for t in extra_tasks]
+        log.info("pbx-textback running: %s at %s, store %s, transport %s, %d line(s)%s",
+                 self.cfg.pbx.type, f"{host or self._pbx_host()}:{port or self._pbx_port()}",
+                 self.cfg.store.dsn and "postgresql" or self.cfg.store.path, self.transport.name,
+                 len(self.cfg.line), " (every inbound number)" if self.cfg.every_inbound_number else "")
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stopper and t.exception():
+                log.error("task %s died: %s", t.get_name(), t.exception())
+        self.worker.stop()
+        await source.stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.store.close()
+        log.info("pbx-textback stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _pbx_host(self):
+        return self.cfg.pbx.esl.host if self.cfg.pbx.type == "freeswitch" else self.cfg.pbx.ami.host
+
+    def _pbx_port(self):
+        return self.cfg.pbx.esl.port if self.cfg.pbx.type == "freeswitch" else self.cfg.pbx.ami.port

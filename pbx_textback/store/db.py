@@ -1,0 +1,261 @@
+"""The store: peewee models and the only SQL. Sync functions that never await (LIBRARY-NOTES).
+
+SQLite by default (WAL, busy_timeout, synchronous=NORMAL); PostgreSQL by DSN. Schema changes
+are numbered migrations applied in order at open, from version 1 on.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import peewee as pw
+
+proxy = pw.DatabaseProxy()
+
+# Outbox states (DESIGN rule 4)
+PENDING, SENDING, SENT, DELIVERED, FAILED = "pending", "sending", "sent", "delivered", "failed"
+CANCELLED, EXPIRED, UNKNOWN = "cancelled", "expired", "unknown"
+FINAL = {DELIVERED, FAILED, CANCELLED, EXPIRED}
+
+
+class Base(pw.Model):
+    class Meta:
+        database = proxy
+
+
+class SchemaVersion(Base):
+    version = pw.IntegerField()
+    applied_at = pw.FloatField()
+
+
+class Call(Base):
+    call_id = pw.CharField(unique=True)
+    pbx = pw.CharField()
+    caller = pw.CharField(index=True)          # E.164 where it parses, else as the PBX gave it
+    caller_raw = pw.CharField()
+    called = pw.CharField()
+    line = pw.CharField(default="")
+    direction = pw.CharField()
+    missed = pw.BooleanField()
+    reason = pw.CharField()
+    why = pw.TextField(default="")
+    voicemail_left = pw.BooleanField(null=True)
+    recovered = pw.BooleanField(default=False)
+    started_at = pw.FloatField(null=True)
+    ended_at = pw.FloatField(null=True)
+    record = pw.TextField()                    # the CallRecord as JSON, for explain
+    created_at = pw.FloatField(index=True)
+
+
+class DecisionRow(Base):
+    call = pw.ForeignKeyField(Call, backref="decisions", on_delete="CASCADE")
+    action = pw.CharField()
+    checks = pw.TextField()                    # JSON list of {name, ok, detail}
+    line = pw.CharField(default="")
+    created_at = pw.FloatField()
+
+    class Meta:
+        table_name = "decision"
+
+
+class Message(Base):
+    """The outbox (direction out) and callers' replies (direction in)."""
+    call = pw.ForeignKeyField(Call, null=True, backref="messages", on_delete="SET NULL")
+    direction = pw.CharField(default="out")
+    kind = pw.CharField(default="missed-call")   # missed-call | reply | confirmation | test
+    line = pw.CharField(default="")
+    peer = pw.CharField(index=True)              # the caller's E.164
+    body = pw.TextField()
+    state = pw.CharField(index=True)
+    due_at = pw.FloatField(index=True)
+    attempts = pw.IntegerField(default=0)
+    transport = pw.CharField(default="")
+    transport_id = pw.CharField(default="", index=True)
+    error = pw.TextField(default="")
+    created_at = pw.FloatField()
+    updated_at = pw.FloatField()
+
+
+class HoursOverride(Base):
+    line = pw.CharField(unique=True)
+    mode = pw.CharField()                      # open | closed (auto = no row)
+    set_at = pw.FloatField()
+
+
+def _v1(db):
+    db.create_tables([Call, DecisionRow, Message, HoursOverride])
+
+
+MIGRATIONS = [(1, _v1)]
+
+
+class Store:
+    def __init__(self, db: pw.Database):
+        self.db = db
+
+    @property
+    def is_sqlite(self) -> bool:
+        return isinstance(self.db, pw.SqliteDatabase)
+
+    @contextmanager
+    def write(self):
+        """A write transaction: IMMEDIATE on SQLite so two writers queue instead of failing."""
+        with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
+            yield
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    # ---- calls and decisions -----------------------------------------------------------------
+    def has_call(self, call_id: str) -> bool:
+        return Call.select().where(Call.call_id == call_id).exists()
+
+    def last_text_at(self, peer: str, line: str) -> float | None:
+        row = (Message.select(pw.fn.MAX(Message.created_at)).where(
+            (Message.peer == peer) & (Message.line == line) & (Message.direction == "out")
+            & (Message.kind == "missed-call") & (Message.state != CANCELLED)).scalar())
+        return row
+
+    def record_verdict(self, verdict, *, now: float) -> tuple[int, int | None]:
+        """Call + decision + (when texting) its outbox row, in one transaction. Idempotent per
+        call_id: a call seen twice (replayed, reconciled) keeps its first decision and is
+        never texted twice."""
+        c, o, d = verdict.call, verdict.outcome, verdict.decision
+        shown = verdict.extra
+        with self.write():
+            existing = Call.get_or_none(Call.call_id == c.call_id)
+            if existing is not None:
+                return existing.id, None
+            call = Call.create(
+                call_id=c.call_id, pbx=c.pbx, caller=shown.get("caller", c.caller),
+                caller_raw=c.caller, called=shown.get("called", c.called), line=d.line,
+                direction=c.direction, missed=o.missed, reason=o.reason, why=o.why,
+                voicemail_left=c.voicemail_left, recovered=c.recovered, started_at=c.started_at,
+                ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now)
+            DecisionRow.create(call=call, action=d.action, line=d.line, created_at=now,
+                               checks=json.dumps([ch.to_dict() for ch in d.checks]))
+            msg_id = None
+            if d.action == "text":
+                msg_id = Message.create(
+                    call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
+                    body=d.body, state=PENDING, due_at=d.due_at if d.due_at is not None else now,
+                    created_at=now, updated_at=now).id
+            return call.id, msg_id
+
+    # ---- outbox ------------------------------------------------------------------------------
+    def claim_due(self, now: float, limit: int = 20) -> list[Message]:
+        """pending rows that are due -> sending, oldest due first."""
+        with self.write():
+            rows = list(Message.select().where(
+                (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out"))
+                .order_by(Message.due_at, Message.id).limit(limit))
+            ids = [r.id for r in rows]
+            if ids:
+                Message.update(state=SENDING, attempts=Message.attempts + 1, updated_at=now).where(
+                    Message.id.in_(ids) & (Message.state == PENDING)).execute()
+            for r in rows:
+                r.state = SENDING
+                r.attempts += 1
+            return rows
+
+    def set_state(self, msg_id: int, state: str, *, now: float, transport: str = "",
+                  transport_id: str = "", error: str = "", due_at: float | None = None) -> None:
+        fields = {"state": state, "updated_at": now}
+        if transport:
+            fields["transport"] = transport
+        if transport_id:
+            fields["transport_id"] = transport_id
+        if error or state in (SENT, DELIVERED):
+            fields["error"] = error
+        if due_at is not None:
+            fields["due_at"] = due_at
+        with self.write():
+            Message.update(**fields).where(Message.id == msg_id).execute()
+
+    def recover_interrupted(self, now: float) -> int:
+        """Rows left in `sending` by a crash: their fate is unknown. Shown, never resent silently."""
+        with self.write():
+            return Message.update(state=UNKNOWN, updated_at=now,
+                                  error="interrupted while sending (service stopped)").where(
+                Message.state == SENDING).execute()
+
+    def next_due(self) -> float | None:
+        return Message.select(pw.fn.MIN(Message.due_at)).where(
+            (Message.state == PENDING) & (Message.direction == "out")).scalar()
+
+    def message(self, msg_id: int) -> Message | None:
+        return Message.get_or_none(Message.id == msg_id)
+
+    # ---- hours override ------------------------------------------------------------------------
+    def hours_override(self, line: str) -> str:
+        row = HoursOverride.get_or_none(HoursOverride.line == line)
+        return row.mode if row else "auto"
+
+    def set_hours_override(self, line: str, mode: str, now: float) -> None:
+        with self.write():
+            HoursOverride.delete().where(HoursOverride.line == line).execute()
+            if mode != "auto":
+                HoursOverride.create(line=line, mode=mode, set_at=now)
+
+    # ---- explain ------------------------------------------------------------------------------
+    def calls_for(self, key: str) -> list[dict]:
+        q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key))
+        out = []
+        for call in q.order_by(Call.created_at, Call.id):
+            dec = call.decisions.order_by(DecisionRow.id.desc()).first()
+            msgs = [{"id": m.id, "state": m.state, "body": m.body, "due_at": m.due_at,
+                     "attempts": m.attempts, "transport": m.transport,
+                     "transport_id": m.transport_id, "error": m.error, "kind": m.kind,
+                     "direction": m.direction}
+                    for m in call.messages.order_by(Message.id)]
+            rec = json.loads(call.record)
+            out.append({
+                "call_id": call.call_id, "pbx": call.pbx, "caller": call.caller,
+                "called": call.called, "line": call.line, "direction": call.direction,
+                "missed": call.missed, "reason": call.reason, "why": call.why,
+                "voicemail_left": call.voicemail_left, "recovered": call.recovered,
+                "started_at": call.started_at, "ended_at": call.ended_at,
+                "decision": dec.action if dec else None,
+                "checks": json.loads(dec.checks) if dec else [],
+                "messages": msgs, "notes": rec.get("notes", []),
+                "answered_by": rec.get("answered_by", ""),
+            })
+        return out
+
+
+def open_store(path: str = "", dsn: str = "") -> Store:
+    if dsn:
+        db = _postgres(dsn)
+    else:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = pw.SqliteDatabase(path, pragmas={
+            "journal_mode": "wal", "busy_timeout": 5000, "synchronous": "normal",
+            "foreign_keys": 1}, check_same_thread=False)
+    proxy.initialize(db)
+    db.connect(reuse_if_open=True)
+    migrate(db)
+    return Store(db)
+
+
+def _postgres(dsn: str) -> pw.Database:
+    from urllib.parse import urlparse
+    u = urlparse(dsn)
+    return pw.PostgresqlDatabase(u.path.lstrip("/"), user=u.username, password=u.password,
+                                 host=u.hostname, port=u.port or 5432)
+
+
+def migrate(db: pw.Database) -> int:
+    with db.atomic():
+        if not db.table_exists("schemaversion"):
+            db.create_tables([SchemaVersion])
+        current = SchemaVersion.select(pw.fn.MAX(SchemaVersion.version)).scalar() or 0
+        for version, step in MIGRATIONS:
+            if version > current:
+                step(db)
+                SchemaVersion.create(version=version, applied_at=time.time())
+                current = version
+    return current
