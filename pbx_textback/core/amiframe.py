@@ -73,14 +73,16 @@ class AmiFraming:
             replaced = True
         frame: Frame = {}
         bad = 0
-        for line in text.splitlines():
-            key, sep, value = line.partition(":")
-            key = key.strip()
-            if not sep or not key or " " in key or len(key) > 64:
+        for line in text.replace("\r\n", "\n").split("\n"):
+            key, sep, value = line.partition(": ")
+            if not sep:                       # "Key:" with an empty value, or no colon at all
+                key, sep, value = line.partition(":")
+                if not sep:
+                    bad += 1
+                    continue
+            if not key or key[0] == " " or " " in key or len(key) > 64:
                 bad += 1
                 continue
-            if value.startswith(" "):
-                value = value[1:]
             old = frame.get(key)
             if old is None:
                 frame[key] = value

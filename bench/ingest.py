@@ -1,0 +1,99 @@
+"""Ingest benchmark: events/s through framing + tracker + classifier vs bare framing.
+
+The recorded Asterisk traces are replicated (with Uniqueids/Linkedids rewritten per copy so
+every copy is a distinct call) to at least --events events, fed in 64 KiB reads like a
+socket would. Prints figures and the ratio; asserts nothing.
+    python bench/ingest.py [--events 1000000] [--pbx asterisk|freeswitch|all]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbx_textback.core.amiframe import AmiFraming  # noqa: E402
+from pbx_textback.core.asterisk import AsteriskTracker  # noqa: E402
+from pbx_textback.core.classify import classify  # noqa: E402
+
+FIX = ROOT / "tests" / "fixtures" / "asterisk"
+SKIP = {"20-restart-part1.ami", "21-login-failed.ami", "messagesend.ami"}
+_ID = re.compile(rb"\b(1\d{9})\.(\d+)\b")
+
+
+def ami_rounds(min_events: int):
+    """Yield 64 KiB chunks of a replicated stream, and count its events."""
+    body = b""
+    for p in sorted(FIX.glob("*.ami")):
+        if p.name in SKIP:
+            continue
+        raw = p.read_bytes()
+        raw = raw.split(b"\r\n", 1)[1] if raw.startswith(b"Asterisk") else raw
+        body += raw
+    per_round = body.count(b"\r\nEvent: ") + body.startswith(b"Event: ")
+    pieces, ids, pos = [], [], 0
+    for m in _ID.finditer(body):
+        pieces.append(body[pos:m.start()])
+        ids.append(m.group(2))
+        pos = m.end()
+    tail = body[pos:]
+    rounds = -(-min_events // per_round)
+    chunks = []
+    for r in range(rounds):
+        base = str(2000000000 + r).encode()
+        out = bytearray()
+        for piece, n in zip(pieces, ids):
+            out += piece
+            out += base + b"." + n
+        out += tail
+        chunks.extend(bytes(out[i:i + 65536]) for i in range(0, len(out), 65536))
+    return chunks, rounds * per_round
+
+
+def bench_ami(min_events: int) -> None:
+    chunks, n_events = ami_rounds(min_events)
+    size = sum(map(len, chunks))
+    t0 = time.perf_counter()
+    f = AmiFraming()
+    n = 0
+    for c in chunks:
+        n += len(f.feed(c))
+    bare = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    f, tr = AmiFraming(), AsteriskTracker()
+    calls = missed = 0
+    for c in chunks:
+        for ev in f.feed(c):
+            for rec in tr.feed(ev):
+                calls += 1
+                missed += classify(rec).missed
+    full = time.perf_counter() - t0
+    print(f"asterisk: {n:,} events ({size / 1e6:.0f} MB), {calls:,} calls ({missed:,} missed)")
+    print(f"  bare framing:                    {n / bare:12,.0f} events/s  ({bare:.2f} s)")
+    print(f"  framing + tracker + classifier:  {n / full:12,.0f} events/s  ({full:.2f} s)")
+    print(f"  ratio full/bare: {bare / full:.2f}  (the pipeline costs {full / bare:.1f}x bare framing)")
+    print(f"  per call: {full / max(calls, 1) * 1e6:.0f} us")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--pbx", default="all", choices=["asterisk", "freeswitch", "all"])
+    a = ap.parse_args()
+    if a.pbx in ("asterisk", "all"):
+        bench_ami(a.events)
+    if a.pbx in ("freeswitch", "all"):
+        esl = ROOT / "bench" / "ingest_esl.py"
+        if esl.exists():
+            import runpy
+            sys.argv = [str(esl)]
+            runpy.run_path(str(esl), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The store and the durable outbox: a decision and its row are written together before any
+transport sees them; a crash never loses or doubles a text."""
+import asyncio
+
+from pbx_textback.core.model import CallRecord, Check, Decision, Outcome, Verdict
+from pbx_textback.outbox import OutboxWorker, SendResult
+from pbx_textback.store import db as st
+
+
+def verdict(call_id="c1", caller="+15125550123", action="text", due=1000.0):
+    call = CallRecord("asterisk", call_id, caller, "+15125550100", "inbound", notes=("n1",))
+    checks = (Check("missed", True, "rang out"), Check("caller", action == "text", "x"))
+    dec = Decision(action, checks, "+15125550100", caller, "Hi" if action == "text" else "",
+                   "tpl", due if action == "text" else None)
+    return Verdict(call, Outcome(True, "no-answer", "rang out"), dec, {"caller": caller})
+
+
+def store(tmp_path):
+    return st.open_store(str(tmp_path / "t.sqlite3"))
+
+
+def test_schema_is_versioned_and_reopening_is_idempotent(tmp_path):
+    s = store(tmp_path)
+    assert st.SchemaVersion.select().count() == 1
+    s.close()
+    s = store(tmp_path)
+    assert st.migrate(s.db) == 1 and st.SchemaVersion.select().count() == 1
+    mode = s.db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_verdict_and_outbox_row_in_one_transaction_and_once_per_call(tmp_path):
+    s = store(tmp_path)
+    _, msg = s.record_verdict(verdict(), now=1000.0)
+    assert msg is not None
+    _, again = s.record_verdict(verdict(), now=1001.0)       # the same call seen again
+    assert again is None and st.Message.select().count() == 1
+    _, none = s.record_verdict(verdict("c2", action="skip"), now=1002.0)
+    assert none is None and st.Call.select().count() == 2
+    assert s.last_text_at("+15125550123", "+15125550100") == 1000.0
+    explained = s.calls_for("+15125550123")
+    assert [c["decision"] for c in explained] == ["text", "skip"]
+    assert explained[0]["checks"][0] == {"name": "missed", "ok": True, "detail": "rang out"}
+    assert explained[0]["notes"] == ["n1"]
+
+
+class Flaky:
+    name = "flaky"
+
+    def __init__(self, results):
+        self.results = list(results)
+        self.calls = []
+
+    async def send(self, msg):
+        self.calls.append(msg.id)
+        r = self.results.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_worker_sends_due_rows_only_and_records_the_id(tmp_path):
+    s = store(tmp_path)
+    s.record_verdict(verdict("a", due=100.0), now=100.0)
+    s.record_verdict(verdict("b", "+15125550124", due=500.0), now=100.0)
+    t = Flaky([SendResult("sent", "id-1")])
+    w = OutboxWorker(s, t, clock=lambda: 200.0)
+    assert run(w.drain()) == 1
+    rows = {m.peer: m for m in st.Message.select()}
+    assert rows["+15125550123"].state == st.SENT and rows["+15125550123"].transport_id == "id-1"
+    assert rows["+15125550124"].state == st.PENDING      # not due until 500
+
+
+def test_temporary_failure_is_retried_later_permanent_is_failed(tmp_path):
+    s = store(tmp_path)
+    s.record_verdict(verdict("a"), now=1000.0)
+    s.record_verdict(verdict("b", "+15125550124"), now=1000.0)
+    t = Flaky([SendResult("retry", error="SMSC busy"), SendResult("failed", error="invalid destination")])
+    w = OutboxWorker(s, t, clock=lambda: 1000.0)
+    run(w.drain())
+    a, b = st.Message.select().order_by(st.Message.id)
+    assert a.state == st.PENDING and a.due_at > 1000.0 and a.error == "SMSC busy"
+    assert b.state == st.FAILED and b.error == "invalid destination"
+
+
+def test_transport_exception_marks_unknown_never_lost_or_resent(tmp_path):
+    s = store(tmp_path)
+    s.record_verdict(verdict("a"), now=1000.0)
+    t = Flaky([RuntimeError("socket died after write")])
+    run(OutboxWorker(s, t, clock=lambda: 1000.0).drain())
+    m = st.Message.get()
+    assert m.state == st.UNKNOWN and "socket died" in m.error
+    t2 = Flaky([])
+    assert run(OutboxWorker(s, t2, clock=lambda: 2000.0).drain()) == 0 and t2.calls == []
+
+
+def test_crash_between_claim_and_send_leaves_unknown_at_restart(tmp_path):
+    s = store(tmp_path)
+    s.record_verdict(verdict("a"), now=1000.0)
+    assert len(s.claim_due(1000.0)) == 1             # claimed, then the process dies
+    s.close()
+    s = store(tmp_path)
+    assert s.recover_interrupted(2000.0) == 1
+    assert st.Message.get().state == st.UNKNOWN
+    assert s.claim_due(3000.0) == []                  # never resent silently
+
+
+def test_two_workers_never_claim_the_same_row(tmp_path):
+    s1 = store(tmp_path)
+    for i in range(20):
+        s1.record_verdict(verdict(f"c{i}", f"+1512555{i:04d}"), now=1000.0)
+    got = s1.claim_due(1000.0, limit=10) + s1.claim_due(1000.0, limit=10) + s1.claim_due(1000.0, limit=10)
+    assert len({m.id for m in got}) == len(got) == 20
