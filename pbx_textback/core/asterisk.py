@@ -263,7 +263,7 @@ class AsteriskTracker:
             call.voicemail = True
         elif app == "Set" and ch.uid == _origin_uid(call):
             m = _PRES_SET.search(data)
-            if m and (m.group(1) or m.group(2) or "").lower().startswith("prohib"):
+            if m and _withheld_pres(m.group(1) or m.group(2) or ""):
                 self._withheld(call, f"dialplan set presentation {data}")
         if self.s.freepbx_timeconditions and context in self._tc_contexts and app == "GotoIf":
             m = _TC_GOTOIF.match(data)
@@ -294,7 +294,7 @@ class AsteriskTracker:
             if value and not call.from_did:
                 call.from_did = value
         elif base == "CALLINGNUMPRES_SV":
-            if ch.uid == _origin_uid(call) and value.lower().startswith("prohib"):
+            if ch.uid == _origin_uid(call) and _withheld_pres(value):
                 self._withheld(call, f"caller's number presentation is {value}")
         for mk in self.s.markers:
             if mk.kind == "variable" and mk.key == base and mk.value.lower() == value.lower():
@@ -514,6 +514,12 @@ def _dial_results(call: _Call, origin: _Chan) -> list[str]:
         if n and n != DIAL_ANSWER:
             out.append(n)
     return out
+
+
+def _withheld_pres(value: str) -> bool:
+    """Asterisk presentation names: prohib_* = withheld, unavailable = no number to use."""
+    v = value.strip().lower()
+    return v.startswith("prohib") or v == "unavailable"
 
 
 def _looks_number(s: str) -> bool:
