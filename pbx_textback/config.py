@@ -270,6 +270,7 @@ def _read_secret(key, value, full, lines, problems):
         _type_error(full, "a string", value, lines, problems)
         return None
     if key.endswith("_file"):
+        value = os.path.expandvars(value)     # ${CREDENTIALS_DIRECTORY}/ami-secret under systemd
         try:
             return Path(value).read_text(encoding="utf-8").strip()
         except OSError as e:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker, Marker
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
+from .sdnotify import Notifier
 from .store.db import open_store
 
 log = logging.getLogger("pbx_textback")
@@ -51,6 +52,7 @@ class Service:
         self.worker = OutboxWorker(self.store, self.transport, clock=clock)
         self.on_verdict = on_verdict
         self.pbx_state = "starting"
+        self.notifier = Notifier()
         self._stop = asyncio.Event()
         if cfg.pbx.type == "freeswitch":
             from .core.freeswitch import FreeswitchTracker
@@ -76,6 +78,9 @@ class Service:
             self.pbx_state = state
             level = logging.ERROR if state == "auth-failed" else logging.INFO
             log.log(level, "PBX connection %s%s", state, f": {detail}" if detail else "")
+            # the PBX's state goes in STATUS=, never in our exit code: a PBX that is down at
+            # boot must not make systemd restart us in a loop
+            self.notifier.status(f"PBX {state}{': ' + detail if detail else ''}")
 
     def _source(self, host=None, port=None):
         if self.cfg.pbx.type == "freeswitch":
@@ -99,7 +104,9 @@ class Service:
         source = self._source(host, port)
         tasks = [asyncio.create_task(source.run(), name="pbx"),
                  asyncio.create_task(self.worker.run(), name="outbox")]
-        tasks += [asyncio.create_task(t) for t in extra_tasks]
+        side = [asyncio.create_task(t) for t in extra_tasks]
+        side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
+        self.notifier.ready(f"PBX {self.pbx_state}")
         log.info("pbx-textback running: %s at %s, store %s, transport %s, %d line(s)%s",
                  self.cfg.pbx.type, f"{host or self._pbx_host()}:{port or self._pbx_port()}",
                  self.cfg.store.dsn and "postgresql" or self.cfg.store.path, self.transport.name,
@@ -109,11 +116,12 @@ class Service:
         for t in done:
             if t is not stopper and t.exception():
                 log.error("task %s died: %s", t.get_name(), t.exception())
+        self.notifier.stopping()
         self.worker.stop()
         await source.stop()
-        for t in tasks:
+        for t in tasks + side + [stopper]:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
         self.store.close()
         log.info("pbx-textback stopped")
 
