@@ -149,9 +149,12 @@ class Store:
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:
         """pending rows that are due -> sending, oldest due first."""
         with self.write():
-            rows = list(Message.select().where(
+            q = (Message.select().where(
                 (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out"))
                 .order_by(Message.due_at, Message.id).limit(limit))
+            if not self.is_sqlite:     # two workers (two PBX boxes) never claim the same row
+                q = q.for_update("FOR UPDATE SKIP LOCKED")
+            rows = list(q)
             ids = [r.id for r in rows]
             if ids:
                 Message.update(state=SENDING, attempts=Message.attempts + 1, updated_at=now).where(

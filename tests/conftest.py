@@ -1,0 +1,77 @@
+"""Shared test peers. PostgreSQL: a private cluster in a temp dir on a free loopback port,
+started once per session (CI installs the Debian package; nothing is faked)."""
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _pg_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (apt-get install postgresql)")
+    root = tempfile.mkdtemp(prefix="ptb-pg-")
+    data = os.path.join(root, "data")
+    port = _free_port()
+    as_user = []
+    if os.geteuid() == 0:                  # initdb refuses to run as root
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(as_user + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres",
+                              "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+    subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l",
+                              os.path.join(root, "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        for _ in range(50):
+            if subprocess.run([f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        subprocess.run([f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "textback"], check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/textback"
+    finally:
+        subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_factory(request, tmp_path):
+    """Opens the store on SQLite and on a real PostgreSQL; each test starts from empty."""
+    from pbx_textback.store import db as st
+    if request.param == "sqlite":
+        yield lambda: st.open_store(str(tmp_path / "t.sqlite3"))
+        return
+    dsn = request.getfixturevalue("pg_dsn")
+    s = st.open_store(dsn=dsn)
+    s.db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    s.close()
+    opened = []
+
+    def make():
+        opened.append(st.open_store(dsn=dsn))
+        return opened[-1]
+    yield make
+    for s in opened:
+        s.close()
