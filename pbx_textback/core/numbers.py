@@ -1,0 +1,129 @@
+"""Phone-number facts for the texting decision: E.164, textable or why not, type, zone. Pure.
+
+`why` words: anonymous, internal, invalid, foreign, premium-rate, toll-free, fixed-line,
+not-sms-capable (shared cost, UAN, pager, voicemail access). Checked in that order.
+Validity is libphonenumber's metadata (is_valid_number); NANP 555-01XX numbers are valid there.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import phonenumbers
+from phonenumbers import PhoneNumberType as T
+from phonenumbers.timezone import time_zones_for_number
+
+# What PBXs and carriers put in the caller-ID field when there is no number to call back.
+_ANONYMOUS = frozenset({
+    "", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld", "blocked",
+    "no caller id", "nocallerid", "unknown caller", "out of area", "outofarea", "not available",
+    "anonymous.invalid", "o", "p",   # o/p: "out of area"/"private" codes of analog caller ID
+})
+
+_TYPE_NAME = {v: k.lower() for k, v in vars(T).items() if k.isupper() and isinstance(v, int)}
+
+# Types we never text. FIXED_LINE_OR_MOBILE (all of NANP) is not here: the plan cannot tell.
+_BLOCKED = {
+    T.PREMIUM_RATE: "premium-rate",
+    T.TOLL_FREE: "toll-free",
+    T.FIXED_LINE: "fixed-line",
+    T.SHARED_COST: "not-sms-capable",
+    T.UAN: "not-sms-capable",
+    T.PAGER: "not-sms-capable",
+    T.VOICEMAIL: "not-sms-capable",
+}
+
+
+@dataclass(frozen=True)
+class NumberInfo:
+    raw: str
+    e164: str | None
+    textable: bool
+    why: str | None
+    type: str | None = None
+    timezone: str | None = None
+    region: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"raw": self.raw, "e164": self.e164, "textable": self.textable, "why": self.why,
+                "type": self.type, "timezone": self.timezone, "region": self.region}
+
+
+def _clean(raw: str) -> str:
+    """The number part of what a PBX sends: URI, display name, %-escapes (ESL) stripped."""
+    s = raw.strip()
+    if "%" in s:
+        s = unquote(s)
+    if "<" in s and ">" in s.rsplit("<", 1)[1]:
+        s = s.rsplit("<", 1)[1].split(">", 1)[0]   # '"Jane" <sip:…>' and '<unknown>'
+    s = s.strip().strip('"').strip()
+    low = s.lower()
+    for scheme in ("sip:", "sips:", "tel:"):
+        if low.startswith(scheme):
+            s = s[len(scheme):].split("@", 1)[0].split(";", 1)[0]
+            break
+    return s.strip()
+
+
+def _is_anonymous(s: str) -> bool:
+    low = " ".join(s.lower().split())
+    return low in _ANONYMOUS or (low.isascii() and low.isdigit() and set(low) == {"0"})
+
+
+def _parse(s: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """Parse with the region's rules; a possible number, or None."""
+    def attempt(text: str) -> phonenumbers.PhoneNumber | None:
+        try:
+            n = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
+        return n if phonenumbers.is_possible_number(n) else None
+
+    n = attempt(s)
+    if n is None:
+        # Trunks send the European "00" prefix even where it is not the international prefix
+        # (NANP uses 011); a national number never starts with 00 there, so this is unambiguous.
+        digits = s.lstrip()
+        if digits.startswith("00"):
+            n = attempt("+" + digits[2:])
+    return n
+
+
+def to_e164(raw: str, region: str = "US") -> str | None:
+    """E.164 for any valid number (textable or not), else None."""
+    if not raw:
+        return None
+    s = _clean(raw)
+    if _is_anonymous(s):
+        return None
+    n = _parse(s, (region or "US").upper())
+    if n is None or not phonenumbers.is_valid_number(n):
+        return None
+    return phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+
+
+def number_info(raw: str, region: str = "US", *, allowed_countries: Iterable[str] | None = None,
+                internal_max_digits: int = 6) -> NumberInfo:
+    raw = "" if raw is None else str(raw)
+    region = (region or "US").upper()
+    allowed = frozenset(c.upper() for c in allowed_countries) if allowed_countries is not None \
+        else frozenset({region})
+    s = _clean(raw)
+    if _is_anonymous(s):
+        return NumberInfo(raw, None, False, "anonymous")
+    if s.isascii() and s.isdigit() and len(s) <= internal_max_digits:
+        return NumberInfo(raw, None, False, "internal")
+    n = _parse(s, region)
+    if n is None or not phonenumbers.is_valid_number(n):
+        return NumberInfo(raw, None, False, "invalid")
+    e164 = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+    ntype = phonenumbers.number_type(n)
+    zones = time_zones_for_number(n)
+    info = dict(raw=raw, e164=e164, type=_TYPE_NAME.get(ntype, "unknown"),
+                timezone=zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None,
+                region=phonenumbers.region_code_for_number(n))
+    if info["region"] not in allowed:
+        return NumberInfo(textable=False, why="foreign", **info)
+    why = _BLOCKED.get(ntype)
+    return NumberInfo(textable=why is None, why=why, **info)
