@@ -47,6 +47,7 @@ class Call(Base):
     ended_at = pw.FloatField(null=True)
     record = pw.TextField()                    # the CallRecord as JSON, for explain
     created_at = pw.FloatField(index=True)
+    answered = pw.BooleanField(default=False)  # a person answered (inbound or outbound)
 
 
 class DecisionRow(Base):
@@ -76,6 +77,16 @@ class Message(Base):
     error = pw.TextField(default="")
     created_at = pw.FloatField()
     updated_at = pw.FloatField()
+    calls_missed = pw.IntegerField(default=1)
+    note = pw.TextField(default="")            # why it was cancelled / expired / held
+    ref = pw.IntegerField(null=True)           # a follow-up's original text
+
+
+class Setting(Base):
+    """Small service-wide switches (e.g. paused), shared by every process on the store."""
+    key = pw.CharField(unique=True)
+    value = pw.TextField()
+    set_at = pw.FloatField()
 
 
 class HoursOverride(Base):
@@ -84,11 +95,26 @@ class HoursOverride(Base):
     set_at = pw.FloatField()
 
 
+MODELS = [Call, DecisionRow, Message, HoursOverride]
+
+
 def _v1(db):
-    db.create_tables([Call, DecisionRow, Message, HoursOverride])
+    """Only for history: a new store is created at the latest version (see migrate)."""
 
 
-MIGRATIONS = [(1, _v1)]
+def _v2(db):
+    """Timing: collapsed calls per text, why a row ended, whether a call reached a person."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("message", "calls_missed", pw.IntegerField(default=1)),
+        m.add_column("message", "note", pw.TextField(default="")),
+        m.add_column("message", "ref", pw.IntegerField(null=True)),
+        m.add_column("call", "answered", pw.BooleanField(default=False)))
+    db.create_tables([Setting])
+
+
+MODELS.append(Setting)
+MIGRATIONS = [(1, _v1), (2, _v2)]
 
 
 class Store:
@@ -134,7 +160,8 @@ class Store:
                 caller_raw=c.caller, called=shown.get("called", c.called), line=d.line,
                 direction=c.direction, missed=o.missed, reason=o.reason, why=o.why,
                 voicemail_left=c.voicemail_left, recovered=c.recovered, started_at=c.started_at,
-                ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now)
+                ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now,
+                answered=c.answered_by_human)
             DecisionRow.create(call=call, action=d.action, line=d.line, created_at=now,
                                checks=json.dumps([ch.to_dict() for ch in d.checks]))
             msg_id = None
@@ -142,7 +169,11 @@ class Store:
                 msg_id = Message.create(
                     call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
                     body=d.body, state=PENDING, due_at=d.due_at if d.due_at is not None else now,
-                    created_at=now, updated_at=now).id
+                    created_at=now, updated_at=now, calls_missed=verdict.extra.get("calls_missed", 1)).id
+            elif verdict.extra.get("collapse_into"):
+                mid, body, n = verdict.extra["collapse_into"]
+                Message.update(body=body, calls_missed=n, updated_at=now).where(
+                    (Message.id == mid) & (Message.state == PENDING)).execute()
             return call.id, msg_id
 
     # ---- outbox ------------------------------------------------------------------------------
@@ -165,8 +196,11 @@ class Store:
             return rows
 
     def set_state(self, msg_id: int, state: str, *, now: float, transport: str = "",
-                  transport_id: str = "", error: str = "", due_at: float | None = None) -> None:
+                  transport_id: str = "", error: str = "", due_at: float | None = None,
+                  note: str = "") -> None:
         fields = {"state": state, "updated_at": now}
+        if note:
+            fields["note"] = note
         if transport:
             fields["transport"] = transport
         if transport_id:
@@ -192,6 +226,53 @@ class Store:
     def message(self, msg_id: int) -> Message | None:
         return Message.get_or_none(Message.id == msg_id)
 
+    # ---- timing: collapse, reach, replies ------------------------------------------------------
+    def pending_for(self, peer: str, line: str) -> Message | None:
+        return (Message.select().where((Message.peer == peer) & (Message.line == line)
+                                       & (Message.state == PENDING) & (Message.kind == "missed-call"))
+                .order_by(Message.id).first())
+
+    def cancel_pending(self, peer: str, note: str, now: float) -> int:
+        """The caller was reached: every text still waiting for them is cancelled, with why."""
+        with self.write():
+            return Message.update(state=CANCELLED, note=note, updated_at=now).where(
+                (Message.peer == peer) & (Message.direction == "out")
+                & (Message.state == PENDING) & (Message.kind != "confirmation")).execute()
+
+    def reached_since(self, peer: str, since: float) -> str:
+        """A call after `since` in which a person spoke with this number, as 'call ID'."""
+        row = (Call.select().where((Call.created_at > since) & (Call.answered == True)  # noqa: E712
+                                   & (((Call.direction == "inbound") & (Call.caller == peer))
+                                      | ((Call.direction == "outbound") & (Call.called == peer))))
+               .order_by(Call.created_at).first())
+        return f"{row.direction} call {row.call_id}" if row else ""
+
+    def replied_since(self, peer: str, since: float) -> bool:
+        return Message.select().where((Message.peer == peer) & (Message.direction == "in")
+                                      & (Message.created_at > since)).exists()
+
+    def add_follow_up(self, original: Message, body: str, due_at: float, now: float) -> int:
+        with self.write():
+            return Message.create(call=original.call_id, direction="out", kind="follow-up",
+                                  line=original.line, peer=original.peer, body=body, state=PENDING,
+                                  due_at=due_at, created_at=now, updated_at=now, ref=original.id).id
+
+    def expire_overdue(self, now: float, max_age_s: float) -> int:
+        with self.write():
+            return Message.update(state=EXPIRED, updated_at=now,
+                                  note=f"due over {max_age_s / 60:.0f} min ago when the service came back").where(
+                (Message.state == PENDING) & (Message.direction == "out")
+                & (Message.due_at < now - max_age_s)).execute()
+
+    def setting(self, key: str, default: str = "") -> str:
+        row = Setting.get_or_none(Setting.key == key)
+        return row.value if row else default
+
+    def set_setting(self, key: str, value: str, now: float) -> None:
+        with self.write():
+            Setting.delete().where(Setting.key == key).execute()
+            Setting.create(key=key, value=value, set_at=now)
+
     # ---- hours override ------------------------------------------------------------------------
     def hours_override(self, line: str) -> str:
         row = HoursOverride.get_or_none(HoursOverride.line == line)
@@ -212,8 +293,11 @@ class Store:
             msgs = [{"id": m.id, "state": m.state, "body": m.body, "due_at": m.due_at,
                      "attempts": m.attempts, "transport": m.transport,
                      "transport_id": m.transport_id, "error": m.error, "kind": m.kind,
-                     "direction": m.direction}
-                    for m in call.messages.order_by(Message.id)]
+                     "direction": m.direction, "note": m.note, "calls_missed": m.calls_missed}
+                    for m in Message.select().where(
+                        (Message.call == call) | (Message.ref.in_(
+                            Message.select(Message.id).where(Message.call == call))))
+                    .order_by(Message.id)]
             rec = json.loads(call.record)
             out.append({
                 "call_id": call.call_id, "pbx": call.pbx, "caller": call.caller,
@@ -224,7 +308,7 @@ class Store:
                 "decision": dec.action if dec else None,
                 "checks": json.loads(dec.checks) if dec else [],
                 "messages": msgs, "notes": rec.get("notes", []),
-                "answered_by": rec.get("answered_by", ""),
+                "answered_by": rec.get("answered_by", ""), "answered": call.answered,
             })
         return out
 
@@ -252,9 +336,13 @@ def _postgres(dsn: str) -> pw.Database:
 
 
 def migrate(db: pw.Database) -> int:
+    """A new store gets today's schema at once; an older one gets each later step in order."""
     with db.atomic():
         if not db.table_exists("schemaversion"):
-            db.create_tables([SchemaVersion])
+            db.create_tables([SchemaVersion] + MODELS)
+            latest = MIGRATIONS[-1][0]
+            SchemaVersion.create(version=latest, applied_at=time.time())
+            return latest
         current = SchemaVersion.select(pw.fn.MAX(SchemaVersion.version)).scalar() or 0
         for version, step in MIGRATIONS:
             if version > current:

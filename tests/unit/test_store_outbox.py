@@ -27,7 +27,7 @@ def test_schema_is_versioned_and_reopening_is_idempotent(store, tmp_path):
     assert st.SchemaVersion.select().count() == 1
     s.close()
     s = store(tmp_path)
-    assert st.migrate(s.db) == 1 and st.SchemaVersion.select().count() == 1
+    assert st.migrate(s.db) == st.MIGRATIONS[-1][0] and st.SchemaVersion.select().count() == 1
     if s.is_sqlite:
         assert s.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -118,3 +118,29 @@ def test_two_workers_never_claim_the_same_row(store, tmp_path):
         s1.record_verdict(verdict(f"c{i}", f"+1512555{i:04d}"), now=1000.0)
     got = s1.claim_due(1000.0, limit=10) + s1.claim_due(1000.0, limit=10) + s1.claim_due(1000.0, limit=10)
     assert len({m.id for m in got}) == len(got) == 20
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path):
+    """A store written by the first release keeps its rows and gains the new columns."""
+    import peewee as pw
+    path = tmp_path / "old.sqlite3"
+    db = pw.SqliteDatabase(str(path))
+    db.execute_sql("CREATE TABLE schemaversion (id INTEGER PRIMARY KEY, version INTEGER, applied_at REAL)")
+    db.execute_sql("INSERT INTO schemaversion (version, applied_at) VALUES (1, 0)")
+    for sql in (
+        "CREATE TABLE call (id INTEGER PRIMARY KEY, call_id VARCHAR UNIQUE, pbx VARCHAR, caller VARCHAR, "
+        "caller_raw VARCHAR, called VARCHAR, line VARCHAR, direction VARCHAR, missed INTEGER, reason VARCHAR, "
+        "why TEXT, voicemail_left INTEGER, recovered INTEGER, started_at REAL, ended_at REAL, record TEXT, created_at REAL)",
+        "CREATE TABLE decision (id INTEGER PRIMARY KEY, call_id INTEGER, action VARCHAR, checks TEXT, line VARCHAR, created_at REAL)",
+        "CREATE TABLE message (id INTEGER PRIMARY KEY, call_id INTEGER, direction VARCHAR, kind VARCHAR, line VARCHAR, "
+        "peer VARCHAR, body TEXT, state VARCHAR, due_at REAL, attempts INTEGER, transport VARCHAR, transport_id VARCHAR, "
+        "error TEXT, created_at REAL, updated_at REAL)",
+        "CREATE TABLE hoursoverride (id INTEGER PRIMARY KEY, line VARCHAR UNIQUE, mode VARCHAR, set_at REAL)",
+        "INSERT INTO message (direction, kind, line, peer, body, state, due_at, attempts, transport, transport_id, "
+        "error, created_at, updated_at) VALUES ('out','missed-call','L','+15125550123','old','sent',1,1,'log','x','',1,1)"):
+        db.execute_sql(sql)
+    db.close()
+    s = st.open_store(str(path))
+    m = st.Message.get()
+    assert m.body == "old" and m.calls_missed == 1 and m.note == ""
+    assert st.SchemaVersion.select(pw.fn.MAX(st.SchemaVersion.version)).scalar() == st.MIGRATIONS[-1][0]
