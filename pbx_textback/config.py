@@ -85,6 +85,7 @@ class Policy:
     text_withheld: bool = False               # never: kept as a visible, fixed rule
     text_recovered: str = "unambiguous"       # unambiguous | never
     internal_max_digits: int = 6
+    max_age_minutes: float = 120.0            # a text not sent by then expires, visibly
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class Line:
     template: str = ""               # default: the built-in one
     templates: dict[str, str] = field(default_factory=dict)   # per reason
     hours: Hours | None = None       # None: always open
+    delay_seconds: float = 0.0       # wait before texting: a caller who redials and gets through is not texted
+    delays: dict[str, float] = field(default_factory=dict)   # per reason, overrides delay_seconds
+    follow_up_after_hours: float = 0.0   # 0: no follow-up
+    follow_up_template: str = ""
 
 
 @dataclass(frozen=True)
@@ -323,7 +328,15 @@ def _validate(cfg: Config, lines) -> list[str]:
             for d in ln.hours.holidays:
                 if not _DATE.match(d):
                     problems.append(f"'{k}.hours.holidays'{_where(k + '.hours.holidays', lines)}: '{d}' is not YYYY-MM-DD")
-        for name, tpl in [("template", ln.template)] + [(f"templates.{r}", t) for r, t in ln.templates.items()]:
+        for r, d in ln.delays.items():
+            if r not in MISSED_REASONS:
+                problems.append(f"'{k}.delays.{r}'{_where(k + '.delays.' + r, lines)}: not a missed-call reason")
+        for name, val in [("delay_seconds", ln.delay_seconds), ("follow_up_after_hours", ln.follow_up_after_hours)] + \
+                [(f"delays.{r}", d) for r, d in ln.delays.items()]:
+            if val < 0:
+                problems.append(f"'{k}.{name}'{_where(k + '.' + name, lines)}: must not be negative")
+        for name, tpl in [("template", ln.template), ("follow_up_template", ln.follow_up_template)] + \
+                [(f"templates.{r}", t) for r, t in ln.templates.items()]:
             if not tpl:
                 continue
             try:

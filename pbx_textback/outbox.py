@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from .core.gate import CANCEL, EXPIRE, HOLD, GateFacts, gate
 from .store import db as st
 
 log = logging.getLogger("pbx_textback.outbox")
@@ -44,9 +45,12 @@ class LogTransport:
 
 class OutboxWorker:
     def __init__(self, store: st.Store, transport, *, clock=time.time, poll: float = 1.0,
-                 max_attempts: int = 5):
+                 max_attempts: int = 5, max_age_s: float = 7200.0, gate_facts=None, after_sent=None):
         self.store, self.transport, self.clock, self.poll = store, transport, clock, poll
         self.max_attempts = max_attempts
+        self.max_age_s = max_age_s
+        self.gate_facts = gate_facts or (lambda row: GateFacts())
+        self.after_sent = after_sent or (lambda row, now: None)
         self._wake = asyncio.Event()
         self._stop = False
         self.sent = 0
@@ -79,6 +83,21 @@ class OutboxWorker:
                 done += 1
 
     async def _send(self, row) -> None:
+        now = self.clock()
+        g = gate(row.kind, row.due_at, now, self.gate_facts(row), max_age_s=self.max_age_s,
+                 created_at=row.created_at)
+        if g.action == CANCEL:
+            self.store.set_state(row.id, st.CANCELLED, now=now, note=g.why)
+            log.info("message %s cancelled: %s", row.id, g.why)
+            return
+        if g.action == EXPIRE:
+            self.store.set_state(row.id, st.EXPIRED, now=now, note=g.why)
+            log.warning("message %s expired: %s", row.id, g.why)
+            return
+        if g.action == HOLD:
+            self.store.set_state(row.id, st.PENDING, now=now, note=g.why, due_at=g.until)
+            log.info("message %s held until %s: %s", row.id, time.strftime("%H:%M:%S", time.localtime(g.until)), g.why)
+            return
         try:
             res = await self.transport.send(row)
         except Exception as e:     # a transport bug must not lose the row
@@ -89,6 +108,7 @@ class OutboxWorker:
             self.sent += 1
             self.store.set_state(row.id, st.SENT, now=now, transport=self.transport.name,
                                  transport_id=res.transport_id)
+            self.after_sent(row, now)
         elif res.status == "retry" and row.attempts < self.max_attempts:
             delay = res.retry_after or min(300, 5 * 2 ** row.attempts)
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)

@@ -49,7 +49,10 @@ class Service:
         self.store = open_store(cfg.store.path, cfg.store.dsn)
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
         self.transport = make_transport(cfg)
-        self.worker = OutboxWorker(self.store, self.transport, clock=clock)
+        self.worker = OutboxWorker(self.store, self.transport, clock=clock,
+                                   max_age_s=cfg.policy.max_age_minutes * 60,
+                                   gate_facts=self.pipeline.gate_facts,
+                                   after_sent=self.pipeline.after_sent)
         self.on_verdict = on_verdict
         self.pbx_state = "starting"
         self.notifier = Notifier()

@@ -22,6 +22,7 @@ class Facts:
     last_text_at: float | None = None      # last automated text to this caller on this line
     hours_override: str = "auto"           # open | closed | auto (pbx-textback hours set)
     opted_out: bool = False
+    calls_missed: int = 1                  # missed calls this text answers (collapsed)
     extra_checks: tuple[Check, ...] = ()   # seam for compliance checks
 
 
@@ -37,6 +38,13 @@ class LineView:
     templates: dict = field(default_factory=dict)
     hours: object = None
     configured: bool = True
+    delay_seconds: float = 0.0
+    delays: dict = field(default_factory=dict)
+    follow_up_after_hours: float = 0.0
+    follow_up_template: str = ""
+
+    def delay_for(self, reason: str) -> float:
+        return self.delays.get(reason, self.delay_seconds)
 
 
 def find_line(cfg, called: str) -> LineView | None:
@@ -46,7 +54,9 @@ def find_line(cfg, called: str) -> LineView | None:
         if ln.number == called or (to_e164(ln.number, region) or ln.number) == want:
             return LineView(ln.number, ln.name, ln.enabled, ln.reasons,
                             ln.timezone or cfg.business.timezone,
-                            ln.template or DEFAULT_TEMPLATE, dict(ln.templates), ln.hours)
+                            ln.template or DEFAULT_TEMPLATE, dict(ln.templates), ln.hours,
+                            True, ln.delay_seconds, dict(ln.delays), ln.follow_up_after_hours,
+                            ln.follow_up_template)
     if cfg.every_inbound_number and called:
         return LineView(want, "", True, MISSED_REASONS, cfg.business.timezone,
                         DEFAULT_TEMPLATE, {}, None, configured=False)
@@ -94,14 +104,21 @@ def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Fa
     if line is not None:
         template = line.templates.get(outcome.reason) or line.template
         try:
-            body = render(template, _vars(cfg, line, call, outcome, now))
+            body = render(template, _vars(cfg, line, call, outcome, now, facts.calls_missed))
             add("template", bool(body), f"{len(body)} characters" if body else "renders empty")
         except TemplateError as e:
             add("template", False, str(e))
             body = ""
     ok = all(c.ok for c in checks)
+    due = None
+    if ok:
+        base = call.ended_at if call.ended_at is not None else now
+        delay = line.delay_for(outcome.reason)
+        due = None if base is None else base + delay
+        if delay:
+            add("delay", True, f"due {delay:g} s after the call ends: cancelled if the caller is reached first")
     decision = Decision("text" if ok else "skip", tuple(checks), line.number if line else "",
-                        to or "", body if ok else "", template, now if ok else None)
+                        to or "", body if ok else "", template, due)
     return Verdict(call, outcome, decision, _shown(call, cfg))
 
 
@@ -133,7 +150,7 @@ def _dedupe_check(cfg, facts: Facts, now: float | None, add) -> None:
         add("dedupe", True, f"last text {int((now - facts.last_text_at) / 3600)} h ago")
 
 
-def _vars(cfg, line: LineView, call: CallRecord, outcome: Outcome, now) -> dict:
+def _vars(cfg, line: LineView, call: CallRecord, outcome: Outcome, now, calls_missed=1) -> dict:
     at = call.started_at if call.started_at is not None else now
     day = None
     if at is not None:
@@ -143,7 +160,7 @@ def _vars(cfg, line: LineView, call: CallRecord, outcome: Outcome, now) -> dict:
         "line": {"number": line.number, "name": line.name},
         "caller": {"number": call.caller, "name": call.caller_name},
         "reason": outcome.reason, "reason_text": REASON_TEXT.get(outcome.reason, outcome.reason),
-        "hours": hours_mod.describe(line.hours, day), "calls_missed": 1,
+        "hours": hours_mod.describe(line.hours, day), "calls_missed": calls_missed,
         "voicemail_left": bool(call.voicemail_left),
     }
 

@@ -31,6 +31,12 @@ DEFAULT_TEMPLATE = (
     "Reply STOP to opt out.")
 
 
+FOLLOW_UP_TEMPLATE = (
+    "Hi again from {{ business.name }}: we tried to reach you after your call. "
+    "Reply here any time{% if business.phone %} or call {{ business.phone }}{% endif %}. "
+    "Reply STOP to opt out.")
+
+
 class TemplateError(ValueError):
     pass
 
