@@ -224,6 +224,30 @@ def cmd_hours(a) -> int:
     return 0
 
 
+def cmd_pause(a) -> int:
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        paused = a.cmd == "pause"
+        store.set_setting("paused", "1" if paused else "0", time.time())
+    finally:
+        store.close()
+    logging.getLogger("pbx_textback").warning(
+        "automated texting %s by `pbx-textback %s`", "PAUSED" if paused else "resumed", a.cmd)
+    print("automated texting paused: due texts wait, nothing is lost; `pbx-textback resume` "
+          "sends them" if paused else "automated texting resumed")
+    return 0
+
+
+def cmd_doctor(a) -> int:
+    from .doctor import report, run_doctor
+    cfg = _config(a.config, required=True)
+    confs = [a.manager_conf] if a.manager_conf else None
+    text, code = report(run_doctor(cfg, manager_confs=confs))
+    print(text)
+    return code
+
+
 def cmd_run(a) -> int:
     from .service import Service
     cfg = _config(a.config, required=True)
@@ -287,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("line", nargs="?")
     s.add_argument("mode", nargs="?", choices=["open", "closed", "auto"])
     s.add_argument("-c", "--config")
+    for name, what in (("pause", "stop all automated texting at once (held texts wait)"),
+                       ("resume", "resume automated texting")):
+        s = cmd(name, cmd_pause, what)
+        s.add_argument("-c", "--config")
+    s = cmd("doctor", cmd_doctor, "check the config, the PBX login and permissions, the store and the "
+            "transport; print the fix for each failure")
+    s.add_argument("-c", "--config")
+    s.add_argument("--manager-conf", help="Asterisk manager.conf to read the user's classes from")
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     return p
