@@ -64,7 +64,7 @@ class Marker:
 
 @dataclass(frozen=True)
 class Pbx:
-    type: str = "asterisk"           # asterisk | freeswitch
+    type: str = "asterisk"           # asterisk | freeswitch | mail (no event socket: voicemail mails only)
     ami: Ami = field(default_factory=Ami)
     esl: Esl = field(default_factory=Esl)
     after_hours_markers: tuple[Marker, ...] = ()   # added to the built-in ones
@@ -86,6 +86,21 @@ class Policy:
     text_recovered: str = "unambiguous"       # unambiguous | never
     internal_max_digits: int = 6
     max_age_minutes: float = 120.0            # a text not sent by then expires, visibly
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """The voicemail e-mail listener (smtp/README.md)."""
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8025
+    relay_host: str = "127.0.0.1"       # where staff mail goes on: the local MTA or a smarthost
+    relay_port: int = 25
+    relay_security: str = "none"        # none | starttls | tls
+    relay_username: str = ""
+    password: str = ""                  # the smarthost's (password_file / password_env)
+    mailbox_lines: dict[str, str] = field(default_factory=dict)   # voicemail box -> line DID
+    match_minutes: float = 30.0         # a mail belongs to a call from the same caller this recent
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,7 @@ class Config:
     store: Store = field(default_factory=Store)
     policy: Policy = field(default_factory=Policy)
     transport: Transport = field(default_factory=Transport)
+    smtp: Smtp = field(default_factory=Smtp)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
@@ -142,7 +158,8 @@ class Config:
 
 SECRET_KEYS = {"secret", "password"}
 _CHOICES = {
-    "pbx.type": ("asterisk", "freeswitch"),
+    "pbx.type": ("asterisk", "freeswitch", "mail"),
+    "smtp.relay_security": ("none", "starttls", "tls"),
     "transport.type": ("log",),
     "policy.text_recovered": ("unambiguous", "never"),
 }

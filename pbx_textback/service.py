@@ -60,8 +60,9 @@ class Service:
         if cfg.pbx.type == "freeswitch":
             from .core.freeswitch import FreeswitchTracker
             self.tracker = FreeswitchTracker(freeswitch_settings(cfg))
-        else:
+        else:     # "mail" feeds no events: the tracker just stays empty
             self.tracker = AsteriskTracker(asterisk_settings(cfg))
+        self.smtp = None
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -75,6 +76,44 @@ class Service:
                 self.worker.wake()
             if self.on_verdict:
                 self.on_verdict(verdict)
+
+    def on_voicemail(self, fact) -> None:
+        """A voicemail notification mail: mark the matching call, or (no event socket) make
+        it a missed call of its own."""
+        from .core.model import CallRecord
+        from .pipeline import mask
+        now = self.clock()
+        peer = self.pipeline.e164(fact.caller) if fact.caller else ""
+        if peer:
+            found = self.store.note_voicemail(
+                peer, now - self.cfg.smtp.match_minutes * 60,
+                f"voicemail e-mail: message left in box {fact.mailbox or '?'}")
+            if found:
+                log.info("voicemail mail from %s matched call %s", mask(peer), found)
+                return
+        if self.cfg.pbx.type != "mail":
+            log.info("voicemail mail from %s matches no recent call: no text from mail alone "
+                     "while the PBX's events are watched", mask(peer) if peer else "an unknown caller")
+            return
+        lines = self.cfg.smtp.mailbox_lines
+        called = lines.get(fact.mailbox) or fact.called or (self.cfg.line[0].number if len(self.cfg.line) == 1 else "")
+        key = fact.msg_id or fact.message_id_header or f"{fact.caller}-{now:.0f}"
+        rec = CallRecord("mail", f"vm-{key}", fact.caller, called, "inbound", caller_name=fact.caller_name,
+                         withheld=not fact.caller, voicemail=True, voicemail_left=True,
+                         notes=(f"from a voicemail e-mail (box {fact.mailbox or '?'}): no event socket",))
+        verdict = self.pipeline.on_record(rec, now=now)
+        if verdict.decision.action == "text":
+            self.worker.wake()
+        if self.on_verdict:
+            self.on_verdict(verdict)
+
+    def _smtp_settings(self):
+        from .smtp.listener import SmtpSettings
+        m = self.cfg.smtp
+        return SmtpSettings(listen_host=m.listen_host, listen_port=m.listen_port,
+                            relay_host=m.relay_host, relay_port=m.relay_port,
+                            relay_security=m.relay_security, relay_username=m.relay_username or None,
+                            relay_password=m.password or None)
 
     def on_state(self, state: str, detail: str = "") -> None:
         if state != self.pbx_state:
@@ -104,9 +143,15 @@ class Service:
                 loop.add_signal_handler(sig, self._stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        source = self._source(host, port)
-        tasks = [asyncio.create_task(source.run(), name="pbx"),
-                 asyncio.create_task(self.worker.run(), name="outbox")]
+        source = self._source(host, port) if self.cfg.pbx.type != "mail" else None
+        tasks = [asyncio.create_task(self.worker.run(), name="outbox")]
+        if source is not None:
+            tasks.append(asyncio.create_task(source.run(), name="pbx"))
+        if self.cfg.smtp.enabled:
+            from .smtp.listener import VoicemailListener
+            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
+            port = await self.smtp.start()
+            log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, port)
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         self.notifier.ready(f"PBX {self.pbx_state}")
@@ -121,7 +166,10 @@ class Service:
                 log.error("task %s died: %s", t.get_name(), t.exception())
         self.notifier.stopping()
         self.worker.stop()
-        await source.stop()
+        if source is not None:
+            await source.stop()
+        if self.smtp is not None:
+            await self.smtp.stop()
         for t in tasks + side + [stopper]:
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
@@ -132,7 +180,11 @@ class Service:
         self._stop.set()
 
     def _pbx_host(self):
+        if self.cfg.pbx.type == "mail":
+            return "-"
         return self.cfg.pbx.esl.host if self.cfg.pbx.type == "freeswitch" else self.cfg.pbx.ami.host
 
     def _pbx_port(self):
+        if self.cfg.pbx.type == "mail":
+            return "-"
         return self.cfg.pbx.esl.port if self.cfg.pbx.type == "freeswitch" else self.cfg.pbx.ami.port

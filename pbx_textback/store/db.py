@@ -264,6 +264,19 @@ class Store:
                 (Message.state == PENDING) & (Message.direction == "out")
                 & (Message.due_at < now - max_age_s)).execute()
 
+    def note_voicemail(self, peer: str, since: float, note: str) -> str | None:
+        """A voicemail mail arrived for a call we already decided: mark the message as left."""
+        with self.write():
+            call = (Call.select().where((Call.caller == peer) & (Call.created_at >= since)
+                                        & (Call.direction == "inbound"))
+                    .order_by(Call.created_at.desc()).first())
+            if call is None:
+                return None
+            rec = json.loads(call.record)
+            rec["notes"] = list(rec.get("notes", [])) + [note]
+            Call.update(voicemail_left=True, record=json.dumps(rec)).where(Call.id == call.id).execute()
+            return call.call_id
+
     def setting(self, key: str, default: str = "") -> str:
         row = Setting.get_or_none(Setting.key == key)
         return row.value if row else default
