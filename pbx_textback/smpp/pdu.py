@@ -1,0 +1,311 @@
+"""SMPP 3.4 PDUs through smpplib's codec (no smpplib Client), plus the pure pieces of the
+transport: splitting a text into submit_sm parts (UDH / message_payload), decoding a
+short_message, concatenation headers, command_status classes.
+
+smpplib sharp edges handled here (LIBRARY-NOTES):
+- its codec wants a `client` with `next_sequence()`/`sequence`: `Sequencer` is ours;
+- a response built by make_pdu gets the client's *current* sequence: set it to the request's;
+- parse_pdu raises on a TLV it knows by name but the command does not list, and trusts the
+  spec's TLV sizes over the TLV's length: `parse()` keeps smpplib's mandatory-field parsing
+  and reads TLVs itself (by their own length), keeping unknown ones in `pdu.tlvs`.
+"""
+from __future__ import annotations
+
+import struct
+import types
+from dataclasses import dataclass
+
+from smpplib import command_codes, consts
+from smpplib import smpp as _smpp
+from smpplib.exceptions import UnknownCommandError
+
+from pbx_textback.core import sms
+
+HEADER_LEN = 16
+MAX_PDU_LEN = 70_000          # message_payload may carry up to 64 KiB
+
+# command_status values we act on
+ESME_ROK = 0x00
+ESME_RINVCMDLEN = 0x02
+ESME_RINVCMDID = 0x03
+ESME_RINVBNDSTS = 0x04
+ESME_RSYSERR = 0x08
+ESME_RINVDSTADR = 0x0B
+ESME_RBINDFAIL = 0x0D
+ESME_RINVPASWD = 0x0E
+ESME_RINVSYSID = 0x0F
+ESME_RMSGQFUL = 0x14
+ESME_RSUBMITFAIL = 0x45
+ESME_RTHROTTLED = 0x58
+ESME_RX_T_APPN = 0x64
+ESME_RUNKNOWNERR = 0xFF
+
+#: answered by pausing, lowering the rate and resending the same part transparently
+THROTTLE_STATUSES = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
+#: worth trying again later (the outbox decides when): everything else is permanent
+TEMPORARY_STATUSES = frozenset({ESME_RINVBNDSTS, ESME_RSYSERR, ESME_RSUBMITFAIL, ESME_RX_T_APPN,
+                                ESME_RUNKNOWNERR, 0x13})
+#: a bind refused for these is a configuration problem: alert, reconnect slowly
+BIND_CONFIG_STATUSES = frozenset({ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID})
+
+_STATUS_NAMES = {v: k[len("SMPP_"):] for k, v in vars(consts).items()
+                 if k.startswith("SMPP_ESME_") and isinstance(v, int)}
+_STATUS_NAMES.setdefault(ESME_RX_T_APPN, "ESME_RX_T_APPN")
+_OPT_NAMES = {code: name for name, code in consts.OPTIONAL_PARAMS.items()}
+
+DC_DEFAULT, DC_IA5, DC_BINARY, DC_LATIN1, DC_BINARY2, DC_UCS2 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x08
+ESM_UDHI = 0x40
+UDH_CONCAT8 = 0x00
+UDH_CONCAT16 = 0x08
+GSM_CR = 0x0D
+
+
+def status_name(code: int | None) -> str:
+    """'ESME_RTHROTTLED (0x58)'."""
+    if code is None:
+        return "no status"
+    return f"{_STATUS_NAMES.get(code, 'ESME status')} (0x{code:02X})"
+
+
+class PduError(Exception):
+    """Bytes that are not a PDU we can read."""
+
+
+class Sequencer:
+    """The `client` smpplib's codec asks for: a sequence counter (1 .. 0x7FFFFFFF)."""
+
+    allow_unknown_opt_params = True
+
+    def __init__(self) -> None:
+        self.sequence = 0
+
+    def next_sequence(self) -> int:
+        self.sequence = self.sequence % 0x7FFFFFFF + 1
+        return self.sequence
+
+
+def make(name: str, client: Sequencer, **kw):
+    """A request PDU with the next sequence number."""
+    return _smpp.make_pdu(name, client=client, **kw)
+
+
+def response(name: str, request_seq: int, status: int = ESME_ROK, **kw) -> bytes:
+    """A response's bytes: smpplib would give it the client's current sequence, not the
+    request's."""
+    p = _smpp.make_pdu(name, client=_NO_SEQ, **kw)
+    p.sequence = request_seq
+    p.status = status
+    return p.generate()
+
+
+_NO_SEQ = Sequencer()
+
+
+def header(data: bytes) -> tuple[int, int, int, int]:
+    """(length, command_id, status, sequence)."""
+    if len(data) < HEADER_LEN:
+        raise PduError(f"short PDU ({len(data)} octets)")
+    return struct.unpack(">LLLL", data[:HEADER_LEN])
+
+
+def command_name(command_id: int) -> str | None:
+    try:
+        return command_codes.get_command_name(command_id)
+    except UnknownCommandError:
+        return None
+
+
+def _parse_tlvs(self, data: bytes) -> None:
+    """Replacement for smpplib's parse_optional_params (bound per instance): TLVs by their
+    own length; known ones set as attributes when the command lists them; all kept raw."""
+    pos, n = 0, len(data)
+    while pos + 4 <= n:
+        tag, ln = struct.unpack_from(">HH", data, pos)
+        pos += 4
+        val = data[pos:pos + ln]
+        pos += ln
+        self.tlvs[tag] = val
+        name = _OPT_NAMES.get(tag)
+        param = self.params.get(name) if name else None
+        if param is None:
+            continue
+        if param.type is int:
+            setattr(self, name, int.from_bytes(val, "big") if val else 0)
+        elif param.type is str:
+            setattr(self, name, val.split(b"\0", 1)[0])
+        else:
+            setattr(self, name, val)
+
+
+def parse(data: bytes):
+    """smpplib PDU from one whole PDU's bytes; raises PduError (never anything else)."""
+    _length, cid, _status, _seq = header(data)
+    name = command_name(cid)
+    if name is None:
+        raise PduError(f"unknown command_id 0x{cid:08X}")
+    try:
+        p = _smpp.make_pdu(name, client=_NO_SEQ, sequence=0, allow_unknown_opt_params=True)
+        p.tlvs = {}
+        p.parse_optional_params = types.MethodType(_parse_tlvs, p)
+        p.parse(data)
+    except Exception as e:  # smpplib raises struct.error, IndexError, ValueError, ...
+        raise PduError(f"malformed {name}: {e!r}") from e
+    return p
+
+
+def text_field(value) -> str:
+    """A C-octet string as parsed by smpplib (bytes) or as given (str)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.split(b"\0", 1)[0].decode("latin-1")
+    return str(value)
+
+
+# ------------------------------------------------------------------ outgoing parts
+
+@dataclass(frozen=True)
+class PartSpec:
+    """What one submit_sm carries for one part of a text."""
+    short_message: bytes
+    esm_class: int
+    data_coding: int
+    message_payload: bytes | None
+    index: int           # 1-based
+    total: int
+    text: str            # the characters of this part (for logs and tests)
+
+
+def concat_udh(ref: int, total: int, seq: int) -> bytes:
+    """UDH with the 8-bit-reference concatenation IE: 05 00 03 ref total seq."""
+    return bytes((5, UDH_CONCAT8, 3, ref & 0xFF, total, seq))
+
+
+def _fill_bits(udh_len: int) -> int:
+    return (7 - (udh_len * 8) % 7) % 7
+
+
+def pack_gsm(septets: bytes, udh_len: int = 0) -> bytes:
+    """Packed septets after a UDH of udh_len octets (fill bits to the septet boundary). When
+    7 bits would be left spare, a CR fills them (3GPP 23.038 6.1.2.3.1) so the receiver
+    cannot read a stray '@'."""
+    fill = _fill_bits(udh_len)
+    bits = fill + 7 * len(septets)
+    if bits % 8 == 1 or (bits % 8 == 0 and septets.endswith(bytes((GSM_CR,)))):
+        # 7 spare bits: a CR fills them. A text that itself ends in CR on an octet boundary
+        # gets a second CR (23.038: <CR><CR> means the same as <CR>).
+        septets = septets + bytes((GSM_CR,))
+    return sms.pack_septets(septets, fill)
+
+
+def unpack_gsm(body: bytes, udh_len: int = 0) -> bytes:
+    """Inverse of pack_gsm for the octets after the UDH."""
+    fill = _fill_bits(udh_len)
+    count = (len(body) * 8 - fill) // 7
+    septets = sms.unpack_septets(body, count, fill)
+    if septets and (len(body) * 8 - fill) % 7 == 0 and septets[-1] == GSM_CR:
+        septets = septets[:-1]          # the CR that filled 7 spare bits
+    return septets
+
+
+def _latin1_ok(parts: list[str]) -> bool:
+    try:
+        for p in parts:
+            p.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plan_parts(text: str, *, ref: int = 0, data_coding_default: str = "gsm7",
+               gsm7_packed: bool = False, long_mode: str = "udh") -> list[PartSpec]:
+    """The submit_sm payloads for a text. GSM 03.38 when every character fits (data_coding 0),
+    else UCS-2 (data_coding 8); split by core.sms.split_text (never inside an escape or
+    surrogate pair). When the SMSC reads data_coding 0 as Latin-1, GSM text is sent as Latin-1
+    octets with data_coding 0 (the SMSC maps it to GSM on air, so GSM limits apply), or as
+    UCS-2 when a GSM character has no Latin-1 form (€, Greek capitals)."""
+    encoding, parts = sms.split_text(text)
+    dc = DC_UCS2 if encoding == "ucs2" else DC_DEFAULT
+    latin1 = False
+    if encoding == "gsm7" and data_coding_default == "latin1":
+        if _latin1_ok(parts):
+            latin1 = True
+        else:
+            encoding, parts = sms.split_text(text, "ucs2")
+            dc = DC_UCS2
+
+    def enc(s: str, udh_len: int) -> bytes:
+        if encoding == "ucs2":
+            return sms.encode_ucs2(s)
+        if latin1:
+            return s.encode("latin-1")
+        septets = sms.encode_gsm7(s)
+        return pack_gsm(septets, udh_len) if gsm7_packed else septets
+
+    if len(parts) == 1:
+        return [PartSpec(enc(parts[0], 0), 0, dc, None, 1, 1, parts[0])]
+    if long_mode == "payload":
+        return [PartSpec(b"", 0, dc, enc(text, 0), 1, 1, text)]
+    total = len(parts)
+    out = []
+    for i, p in enumerate(parts, 1):
+        udh = concat_udh(ref, total, i)
+        out.append(PartSpec(udh + enc(p, len(udh)), ESM_UDHI, dc, None, i, total, p))
+    return out
+
+
+def address(number: str, ton: int) -> str:
+    """International numbers (TON 1) go without '+'."""
+    number = (number or "").strip()
+    if ton == 1 and number.startswith("+"):
+        return number[1:]
+    return number
+
+
+# ------------------------------------------------------------------ incoming
+
+def split_udh(short_message: bytes) -> tuple[bytes, bytes]:
+    """(udh including its length octet, rest). A UDHL pointing past the end -> no UDH."""
+    if not short_message:
+        return b"", short_message
+    udhl = short_message[0]
+    if udhl + 1 > len(short_message):
+        return b"", short_message
+    return short_message[:udhl + 1], short_message[udhl + 1:]
+
+
+def concat_info(udh: bytes) -> tuple[int, int, int] | None:
+    """(ref, total, seq) from an 8- or 16-bit concatenation IE in a UDH, else None."""
+    pos, end = 1, len(udh)
+    while pos + 2 <= end:
+        iei, ln = udh[pos], udh[pos + 1]
+        val = udh[pos + 2:pos + 2 + ln]
+        if len(val) < ln:
+            return None
+        if iei == UDH_CONCAT8 and ln == 3 and val[1] >= 1 and 1 <= val[2] <= val[1]:
+            return val[0], val[1], val[2]
+        if iei == UDH_CONCAT16 and ln == 4 and val[2] >= 1 and 1 <= val[3] <= val[2]:
+            return (val[0] << 8) | val[1], val[2], val[3]
+        pos += 2 + ln
+    return None
+
+
+def decode_text(body: bytes, data_coding: int, *, data_coding_default: str = "gsm7",
+                gsm7_packed: bool = False, udh_len: int = 0) -> str:
+    """short_message octets (after any UDH) to text. 0 (and 1, which SMSCs use for the same
+    thing) per the SMSC's setting: GSM 03.38 unpacked/packed or Latin-1; 3 Latin-1; 8 UCS-2;
+    2/4 binary (Latin-1, byte for byte); GSM data coding group 0xF_ by its bit 2."""
+    dc = data_coding or 0
+    if (dc & 0xF0) == 0xF0:
+        dc = DC_BINARY2 if dc & 0x04 else DC_DEFAULT
+    elif (dc & 0xC0) == 0x00 and dc > 0x0F:        # general coding group: alphabet in bits 2-3
+        dc = {0: DC_DEFAULT, 1: DC_BINARY2, 2: DC_UCS2}.get((dc >> 2) & 0x03, DC_LATIN1)
+    if dc in (DC_DEFAULT, DC_IA5):
+        if data_coding_default == "latin1":
+            return body.decode("latin-1")
+        if gsm7_packed:
+            return sms.decode_gsm7(unpack_gsm(body, udh_len))
+        return sms.decode_gsm7(body)
+    if dc == DC_UCS2:
+        return sms.decode_ucs2(body[:len(body) // 2 * 2]) + ("\ufffd" if len(body) % 2 else "")
+    return body.decode("latin-1")
