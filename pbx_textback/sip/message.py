@@ -1,0 +1,1203 @@
+"""SIP MESSAGE (RFC 3428) straight to an SMS-capable SIP trunk: a small client and server over
+asyncio, no SIP library.
+
+Sans-IO parts first (they never touch a socket and never raise on bad input):
+- `parse_message(bytes)` -> SipMessage | None: request or response, compact header forms
+  (f: t: i: v: l: c: ...), folded lines, comma-joined Via; a body shorter than its
+  Content-Length is flagged (`msg.bad`) so a request still gets its 400.
+- `StreamFramer`: SIP over TCP (Content-Length framing, RFC 5626 CRLF keep-alives).
+- `digest_authorization(...)`: RFC 2617/7616 digest (MD5, MD5-sess, SHA-256[-sess]; qop=auth,
+  auth-int or none).
+- `split_body(text, max_bytes)`: UTF-8 pieces that each fit, cut at spaces where it can, never
+  inside a character or a combining/ZWJ sequence.
+
+`SipMessageTransport` is the outbox transport (`name = "sip"`). It binds `local_port` on UDP and
+TCP to receive callers' replies (MESSAGE -> `on_inbound(InboundSms) -> bool` -> 200 if stored,
+500 if not so the sender delivers it again; OPTIONS -> 200; everything is answered; requests
+from addresses other than the trunk's, or `allow_from`, get 403: a spoofed "STOP" must not
+land in the store) and sends
+`MESSAGE sip:<peer>@<proxy>` as a non-INVITE client transaction (RFC 3261 17.1.2):
+
+- UDP: Timer E retransmits from T1 doubling to T2 (every T2 once a 1xx came), Timer F ends it.
+- No final answer by Timer F -> "unknown" (settings.on_timeout). Over UDP a lost answer and a
+  lost request look the same: the trunk may have delivered the text and only its 200 was lost,
+  and a resend is a second text on the caller's phone (MESSAGE has no dedupe across
+  transactions). The outbox's `unknown` state is made for this (shown to the admin, resent by
+  their choice); `on_timeout="retry"` trades the duplicate risk for no manual step. A TCP
+  connection that cannot be opened means nothing was sent -> "retry".
+- 2xx -> sent (transport_id = Call-ID). 408/480/500/503/504 -> retry (Retry-After honoured);
+  401/407 -> digest auth, resent once with CSeq+1 (a second challenge -> failed); every other
+  3xx-6xx -> failed with the status and reason phrase.
+- RFC 3261 18.1.1 / RFC 3428: a request over 1,300 bytes is not sent over UDP. `oversize="tcp"`
+  sends it over TCP to the same proxy (and, if no TCP connection can be opened, splits it);
+  `oversize="split"` sends consecutive MESSAGEs that each fit. When part 1 went and a later part
+  did not, the result is "unknown" (resending would repeat part 1).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import time
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..outbox import SendResult
+
+log = logging.getLogger("pbx_textback.sip")
+
+MAX_UDP_BYTES = 1300          # RFC 3261 18.1.1 (path MTU unknown): larger goes congestion-controlled
+MAX_MESSAGE_BYTES = 65535     # we never accept a bigger message on any transport
+RETRY_CODES = frozenset({408, 480, 500, 503, 504})
+CONTENT_TYPE = "text/plain;charset=UTF-8"
+ALLOW = "MESSAGE, OPTIONS"
+
+# RFC 3261 7.3.3 and the IANA registry: compact form -> long name (lower case)
+COMPACT = {
+    "a": "accept-contact", "b": "referred-by", "c": "content-type", "d": "request-disposition",
+    "e": "content-encoding", "f": "from", "i": "call-id", "j": "reject-contact", "k": "supported",
+    "l": "content-length", "m": "contact", "n": "identity-info", "o": "event", "r": "refer-to",
+    "s": "subject", "t": "to", "u": "allow-events", "v": "via", "x": "session-expires",
+    "y": "identity",
+}
+_CANON = {"call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
+          "max-forwards": "Max-Forwards"}
+
+
+def canon_name(lower: str) -> str:
+    return _CANON.get(lower) or "-".join(p.capitalize() for p in lower.split("-"))
+
+
+# --------------------------------------------------------------------------------------------
+# settings and the inbound record
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    proxy_host: str                     # the trunk's SIP server (or outbound proxy)
+    proxy_port: int = 5060
+    transport: str = "udp"              # udp | tcp: how requests are sent
+    local_host: str = "127.0.0.1"       # where we listen (and send from, over UDP)
+    local_port: int = 5070              # 0: any free port (tests); UDP and TCP get the same one
+    from_domain: str = ""               # From: <sip:<line>@from_domain>; default proxy_host
+    username: str = ""                  # digest credentials, used only when challenged
+    password: str = ""
+    realm: str = ""                     # answer only challenges for this realm ("" = any)
+    timer_t1: float = 0.5               # RFC 3261 T1 (RTT estimate): first retransmit over UDP
+    timer_t2: float = 4.0               # retransmit interval cap
+    timeout: float = 32.0               # Timer F (64*T1 by the RFC; set both when changing T1)
+    request_domain: str = ""            # host in the Request-URI and To; default proxy_host[:port]
+    advertised_host: str = ""           # host in Via; default local_host (or the route's address)
+    listen: tuple[str, ...] = ("udp", "tcp")   # inbound listeners on local_host:local_port
+    allow_from: tuple[str, ...] = ()    # IPs/CIDRs whose requests we take; () = the proxy only
+    oversize: str = "tcp"               # tcp | split: what a UDP request over max_udp_bytes does
+    max_udp_bytes: int = MAX_UDP_BYTES
+    on_timeout: str = "unknown"         # unknown | retry: no final answer by Timer F
+    user_agent: str = "pbx-textback"
+
+    def __post_init__(self):
+        def bad(key, why):
+            raise ValueError(f"sip.{key}: {why}")
+        if not self.proxy_host:
+            bad("proxy_host", "is required (the trunk's SIP server)")
+        if self.transport not in ("udp", "tcp"):
+            bad("transport", f"must be udp or tcp, not {self.transport!r}")
+        for k in ("proxy_port", "local_port"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or not (0 <= v <= 65535) or (k == "proxy_port" and v == 0):
+                bad(k, f"is not a port number: {v!r}")
+        if not set(self.listen) <= {"udp", "tcp"}:
+            bad("listen", f"may hold only udp and tcp, not {self.listen!r}")
+        if self.oversize not in ("tcp", "split"):
+            bad("oversize", f"must be tcp or split, not {self.oversize!r}")
+        if self.on_timeout not in ("unknown", "retry"):
+            bad("on_timeout", f"must be unknown or retry, not {self.on_timeout!r}")
+        if not (0 < self.timer_t1 <= self.timer_t2):
+            bad("timer_t1", "must be > 0 and <= timer_t2")
+        if self.timeout <= 0:
+            bad("timeout", "must be > 0")
+        if self.max_udp_bytes < 400:
+            bad("max_udp_bytes", "is too small for a SIP request")
+        if self.password and not self.username:
+            bad("username", "is needed with a password")
+        for a in self.allow_from:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                bad("allow_from", f"{a!r} is not an IP address or network")
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """A caller's text that arrived by SIP MESSAGE."""
+    source: str                # the From user: the caller's number as the trunk wrote it
+    dest: str                  # the To user (else the Request-URI user): our line / DID
+    text: str
+    received_at: float
+    transport: str = "sip"
+    message_id: str = ""       # the Call-ID: the same id twice is the same message again
+    content_type: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# parsing (sans-IO, never raises)
+
+
+@dataclass
+class SipMessage:
+    is_request: bool
+    method: str = ""           # request method (for a response: the CSeq method)
+    uri: str = ""
+    status: int = 0
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)   # (long lower name, value)
+    body: bytes = b""
+    bad: str = ""              # why this request cannot be processed (answered 400)
+
+    def get(self, name: str, default: str = "") -> str:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self.headers if k == name]
+
+    def vias(self) -> list[str]:
+        out: list[str] = []
+        for v in self.get_all("via"):
+            out.extend(p for p in split_commas(v) if p)
+        return out
+
+    @property
+    def call_id(self) -> str:
+        return self.get("call-id")
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.get("cseq"))
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+
+
+def parse_message(data: bytes) -> SipMessage | None:
+    """One SIP message from a datagram (or a whole framed message from a stream). None when
+    the bytes are not SIP at all. Never raises."""
+    try:
+        return _parse(data)
+    except Exception:                       # a parser bug must not take the listener down
+        log.debug("unparseable SIP message", exc_info=True)
+        return None
+
+
+def _parse(data: bytes) -> SipMessage | None:
+    if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_MESSAGE_BYTES:
+        return None
+    data = bytes(data).lstrip(b"\r\n")
+    if not data:
+        return None
+    i = data.find(b"\r\n\r\n")
+    if i >= 0:
+        head, body = data[:i], data[i + 4:]
+    else:
+        j = data.find(b"\n\n")
+        if j >= 0:
+            head, body = data[:j], data[j + 2:]
+        else:
+            head, body = data, b""
+    text = head.decode("utf-8", "replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    start = lines[0].strip()
+    parts = start.split(" ", 2)
+    if len(parts) < 3 and not (len(parts) == 2 and parts[0].upper() == "SIP/2.0"):
+        return None
+    if parts[0].upper() == "SIP/2.0":
+        code = parts[1]
+        if not (len(code) == 3 and code.isdigit()) or not ("1" <= code[0] <= "6"):
+            return None
+        msg = SipMessage(False, status=int(code), reason=parts[2].strip() if len(parts) > 2 else "")
+    else:
+        method, uri, version = parts[0], parts[1], parts[2].strip()
+        if version.upper() != "SIP/2.0" or not _TOKEN.match(method) or not uri:
+            return None
+        msg = SipMessage(True, method=method.upper(), uri=uri)
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:             # folded continuation (RFC 3261 7.3.1)
+            k, v = headers[-1]
+            headers[-1] = (k, (v + " " + line.strip()).strip())
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip().lower()
+        if not sep or not name or not _TOKEN.match(name):
+            continue                                          # tolerate junk lines
+        headers.append((COMPACT.get(name, name), value.strip()))
+    msg.headers = headers
+    cl = msg.get("content-length")
+    if cl:
+        if _isnum(cl) and len(cl) < 8:
+            n = int(cl)
+            if n <= len(body):
+                body = body[:n]
+            else:
+                msg.bad = f"Content-Length {n} but only {len(body)} body bytes"
+        else:
+            msg.bad = "bad Content-Length"
+    msg.body = body
+    if not msg.is_request:
+        msg.method = parse_cseq(msg.get("cseq"))[1]
+    return msg
+
+
+def _isnum(s: str) -> bool:
+    return s.isascii() and s.isdigit()
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value at commas outside quotes and <...>."""
+    out, cur, q, angle, esc = [], [], False, False, False
+    for ch in value:
+        if esc:
+            cur.append(ch)
+            esc = False
+            continue
+        if q and ch == "\\":
+            cur.append(ch)
+            esc = True
+            continue
+        if ch == '"':
+            q = not q
+        elif ch == "<" and not q:
+            angle = True
+        elif ch == ">" and not q:
+            angle = False
+        elif ch == "," and not q and not angle:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) == 2 and _isnum(parts[0]) and len(parts[0]) < 11:
+        return int(parts[0]), parts[1].upper()
+    return -1, ""
+
+
+def _params(s: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in s.split(";"):
+        k, _, v = p.partition("=")
+        k = k.strip().lower()
+        if k:
+            out[k] = v.strip().strip('"')
+    return out
+
+
+@dataclass(frozen=True)
+class Via:
+    transport: str
+    host: str
+    port: int | None
+    params: dict
+
+    @property
+    def branch(self) -> str:
+        return self.params.get("branch", "")
+
+
+def parse_via(value: str) -> Via | None:
+    try:
+        proto, _, rest = value.strip().partition(" ")
+        bits = proto.split("/")
+        if len(bits) != 3 or bits[0].upper() != "SIP":
+            return None
+        sent_by, _, params = rest.strip().partition(";")
+        host, port = _split_hostport(sent_by.strip())
+        if not host:
+            return None
+        return Via(bits[2].upper(), host, port, _params(params))
+    except Exception:
+        return None
+
+
+def _split_hostport(s: str) -> tuple[str, int | None]:
+    s = s.strip()
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            return "", None
+        host, rest = s[1:end], s[end + 1:]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = s.partition(":")
+    if port:
+        if not _isnum(port) or len(port) > 5 or not (0 < int(port) < 65536):
+            return host, None
+        return host, int(port)
+    return host, None
+
+
+@dataclass(frozen=True)
+class Uri:
+    scheme: str
+    user: str
+    host: str
+    port: int | None
+    params: dict
+
+
+def parse_uri(s: str) -> Uri | None:
+    """sip:/sips:/tel: URIs; the user part percent-decoded. None when not one of those."""
+    try:
+        s = s.strip()
+        scheme, sep, rest = s.partition(":")
+        scheme = scheme.lower()
+        if not sep:
+            return None
+        if scheme == "tel":
+            num, _, params = rest.partition(";")
+            return Uri("tel", urllib.parse.unquote(num), "", None, _params(params))
+        if scheme not in ("sip", "sips"):
+            return None
+        rest = rest.split("?", 1)[0]
+        main, _, params = rest.partition(";")
+        userinfo, at, hostport = main.rpartition("@")
+        user = urllib.parse.unquote(userinfo.partition(":")[0]) if at else ""
+        host, port = _split_hostport(hostport)
+        return Uri(scheme, user, host, port, _params(params))
+    except Exception:
+        return None
+
+
+def parse_nameaddr(value: str) -> tuple[str, str, dict]:
+    """(display name, uri, header params) of a From/To/Contact value."""
+    v = value.strip()
+    q, lt = False, -1
+    for idx, ch in enumerate(v):
+        if ch == '"':
+            q = not q
+        elif ch == "<" and not q:
+            lt = idx
+            break
+    if lt >= 0:
+        gt = v.find(">", lt)
+        if gt < 0:
+            return v[:lt].strip().strip('"'), v[lt + 1:].strip(), {}
+        return v[:lt].strip().strip('"'), v[lt + 1:gt].strip(), _params(v[gt + 1:])
+    uri, _, params = v.partition(";")
+    return "", uri.strip(), _params(params)
+
+
+def uri_user(header_value: str) -> str:
+    u = parse_uri(parse_nameaddr(header_value)[1])
+    return u.user if u else ""
+
+
+def parse_retry_after(value: str) -> float:
+    m = re.match(r"\s*(\d{1,9})", value or "")
+    return float(m.group(1)) if m else 0.0
+
+
+class StreamFramer:
+    """SIP over a byte stream (TCP): feed bytes, get ("message", SipMessage) | ("ping", None)
+    | ("error", reason) events. After an error the stream cannot be resynchronized: close it."""
+
+    def __init__(self, max_size: int = MAX_MESSAGE_BYTES):
+        self.buf = bytearray()
+        self.max_size = max_size
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[tuple[str, object]]:
+        out: list[tuple[str, object]] = []
+        if self.broken:
+            return out
+        self.buf += data
+        while self.buf:
+            if self.buf.startswith(b"\r\n\r\n"):
+                del self.buf[:4]
+                out.append(("ping", None))
+                continue
+            if self.buf.startswith(b"\r\n"):
+                if len(self.buf) < 4 and b"\r\n\r\n".startswith(bytes(self.buf)):
+                    break                            # maybe the start of a keep-alive
+                del self.buf[:2]
+                continue
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > self.max_size:
+                    return self._error(out, "headers too long")
+                break
+            head = bytes(self.buf[:end])
+            cl = None
+            for line in head.split(b"\r\n")[1:]:
+                name, sep, value = line.partition(b":")
+                if sep and name.strip().lower() in (b"content-length", b"l"):
+                    value = value.strip()
+                    if not value.isdigit() or len(value) > 7:
+                        return self._error(out, "bad Content-Length")
+                    cl = int(value)
+            if cl is None:
+                return self._error(out, "no Content-Length on a stream")
+            total = end + 4 + cl
+            if total > self.max_size:
+                return self._error(out, "message too long")
+            if len(self.buf) < total:
+                break
+            raw = bytes(self.buf[:total])
+            del self.buf[:total]
+            msg = parse_message(raw)
+            if msg is None:
+                return self._error(out, "not a SIP message")
+            out.append(("message", msg))
+        return out
+
+    def _error(self, out, why):
+        self.broken = True
+        self.buf.clear()
+        out.append(("error", why))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# building
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + os.urandom(10).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+def build_request(method: str, ruri: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    lines = [f"{method} {ruri} SIP/2.0"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+def build_response(req: SipMessage, code: int, reason: str, *, to_tag: str = "",
+                   extra: list[tuple[str, str]] = (), received: str = "", rport: int | None = None,
+                   body: bytes = b"") -> bytes:
+    """A response to `req` (RFC 3261 8.2.6): its Vias (top one with received/rport filled),
+    From, To (+ our tag), Call-ID, CSeq."""
+    lines = [f"SIP/2.0 {code} {reason}"]
+    vias = req.vias()
+    for n, v in enumerate(vias):
+        if n == 0:
+            v = _stamp_via(v, received, rport)
+        lines.append(f"Via: {v}")
+    lines.append(f"From: {req.get('from')}")
+    to = req.get("to")
+    if to_tag and "tag" not in parse_nameaddr(to)[2]:
+        to = f"{to};tag={to_tag}"
+    lines.append(f"To: {to}")
+    lines.append(f"Call-ID: {req.call_id}")
+    lines.append(f"CSeq: {req.get('cseq')}")
+    lines += [f"{k}: {v}" for k, v in extra]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+def _stamp_via(via: str, received: str, rport: int | None) -> str:
+    """RFC 3261 18.2.1 received=, RFC 3581 rport=."""
+    v = parse_via(via)
+    if v is None:
+        return via
+    parts = via.split(";")
+    out = [parts[0]]
+    for p in parts[1:]:
+        k = p.partition("=")[0].strip().lower()
+        if k == "rport" and rport is not None:
+            out.append(f"rport={rport}")
+        elif k == "received":
+            continue
+        else:
+            out.append(p)
+    if received and (received != v.host or "rport" in v.params):
+        out.append(f"received={received}")
+    return ";".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# digest authentication (RFC 2617, RFC 7616, RFC 8760)
+
+
+_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def parse_challenge(value: str) -> dict[str, str] | None:
+    """`Digest realm="x", nonce="y", qop="auth", ...` -> {"realm": "x", ...} (lower-case keys)."""
+    v = value.strip()
+    scheme, _, rest = v.partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    out: dict[str, str] = {}
+    i, n = 0, len(rest)
+    while i < n:
+        while i < n and rest[i] in " ,\t":
+            i += 1
+        j = i
+        while j < n and rest[j] not in "=, \t":
+            j += 1
+        key = rest[i:j].lower()
+        while j < n and rest[j] in " \t":
+            j += 1
+        if j >= n or rest[j] != "=":
+            i = j + 1
+            continue
+        j += 1
+        while j < n and rest[j] in " \t":
+            j += 1
+        if j < n and rest[j] == '"':
+            j += 1
+            val = []
+            while j < n and rest[j] != '"':
+                if rest[j] == "\\" and j + 1 < n:
+                    j += 1
+                val.append(rest[j])
+                j += 1
+            j += 1
+            value_s = "".join(val)
+        else:
+            k = j
+            while j < n and rest[j] not in ", \t":
+                j += 1
+            value_s = rest[k:j]
+        if key:
+            out[key] = value_s
+        i = j
+    return out if "nonce" in out else None
+
+
+def choose_challenge(values: list[str], realm: str = "") -> dict[str, str] | None:
+    """The first digest challenge we can answer (RFC 8760: servers list them best first)."""
+    for v in values:
+        ch = parse_challenge(v)
+        if ch is None:
+            continue
+        alg = ch.get("algorithm", "MD5").upper()
+        if alg.removesuffix("-SESS") not in _HASHES:
+            continue
+        if realm and ch.get("realm", "") != realm:
+            continue
+        return ch
+    return None
+
+
+def _q(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def digest_authorization(challenge: dict[str, str], method: str, uri: str, username: str,
+                         password: str, *, body: bytes = b"", cnonce: str | None = None,
+                         nc: int = 1) -> str:
+    """The Authorization / Proxy-Authorization value answering `challenge`."""
+    alg = challenge.get("algorithm", "MD5")
+    base = alg.upper().removesuffix("-SESS")
+    sess = alg.upper().endswith("-SESS")
+    H = lambda s: _HASHES[base](s.encode("utf-8")).hexdigest()      # noqa: E731
+    realm, nonce = challenge.get("realm", ""), challenge["nonce"]
+    qops = [q.strip().lower() for q in challenge.get("qop", "").split(",") if q.strip()]
+    qop = "auth" if "auth" in qops else ("auth-int" if "auth-int" in qops else "")
+    cnonce = cnonce or os.urandom(8).hex()
+    ha1 = H(f"{username}:{realm}:{password}")
+    if sess:
+        ha1 = H(f"{ha1}:{nonce}:{cnonce}")
+    if qop == "auth-int":
+        ha2 = H(f"{method}:{uri}:{_HASHES[base](body).hexdigest()}")
+    else:
+        ha2 = H(f"{method}:{uri}")
+    ncs = f"{nc:08x}"
+    if qop:
+        resp = H(f"{ha1}:{nonce}:{ncs}:{cnonce}:{qop}:{ha2}")
+    else:
+        resp = H(f"{ha1}:{nonce}:{ha2}")
+    parts = [f'username="{_q(username)}"', f'realm="{_q(realm)}"', f'nonce="{_q(nonce)}"',
+             f'uri="{_q(uri)}"', f'response="{resp}"', f"algorithm={alg}"]
+    if qop:
+        parts += [f"qop={qop}", f"nc={ncs}", f'cnonce="{cnonce}"']
+    if "opaque" in challenge:
+        parts.append(f'opaque="{_q(challenge["opaque"])}"')
+    return "Digest " + ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# long bodies
+
+
+def split_body(text: str, max_bytes: int) -> list[str]:
+    """Pieces of `text` whose UTF-8 forms are each <= max_bytes and whose concatenation is
+    `text`. Cuts after a space when there is one in the second half of a piece; never inside
+    a combining sequence, a ZWJ emoji sequence or before a variation selector."""
+    if max_bytes < 8:
+        raise ValueError("max_bytes too small")
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        size, j = 0, i
+        while j < n:
+            b = len(text[j].encode("utf-8", "surrogatepass"))
+            if size + b > max_bytes:
+                break
+            size += b
+            j += 1
+        if j < n:
+            cut = j
+            while cut > i + 1 and _glued(text, cut):
+                cut -= 1
+            if cut == i + 1 and _glued(text, cut):
+                cut = j                                   # one unsplittable run: cut anyway
+            space = text.rfind(" ", i, cut)
+            nl = text.rfind("\n", i, cut)
+            brk = max(space, nl)
+            if brk >= i + (cut - i) // 2:
+                cut = brk + 1
+            j = cut
+        out.append(text[i:j])
+        i = j
+    return out
+
+
+def _glued(text: str, k: int) -> bool:
+    """True when a cut between text[k-1] and text[k] would split a visible character."""
+    nxt, prev = text[k], text[k - 1]
+    return (unicodedata.combining(nxt) != 0 or nxt in "\u200d\ufe0e\ufe0f" or prev == "\u200d"
+            or 0x1F3FB <= ord(nxt) <= 0x1F3FF or 0xE0020 <= ord(nxt) <= 0xE007F
+            or (0x1F1E6 <= ord(prev) <= 0x1F1FF and 0x1F1E6 <= ord(nxt) <= 0x1F1FF
+                and _regional_run(text, k) % 2 == 1))
+
+
+def _regional_run(text: str, k: int) -> int:
+    c = 0
+    while k - 1 - c >= 0 and 0x1F1E6 <= ord(text[k - 1 - c]) <= 0x1F1FF:
+        c += 1
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# the transport
+
+
+class _Tx:
+    __slots__ = ("method", "future", "proceeding", "conn")
+
+    def __init__(self, method: str, future: asyncio.Future, conn=None):
+        self.method, self.future, self.proceeding, self.conn = method, future, False, conn
+
+
+class _Outcome:
+    """How one client transaction ended."""
+    __slots__ = ("response", "error", "kind")
+
+    def __init__(self, response: SipMessage | None = None, error: str = "", kind: str = ""):
+        self.response, self.error, self.kind = response, error, kind   # kind: timeout|connect|lost
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, owner: "SipMessageTransport"):
+        self.owner = owner
+
+    def datagram_received(self, data, addr):
+        self.owner.handle_datagram(data, addr)
+
+    def error_received(self, exc):
+        log.debug("SIP UDP socket error: %s", exc)
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP connection (accepted, or opened by us to the proxy)."""
+
+    def __init__(self, owner: "SipMessageTransport", outbound_key=None):
+        self.owner = owner
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("", 0)
+        self.outbound_key = outbound_key
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.owner._streams.add(self)
+
+    def data_received(self, data):
+        try:
+            events = self.framer.feed(data)
+        except Exception:                                   # never: the framer does not raise
+            log.exception("SIP TCP framing")
+            events = [("error", "framing bug")]
+        for kind, obj in events:
+            if kind == "ping":
+                self.write(b"\r\n")                          # RFC 5626 pong
+            elif kind == "message":
+                self.owner.handle_message(obj, self.peer[:2], self)
+            else:
+                log.warning("SIP TCP from %s:%s: %s; closing", self.peer[0], self.peer[1], obj)
+                self.close()
+                break
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self):
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.owner._stream_lost(self)
+
+
+class SipMessageTransport:
+    """RFC 3428 MESSAGE client and server. See the module docstring for the rules."""
+    name = "sip"
+
+    def __init__(self, settings: SipSettings, on_inbound: Callable[[InboundSms], bool] | None = None,
+                 *, clock: Callable[[], float] = time.time):
+        self.s = settings
+        self.on_inbound = on_inbound
+        self.clock = clock
+        self.local_port = settings.local_port
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self._streams: set[_Stream] = set()
+        self._out_conns: dict[tuple[str, int], _Stream] = {}
+        self._conn_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._pending: dict[str, _Tx] = {}
+        self._server_cache: dict[tuple, tuple[float, bytes | None]] = {}
+        self._proxy_addr: tuple[str, int] | None = None
+        self._allowed: list = []
+        self._via_host = ""
+        self.stats = {"sent": 0, "retransmits": 0, "inbound": 0, "inbound_refused": 0}
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.s.local_host
+        need_udp = "udp" in self.s.listen or self.s.transport == "udp"
+        if need_udp:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(host, self.s.local_port))
+            self.local_port = self._udp.get_extra_info("sockname")[1]
+        if "tcp" in self.s.listen:
+            self._tcp_server = await loop.create_server(
+                lambda: _Stream(self), host, self.local_port, reuse_address=True)
+            self.local_port = self._tcp_server.sockets[0].getsockname()[1]
+        self._proxy_addr = await self._resolve(self.s.proxy_host, self.s.proxy_port)
+        self._allowed = [ipaddress.ip_network(a, strict=False)
+                         for a in (self.s.allow_from or (self._proxy_addr[0],))]
+        self._via_host = self.s.advertised_host or self._pick_via_host()
+        log.info("SIP MESSAGE on %s:%s (%s), trunk %s:%s over %s", host, self.local_port,
+                 "+".join(self.s.listen) or "send only", self.s.proxy_host, self.s.proxy_port,
+                 self.s.transport)
+
+    async def stop(self) -> None:
+        for tx in list(self._pending.values()):
+            if not tx.future.done():
+                tx.future.set_result(_Outcome(error="transport stopped", kind="lost"))
+        self._pending.clear()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for st in list(self._streams):
+            st.close()
+        if self._tcp_server is not None:
+            try:
+                await asyncio.wait_for(self._tcp_server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+            self._tcp_server = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    async def _resolve(self, host: str, port: int) -> tuple[str, int]:
+        try:
+            ipaddress.ip_address(host)
+            return host, port
+        except ValueError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM,
+                                                             family=socket.AF_INET)
+        return infos[0][4][0], port
+
+    def _pick_via_host(self) -> str:
+        h = self.s.local_host
+        if h and h not in ("0.0.0.0", "::"):
+            return h
+        try:                                    # the address the route to the trunk leaves from
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((self._proxy_addr or (self.s.proxy_host, self.s.proxy_port)))
+                return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send(self, msg) -> SendResult:
+        if self._proxy_addr is None:
+            return SendResult("retry", error="SIP transport not started")
+        body_text = msg.body or ""
+        transport = self.s.transport
+        if transport == "udp":
+            probe = self._build(msg, body_text.encode("utf-8"), "udp", 1, self._new_call_id(),
+                                new_tag(), new_branch())
+            reserve = 420 if self.s.username else 0      # room for an Authorization header
+            if len(probe) + reserve > self.s.max_udp_bytes:
+                if self.s.oversize == "tcp":
+                    res = await self._send_one(msg, body_text, "tcp")
+                    if res.status != "retry" or "TCP connect" not in res.error:
+                        return res
+                    log.warning("message %s: %d bytes is too big for UDP and TCP to %s:%s "
+                                "failed (%s): sending it in parts over UDP", getattr(msg, "id", "?"),
+                                len(probe), self.s.proxy_host, self.s.proxy_port, res.error)
+                return await self._send_split(msg, body_text, len(probe) - len(body_text.encode()) + reserve)
+        return await self._send_one(msg, body_text, transport)
+
+    async def _send_split(self, msg, text: str, overhead: int) -> SendResult:
+        budget = self.s.max_udp_bytes - overhead - 8
+        if budget < 16:
+            return SendResult("failed", error="SIP headers alone exceed max_udp_bytes")
+        parts = split_body(text, budget)
+        ids: list[str] = []
+        for n, part in enumerate(parts, 1):
+            res = await self._send_one(msg, part, "udp")
+            if res.status != "sent":
+                if n == 1:
+                    return res
+                return SendResult("unknown", transport_id=",".join(ids),
+                                  error=f"part {n}/{len(parts)} not sent ({res.status}: {res.error}); "
+                                        f"parts 1-{n - 1} were delivered: resending repeats them")
+            ids.append(res.transport_id)
+        return SendResult("sent", ",".join(ids))
+
+    def _uris(self, msg) -> tuple[str, str, str]:
+        dom = self.s.request_domain or (
+            self.s.proxy_host if self.s.proxy_port == 5060 else f"{self.s.proxy_host}:{self.s.proxy_port}")
+        peer = urllib.parse.quote(msg.peer or "", safe="+-_.!~*'()&=$,;?/")
+        line = urllib.parse.quote(getattr(msg, "line", "") or self.s.username or "textback",
+                                  safe="+-_.!~*'()&=$,;?/")
+        ruri = f"sip:{peer}@{dom}"
+        return ruri, f"<sip:{peer}@{dom}>", f"<sip:{line}@{self.s.from_domain or self.s.proxy_host}>"
+
+    def _build(self, msg, body: bytes, transport: str, cseq: int, call_id: str, from_tag: str,
+               branch: str, auth: tuple[str, str] | None = None) -> bytes:
+        ruri, to, frm = self._uris(msg)
+        headers = [
+            ("Via", f"SIP/2.0/{transport.upper()} {self._via_host_port()};branch={branch};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"{frm};tag={from_tag}"),
+            ("To", to),
+            ("Call-ID", call_id),
+            ("CSeq", f"{cseq} MESSAGE"),
+        ]
+        if auth:
+            headers.append(auth)
+        headers += [("User-Agent", self.s.user_agent), ("Content-Type", CONTENT_TYPE)]
+        return build_request("MESSAGE", ruri, headers, body)
+
+    def _new_call_id(self) -> str:
+        return f"{os.urandom(12).hex()}@{self._via_host or 'pbx-textback'}"
+
+    def _via_host_port(self) -> str:
+        h = self._via_host or "127.0.0.1"
+        if ":" in h:
+            h = f"[{h}]"
+        return f"{h}:{self.local_port}"
+
+    async def _send_one(self, msg, text: str, transport: str) -> SendResult:
+        body = text.encode("utf-8")
+        call_id = self._new_call_id()
+        from_tag = new_tag()
+        cseq = 1
+        branch = new_branch()
+        req = self._build(msg, body, transport, cseq, call_id, from_tag, branch)
+        out = await self._transaction(req, branch, transport)
+        r = out.response
+        if r is not None and r.status in (401, 407):
+            if not self.s.username:
+                return SendResult("failed", error=f"SIP {r.status} {r.reason}: the trunk wants "
+                                  "digest authentication: set sip username and password")
+            hdr = "www-authenticate" if r.status == 401 else "proxy-authenticate"
+            ch = choose_challenge(r.get_all(hdr), self.s.realm)
+            if ch is None:
+                return SendResult("failed", error=f"SIP {r.status} {r.reason}: no digest challenge "
+                                  f"we can answer (realm {self.s.realm or 'any'}, MD5/SHA-256): "
+                                  f"{'; '.join(r.get_all(hdr)) or 'no ' + canon_name(hdr)}")
+            ruri = self._uris(msg)[0]
+            value = digest_authorization(ch, "MESSAGE", ruri, self.s.username, self.s.password,
+                                         body=body)
+            cseq += 1
+            branch = new_branch()
+            name = "Authorization" if r.status == 401 else "Proxy-Authorization"
+            req = self._build(msg, body, transport, cseq, call_id, from_tag, branch, (name, value))
+            out = await self._transaction(req, branch, transport)
+            r = out.response
+            if r is not None and r.status in (401, 407):
+                return SendResult("failed", error=f"SIP {r.status} {r.reason}: credentials for "
+                                  f"{self.s.username!r} rejected (check sip username/password/realm)")
+        return self._result(out, call_id)
+
+    def _result(self, out: _Outcome, call_id: str) -> SendResult:
+        r = out.response
+        if r is None:
+            if out.kind == "connect":
+                return SendResult("retry", error=out.error)
+            if out.kind == "timeout":
+                return SendResult(self.s.on_timeout, transport_id=call_id, error=out.error)
+            return SendResult("unknown", transport_id=call_id, error=out.error)
+        what = f"SIP {r.status} {r.reason}".strip()
+        if 200 <= r.status < 300:
+            self.stats["sent"] += 1
+            return SendResult("sent", call_id)
+        if r.status in RETRY_CODES:
+            return SendResult("retry", transport_id=call_id, error=what,
+                              retry_after=parse_retry_after(r.get("retry-after")))
+        return SendResult("failed", transport_id=call_id, error=what)
+
+    async def _transaction(self, req: bytes, branch: str, transport: str) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        tx = _Tx("MESSAGE", fut)
+        self._pending[branch] = tx
+        deadline = loop.time() + self.s.timeout
+        try:
+            if transport == "tcp":
+                try:
+                    conn = await asyncio.wait_for(self._tcp_conn(), max(0.1, deadline - loop.time()))
+                except (OSError, asyncio.TimeoutError) as e:
+                    return _Outcome(error=f"TCP connect to {self.s.proxy_host}:{self.s.proxy_port} "
+                                          f"failed: {e or 'timed out'}", kind="connect")
+                tx.conn = conn
+                conn.write(req)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    return _Outcome(error=f"no final answer within {self.s.timeout:g} s (Timer F, TCP)",
+                                    kind="timeout")
+            if self._udp is None:
+                return _Outcome(error="UDP socket not open", kind="connect")
+            interval = self.s.timer_t1
+            self._udp.sendto(req, self._proxy_addr)
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return _Outcome(error=f"no final answer within {self.s.timeout:g} s "
+                                          f"(Timer F, UDP to {self.s.proxy_host}:{self.s.proxy_port})",
+                                    kind="timeout")
+                done, _ = await asyncio.wait({fut}, timeout=min(interval, remaining))
+                if done:
+                    return fut.result()
+                if deadline - loop.time() <= 0:
+                    continue
+                if self._udp is None:
+                    return _Outcome(error="transport stopped", kind="lost")
+                self._udp.sendto(req, self._proxy_addr)            # Timer E
+                self.stats["retransmits"] += 1
+                interval = self.s.timer_t2 if tx.proceeding else min(interval * 2, self.s.timer_t2)
+        finally:
+            self._pending.pop(branch, None)
+
+    async def _tcp_conn(self) -> _Stream:
+        key = self._proxy_addr
+        lock = self._conn_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            conn = self._out_conns.get(key)
+            if conn is not None and not conn.closed:
+                return conn
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(lambda: _Stream(self, outbound_key=key), *key)
+            self._out_conns[key] = conn
+            return conn
+
+    def _stream_lost(self, st: _Stream) -> None:
+        self._streams.discard(st)
+        if st.outbound_key is not None and self._out_conns.get(st.outbound_key) is st:
+            del self._out_conns[st.outbound_key]
+        for tx in list(self._pending.values()):
+            if tx.conn is st and not tx.future.done():
+                tx.future.set_result(_Outcome(error="TCP connection closed before the answer",
+                                              kind="lost"))
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def handle_datagram(self, data: bytes, addr) -> None:
+        """A UDP datagram: a response for one of our transactions or a request. Never raises."""
+        try:
+            if not data.strip(b"\r\n\x00 "):
+                return                                   # keep-alive
+            msg = parse_message(data)
+            if msg is None:
+                log.debug("not SIP from %s: %r", addr, data[:80])
+                return
+            self.handle_message(msg, (addr[0], addr[1]), None)
+        except Exception:
+            log.exception("SIP datagram from %s", addr)
+
+    def handle_message(self, msg: SipMessage, addr: tuple[str, int], stream: _Stream | None) -> None:
+        try:
+            if msg.is_request:
+                self._handle_request(msg, addr, stream)
+            else:
+                self._handle_response(msg)
+        except Exception:
+            log.exception("SIP message from %s", addr)
+
+    def _handle_response(self, msg: SipMessage) -> None:
+        vias = msg.vias()
+        v = parse_via(vias[0]) if vias else None
+        if v is None:
+            return
+        tx = self._pending.get(v.branch)
+        if tx is None or tx.method != msg.method or tx.future.done():
+            return                                       # stray or a retransmitted final answer
+        if msg.status < 200:
+            tx.proceeding = True
+            return
+        tx.future.set_result(_Outcome(response=msg))
+
+    def _handle_request(self, req: SipMessage, addr: tuple[str, int], stream: _Stream | None) -> None:
+        vias = req.vias()
+        top = parse_via(vias[0]) if vias else None
+        if top is None:
+            log.debug("request without a usable Via from %s: dropped", addr)
+            return
+        if req.method == "ACK":
+            return
+        key = self._server_key(req, top)
+        now = time.monotonic()
+        self._expire_server_cache(now)
+        cached = self._server_cache.get(key)
+        if cached is not None:
+            if cached[1] is not None:
+                self._reply_raw(cached[1], req, top, addr, stream)   # retransmission: same answer
+            return
+        resp = self._answer(req, top, addr, stream)
+        self._server_cache[key] = (now + 64 * self.s.timer_t1 + 1.0, resp)
+
+    def _server_key(self, req: SipMessage, top: Via) -> tuple:
+        if top.branch.startswith("z9hG4bK"):
+            return (top.branch, top.host, top.port, req.method)
+        return (req.call_id, req.get("cseq"), parse_nameaddr(req.get("from"))[2].get("tag", ""),
+                req.method)
+
+    def _expire_server_cache(self, now: float) -> None:
+        if len(self._server_cache) > 256 or now - getattr(self, "_last_sweep", 0) > 5:
+            self._last_sweep = now
+            for k in [k for k, (exp, _) in self._server_cache.items() if exp < now]:
+                del self._server_cache[k]
+
+    def _answer(self, req: SipMessage, top: Via, addr, stream) -> bytes:
+        def reply(code, reason, extra=()):
+            data = build_response(req, code, reason, to_tag=new_tag(), extra=list(extra),
+                                  received=addr[0], rport=addr[1] if "rport" in top.params else None)
+            self._reply_raw(data, req, top, addr, stream)
+            return data
+
+        if not self._allowed_source(addr[0]):
+            log.warning("SIP %s from %s refused (403): not the trunk; add it to sip.allow_from",
+                        req.method, addr[0])
+            return reply(403, "Forbidden")
+        missing = [h for h in ("from", "to", "call-id", "cseq") if not req.get(h)]
+        if req.bad or missing or req.cseq[1] != req.method:
+            why = req.bad or (f"missing {', '.join(canon_name(h) for h in missing)}" if missing
+                              else "CSeq method does not match")
+            return reply(400, "Bad Request", [("Warning", f'399 pbx-textback "{why}"')])
+        if req.method == "OPTIONS":
+            return reply(200, "OK", [("Allow", ALLOW), ("Accept", "text/plain, message/cpim")])
+        if req.method in ("CANCEL", "BYE"):
+            return reply(481, "Call/Transaction Does Not Exist")
+        if req.method != "MESSAGE":
+            return reply(405, "Method Not Allowed", [("Allow", ALLOW)])
+        text, why = _message_text(req)
+        if why:
+            return reply(415, "Unsupported Media Type", [("Accept", "text/plain, message/cpim")])
+        source = uri_user(req.get("from"))
+        dest = uri_user(req.get("to"))
+        if not dest:
+            u = parse_uri(req.uri)
+            dest = u.user if u else ""
+        if text == "":
+            return reply(200, "OK")                   # nothing a person wrote: nothing to store
+        sms = InboundSms(source=source, dest=dest, text=text, received_at=self.clock(),
+                         message_id=req.call_id, content_type=req.get("content-type"))
+        stored = False
+        if self.on_inbound is None:
+            log.error("SIP MESSAGE from %s to %s: no inbound handler, answered 500 (sender retries)",
+                      source, dest)
+        else:
+            try:
+                stored = bool(self.on_inbound(sms))
+            except Exception:
+                log.exception("storing the SIP MESSAGE from %s failed", source)
+        if stored:
+            self.stats["inbound"] += 1
+            return reply(200, "OK")
+        self.stats["inbound_refused"] += 1
+        return reply(500, "Server Internal Error", [("Retry-After", "30")])
+
+    def _allowed_source(self, ip: str) -> bool:
+        if not self._allowed:                          # not started: nothing to compare with
+            return True
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(a in net for net in self._allowed)
+
+    def _reply_raw(self, data: bytes, req: SipMessage, top: Via, addr, stream) -> None:
+        if stream is not None:
+            stream.write(data)
+            return
+        if self._udp is None:
+            return
+        # RFC 3261 18.2.2 + RFC 3581: to the source address; the port from rport (the source
+        # port) when the client asked for it, else the Via's port
+        port = addr[1] if "rport" in top.params else (top.port or 5060)
+        self._udp.sendto(data, (addr[0], port))
+
+
+def _message_text(req: SipMessage) -> tuple[str, str]:
+    """(text, "") or ("", why not readable)."""
+    ctype = req.get("content-type", "text/plain")
+    mime, _, params = ctype.partition(";")
+    mime = mime.strip().lower()
+    charset = _params(params).get("charset", "utf-8") or "utf-8"
+    body = req.body
+    if mime == "message/cpim":                         # RFC 3862: headers, blank line, MIME part
+        _, sep, inner = body.partition(b"\r\n\r\n")
+        if not sep:
+            return "", "bad message/cpim"
+        ihead, sep, ibody = inner.partition(b"\r\n\r\n")
+        if not sep:
+            return "", "bad message/cpim"
+        mime = "text/plain"
+        for line in ihead.split(b"\r\n"):
+            k, _, v = line.decode("utf-8", "replace").partition(":")
+            if k.strip().lower() == "content-type":
+                m, _, p = v.partition(";")
+                mime = m.strip().lower()
+                charset = _params(p).get("charset", "utf-8") or "utf-8"
+        body = ibody
+    if mime not in ("text/plain", ""):
+        return "", f"content type {mime}"
+    try:
+        return body.decode(charset, "replace"), ""
+    except LookupError:
+        return body.decode("utf-8", "replace"), ""
