@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .amiframe import first
+from .dialplan_vars import CTX_FREEPBX_TRUNK
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
     OUTBOUND, CallRecord, Leg)
@@ -22,7 +23,7 @@ from .model import (
 log = logging.getLogger("pbx_textback.tracker")
 
 FREEPBX_TRUNK_CONTEXTS = ("from-trunk", "from-pstn", "from-did-direct", "from-pstn-e164-us",
-                          "from-pstn-toheader", "from-sip-external")
+                          "from-pstn-toheader", "from-sip-external", CTX_FREEPBX_TRUNK)
 PLAIN_TRUNK_CONTEXTS = ("from-external", "from-carrier", "incoming")
 # Channel technologies that are never a person.
 SYSTEM_TECHS = {"message", "surrogate", "recorder", "announcer", "cbann", "cbrec", "multicast",
