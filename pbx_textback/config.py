@@ -104,6 +104,32 @@ class Smtp:
 
 
 @dataclass(frozen=True)
+class Features:
+    """Desk-phone feature codes (*88 call back, *89 text again) through FastAGI."""
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 4573
+    callback_window_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class Compliance:
+    """Texting real people lawfully; the defaults are the lawful ones."""
+    opt_out_scope: str = "business"          # business (every line) | line
+    quiet_hours: str = "08:00-20:00"         # allowed window in the RECIPIENT's local time; "" = off
+    preset: str = ""                         # "" | ftsa (08:00-20:00 and at most 3 per 24 h)
+    max_hold_hours: float = 12.0             # a text held by quiet hours longer than this is dropped
+    cross_line_cap: int = 3                  # automated texts per caller per 24 h, all lines together
+    global_hourly_cap: int = 200             # SMS-pumping guard for the whole service
+    denylist: tuple[str, ...] = ()           # E.164 numbers or prefixes with a trailing *
+    allowlist: tuple[str, ...] = ()          # always textable (internal test phones, …)
+    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)   # more languages: stop/start/help
+    hipaa: bool = False                      # refuse template variables that may carry health data
+    require_opt_out_text: bool = True        # templates must say how to opt out
+    retention_days: int = 0                  # 0: keep; else purge calls and messages older than this
+
+
+@dataclass(frozen=True)
 class Transport:
     type: str = "log"                # log (smpp and sip come with their issue)
 
@@ -137,6 +163,7 @@ class Line:
     delays: dict[str, float] = field(default_factory=dict)   # per reason, overrides delay_seconds
     follow_up_after_hours: float = 0.0   # 0: no follow-up
     follow_up_template: str = ""
+    quiet_hours: str = ""            # overrides compliance.quiet_hours for this line
 
 
 @dataclass(frozen=True)
@@ -147,9 +174,12 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     transport: Transport = field(default_factory=Transport)
     smtp: Smtp = field(default_factory=Smtp)
+    compliance: Compliance = field(default_factory=Compliance)
+    features: Features = field(default_factory=Features)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
+    warnings: tuple[str, ...] = ()       # template lint warnings: shown, not fatal
 
     @property
     def allowed_countries(self) -> frozenset[str]:
@@ -160,6 +190,8 @@ SECRET_KEYS = {"secret", "password"}
 _CHOICES = {
     "pbx.type": ("asterisk", "freeswitch", "mail"),
     "smtp.relay_security": ("none", "starttls", "tls"),
+    "compliance.opt_out_scope": ("business", "line"),
+    "compliance.preset": ("", "ftsa"),
     "transport.type": ("log",),
     "policy.text_recovered": ("unambiguous", "never"),
 }
@@ -195,7 +227,10 @@ def loads(text: str, path: str = "<config>") -> Config:
         problems += _validate(cfg, lines)
     if problems:
         raise ConfigError(problems, path)
-    return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line)
+    warnings = tuple(_lint(cfg, lines, problems))
+    if problems:
+        raise ConfigError(problems, path)
+    return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line, warnings=warnings)
 
 
 # ---- building ------------------------------------------------------------------------------
@@ -213,7 +248,7 @@ def _build(cls, data, prefix: str, lines, problems):
         problems.append(f"{prefix or 'top level'}{_where(prefix, lines)}: expected a table")
         return None
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "warnings")}
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
@@ -365,6 +400,38 @@ def _validate(cfg: Config, lines) -> list[str]:
             key = f"pbx.after_hours_markers[{i}].kind"
             problems.append(f"'{key}'{_where(key, lines)}: '{m.kind}' is not one of variable, context, userevent")
     return problems
+
+
+def _lint(cfg: Config, lines, problems: list[str]) -> list[str]:
+    """Template lint: errors refuse the config, warnings are shown (check-config, the log)."""
+    from .core.lint import lint_template
+    from .core.templates import DEFAULT_TEMPLATE, render, sample_vars
+    c = cfg.compliance
+
+    def texts(src):
+        biz = {"name": cfg.business.name, "phone": cfg.business.phone or "+15125550100"}
+        return [render(src, {**sample_vars(r), "business": biz}) for r in MISSED_REASONS]
+    warnings = []
+    for i, ln in enumerate(cfg.line):
+        k = f"line[{i}]"
+        for name, tpl in [("template", ln.template or DEFAULT_TEMPLATE)] + \
+                [(f"templates.{r}", t) for r, t in ln.templates.items()]:
+            for issue in lint_template(tpl, first_contact=c.require_opt_out_text, hipaa=c.hipaa,
+                                       render=texts, business_name=cfg.business.name):
+                where = f"'{k}.{name}'{_where(k + '.' + name, lines)}"
+                if issue.level == "error":
+                    problems.append(f"{where}: {issue.message}")
+                else:
+                    warnings.append(f"{where}: {issue.message}")
+    for key, spans in [("compliance.quiet_hours", c.quiet_hours)] + \
+            [(f"line[{i}].quiet_hours", ln.quiet_hours) for i, ln in enumerate(cfg.line)]:
+        if spans and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", spans):
+            problems.append(f"'{key}'{_where(key, lines)}: '{spans}' is not HH:MM-HH:MM (a daytime window)")
+    for intent in c.keywords:
+        if intent not in ("stop", "start", "help"):
+            problems.append(f"'compliance.keywords.{intent}'{_where('compliance.keywords', lines)}: "
+                            "only stop, start and help take extra keywords")
+    return warnings
 
 
 _HDR = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")

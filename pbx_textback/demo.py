@@ -56,8 +56,11 @@ async def run_demo(a) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="pbx-textback-demo-")
         store_path = str(Path(tmp.name) / "demo.sqlite3")
     cfg = default_config()
+    # quiet hours off: the demo should show texts going out at any hour (the service's own
+    # default holds texts outside 08:00-20:00 in the caller's time zone)
     cfg = replace(cfg, store=replace(cfg.store, path=store_path),
-                  business=replace(cfg.business, name="Acme Dental", phone="+15125550100"))
+                  business=replace(cfg.business, name="Acme Dental", phone="+15125550100"),
+                  compliance=replace(cfg.compliance, quiet_hours=""))
     traces = demo_traces(a.pbx)
     if a.pbx == "asterisk":
         from .ami.replay_server import AmiReplayServer

@@ -6,13 +6,22 @@ import logging
 import time
 from dataclasses import replace
 
+from .core import caps, consent, quiet
 from .core.decide import Facts, decide, find_line
 from .core.gate import GateFacts
 from .core.model import INBOUND, OUTBOUND, CallRecord, Check, Verdict
-from .core.numbers import to_e164
+from .core.numbers import number_info, to_e164
+from .core.replies import classify_reply
 from .core.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
+from .store import db as st
 
 log = logging.getLogger("pbx_textback.calls")
+
+
+def _local(ts: float, zone: str) -> str:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+    return datetime.fromtimestamp(ts, timezone.utc).astimezone(ZoneInfo(zone)).strftime("%a %H:%M %Z")
 
 
 def mask(number: str) -> str:
@@ -27,12 +36,59 @@ class Pipeline:
     def e164(self, raw: str) -> str:
         return to_e164(raw, self.cfg.business.country) or raw
 
-    def facts(self, rec: CallRecord, line, calls_missed: int = 1) -> Facts:
+    def facts(self, rec: CallRecord, line, calls_missed: int = 1, now: float | None = None) -> Facts:
         if line is None:
             return Facts()
-        return Facts(last_text_at=self.store.last_text_at(self.e164(rec.caller), line.number),
+        peer = self.e164(rec.caller)
+        return Facts(last_text_at=self.store.last_text_at(peer, line.number),
                      hours_override=self.store.hours_override(line.number),
-                     calls_missed=calls_missed)
+                     calls_missed=calls_missed,
+                     extra_checks=self.compliance_checks(peer, line.number, now))
+
+    # ---- compliance ------------------------------------------------------------------------------
+    def quiet_hours(self, line_number: str):
+        c = self.cfg.compliance
+        ln = next((x for x in self.cfg.line if x.number == line_number), None)
+        spans = (ln.quiet_hours if ln and ln.quiet_hours else c.quiet_hours)
+        if c.preset == "ftsa":
+            return quiet.FTSA
+        if not spans:
+            return None
+        a, b = spans.split("-")
+        return quiet.QuietHours(a, b)
+
+    def compliance_checks(self, peer: str, line: str, now: float | None) -> tuple[Check, ...]:
+        c = self.cfg.compliance
+        t = now if now is not None else self.clock()
+        out = [consent.consent_check(self.store.consent_history(peer), peer, line)]
+        info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries)
+        out += [ch for ch in caps.destination_rules(info, self.cfg.allowed_countries, c.denylist, c.allowlist)
+                if ch.name == "denylist"]
+        qh = self.quiet_hours(line)
+        limit = c.cross_line_cap
+        if qh is not None and qh.cap_24h:
+            limit = min(limit, qh.cap_24h) if limit else qh.cap_24h
+        out.append(caps.cross_line_cap(self.store.auto_text_times(peer, t - caps.DAY), t, limit))
+        if self.store.setting("paused") == "1":
+            out.append(Check("paused", True, "automated texting is paused: the text waits for "
+                                             "`pbx-textback resume`, nothing is lost"))
+        return tuple(out)
+
+    def _schedule_quiet(self, v: Verdict, line_tz: str) -> Verdict:
+        """A text due outside the recipient's window waits until it opens (one scheduling
+        mechanism: the row's due time)."""
+        d = v.decision
+        qh = self.quiet_hours(d.line)
+        if d.action != "text" or qh is None or d.due_at is None:
+            return v
+        zone, why = quiet.recipient_zone(d.to, line_tz)
+        allowed = quiet.next_allowed(d.due_at, zone, qh)
+        if allowed > d.due_at + 1:
+            check = Check("quiet-hours", True, f"held until {_local(allowed, zone)} ({qh.describe()} in "
+                                               f"{zone}: {why})")
+            return replace(v, decision=replace(d, due_at=allowed, checks=d.checks + (check,)))
+        return replace(v, decision=replace(d, checks=d.checks + (
+            Check("quiet-hours", True, f"inside {qh.describe()} in {zone} ({why})"),)))
 
     def on_record(self, rec: CallRecord, *, now: float | None = None) -> Verdict:
         """now: the decision time; in replay it may be None (no clock in the trace)."""
@@ -47,10 +103,17 @@ class Pipeline:
         if line is not None and not rec.withheld:
             pending = self.store.pending_for(self.e164(rec.caller), line.number)
         if pending is None:
-            verdict = decide(rec, self.cfg, now=now, facts=self.facts(rec, line))
+            verdict = decide(rec, self.cfg, now=now, facts=self.facts(rec, line, now=stamp))
         else:
             verdict = self._collapse(rec, line, pending, now)
+        if line is not None:
+            verdict = self._schedule_quiet(verdict, line.timezone)
         self.store.record_verdict(verdict, now=stamp)
+        if rec.direction == INBOUND and line is not None and rec.caller and not rec.withheld:
+            with self.store.write():
+                self.store.add_consent(consent.ConsentEvent(
+                    consent.INBOUND_CALL, self.e164(rec.caller), stamp, line=line.number,
+                    source=f"call {rec.call_id}"))
         self._log(verdict)
         return verdict
 
@@ -58,7 +121,7 @@ class Pipeline:
         """Another missed call while a text for this caller still waits: one text, which now
         says how many calls were missed."""
         n = pending.calls_missed + 1
-        facts = replace(self.facts(rec, line, n), last_text_at=None)
+        facts = replace(self.facts(rec, line, n, now=now), last_text_at=None)
         v = decide(rec, self.cfg, now=now, facts=facts)
         if v.decision.action != "text":
             return v
@@ -86,9 +149,76 @@ class Pipeline:
     # ---- the outbox gate's facts and what follows a sent text --------------------------------
     def gate_facts(self, row) -> GateFacts:
         since = row.created_at
+        now = self.clock()
+        allowed = None
+        qh = self.quiet_hours(row.line)
+        if qh is not None:
+            ln = next((x for x in self.cfg.line if x.number == row.line), None)
+            zone, _ = quiet.recipient_zone(row.peer, (ln.timezone if ln and ln.timezone else None)
+                                           or self.cfg.business.timezone)
+            allowed = quiet.next_allowed(now, zone, qh)
+        cap = caps.global_hourly_cap(self.store.texts_since(now - 3600), self.cfg.compliance.global_hourly_cap)
         return GateFacts(reached_by=self.store.reached_since(row.peer, since),
                          replied=row.kind == "follow-up" and self.store.replied_since(row.peer, since),
-                         paused=self.store.setting("paused") == "1")
+                         opted_out=consent.is_opted_out(self.store.consent_history(row.peer), row.peer, row.line),
+                         paused=self.store.setting("paused") == "1",
+                         allowed_at=allowed, over_hourly_cap="" if cap.ok else cap.detail)
+
+    # ---- callers' replies ----------------------------------------------------------------------
+    def on_inbound(self, source: str, dest: str, text: str, *, now: float | None = None,
+                   transport: str = "", transport_id: str = "") -> bool:
+        """A caller's text. Stored first (nothing a caller sends is lost), then STOP/START/HELP
+        acted on in the same transaction. Returns False when it could not be stored, so the
+        transport answers with a temporary error and the sender delivers it again."""
+        now = now if now is not None else self.clock()
+        peer, line = self.e164(source), self.e164(dest)
+        c = self.cfg.compliance
+        intent = classify_reply(text or "", extra_keywords=dict(c.keywords) or None)
+        try:
+            with self.store.write():
+                call = self.store.latest_call_from(peer)
+                note = f"{intent.intent}" + (f" ({intent.matched!r})" if intent.matched else "")
+                if intent.intent == "review":
+                    note += ": may mean 'stop texting me' - confirm with `pbx-textback optout " + peer + "`"
+                self.store.add_message(call=call, direction="in", kind="reply", line=line, peer=peer,
+                                       body=text or "", state="received", due_at=now, created_at=now,
+                                       transport=transport, transport_id=transport_id, note=note)
+                if intent.intent in ("stop", "start"):
+                    self._consent_change(peer, line, intent, text, now)
+                elif intent.intent == "help" and consent.should_answer_help(self.store.last_help_at(peer), now):
+                    self.store.add_message(call=call, direction="out", kind="help", line=line, peer=peer,
+                                           body=consent.confirmation_text("help", self.cfg.business.name,
+                                                                          self.cfg.business.phone, intent.lang),
+                                           state=st.PENDING, due_at=now, created_at=now)
+        except Exception:
+            log.exception("could not store a reply from %s: the sender will be asked to retry", mask(peer))
+            return False
+        log.info("reply from %s to %s: %s", mask(peer), line, intent.intent)
+        return True
+
+    def _consent_change(self, peer, line, intent, text, now) -> None:
+        c = self.cfg.compliance
+        kind = consent.OPT_OUT if intent.intent == "stop" else consent.OPT_IN
+        scope = c.opt_out_scope
+        self.store.add_consent(consent.ConsentEvent(kind, peer, now, scope=scope, line=line,
+                                                    source=text or "", lang=intent.lang))
+        if kind == consent.OPT_OUT:
+            self.store.cancel_pending(peer, f"caller opted out: {text!r}", now)
+        self.queue_confirmations(now, number=peer)
+
+    def queue_confirmations(self, now: float, number: str | None = None) -> int:
+        """Queue every confirmation still owed (call inside write(); also at start-up, which
+        heals a crash between an opt-out and its confirmation)."""
+        hist = self.store.consent_history(number, since=None if number else now - 3 * 3600)
+        n = 0
+        for conf in consent.owed(hist, now):
+            body = consent.confirmation_text(conf.kind, self.cfg.business.name, self.cfg.business.phone, conf.lang)
+            self.store.add_message(direction="out", kind="confirmation", line=conf.line, peer=conf.number,
+                                   body=body, state=st.PENDING, due_at=now, created_at=now)
+            self.store.add_consent(consent.ConsentEvent(consent.CONFIRMATION, conf.number, now, scope=conf.scope,
+                                                        line=conf.line, confirms=conf.kind, lang=conf.lang))
+            n += 1
+        return n
 
     def after_sent(self, row, now: float) -> None:
         if row.kind != "missed-call":

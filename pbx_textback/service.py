@@ -63,9 +63,12 @@ class Service:
         else:     # "mail" feeds no events: the tracker just stays empty
             self.tracker = AsteriskTracker(asterisk_settings(cfg))
         self.smtp = None
+        self.features = None
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
+        if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
+            asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
         for rec in self.tracker.feed(ev):
             try:
                 verdict = self.pipeline.on_record(rec)
@@ -107,6 +110,34 @@ class Service:
         if self.on_verdict:
             self.on_verdict(verdict)
 
+    def queue_manual(self, *, peer: str, line: str, kind: str = "manual", body: str) -> int:
+        """A text a person asked for (*89): written to the outbox; every gate still applies."""
+        now = self.clock()
+        with self.store.write():
+            mid = self.store.add_message(direction="out", kind=kind, line=line, peer=peer, body=body,
+                                         state="pending", due_at=now, created_at=now)
+        self.worker.wake()
+        return mid
+
+    async def _start_features(self, source) -> None:
+        from .ami.fastagi import FeatureCodes
+        f = self.cfg.features
+        if self.cfg.pbx.type == "asterisk":
+            originate = lambda action: source.send_action(action, timeout=45)  # noqa: E731  answered when the phone picks up
+            esl_api = None
+        else:
+            originate = None
+            esl_api = getattr(source, "api", None)
+        from .core import consent
+        self.features = FeatureCodes(
+            self.store, originate=originate, queue_text=self.queue_manual, clock=self.clock,
+            callback_window_hours=f.callback_window_hours, esl_api=esl_api,
+            textagain_body=f"{self.cfg.business.name}: sorry we missed your call. Reply here or call "
+                           f"us back. Reply STOP to opt out.",
+            is_opted_out=lambda peer: consent.is_opted_out(self.store.consent_history(peer), peer))
+        port = await self.features.start(f.host, f.port)
+        log.info("feature codes (*88 call back, *89 text again) on FastAGI %s:%d", f.host, port)
+
     def _smtp_settings(self):
         from .smtp.listener import SmtpSettings
         m = self.cfg.smtp
@@ -147,6 +178,8 @@ class Service:
         tasks = [asyncio.create_task(self.worker.run(), name="outbox")]
         if source is not None:
             tasks.append(asyncio.create_task(source.run(), name="pbx"))
+        if self.cfg.features.enabled and source is not None:
+            await self._start_features(source)
         if self.cfg.smtp.enabled:
             from .smtp.listener import VoicemailListener
             self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
@@ -170,6 +203,8 @@ class Service:
             await source.stop()
         if self.smtp is not None:
             await self.smtp.stop()
+        if self.features is not None:
+            await self.features.stop()
         for t in tasks + side + [stopper]:
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SEND, HOLD, CANCEL, EXPIRE = "send", "hold", "cancel", "expire"
+REQUIRED = ("confirmation", "help")      # replies the rules require; never automated marketing
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class GateFacts:
     opted_out: bool = False
     paused: bool = False
     allowed_at: float | None = None   # quiet hours: the earliest time it may go (None: now)
+    over_hourly_cap: str = ""         # the SMS-pumping guard says wait (why)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class GateResult:
 def gate(kind: str, due_at: float, now: float, facts: GateFacts, *, max_age_s: float,
          created_at: float | None = None, max_hold_s: float | None = None) -> GateResult:
     """due_at: when the row is scheduled now; created_at: when the missed call was decided."""
+    if kind in REQUIRED:
+        # the answer to the caller's own STOP/START/HELP: owed even when suppressed or paused
+        return GateResult(SEND, f"{kind} reply to the caller's own request")
     if facts.reached_by:
         return GateResult(CANCEL, f"caller reached before the text went out ({facts.reached_by})")
     if kind == "follow-up" and facts.replied:
@@ -41,6 +46,8 @@ def gate(kind: str, due_at: float, now: float, facts: GateFacts, *, max_age_s: f
                                   f"{max_age_s / 60:.0f}: a late 'sorry we missed you' does more harm than good")
     if facts.paused:
         return GateResult(HOLD, "automated texting is paused", now + 60)
+    if facts.over_hourly_cap:
+        return GateResult(HOLD, facts.over_hourly_cap, now + 300)
     if facts.allowed_at is not None and facts.allowed_at > now:
         if max_hold_s is not None and facts.allowed_at - (created_at or due_at) > max_hold_s:
             return GateResult(EXPIRE, "quiet hours would hold it longer than max_hold_hours")

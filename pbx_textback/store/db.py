@@ -113,8 +113,29 @@ def _v2(db):
     db.create_tables([Setting])
 
 
-MODELS.append(Setting)
-MIGRATIONS = [(1, _v1), (2, _v2)]
+class Consent(Base):
+    """Every consent event, kept for proof (purge leaves them): core/consent.py replays them."""
+    number = pw.CharField(index=True)
+    kind = pw.CharField()            # inbound-call | opt-out | opt-in | confirmation
+    at = pw.FloatField(index=True)
+    scope = pw.CharField(default="business")
+    line = pw.CharField(default="")
+    source = pw.TextField(default="")
+    confirms = pw.CharField(default="")
+    lang = pw.CharField(default="en")
+
+
+def _v3(db):
+    db.create_tables([Consent])
+
+
+def _v4(db):
+    from .callbacks import Callback      # callbacks.py imports this module: import late
+    db.create_tables([Callback], safe=True)
+
+
+MODELS.extend([Setting, Consent])
+MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
 
 
 class Store:
@@ -277,6 +298,72 @@ class Store:
             Call.update(voicemail_left=True, record=json.dumps(rec)).where(Call.id == call.id).execute()
             return call.call_id
 
+    # ---- consent and compliance facts -----------------------------------------------------------
+    def consent_history(self, number: str | None = None, since: float | None = None) -> list:
+        from ..core.consent import ConsentEvent
+        q = Consent.select()
+        if number is not None:
+            q = q.where(Consent.number == number)
+        if since is not None:
+            q = q.where(Consent.at >= since)
+        return [ConsentEvent(c.kind, c.number, c.at, c.scope, c.line, c.source, c.confirms, c.lang, str(c.id))
+                for c in q.order_by(Consent.at, Consent.id)]
+
+    def add_consent(self, ev) -> int:
+        """Call inside write() when it must be atomic with other rows."""
+        return Consent.create(number=ev.number, kind=ev.kind, at=ev.at, scope=ev.scope, line=ev.line,
+                              source=ev.source, confirms=ev.confirms, lang=ev.lang).id
+
+    AUTOMATED = ("missed-call", "follow-up", "manual")
+
+    def auto_text_times(self, peer: str, since: float) -> list[float]:
+        """When automated texts to this number were queued (pending ones too: a second
+        concurrent missed call must see the first)."""
+        return [m.created_at for m in Message.select(Message.created_at).where(
+            (Message.peer == peer) & (Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
+            & (Message.created_at > since)
+            & (Message.state.not_in([CANCELLED, EXPIRED, FAILED])))]
+
+    def texts_since(self, since: float) -> int:
+        return Message.select().where((Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
+                                      & (Message.created_at > since)
+                                      & (Message.state.in_([SENDING, SENT, DELIVERED, UNKNOWN]))).count()
+
+    def last_help_at(self, peer: str) -> float | None:
+        return Message.select(pw.fn.MAX(Message.created_at)).where(
+            (Message.peer == peer) & (Message.kind == "help")).scalar()
+
+    def add_message(self, **fields) -> int:
+        """Call inside write() when it must be atomic with other rows."""
+        fields.setdefault("created_at", fields.get("due_at", 0.0))
+        fields.setdefault("updated_at", fields["created_at"])
+        return Message.create(**fields).id
+
+    def latest_call_from(self, peer: str) -> Call | None:
+        return (Call.select().where((Call.caller == peer) & (Call.direction == "inbound"))
+                .order_by(Call.created_at.desc()).first())
+
+    # ---- records and retention ----------------------------------------------------------------
+    def purge(self, before: float) -> dict:
+        """Delete calls, decisions and messages older than `before`. Consent events stay: they
+        are the proof of why a number was (not) texted."""
+        with self.write():
+            old_calls = Call.select(Call.id).where(Call.created_at < before)
+            n_dec = DecisionRow.delete().where(DecisionRow.call.in_(old_calls)).execute()
+            n_msg = Message.delete().where((Message.created_at < before) & (Message.state.not_in([PENDING, SENDING]))).execute()
+            Message.update(call=None).where(Message.call.in_(old_calls)).execute()
+            n_call = Call.delete().where(Call.created_at < before).execute()
+        return {"calls": n_call, "decisions": n_dec, "messages": n_msg}
+
+    def export_number(self, peer: str) -> dict:
+        """Everything we hold about one number (a data-subject request)."""
+        msgs = [{"id": m.id, "direction": m.direction, "kind": m.kind, "line": m.line, "body": m.body,
+                 "state": m.state, "created_at": m.created_at, "updated_at": m.updated_at,
+                 "transport_id": m.transport_id, "error": m.error, "note": m.note}
+                for m in Message.select().where(Message.peer == peer).order_by(Message.id)]
+        consent = [dict(e.__dict__) for e in self.consent_history(peer)]
+        return {"number": peer, "calls": self.calls_for(peer), "messages": msgs, "consent": consent}
+
     def setting(self, key: str, default: str = "") -> str:
         row = Setting.get_or_none(Setting.key == key)
         return row.value if row else default
@@ -352,7 +439,8 @@ def migrate(db: pw.Database) -> int:
     """A new store gets today's schema at once; an older one gets each later step in order."""
     with db.atomic():
         if not db.table_exists("schemaversion"):
-            db.create_tables([SchemaVersion] + MODELS)
+            from .callbacks import Callback
+            db.create_tables([SchemaVersion] + MODELS + [Callback])
             latest = MIGRATIONS[-1][0]
             SchemaVersion.create(version=latest, applied_at=time.time())
             return latest

@@ -33,6 +33,7 @@ async def serve_all(tmp_path, *, chunking=False, close_after_each=False):
     port = await server.start()
     cfg = default_config()
     cfg = replace(cfg, store=replace(cfg.store, path=str(tmp_path / "s.sqlite3")),
+                  compliance=replace(cfg.compliance, quiet_hours=""),
                   pbx=replace(cfg.pbx, ami=Ami(port=port, username="t", secret="s", ping_interval=5)))
     seen = []
     svc = Service(cfg, on_verdict=seen.append)
