@@ -1,0 +1,125 @@
+"""ESL ingest benchmark: events/s through framing + FreeSWITCH tracker + classifier vs bare
+framing, plain and json.
+
+The recorded FreeSWITCH traces (tests/fixtures/freeswitch, event frames only) are replicated
+with every uuid rewritten per copy (so each copy's calls are distinct calls) to at least
+--events events, and fed in 64 KiB reads like a socket would. Rewriting is done before the
+clock starts. Prints figures and the ratio; asserts nothing.
+    python bench/ingest_esl.py [--events 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbx_textback.core.classify import classify  # noqa: E402
+from pbx_textback.core.eslframe import EslFraming  # noqa: E402
+from pbx_textback.core.freeswitch import FreeswitchTracker  # noqa: E402
+from pbx_textback.esl.replay_server import trace_frames  # noqa: E402
+
+FIX = ROOT / "tests" / "fixtures" / "freeswitch"
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CHUNK = 65536
+
+
+def base_stream(fmt: str) -> tuple[bytes, int]:
+    paths = sorted(p for p in FIX.glob("*.esl")
+                   if p.name.endswith(".json.esl") == (fmt == "json") and "sms" not in p.name)
+    frames = [f for p in paths for f in trace_frames(p.read_bytes())]
+    return b"".join(frames), len(frames)
+
+
+def copies(body: bytes, per: int, min_events: int):
+    """Copies of body with uuids rewritten, one at a time: copy n replaces the last 6 hex
+    digits of each uuid (same length, so every Content-Length stays right)."""
+    n = -(-min_events // per)
+    pieces, heads, pos = [], [], 0
+    for m in _UUID.finditer(body):
+        pieces.append(body[pos:m.start()])
+        heads.append(m.group(0)[:30])
+        pos = m.end()
+    tail = body[pos:]
+    for i in range(n):
+        tag = b"%06x" % i
+        parts = []
+        for piece, head in zip(pieces, heads):
+            parts.append(piece)
+            parts.append(head + tag)
+        parts.append(tail)
+        yield b"".join(parts)
+
+
+def _feed(framing, tracker, data: bytes) -> tuple[int, int]:
+    events = calls = 0
+    for i in range(0, len(data), CHUNK):
+        for fr in framing.feed(data[i:i + CHUNK]):
+            events += 1
+            if tracker is not None:
+                for rec in tracker.feed(fr):
+                    classify(rec)
+                    calls += 1
+    return events, calls
+
+
+def one_format(fmt: str, min_events: int, frame_events: int) -> str:
+    """Each copy goes through bare framing (while under frame_events) and through the full
+    path, one right after the other, so both rates are taken under the same conditions.
+    Only the feeding is timed."""
+    body, per = base_stream(fmt)
+    bare, full = EslFraming(), EslFraming()
+    tracker = FreeswitchTracker()
+    t_bare = t_full = 0.0
+    n_bare = n = calls = 0
+    mb = 0.0
+    for data in copies(body, per, min_events):
+        mb += len(data) / 1e6
+        if n_bare < frame_events:
+            t0 = time.perf_counter()
+            e, _ = _feed(bare, None, data)
+            t_bare += time.perf_counter() - t0
+            n_bare += e
+        t0 = time.perf_counter()
+        e, c = _feed(full, tracker, data)
+        t_full += time.perf_counter() - t0
+        n += e
+        calls += c
+    t0 = time.perf_counter()
+    for rec in tracker.flush():
+        classify(rec)
+        calls += 1
+    t_full += time.perf_counter() - t0
+    f_rate, full_rate = n_bare / t_bare, n / t_full
+    return (f"{fmt:5}: {n} events ({mb:.0f} MB), {calls} calls | framing only "
+            f"{f_rate:,.0f} ev/s (over {n_bare} events) | framing+tracker+classify "
+            f"{full_rate:,.0f} ev/s | ratio {full_rate / f_rate:.2f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--frame-events", type=int, default=100_000,
+                   help="events for the bare-framing rate (a per-event rate: a sample does)")
+    p.add_argument("--serial", action="store_true", help="one format after the other")
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    args = [(fmt, a.events, min(a.events, a.frame_events)) for fmt in ("plain", "json")]
+    if a.serial:
+        lines = [one_format(*x) for x in args]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(2) as ex:        # plain and json side by side on 2 cores
+            lines = list(ex.map(one_format, *zip(*args)))
+    for line in lines:
+        print(line)
+    print(f"(wall {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

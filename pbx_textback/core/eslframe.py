@@ -1,0 +1,254 @@
+"""FreeSWITCH event-socket (ESL) framing, sans-IO: bytes in, header dicts out.
+
+A frame is a block of `Key: Value` lines ended by an empty line; when it has a
+`Content-Length`, that many bytes of body follow. What `feed()` returns per frame:
+
+- `text/event-plain`: the *event's* headers, parsed from the body. Lines are split first and
+  each value is URL-decoded on its own afterwards, so a `%0A` in a caller-controlled value
+  (caller name) stays inside that value and can never inject a header (greenswitch decodes
+  first and splits after: LIBRARY-NOTES). An inner `Content-Length` + body goes to `_body`.
+- `text/event-json`: the JSON object, every value a string (lists: lists of strings), `_body`
+  kept as FreeSWITCH sent it.
+- anything else (`auth/request`, `command/reply`, `api/response`, `text/disconnect-notice`,
+  `log/data`, ...): the outer headers (not URL-decoded: FreeSWITCH does not encode them),
+  with the body, if any, under `_body`.
+
+Bytes are kept until a frame is complete, so any split of the stream gives the same frames.
+A garbage or oversized frame is dropped with a logged error and framing resynchronizes on
+the next line that starts a frame; `feed()` never raises on bytes off the socket.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from urllib.parse import unquote
+
+log = logging.getLogger("pbx_textback.esl")
+
+MAX_BODY = 4 * 1024 * 1024         # a real event is a few KB; `show channels` can be larger
+MAX_HEADER = 64 * 1024             # the outer header block is two or three short lines
+BODY_KEY = "_body"
+CT_PLAIN, CT_JSON = "text/event-plain", "text/event-json"
+
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_\-.]*$")
+# where a frame can start again after garbage: a header line of the outer block
+_RESYNC = re.compile(rb"Content-(?:Type|Length): ")
+
+Frame = dict
+_LINE = re.compile(r"^([^:\n]+):[ ]?([^\n\r]*)\r?$", re.M)
+_UNQ: dict[str, str] = {}           # decoded values seen lately (caller ids, names repeat)
+
+
+class EslFraming:
+    """Feed bytes as they come off the socket; get complete frames back."""
+
+    def __init__(self, max_body: int = MAX_BODY, max_header: int = MAX_HEADER):
+        self.max_body, self.max_header = max_body, max_header
+        self.errors = 0                 # frames dropped (for tests and `doctor`)
+        self.frames = 0                 # frames returned
+        self._buf = bytearray()
+        self._head: dict | None = None  # outer headers of the frame whose body we wait for
+        self._need = 0                  # body bytes still to come for _head
+        self._skip = 0                  # bytes of an oversized body still to throw away
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for a frame not complete yet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        try:
+            self._feed(bytes(data), out)
+        except Exception as e:          # a bug here must not kill the reader: drop and go on
+            self._error(f"framing failed ({type(e).__name__}: {e}); {len(self._buf)} "
+                        "buffered bytes dropped")
+            self._buf.clear()
+            self._head, self._need, self._skip = None, 0, 0
+        self.frames += len(out)
+        return out
+
+    def eof(self) -> list[Frame]:
+        """The peer closed: whatever is buffered is a truncated frame (logged and dropped)."""
+        if self._head is not None or self._buf.strip() or self._skip:
+            what = "body" if self._head is not None else "header block"
+            self._error(f"connection closed inside a frame's {what} "
+                        f"({len(self._buf)} bytes buffered): frame dropped")
+        self._buf.clear()
+        self._head, self._need, self._skip = None, 0, 0
+        return []
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _feed(self, data: bytes, out: list[Frame]) -> None:
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
+        self._buf += data
+        buf = self._buf
+        pos = 0
+        while True:
+            if self._head is not None:
+                if len(buf) - pos < self._need:
+                    break
+                body = bytes(buf[pos:pos + self._need])
+                head, self._head = self._head, None
+                frame = self._finish(head, body)
+                if frame is None:
+                    # the body was not what its Content-Type says (a lying Content-Length
+                    # swallowed the next frames, or garbage): look for a frame start inside
+                    m = _RESYNC.search(buf, pos + 1, pos + self._need)
+                    pos = m.start() if m else pos + self._need
+                else:
+                    pos += self._need
+                    out.append(frame)
+                continue
+            # skip blank lines between frames
+            while pos < len(buf) and buf[pos] in (10, 13):
+                pos += 1
+            end = buf.find(b"\n\n", pos)
+            sep = 2
+            # CRLF line ends (not FreeSWITCH's, but tolerated): only look inside this block
+            end_crlf = buf.find(b"\r\n\r\n", pos, end + 2 if end >= 0 else len(buf))
+            if end_crlf >= 0 and (end < 0 or end_crlf < end):
+                end, sep = end_crlf, 4
+            if end < 0:
+                if len(buf) - pos > self.max_header:
+                    self._error(f"header block over {self.max_header} bytes: dropped")
+                    m = _RESYNC.search(buf, pos + 1)
+                    pos = m.start() if m else len(buf) - 32
+                    continue
+                break
+            block = bytes(buf[pos:end])
+            head = self._outer(block)
+            if head is None:
+                m = _RESYNC.search(buf, pos + 1, end)
+                pos = m.start() if m else end + sep
+                continue
+            pos = end + sep
+            length = head.get("Content-Length")
+            if length is None:
+                if head.get("Content-Type") in (CT_PLAIN, CT_JSON):
+                    self._error("event frame without Content-Length: dropped")
+                else:
+                    out.append(head)
+                continue
+            if not length.isdigit():
+                self._error(f"bad Content-Length {length[:20]!r}: frame dropped")
+                continue
+            n = int(length)
+            if n > self.max_body:
+                self._error(f"frame body of {n} bytes over {self.max_body}: dropped")
+                have = len(buf) - pos
+                if have >= n:
+                    pos += n
+                else:
+                    self._skip = n - have
+                    pos = len(buf)
+                continue
+            self._head, self._need = head, n
+        del buf[:pos]
+
+    def _outer(self, block: bytes) -> dict | None:
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error("frame header block is not text: dropped")
+            return None
+        head: dict = {}
+        for line in text.split("\n"):
+            line = line.rstrip("\r")
+            key, sep, value = line.partition(":")
+            if not sep or not _KEY.match(key):
+                self._error("garbage in a frame header block: dropped")
+                return None
+            head[key] = value[1:] if value.startswith(" ") else value
+        if "Content-Type" not in head and "Content-Length" not in head:
+            self._error("frame without Content-Type or Content-Length: dropped")
+            return None
+        return head
+
+    def _finish(self, head: dict, body: bytes) -> Frame | None:
+        ctype = head.get("Content-Type", "")
+        if ctype == CT_PLAIN:
+            return self._plain(body)
+        if ctype == CT_JSON:
+            return self._json(body)
+        if not ctype:
+            self._error("frame with a body but no Content-Type: dropped")
+            return None
+        frame = dict(head)
+        frame[BODY_KEY] = body.decode("utf-8", errors="replace")
+        return frame
+
+    def _plain(self, body: bytes) -> Frame | None:
+        text = body.decode("utf-8", errors="replace")
+        head, sep, rest = text.partition("\n\n")
+        ev: dict = {}
+        unq = _UNQ
+        # one `Key: Value` per line; each value is decoded AFTER the split, on its own, so a
+        # %0A inside it stays inside it
+        for key, value in _LINE.findall(head):
+            if "%" in value:
+                dec = unq.get(value)
+                if dec is None:
+                    dec = unquote(value, errors="replace")
+                    if len(unq) > 8192:
+                        unq.clear()
+                    unq[value] = dec
+                value = dec
+            ev[key] = value
+        if "Event-Name" not in ev:
+            self._error("text/event-plain frame without Event-Name: dropped")
+            return None
+        if sep:
+            inner = ev.get("Content-Length", "")
+            raw = rest.encode("utf-8", errors="replace")
+            if inner.isdigit():
+                raw = raw[:int(inner)]
+            if raw:
+                ev[BODY_KEY] = raw.decode("utf-8", errors="replace")
+        return ev
+
+    def _json(self, body: bytes) -> Frame | None:
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            self._error(f"text/event-json frame is not JSON ({type(e).__name__}): dropped")
+            return None
+        if not isinstance(obj, dict) or "Event-Name" not in obj:
+            self._error("text/event-json frame is not an event object: dropped")
+            return None
+        return {str(k): _str(v) for k, v in obj.items()}
+
+    def _error(self, msg: str) -> None:
+        self.errors += 1
+        log.error("ESL: %s", msg)
+
+
+def _str(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        return [x if isinstance(x, str) else json.dumps(x) if isinstance(x, (dict, list))
+                else str(x) for x in v]
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return json.dumps(v)
+    return str(v)
+
+
+def parse_stream(data: bytes) -> list[Frame]:
+    """All frames of a whole recorded stream."""
+    f = EslFraming()
+    return f.feed(data) + f.eof()
+
+
+def is_event(frame: Frame) -> bool:
+    """An event (not a reply to a command of ours)."""
+    return "Event-Name" in frame

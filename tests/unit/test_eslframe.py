@@ -1,0 +1,157 @@
+"""ESL framing: bytes in, frames out, any split, hostile values, garbage."""
+import json
+import logging
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pbx_textback.core.eslframe import EslFraming, parse_stream
+
+
+def plain_event(headers: dict, body: bytes = b"") -> bytes:
+    text = "".join(f"{k}: {v}\n" for k, v in headers.items())
+    inner = text.encode()
+    if body:
+        inner += b"Content-Length: %d\n\n" % len(body) + body
+    else:
+        inner += b"\n"
+    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+
+
+def json_event(obj: dict) -> bytes:
+    b = json.dumps(obj).encode()
+    return b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(b) + b
+
+
+GREETING = b"Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: +OK accepted\n\n"
+EV1 = plain_event({"Event-Name": "CHANNEL_CREATE", "Unique-ID": "u1",
+                   "Caller-Caller-ID-Number": "%2B15125550123", "Caller-Caller-ID-Name": "JOHN%20SMITH"})
+EV2 = json_event({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": "u2", "Caller-Caller-ID-Name": "Zoë"})
+API = b"Content-Type: api/response\nContent-Length: 6\n\n+OK hi"
+STREAM = GREETING + EV1 + EV2 + API
+
+
+def test_frames_of_each_kind():
+    fr = parse_stream(STREAM)
+    assert [f.get("Content-Type") or f["Event-Name"] for f in fr] == [
+        "auth/request", "command/reply", "CHANNEL_CREATE", "CHANNEL_ANSWER", "api/response"]
+    assert fr[1]["Reply-Text"] == "+OK accepted"      # '+' stays '+' in outer headers
+    assert fr[2]["Caller-Caller-ID-Number"] == "+15125550123"
+    assert fr[2]["Caller-Caller-ID-Name"] == "JOHN SMITH"
+    assert fr[3]["Caller-Caller-ID-Name"] == "Zoë"
+    assert fr[4]["_body"] == "+OK hi"
+
+
+def test_inner_body_goes_to__body():
+    ev = plain_event({"Event-Name": "MESSAGE", "from_user": "%2B1512"}, body="héllo\n\nworld".encode())
+    (f,) = parse_stream(ev)
+    assert f["_body"] == "héllo\n\nworld" and f["from_user"] == "+1512"
+    assert f["Content-Length"] == str(len("héllo\n\nworld".encode()))
+
+
+def test_json_values_are_strings_and_body_kept():
+    (f,) = parse_stream(json_event({"Event-Name": "CUSTOM", "n": 5, "b": True, "l": [1, "x"],
+                                    "_body": "text"}))
+    assert f["n"] == "5" and f["b"] == "true" and f["l"] == ["1", "x"] and f["_body"] == "text"
+
+
+def test_header_injection_in_a_caller_name_stays_in_its_value():
+    name = "EVIL%0AVM-Action%3A%20leave-message%0AUnique-ID%3A%20victim"
+    ev = plain_event({"Event-Name": "CHANNEL_CREATE", "Unique-ID": "u1",
+                      "Caller-Caller-ID-Name": name})
+    (f,) = parse_stream(ev)
+    assert f["Unique-ID"] == "u1"
+    assert "VM-Action" not in f
+    assert f["Caller-Caller-ID-Name"] == "EVIL\nVM-Action: leave-message\nUnique-ID: victim"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, len(STREAM) - 1), max_size=40))
+def test_any_split_gives_the_same_frames(cuts):
+    want = parse_stream(STREAM)
+    f = EslFraming()
+    out, pos = [], 0
+    for c in sorted(set(cuts)) + [len(STREAM)]:
+        out += f.feed(STREAM[pos:c])
+        pos = c
+    assert out == want and f.pending == 0 and f.errors == 0
+
+
+def test_utf8_split_inside_a_character():
+    f = EslFraming()
+    cut = EV2.index("Zo".encode()) + 3           # inside the two bytes of ë
+    out = f.feed(EV2[:cut]) + f.feed(EV2[cut:])
+    assert out[0]["Caller-Caller-ID-Name"] == "Zoë"
+
+
+def test_garbage_is_dropped_and_framing_resynchronizes(caplog):
+    caplog.set_level(logging.ERROR, "pbx_textback.esl")
+    f = EslFraming()
+    out = f.feed(b"\x00\xff\xfegarbage line\nmore junk\n\n" + EV1 + b"junk without end" + EV2)
+    names = [x.get("Event-Name") for x in out]
+    assert names == ["CHANNEL_CREATE", "CHANNEL_ANSWER"]
+    assert f.errors >= 2 and "ESL:" in caplog.text
+
+
+def test_body_that_is_not_what_it_says_is_dropped(caplog):
+    caplog.set_level(logging.ERROR, "pbx_textback.esl")
+    bad_json = b"Content-Length: 5\nContent-Type: text/event-json\n\n{oops"
+    no_name = b"Content-Length: 4\nContent-Type: text/event-plain\n\nx: y"
+    out = parse_stream(bad_json + no_name + EV1)
+    assert [x["Event-Name"] for x in out] == ["CHANNEL_CREATE"]
+    assert "not JSON" in caplog.text and "without Event-Name" in caplog.text
+
+
+def test_content_length_larger_than_the_body_then_eof(caplog):
+    caplog.set_level(logging.ERROR, "pbx_textback.esl")
+    f = EslFraming()
+    out = f.feed(EV1 + b"Content-Length: 900\nContent-Type: text/event-plain\n\nEvent-Name: X\n")
+    assert [x["Event-Name"] for x in out] == ["CHANNEL_CREATE"]
+    assert f.pending > 0
+    assert f.eof() == [] and f.pending == 0
+    assert "closed inside a frame" in caplog.text
+
+
+def test_lying_content_length_swallowing_the_next_frames_resyncs():
+    lying = b"Content-Length: %d\nContent-Type: text/event-json\n\n{\"Event-Name\":\"A\"}" % (
+        18 + len(EV2) - 10)
+    out = parse_stream(lying + EV2 + EV1 + EV2)
+    names = [x["Event-Name"] for x in out]
+    assert names[-2:] == ["CHANNEL_CREATE", "CHANNEL_ANSWER"]
+
+
+def test_oversized_body_is_skipped_without_buffering(caplog):
+    caplog.set_level(logging.ERROR, "pbx_textback.esl")
+    f = EslFraming(max_body=1000)
+    big = b"Content-Length: 5000\nContent-Type: text/event-plain\n\n" + b"x" * 5000
+    out = []
+    for i in range(0, len(big), 700):
+        out += f.feed(big[i:i + 700])
+    out += f.feed(EV1)
+    assert [x["Event-Name"] for x in out] == ["CHANNEL_CREATE"]
+    assert f.pending == 0 and "over 1000" in caplog.text
+
+
+def test_oversized_header_block_is_dropped():
+    f = EslFraming(max_header=256)
+    out = f.feed(b"X-Junk: " + b"a" * 1000) + f.feed(b"\n\n" + EV1)
+    assert [x["Event-Name"] for x in out] == ["CHANNEL_CREATE"]
+    assert f.errors >= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_never_raise(junk):
+    f = EslFraming()
+    f.feed(junk)
+    f.feed(junk[::-1])
+    out = f.feed(b"\n\n" + EV1)
+    f.eof()
+    assert all(isinstance(x, dict) for x in out)
+
+
+@pytest.mark.parametrize("bad", [b"Content-Length: -1\n\n", b"Content-Length: 1e3\n\n",
+                                 b"Content-Type: api/response\nContent-Length: x\n\n"])
+def test_bad_content_length(bad):
+    out = parse_stream(bad + EV1)
+    assert out[-1]["Event-Name"] == "CHANNEL_CREATE"
