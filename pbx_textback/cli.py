@@ -248,6 +248,62 @@ def cmd_doctor(a) -> int:
     return code
 
 
+def cmd_send_test(a) -> int:
+    """One text through the configured transport: the submit result, then the receipt."""
+    from types import SimpleNamespace
+
+    from . import senders
+    from .core.numbers import to_e164
+    from .pipeline import Pipeline
+    from .store.db import open_store
+    cfg = _config(a.config, required=True)
+    to = to_e164(a.to, cfg.business.country)
+    if not to:
+        raise CliError(f"--to {a.to}: not a phone number")
+    line = a.line or (cfg.line[0].number if cfg.line else cfg.business.phone)
+    kind = next((ln.transport for ln in cfg.line if ln.number == line and ln.transport), cfg.transport.type)
+    if kind == "pbx":
+        raise CliError("send-test does not drive the PBX's own messaging: use `run` and `explain`")
+    store = open_store(":memory:")
+    receipts = []
+
+    async def main():
+        transport, _ = senders.build(cfg, store=store, pipeline=Pipeline(cfg, store))
+        inner = transport.inner.transports[kind]
+        if kind == "smpp":
+            inner.t.on_dlr = receipts.append
+        await transport.start()
+        try:
+            if kind == "smpp":
+                try:
+                    await inner.t.wait_bound(a.wait)
+                except asyncio.TimeoutError:
+                    print(f"smpp: not bound to {cfg.transport.smpp.host}:{cfg.transport.smpp.port} "
+                          f"after {a.wait:g} s (state {inner.t.state}): see the log above")
+                    return 1
+            res = await transport.send(SimpleNamespace(id=0, peer=to, line=line, body=a.text, kind="test"))
+            print(f"{kind}: {res.status}" + (f" id {res.transport_id}" if res.transport_id else "")
+                  + (f" - {res.error}" if res.error else ""))
+            if res.status != "sent":
+                return 1
+            if kind == "smpp" and cfg.transport.smpp.registered_delivery:
+                for _ in range(int(a.wait * 10)):
+                    if receipts:
+                        break
+                    await asyncio.sleep(0.1)
+                if receipts:
+                    r = receipts[0]
+                    print(f"receipt: {r.state}" + (f" ({r.error})" if r.error else "") + f" for {r.message_id}")
+                    return 0 if r.state == "delivered" else 1
+                print(f"receipt: none within {a.wait:g} s")
+            return 0
+        finally:
+            await transport.stop()
+    code = asyncio.run(main())
+    store.close()
+    return code
+
+
 def cmd_run(a) -> int:
     from .service import Service
     cfg = _config(a.config, required=True)
@@ -315,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
                        ("resume", "resume automated texting")):
         s = cmd(name, cmd_pause, what)
         s.add_argument("-c", "--config")
+    s = cmd("send-test", cmd_send_test, "send one text through the configured transport and report "
+            "the submit result and the delivery receipt")
+    s.add_argument("--to", required=True)
+    s.add_argument("--text", required=True)
+    s.add_argument("--line", help="the line to send from (default: the first)")
+    s.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the bind and the receipt")
+    s.add_argument("-c", "--config")
     s = cmd("doctor", cmd_doctor, "check the config, the PBX login and permissions, the store and the "
             "transport; print the fix for each failure")
     s.add_argument("-c", "--config")

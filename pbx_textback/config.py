@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core.model import MISSED_REASONS
+from .sip.message import SipSettings
+from .smpp.transport import SmppSettings
 
 
 class ConfigError(Exception):
@@ -56,7 +58,7 @@ class Esl:
 
 @dataclass(frozen=True)
 class Marker:
-    kind: str                        # variable | context | userevent
+    kind: str                        # variable | context | userevent (Asterisk); variable | destination | playback (FreeSWITCH)
     key: str
     value: str = ""
     closed: bool = True
@@ -130,8 +132,22 @@ class Compliance:
 
 
 @dataclass(frozen=True)
+class PbxMessage:
+    """Texts sent through the PBX, which already holds the trunk's registration."""
+    endpoint_template: str = ""      # Asterisk MessageSend, e.g. "pjsip:itsp/sip:{peer}@sip.provider.example"
+    from_template: str = "sip:{line}@127.0.0.1"
+    to_template: str = ""            # FreeSWITCH chat, e.g. "external/sip:{peer}@sip.provider.example"
+
+
+@dataclass(frozen=True)
 class Transport:
-    type: str = "log"                # log (smpp and sip come with their issue)
+    type: str = "log"                # log | smpp | sip | pbx: the default for every line
+    smpp: SmppSettings | None = None     # [transport.smpp]: smpp/README.md
+    sip: SipSettings | None = None       # [transport.sip]: direct SIP MESSAGE to the trunk
+    pbx: PbxMessage | None = None        # [transport.pbx]
+    alert_email: str = ""                # when texting fails, mail the admin through the local MTA
+    alert_mta: str = "127.0.0.1:25"
+    alert_after_minutes: float = 5.0     # the SMSC down this long is worth a mail
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,7 @@ class Line:
     follow_up_after_hours: float = 0.0   # 0: no follow-up
     follow_up_template: str = ""
     quiet_hours: str = ""            # overrides compliance.quiet_hours for this line
+    transport: str = ""              # overrides transport.type for this line
 
 
 @dataclass(frozen=True)
@@ -192,7 +209,7 @@ _CHOICES = {
     "smtp.relay_security": ("none", "starttls", "tls"),
     "compliance.opt_out_scope": ("business", "line"),
     "compliance.preset": ("", "ftsa"),
-    "transport.type": ("log",),
+    "transport.type": ("log", "smpp", "sip", "pbx"),
     "policy.text_recovered": ("unambiguous", "never"),
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
@@ -272,7 +289,11 @@ def _build(cls, data, prefix: str, lines, problems):
             problems.append(f"'{prefix + '.' if prefix else ''}{name}' is missing{_where(prefix, lines)}")
     if any(v is _BAD for v in kwargs.values()) or problems:
         return None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:     # the settings' own checks (e.g. SmppSettings)
+        problems.append(f"'{prefix}'{_where(prefix, lines)}: {e}")
+        return None
 
 
 _BAD = object()
@@ -358,6 +379,15 @@ def _validate(cfg: Config, lines) -> list[str]:
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"'{key}'{_where(key, lines)}: unknown time zone '{name}'")
     zone("business.timezone", cfg.business.timezone)
+    for i, ln in enumerate(cfg.line):
+        if ln.transport and ln.transport not in _CHOICES["transport.type"]:
+            problems.append(f"'line[{i}].transport'{_where(f'line[{i}].transport', lines)}: "
+                            f"'{ln.transport}' is not one of {', '.join(_CHOICES['transport.type'])}")
+    used = {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}
+    for kind in used - {"log"}:
+        if getattr(cfg.transport, kind) is None:
+            problems.append(f"'transport.{kind}'{_where('transport', lines)}: transport {kind} is used "
+                            f"but [transport.{kind}] is missing")
     seen = {}
     for i, ln in enumerate(cfg.line):
         k = f"line[{i}]"
@@ -396,9 +426,10 @@ def _validate(cfg: Config, lines) -> list[str]:
             except TemplateError as e:
                 problems.append(f"'{k}.{name}'{_where(k + '.' + name, lines)}: {e}")
     for i, m in enumerate(cfg.pbx.after_hours_markers):
-        if m.kind not in ("variable", "context", "userevent"):
+        kinds = ("variable", "context", "userevent", "destination", "playback")
+        if m.kind not in kinds:
             key = f"pbx.after_hours_markers[{i}].kind"
-            problems.append(f"'{key}'{_where(key, lines)}: '{m.kind}' is not one of variable, context, userevent")
+            problems.append(f"'{key}'{_where(key, lines)}: '{m.kind}' is not one of {', '.join(kinds)}")
     return problems
 
 

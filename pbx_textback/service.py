@@ -31,15 +31,10 @@ def asterisk_settings(cfg) -> AsteriskSettings:
 
 
 def freeswitch_settings(cfg):
-    from .core.freeswitch import FsTrackerSettings
-    try:
-        return FsTrackerSettings(inbound_contexts=tuple(cfg.pbx.esl.inbound_contexts))
-    except TypeError:
-        return FsTrackerSettings()
-
-
-def make_transport(cfg):
-    return LogTransport()
+    from .core.freeswitch import DEFAULT_MARKERS as FS_MARKERS, FsMarker, FsTrackerSettings
+    extra = tuple(FsMarker(m.kind, m.key, m.value, m.closed) for m in cfg.pbx.after_hours_markers)
+    return FsTrackerSettings(inbound_contexts=tuple(cfg.pbx.esl.inbound_contexts),
+                             after_hours_markers=FS_MARKERS + extra)
 
 
 class Service:
@@ -48,7 +43,8 @@ class Service:
         self.clock = clock
         self.store = open_store(cfg.store.path, cfg.store.dsn)
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
-        self.transport = make_transport(cfg)
+        self.transport = LogTransport()      # the real ones are built in run(): "pbx" needs the source
+        self.watch = None
         self.worker = OutboxWorker(self.store, self.transport, clock=clock,
                                    max_age_s=cfg.policy.max_age_minutes * 60,
                                    gate_facts=self.pipeline.gate_facts,
@@ -175,6 +171,15 @@ class Service:
             except (NotImplementedError, RuntimeError):
                 pass
         source = self._source(host, port) if self.cfg.pbx.type != "mail" else None
+        from . import senders
+        self.transport, self.watch = senders.build(self.cfg, store=self.store, pipeline=self.pipeline,
+                                                   source=source, clock=self.clock)
+        self.worker.transport = self.transport
+        await self.transport.start()
+        with self.store.write():      # confirmations owed from before a crash go out now
+            owed = self.pipeline.queue_confirmations(self.clock())
+        if owed:
+            log.warning("%d opt-out/opt-in confirmation(s) were still owed: queued", owed)
         tasks = [asyncio.create_task(self.worker.run(), name="outbox")]
         if source is not None:
             tasks.append(asyncio.create_task(source.run(), name="pbx"))
@@ -187,6 +192,7 @@ class Service:
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, port)
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
+        side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self.notifier.ready(f"PBX {self.pbx_state}")
         log.info("pbx-textback running: %s at %s, store %s, transport %s, %d line(s)%s",
                  self.cfg.pbx.type, f"{host or self._pbx_host()}:{port or self._pbx_port()}",
@@ -205,6 +211,7 @@ class Service:
             await self.smtp.stop()
         if self.features is not None:
             await self.features.stop()
+        await self.transport.stop()
         for t in tasks + side + [stopper]:
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
@@ -213,6 +220,19 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _housekeeping(self) -> None:
+        """Every 30 s: is the SMSC down too long; once a day: retention."""
+        last_purge = 0.0
+        while True:
+            if self.watch is not None:
+                self.watch.check()
+            days = self.cfg.compliance.retention_days
+            if days and self.clock() - last_purge > 86400:
+                last_purge = self.clock()
+                n = self.store.purge(self.clock() - days * 86400)
+                log.info("retention: purged %s older than %d days", n, days)
+            await asyncio.sleep(30)
 
     def _pbx_host(self):
         if self.cfg.pbx.type == "mail":

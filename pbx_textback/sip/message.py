@@ -87,7 +87,7 @@ class SipSettings:
     local_port: int = 5070              # 0: any free port (tests); UDP and TCP get the same one
     from_domain: str = ""               # From: <sip:<line>@from_domain>; default proxy_host
     username: str = ""                  # digest credentials, used only when challenged
-    password: str = ""
+    password: str = field(default="", repr=False)
     realm: str = ""                     # answer only challenges for this realm ("" = any)
     timer_t1: float = 0.5               # RFC 3261 T1 (RTT estimate): first retransmit over UDP
     timer_t2: float = 4.0               # retransmit interval cap

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -38,7 +38,7 @@ class SmppSettings:
     host: str = "127.0.0.1"
     port: int = 2775
     system_id: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)    # never in a log line
     system_type: str = ""
     bind_mode: str = "transceiver"           # | "transmitter+receiver"
     source_ton: int = 1                      # 1 international (E.164), 5 alphanumeric
@@ -72,6 +72,10 @@ class SmppSettings:
             problems.append("long_mode must be 'udh' or 'payload'")
         if self.window < 1:
             problems.append("window must be >= 1")
+        if len(self.password) > 8:      # SMPP 3.4 caps it; smpplib would cut it silently
+            problems.append("password: SMPP 3.4 allows at most 8 characters")
+        if len(self.system_id) > 15:
+            problems.append("system_id: SMPP 3.4 allows at most 15 characters")
         if self.tps < 0:
             problems.append("tps must be >= 0 (0 = no cap)")
         if not 0 < self.reconnect_min <= self.reconnect_max:

@@ -364,6 +364,30 @@ class Store:
         consent = [dict(e.__dict__) for e in self.consent_history(peer)]
         return {"number": peer, "calls": self.calls_for(peer), "messages": msgs, "consent": consent}
 
+    def apply_dlr(self, keys, state: str, error: str, now: float) -> int:
+        """A delivery receipt: the message whose transport id (any of its parts) matches."""
+        final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
+                 "undeliverable": FAILED, "deleted": FAILED}.get(state)
+        for k in keys:
+            q = Message.select().where(
+                (Message.direction == "out") & ((Message.transport_id == k)
+                                                | Message.transport_id.startswith(k + ",")
+                                                | Message.transport_id.endswith("," + k)
+                                                | Message.transport_id.contains("," + k + ",")))
+            rows = list(q)
+            if not rows:
+                continue
+            with self.write():
+                for m in rows:
+                    if final is None:
+                        Message.update(note=f"receipt: {state}", updated_at=now).where(Message.id == m.id).execute()
+                    elif m.state != FAILED:     # one failed part fails the text
+                        Message.update(state=final, updated_at=now,
+                                       error="" if final == DELIVERED else f"receipt {state}: {error}".strip(": "),
+                                       ).where(Message.id == m.id).execute()
+            return len(rows)
+        return 0
+
     def setting(self, key: str, default: str = "") -> str:
         row = Setting.get_or_none(Setting.key == key)
         return row.value if row else default
