@@ -140,16 +140,28 @@ def _human(v) -> str:
 def cmd_explain(a) -> int:
     cfg = _config(a.config, required=True)
     from .core.numbers import to_e164
+    from .core.consent import standing
     store = _store(cfg)
     key = a.key
     calls = store.calls_for(key)
-    if not calls:
-        e164 = to_e164(key, cfg.business.country)
-        if e164:
-            calls = store.calls_for(e164)
+    e164 = to_e164(key, cfg.business.country)
+    if not calls and e164:
+        calls = store.calls_for(e164)
+    paused = store.setting("paused") == "1"
+    peer = calls[0]["caller"] if calls else e164
+    consent_state = standing(store.consent_history(peer), peer) if peer else None
+    replies = [m for m in store.export_number(peer)["messages"] if m["direction"] == "in"] if peer else []
     store.close()
     if not calls:
         raise CliError(f"no call from or with id {key} in the store")
+    if not a.json:
+        if paused:
+            print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")
+        if consent_state is not None:
+            print(f"consent of {peer}: {consent_state.status}"
+                  + (f" ({consent_state.source})" if consent_state.source else ""))
+        for m in replies:
+            print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
     for c in calls:
         if a.json:
             print(json.dumps(c, ensure_ascii=False))
@@ -167,7 +179,8 @@ def cmd_explain(a) -> int:
         for m in c["messages"]:
             print(f"  message {m['id']} ({m['kind']}): {m['state']}"
                   + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
-                  + (f" — {m['error']}" if m["error"] else "") + f"\n    {m['body']}")
+                  + (f" — {m['error']}" if m["error"] else "")
+                  + (f" — {m['note']}" if m.get("note") else "") + f"\n    {m['body']}")
     return 0
 
 
@@ -304,6 +317,93 @@ def cmd_send_test(a) -> int:
     return code
 
 
+def cmd_check_reply(a) -> int:
+    from .core.replies import classify_reply
+    cfg = _config(a.config) if a.config else None
+    extra = dict(cfg.compliance.keywords) if cfg and cfg.compliance.keywords else None
+    r = classify_reply(a.text, extra_keywords=extra)
+    if a.json:
+        print(json.dumps(r.to_dict(), ensure_ascii=False))
+    else:
+        print(f"{r.intent}" + (f" (matched {r.matched!r})" if r.matched else ""))
+    return 0
+
+
+def cmd_consent_change(a) -> int:
+    """A person's decision: confirm a `review` reply as an opt-out, or record an opt-in."""
+    from .core import consent
+    from .core.numbers import to_e164
+    from .pipeline import Pipeline
+    cfg = _config(a.config, required=True)
+    peer = to_e164(a.number, cfg.business.country)
+    if not peer:
+        raise CliError(f"{a.number}: not a phone number")
+    store = _store(cfg)
+    now = time.time()
+    kind = consent.OPT_OUT if a.cmd == "optout" else consent.OPT_IN
+    try:
+        with store.write():
+            store.add_consent(consent.ConsentEvent(kind, peer, now, scope=cfg.compliance.opt_out_scope,
+                                                   line=a.line or "", source=f"staff: {a.reason}"))
+            if kind == consent.OPT_OUT:
+                store.cancel_pending(peer, f"opted out by staff: {a.reason}", now)
+            n = Pipeline(cfg, store).queue_confirmations(now, number=peer) if a.confirm else 0
+    finally:
+        store.close()
+    logging.getLogger("pbx_textback.consent").info("%s recorded for %s by staff (%s)", kind, peer, a.reason)
+    print(f"{peer}: {kind} recorded" + (f"; {n} confirmation text queued" if n else ""))
+    return 0
+
+
+def cmd_consent(a) -> int:
+    import csv
+    from .core.consent import CSV_FIELDS, export_rows, standing
+    from .core.numbers import to_e164
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        number = to_e164(a.number, cfg.business.country) if a.number else None
+        hist = store.consent_history(number)
+    finally:
+        store.close()
+    if a.action == "export":
+        w = csv.DictWriter(sys.stdout, CSV_FIELDS)
+        w.writeheader()
+        w.writerows(export_rows(hist, number))
+        return 0
+    for n in sorted({e.number for e in hist}):
+        st = standing(hist, n)
+        print(f"{n}: {st.status}" + (f" since {datetime.fromtimestamp(st.since, timezone.utc).isoformat()}"
+                                     if st.since else "") + (f" ({st.source})" if st.source else ""))
+    return 0
+
+
+def cmd_purge(a) -> int:
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        n = store.purge(time.time() - a.older_than * 86400)
+    finally:
+        store.close()
+    logging.getLogger("pbx_textback").info("purged records older than %d days: %s", a.older_than, n)
+    print(f"purged {n['calls']} calls, {n['decisions']} decisions, {n['messages']} messages older than "
+          f"{a.older_than} days (consent records are kept as proof)")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from .core.numbers import to_e164
+    cfg = _config(a.config, required=True)
+    peer = to_e164(a.number, cfg.business.country) or a.number
+    store = _store(cfg)
+    try:
+        data = store.export_number(peer)
+    finally:
+        store.close()
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
 def cmd_run(a) -> int:
     from .service import Service
     cfg = _config(a.config, required=True)
@@ -371,6 +471,29 @@ def build_parser() -> argparse.ArgumentParser:
                        ("resume", "resume automated texting")):
         s = cmd(name, cmd_pause, what)
         s.add_argument("-c", "--config")
+    s = cmd("check-reply", cmd_check_reply, "what a caller's reply means: stop, start, help, review or message")
+    s.add_argument("text", metavar="TEXT")
+    s.add_argument("-c", "--config")
+    s.add_argument("--json", action="store_true")
+    for name, what in (("optout", "record an opt-out a person confirmed (e.g. a reply flagged for review)"),
+                       ("optin", "record an opt-in (written consent, or the caller asked)")):
+        s = cmd(name, cmd_consent_change, what)
+        s.add_argument("number", metavar="NUMBER")
+        s.add_argument("--reason", required=True, help="why: it is kept in the consent record")
+        s.add_argument("--line", help="the line, for line-scoped consent")
+        s.add_argument("--no-confirm", dest="confirm", action="store_false",
+                       help="do not text the caller a confirmation")
+        s.add_argument("-c", "--config")
+    s = cmd("consent", cmd_consent, "consent states (show) or every consent event as CSV (export)")
+    s.add_argument("action", choices=["show", "export"])
+    s.add_argument("--number")
+    s.add_argument("-c", "--config")
+    s = cmd("purge", cmd_purge, "delete calls and messages older than DAYS (consent records stay)")
+    s.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    s.add_argument("-c", "--config")
+    s = cmd("export", cmd_export, "everything held about one number, as JSON (a data-subject request)")
+    s.add_argument("number", metavar="NUMBER")
+    s.add_argument("-c", "--config")
     s = cmd("send-test", cmd_send_test, "send one text through the configured transport and report "
             "the submit result and the delivery receipt")
     s.add_argument("--to", required=True)
