@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone

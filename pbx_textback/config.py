@@ -162,7 +162,6 @@ class Hours:
     holidays: tuple[str, ...] = ()
 
 
-from .core.templates import DEFAULT_TEMPLATE  # noqa: E402,F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,15 @@ started once per session (CI installs the Debian package; nothing is faked)."""
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
+from tests.peers.smsc_peer import free_port as _free_port
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+
 
 
 def _pg_bin() -> str | None:

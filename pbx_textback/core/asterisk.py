@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .amiframe import first
 from .dialplan_vars import CTX_FREEPBX_TRUNK
+from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
     OUTBOUND, CallRecord, Leg)
@@ -567,17 +568,9 @@ def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
     """Framing + tracker over a whole recorded stream, in the order calls finish."""
     from .amiframe import AmiFraming
     framing, tracker, out = AmiFraming(), AsteriskTracker(settings), []
-    pieces = [data] if not chunks else _split(data, chunks)
+    pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:
         for ev in framing.feed(piece):
             out.extend(tracker.feed(ev))
     return out + tracker.flush()
 
-
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
-    pos, out = 0, []
-    for c in sorted(set(x for x in cuts if 0 < x < len(data))):
-        out.append(data[pos:c])
-        pos = c
-    out.append(data[pos:])
-    return out

@@ -24,6 +24,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
     OUTBOUND, CallRecord, Leg)
@@ -1042,7 +1043,7 @@ def records_from_stream(data: bytes, settings: FsTrackerSettings | None = None,
     the calls still open at its end."""
     from .eslframe import EslFraming
     framing, tracker, out = EslFraming(), FreeswitchTracker(settings), []
-    pieces = [data] if not chunks else _split(data, chunks)
+    pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:
         for fr in framing.feed(piece):
             if "Event-Name" in fr:
@@ -1050,11 +1051,3 @@ def records_from_stream(data: bytes, settings: FsTrackerSettings | None = None,
     framing.eof()
     return out + tracker.flush()
 
-
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
-    pos, out = 0, []
-    for c in sorted(set(x for x in cuts if 0 < x < len(data))):
-        out.append(data[pos:c])
-        pos = c
-    out.append(data[pos:])
-    return out

@@ -72,21 +72,14 @@ class _Inbound(InboundESL):
 
     @staticmethod
     def _read_socket(sock, length):
-        data = sock.read(length)
-        if data is None:
-            data = b""
-        while len(data) < length:
-            more = sock.read(length - len(data))
-            if not more:
-                raise EslClosed(f"socket closed {len(data)} bytes into a {length}-byte body")
-            data += more
-        return data.decode("utf-8", errors="replace")
+        # greenswitch's own reader loops forever on EOF: ours raises (LIBRARY-NOTES)
+        return _Inbound._read_bytes(sock, length).decode("utf-8", errors="replace")
 
     @staticmethod
     def _read_bytes(sock, length) -> bytes:
         data = b""
         while len(data) < length:
-            more = sock.read(length - len(data))
+            more = sock.read(length - len(data)) or b""
             if not more:
                 raise EslClosed(f"socket closed {len(data)} bytes into a {length}-byte body")
             data += more

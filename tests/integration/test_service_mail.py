@@ -3,8 +3,6 @@ voicemail notification to the service's listener, a real SMTP server plays the s
 the mail is relayed untouched and the caller is texted."""
 import asyncio
 import smtplib
-import socket
-from dataclasses import replace
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
@@ -12,16 +10,11 @@ from aiosmtpd.smtp import SMTP
 from pbx_textback.config import loads
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
+from tests.peers.smsc_peer import free_ports
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "voicemail-email"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Mailbox:
@@ -34,7 +27,7 @@ class Mailbox:
 
 
 def test_voicemail_mail_alone_texts_the_caller_and_reaches_the_staff(tmp_path):
-    listen, relay = free_port(), free_port()
+    listen, relay = free_ports(2)
     cfg = loads(f"""
 [business]
 name = "Acme"

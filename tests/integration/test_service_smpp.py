@@ -123,7 +123,7 @@ def test_an_opted_out_caller_is_not_texted_again(tmp_path, smsc):
     with s.write():
         s.add_consent(ConsentEvent("opt-out", "+15125550177", time.time() - 3600, source="STOP"))
     s.close()
-    svc = asyncio.run(run_service(cfg, [FIX / "03-abandoned.ami"],
+    asyncio.run(run_service(cfg, [FIX / "03-abandoned.ami"],
                                   lambda svc: st.Call.select().count() >= 1))
     assert smsc.messages() == []
     dec = st.DecisionRow.get()
@@ -168,7 +168,7 @@ def test_bind_refused_alerts_the_admin_by_log_and_mail(tmp_path, smsc_factory, c
     s.bind(("127.0.0.1", 0))
     mta_port = s.getsockname()[1]
     s.close()
-    cfg = cfg_for(tmp_path, smsc, 0, extra=f"")
+    cfg = cfg_for(tmp_path, smsc, 0)
     cfg = replace(cfg, transport=replace(cfg.transport, smpp=replace(cfg.transport.smpp, password="wrong"),
                                          alert_email="admin@acme.example", alert_mta=f"127.0.0.1:{mta_port}"))
     mta = Mta()

@@ -11,10 +11,11 @@ import contextlib
 import logging
 import shutil
 import smtplib
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests.peers.smsc_peer import free_port
 from aiosmtpd.smtp import SMTP
 
 from pbx_textback.smtp.listener import SmtpSettings, VoicemailListener
@@ -30,12 +31,6 @@ def crlf(b: bytes) -> bytes:
     return b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Staff:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.smsc_peer import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "pbx-textback.service"
 
@@ -33,12 +35,6 @@ def test_unit_verifies():
     assert re.search(r"^Wants=", text, re.M) and "After=network-online.target asterisk.service" in text
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_ready_status_watchdog_and_stopping_over_a_real_notify_socket(tmp_path):

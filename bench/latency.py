@@ -1,0 +1,329 @@
+"""Latency benchmark (issue 4): call end -> submit_sm arriving at the SMSC, through the real
+pipeline, at a steady rate of missed calls. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/latency.py [--calls 500] [--rate 50] [--dlr-delay-ms 200]
+
+What runs:
+  * a feeder PROCESS (like Asterisk, a separate process): an AmiReplayServer subclass on
+    loopback that logs the client in like Asterisk (banner, Login, FullyBooted, Ping,
+    CoreShowChannels) and then writes N copies of tests/fixtures/asterisk/03-abandoned.ami
+    (a caller hangs up while ext 100 rings), one copy every 1/rate s on an absolute schedule.
+    Per copy: Uniqueids/Linkedids rewritten (replay_server.rewrite_ids), channel name suffixes
+    rewritten, and the caller +15125550177 rewritten to a distinct +1512555xxxx of equal length
+    (valid NANP per libphonenumber). "Call end" = time.time() right after the copy's bytes up
+    to and including its LAST `Hangup` frame were handed to the socket (the rest of the copy:
+    CEL HANGUP/CHAN_END/LINKEDID_END, DeviceStateChange, follows in a second write).
+  * the real test SMSC (node-smpp, tests/peers/smsc) with receipts after --dlr-delay-ms.
+  * in this process the real `Service` (AMI client, tracker, decision, SQLite store in a temp
+    dir, outbox worker, SMPP transport: window 10, no TPS cap), quiet hours off, dedupe 0,
+    cross-line and global caps off.
+Measured:
+  * end-to-end: call end -> the SMSC's own `submit_sm` log line (`t`, ms resolution, same host
+    clock), matched by destination number.
+  * baseline: call end -> that last Hangup event reaching Service.on_event (framing, panoramisk,
+    the AMI client's queue hop); also on_event's own time for that event (tracker + decision +
+    store write, synchronous) to split what the rest adds.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing as mp
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbx_textback.ami.replay_server import AmiReplayServer, rewrite_ids, trace_frames  # noqa: E402
+from pbx_textback.config import loads  # noqa: E402
+from pbx_textback.service import Service  # noqa: E402
+from tests.peers import smsc_peer  # noqa: E402
+
+TRACE = ROOT / "tests" / "fixtures" / "asterisk" / "03-abandoned.ami"
+CALLER = b"+15125550177"
+TRUNK_UID = "1795734713.4"           # the trunk channel: its Hangup is the call's last one
+_CHAN = re.compile(rb"(PJSIP/[A-Za-z0-9_]+)-([0-9a-f]{8})")
+SKIP_EVENTS = (b"Event: FullyBooted\r", b"Event: SuccessfulAuth\r")
+
+
+def caller(i: int) -> str:
+    """Copy i's caller: +1512555 and 4 digits, 1000..9999 (never ...0000: the SMSC's UNDELIV)."""
+    return "+1512555%04d" % (1000 + i % 9000)
+
+
+def linkedid(i: int) -> str:
+    a, b = TRUNK_UID.split(".")
+    return f"{a}.{int(b) + (i + 1) * 1_000_000}"   # what rewrite_ids(loop_no=i+1) makes of it
+
+
+def build_calls(n: int) -> list[tuple[bytes, bytes]]:
+    """N copies of the trace: (bytes up to and including the last Hangup, the rest)."""
+    frames = [f for f in trace_frames(TRACE.read_bytes()) if not f.startswith(SKIP_EVENTS)]
+    last_hangup = max(i for i, f in enumerate(frames) if f.startswith(b"Event: Hangup\r"))
+    head, tail = b"".join(frames[:last_hangup + 1]), b"".join(frames[last_hangup + 1:])
+    out = []
+    for i in range(n):
+        new_caller = caller(i).encode()
+        assert len(new_caller) == len(CALLER)
+        chans: dict[bytes, bytes] = {}
+
+        def chan(m, i=i, chans=chans):
+            key = m.group(0)
+            if key not in chans:
+                chans[key] = m.group(1) + b"-%08x" % (0x10000 + i * 8 + len(chans))
+            return chans[key]
+
+        def fix(b: bytes) -> bytes:
+            b = rewrite_ids(b, i + 1)
+            b = _CHAN.sub(chan, b)
+            return b.replace(CALLER, new_caller)
+        out.append((fix(head), fix(tail)))
+    return out
+
+
+# ------------------------------------------------------------------------------ feeder process
+def feeder_main(pipe, n: int, rate: float) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_feeder(pipe, n, rate))
+
+
+async def _feeder(pipe, n: int, rate: float) -> None:
+    loop = asyncio.get_running_loop()
+    calls = build_calls(n)
+    go, done = asyncio.Event(), asyncio.Event()
+    written = [0.0] * n
+    backlog = [0]              # copies whose bytes did not all reach the kernel at once
+
+    class Feeder(AmiReplayServer):
+        playing = False
+
+        def _start_player(self, conn):
+            fb = (b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 42\r\n"
+                  b"LastReload: 42\r\nStatus: Fully Booted\r\n\r\n")
+            if self.playing:     # a reconnect: just be booted
+                conn.player = asyncio.create_task(self._send(conn, fb))
+                return
+            self.playing = True
+            conn.player = asyncio.create_task(self._feed(conn, fb))
+
+        async def _feed(self, conn, fb):
+            await self._send(conn, fb)
+            await go.wait()
+            t0 = time.monotonic()
+            w = conn.writer
+            for i, (head, tail) in enumerate(calls):
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                async with conn.lock:            # never inside a response frame
+                    w.write(head)
+                    written[i] = time.time()
+                    if w.transport.get_write_buffer_size():
+                        backlog[0] += 1
+                    w.write(tail)
+                await w.drain()
+            done.set()
+
+    server = Feeder([], username="t", secret="s")
+    port = await server.start()
+    pipe.send(("port", port))
+    msg = await loop.run_in_executor(None, pipe.recv)
+    if msg == "go":
+        go.set()
+        await done.wait()
+        pipe.send(("done", written, backlog[0]))
+        await loop.run_in_executor(None, pipe.recv)      # "stop"
+    await server.stop()
+
+
+# ------------------------------------------------------------------------------ the service side
+class TimedService(Service):
+    """Timestamps the call's last Hangup on arrival at on_event and when on_event returns."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.arrived: dict[str, float] = {}
+        self.decided: dict[str, float] = {}
+        self.texted_verdicts = 0
+
+    def on_event(self, ev: dict) -> None:
+        if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == ev.get("Linkedid"):
+            lid = ev.get("Linkedid")
+            self.arrived[lid] = time.time()
+            super().on_event(ev)
+            self.decided[lid] = time.time()
+            return
+        super().on_event(ev)
+
+
+def config(tmp: Path, smsc_port: int):
+    return loads(f"""
+[business]
+name = "Acme Dental"
+phone = "+15125550100"
+[pbx.ami]
+port = 1
+username = "t"
+secret = "s"
+[store]
+path = "{tmp / 's.sqlite3'}"
+[policy]
+dedupe_hours = 0
+[compliance]
+quiet_hours = ""
+cross_line_cap = 0
+global_hourly_cap = 0
+[transport]
+type = "smpp"
+[transport.smpp]
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "acme"
+password = "pw"
+window = 10
+tps = 0
+""")
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def line(name: str, xs: list[float]) -> str:
+    if not xs:
+        return f"  {name:<38} (none)"
+    return (f"  {name:<38} p50 {pct(xs, 50):7.1f}  p90 {pct(xs, 90):7.1f}  p99 {pct(xs, 99):7.1f}"
+            f"  max {max(xs):7.1f}  mean {statistics.fmean(xs):7.1f}  (n={len(xs)})")
+
+
+def iso_ts(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms: int, out: dict) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            bound = await loop.run_in_executor(None, smsc.log_events, "bind")
+            if svc.pbx_state == "connected" and bound:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            out["error"] = f"not ready: PBX {svc.pbx_state}, SMSC bound {bool(bound)}"
+            return
+        await asyncio.sleep(0.5)                      # let the reconcile snapshot settle
+        pipe.send("go")
+        t_go = time.monotonic()
+        _, written, backlog = await loop.run_in_executor(None, pipe.recv)
+        out["written"], out["backlog"] = written, backlog
+        out["send_s"] = time.monotonic() - t_go
+        deadline = time.monotonic() + 20               # stragglers after the last call
+        while time.monotonic() < deadline:
+            st = await loop.run_in_executor(None, smsc.stats)
+            if st.get("submit_sm", 0) >= n:
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(min(1.0, dlr_delay_ms / 1000 + 0.1))   # the last texts' receipts
+        out["drained_s"] = time.monotonic() - t_go
+    finally:
+        svc.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=50.0, help="missed calls per second")
+    ap.add_argument("--dlr-delay-ms", type=int, default=200)
+    args = ap.parse_args()
+    n, rate = args.calls, args.rate
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    ctx = mp.get_context("fork")                       # before any loop, thread or child
+    parent_end, child_end = ctx.Pipe()
+    feeder = ctx.Process(target=feeder_main, args=(child_end, n, rate), name="ami-feeder", daemon=True)
+    feeder.start()
+    tmp = Path(tempfile.mkdtemp(prefix="pbx-latency-"))
+    smsc = None
+    out: dict = {}
+    try:
+        _, ami_port = parent_end.recv()
+        smsc = smsc_peer.Smsc(smsc_peer.install(), dlr_delay_ms=args.dlr_delay_ms).start()
+        cfg = config(tmp, smsc.port)
+        svc = TimedService(cfg)
+        t0 = time.monotonic()
+        asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
+                            extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out)]))
+        wall = time.monotonic() - t0
+        if feeder.is_alive():
+            try:
+                parent_end.send("stop")
+            except OSError:
+                pass
+        submits = smsc.log_events("submit_sm")
+        dlrs = smsc.log_events("dlr_sent")
+    finally:
+        if smsc is not None:
+            smsc.close()
+        feeder.join(5)
+        if feeder.is_alive():
+            feeder.terminate()
+            feeder.join(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if "error" in out:
+        print("bench did not run:", out["error"])
+        return
+
+    written = out["written"]
+    by_dest: dict[str, float] = {}
+    for ev in submits:
+        to = "+" + str(ev.get("to", "")).lstrip("+")
+        by_dest.setdefault(to, iso_ts(ev["t"]))        # first submit to that number
+    e2e, base, dec, rest = [], [], [], []
+    for i in range(n):
+        w = written[i]
+        at = by_dest.get(caller(i))
+        if at is not None:
+            e2e.append((at - w) * 1000)
+        lid = linkedid(i)
+        if lid in svc.arrived:
+            base.append((svc.arrived[lid] - w) * 1000)
+            dec.append((svc.decided[lid] - svc.arrived[lid]) * 1000)
+            if at is not None:
+                rest.append((at - svc.decided[lid]) * 1000)
+    gaps = [b - a for a, b in zip(written, written[1:])]
+    achieved = (n - 1) / (written[-1] - written[0]) if n > 1 and written[-1] > written[0] else float("nan")
+
+    print(f"latency bench: {n} missed calls at {rate:g}/s (achieved {achieved:.1f}/s, "
+          f"max gap between call ends {max(gaps, default=0) * 1000:.1f} ms), trace {TRACE.name}, "
+          f"{len(build_calls(1)[0][0]) + len(build_calls(1)[0][1]):,} bytes/call")
+    print(f"  calls sent:   {n}   (writes that did not fit the socket at once: {out['backlog']})")
+    print(f"  calls texted: {len(e2e)}   (submit_sm at the SMSC: {len(submits)}, receipts sent: {len(dlrs)})")
+    print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm {out['drained_s']:.1f} s, "
+          f"whole bench {wall:.1f} s")
+    print("latency in ms (SMSC timestamps have 1 ms resolution):")
+    print(line("END TO END call end -> submit_sm @SMSC", e2e))
+    print(line("baseline: call end -> on_event", base))
+    print(line("on_event (tracker+decide+store)", dec))
+    print(line("on_event done -> submit_sm @SMSC", rest))
+    if e2e and base:
+        print(f"  ratio end-to-end / baseline: p50 {pct(e2e, 50) / max(pct(base, 50), 1e-3):.1f}x, "
+              f"p99 {pct(e2e, 99) / max(pct(base, 99), 1e-3):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
