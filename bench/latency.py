@@ -23,6 +23,10 @@ Measured:
   * baseline: call end -> that last Hangup event reaching Service.on_event (framing, panoramisk,
     the AMI client's queue hop); also on_event's own time for that event (tracker + decision +
     store write, synchronous) to split what the rest adds.
+  * the rest split at the moment the outbox worker takes the row; event-loop lag (a 10 ms
+    sleep probe); this process's CPU per call; the texts' final states (receipts matched).
+At 50 calls/s the service process runs near one full core, so the tail (and even p50) varies
+a lot from run to run: run it a few times.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -152,7 +157,22 @@ class TimedService(Service):
         super().__init__(cfg)
         self.arrived: dict[str, float] = {}
         self.decided: dict[str, float] = {}
-        self.texted_verdicts = 0
+        self.picked: dict[str, float] = {}     # the outbox worker takes the row (by peer)
+        self.lag: list[float] = []             # event-loop lag samples, ms
+        send = self.worker._send
+
+        async def timed_send(row):
+            if row.kind == "missed-call":
+                self.picked.setdefault(row.peer, time.time())
+            await send(row)
+        self.worker._send = timed_send
+
+    async def lag_probe(self, every: float = 0.01) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(every)
+            self.lag.append((loop.time() - t - every) * 1000)
 
     def on_event(self, ev: dict) -> None:
         if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == ev.get("Linkedid"):
@@ -193,6 +213,16 @@ tps = 0
 """)
 
 
+def final_states(path: str) -> dict[str, int]:
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT state, count(*) FROM message WHERE direction = 'out' "
+                               "GROUP BY state").fetchall())
+    finally:
+        db.close()
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     if not xs:
@@ -229,6 +259,8 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
         await asyncio.sleep(0.5)                      # let the reconcile snapshot settle
         pipe.send("go")
         t_go = time.monotonic()
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        lag0 = len(svc.lag)
         _, written, backlog = await loop.run_in_executor(None, pipe.recv)
         out["written"], out["backlog"] = written, backlog
         out["send_s"] = time.monotonic() - t_go
@@ -240,6 +272,9 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
             await asyncio.sleep(0.25)
         await asyncio.sleep(min(1.0, dlr_delay_ms / 1000 + 0.1))   # the last texts' receipts
         out["drained_s"] = time.monotonic() - t_go
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        out["cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        out["lag"] = svc.lag[lag0:]
     finally:
         svc.stop()
 
@@ -267,7 +302,7 @@ def main() -> None:
         svc = TimedService(cfg)
         t0 = time.monotonic()
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
-                            extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out)]))
+                            extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out), svc.lag_probe()]))
         wall = time.monotonic() - t0
         if feeder.is_alive():
             try:
@@ -276,6 +311,7 @@ def main() -> None:
                 pass
         submits = smsc.log_events("submit_sm")
         dlrs = smsc.log_events("dlr_sent")
+        states = final_states(cfg.store.path)
     finally:
         if smsc is not None:
             smsc.close()
@@ -293,7 +329,7 @@ def main() -> None:
     for ev in submits:
         to = "+" + str(ev.get("to", "")).lstrip("+")
         by_dest.setdefault(to, iso_ts(ev["t"]))        # first submit to that number
-    e2e, base, dec, rest = [], [], [], []
+    e2e, base, dec, rest, queued, sending = [], [], [], [], [], []
     for i in range(n):
         w = written[i]
         at = by_dest.get(caller(i))
@@ -305,6 +341,11 @@ def main() -> None:
             dec.append((svc.decided[lid] - svc.arrived[lid]) * 1000)
             if at is not None:
                 rest.append((at - svc.decided[lid]) * 1000)
+            pick = svc.picked.get(caller(i))
+            if pick is not None:
+                queued.append((pick - svc.decided[lid]) * 1000)
+                if at is not None:
+                    sending.append((at - pick) * 1000)
     gaps = [b - a for a, b in zip(written, written[1:])]
     achieved = (n - 1) / (written[-1] - written[0]) if n > 1 and written[-1] > written[0] else float("nan")
 
@@ -313,13 +354,19 @@ def main() -> None:
           f"{len(build_calls(1)[0][0]) + len(build_calls(1)[0][1]):,} bytes/call")
     print(f"  calls sent:   {n}   (writes that did not fit the socket at once: {out['backlog']})")
     print(f"  calls texted: {len(e2e)}   (submit_sm at the SMSC: {len(submits)}, receipts sent: {len(dlrs)})")
-    print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm {out['drained_s']:.1f} s, "
+    print(f"  texts' final states in the store: {states}")
+    print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm + receipts {out['drained_s']:.1f} s, "
           f"whole bench {wall:.1f} s")
+    print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
+          f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call")
     print("latency in ms (SMSC timestamps have 1 ms resolution):")
     print(line("END TO END call end -> submit_sm @SMSC", e2e))
     print(line("baseline: call end -> on_event", base))
     print(line("on_event (tracker+decide+store)", dec))
     print(line("on_event done -> submit_sm @SMSC", rest))
+    print(line("  of which: -> outbox worker takes row", queued))
+    print(line("  of which: worker takes row -> @SMSC", sending))
+    print(line("event-loop lag (10 ms probe)", out["lag"]))
     if e2e and base:
         print(f"  ratio end-to-end / baseline: p50 {pct(e2e, 50) / max(pct(base, 50), 1e-3):.1f}x, "
               f"p99 {pct(e2e, 99) / max(pct(base, 99), 1e-3):.1f}x")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 import smtplib
 import time
 from email.message import EmailMessage
@@ -58,8 +59,7 @@ class Router:
     async def send(self, msg) -> SendResult:
         kind = self.by_line.get(msg.line) or self.default
         res = await self.transports[kind].send(msg)
-        self.name = kind          # the outbox records which one carried it
-        return res
+        return replace(res, via=kind)      # the outbox records which one carried it
 
 
 class Alerter:
@@ -144,7 +144,6 @@ class Watched:
     async def send(self, msg) -> SendResult:
         res = await self.inner.send(msg)
         self.watch.on_result(res)
-        self.name = self.inner.name
         return res
 
 
@@ -157,7 +156,9 @@ def build(cfg, *, store, pipeline, source=None, clock=time.time):
     made = {}
 
     def on_dlr(rep):
-        n = store.apply_dlr(message_id_keys(rep.message_id), rep.state, rep.error or "", clock())
+        ref = getattr(rep, "msg_ref", None)
+        msg_id = int(ref) if ref and str(ref).isdigit() else None
+        n = store.apply_dlr(message_id_keys(rep.message_id), rep.state, rep.error or "", clock(), msg_id)
         if not n:
             log.warning("delivery receipt for unknown message id %s (%s)", rep.message_id, rep.state)
 

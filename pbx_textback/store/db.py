@@ -364,17 +364,25 @@ class Store:
         consent = [dict(e.__dict__) for e in self.consent_history(peer)]
         return {"number": peer, "calls": self.calls_for(peer), "messages": msgs, "consent": consent}
 
-    def apply_dlr(self, keys, state: str, error: str, now: float) -> int:
-        """A delivery receipt: the message whose transport id (any of its parts) matches."""
+    def mark_sent(self, msg_id: int, *, now: float, transport: str, transport_id: str) -> None:
+        """The submit was accepted. A receipt may already have come in (a fast SMSC): never
+        step back from delivered/failed to sent."""
+        with self.write():
+            Message.update(transport=transport, transport_id=transport_id, updated_at=now, error="").where(
+                Message.id == msg_id).execute()
+            Message.update(state=SENT).where((Message.id == msg_id) & (Message.state == SENDING)).execute()
+
+    def apply_dlr(self, keys, state: str, error: str, now: float, msg_id: int | None = None) -> int:
+        """A delivery receipt: the message this process submitted (msg_id, known before the
+        outbox has stored the SMSC's id), else the one whose transport id (any part) matches."""
         final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
                  "undeliverable": FAILED, "deleted": FAILED}.get(state)
-        for k in keys:
-            q = Message.select().where(
-                (Message.direction == "out") & ((Message.transport_id == k)
-                                                | Message.transport_id.startswith(k + ",")
-                                                | Message.transport_id.endswith("," + k)
-                                                | Message.transport_id.contains("," + k + ",")))
-            rows = list(q)
+        lookups = [Message.id == msg_id] if msg_id is not None else []
+        lookups += [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
+                    | Message.transport_id.endswith("," + k) | Message.transport_id.contains("," + k + ",")
+                    for k in keys]
+        for cond in lookups:
+            rows = list(Message.select().where((Message.direction == "out") & cond))
             if not rows:
                 continue
             with self.write():

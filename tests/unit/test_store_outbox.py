@@ -144,3 +144,15 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     m = st.Message.get()
     assert m.body == "old" and m.calls_missed == 1 and m.note == ""
     assert st.SchemaVersion.select(pw.fn.MAX(st.SchemaVersion.version)).scalar() == st.MIGRATIONS[-1][0]
+
+
+def test_a_receipt_faster_than_the_submit_answer_is_not_lost(store, tmp_path):
+    """A fast SMSC can deliver the receipt before the outbox has stored the submit's id."""
+    s = store(tmp_path)
+    s.record_verdict(verdict("a"), now=1000.0)
+    (row,) = s.claim_due(1000.0)                    # sending, no transport id yet
+    assert s.apply_dlr(("1a2b",), "delivered", "", 1000.1, msg_id=row.id) == 1
+    s.mark_sent(row.id, now=1000.2, transport="smpp", transport_id="1a2b")
+    m = st.Message.get()
+    assert m.state == st.DELIVERED and m.transport_id == "1a2b" and m.transport == "smpp"
+    assert s.apply_dlr(("1a2b",), "delivered", "", 1001.0) == 1       # by id, later receipts
