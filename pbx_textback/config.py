@@ -65,11 +65,22 @@ class Marker:
 
 
 @dataclass(frozen=True)
+class Cdr:
+    """Where the PBX stores its CDR, read (read-only) after a gap in the event stream."""
+    source: str = ""                 # "" (off) | csv | sqlite
+    path: str = "/var/log/asterisk/cdr-csv/Master.csv"   # csv: cdr_csv; sqlite: cdr_sqlite3_custom's db
+    table: str = "cdr"
+    timezone: str = ""               # the zone the PBX writes CDR times in (default: business.timezone)
+    settle_seconds: float = 3.0      # wait after reconnect: the last calls' CDR may still be written
+
+
+@dataclass(frozen=True)
 class Pbx:
     type: str = "asterisk"           # asterisk | freeswitch | mail (no event socket: voicemail mails only)
     ami: Ami = field(default_factory=Ami)
     esl: Esl = field(default_factory=Esl)
     after_hours_markers: tuple[Marker, ...] = ()   # added to the built-in ones
+    cdr: Cdr = field(default_factory=Cdr)
     freepbx_timeconditions: bool = True
 
 
@@ -85,7 +96,7 @@ class Policy:
     min_talk_seconds: float = 0.0
     allowed_countries: tuple[str, ...] = ()   # default: the business's own country
     text_withheld: bool = False               # never: kept as a visible, fixed rule
-    text_recovered: str = "unambiguous"       # unambiguous | never
+    text_recovered: str = "unambiguous"       # unambiguous | never | all (calls rebuilt from the CDR)
     internal_max_digits: int = 6
     max_age_minutes: float = 120.0            # a text not sent by then expires, visibly
 
@@ -205,11 +216,12 @@ class Config:
 SECRET_KEYS = {"secret", "password"}
 _CHOICES = {
     "pbx.type": ("asterisk", "freeswitch", "mail"),
+    "pbx.cdr.source": ("", "csv", "sqlite"),
     "smtp.relay_security": ("none", "starttls", "tls"),
     "compliance.opt_out_scope": ("business", "line"),
     "compliance.preset": ("", "ftsa"),
     "transport.type": ("log", "smpp", "sip", "pbx"),
-    "policy.text_recovered": ("unambiguous", "never"),
+    "policy.text_recovered": ("unambiguous", "never", "all"),
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -264,7 +276,8 @@ def _build(cls, data, prefix: str, lines, problems):
         problems.append(f"{prefix or 'top level'}{_where(prefix, lines)}: expected a table")
         return None
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "warnings")}
+    internal = ("source", "warnings", "every_inbound_number") if cls is Config else ()
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in internal}
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
@@ -272,7 +285,7 @@ def _build(cls, data, prefix: str, lines, problems):
         for suffix in ("_file", "_env"):
             if key.endswith(suffix) and key[: -len(suffix)] in SECRET_KEYS & fields.keys():
                 base = key[: -len(suffix)]
-        if base not in fields or (base == "every_inbound_number"):
+        if base not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problems.append(f"unknown key '{full}'{_where(full, lines)}{hint}")

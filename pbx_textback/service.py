@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import replace
 
@@ -60,6 +61,8 @@ class Service:
             self.tracker = AsteriskTracker(asterisk_settings(cfg))
         self.smtp = None
         self.features = None
+        self._gap_since: float | None = None     # events may be lost from here (disconnected)
+        self._connected_once = False
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -134,6 +137,34 @@ class Service:
         port = await self.features.start(f.host, f.port)
         log.info("feature codes (*88 call back, *89 text again) on FastAGI %s:%d", f.host, port)
 
+    async def _recover_from_cdr(self, since: float) -> None:
+        """Calls that began and ended while we saw no events, from the PBX's stored CDR."""
+        from .ami.cdr import read_rows
+        from .core.cdr import recover
+        c = self.cfg.pbx.cdr
+        await asyncio.sleep(c.settle_seconds)
+        tz = c.timezone or self.cfg.business.timezone
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(None, read_rows, c, since, tz)
+        except (OSError, sqlite3.Error) as e:
+            log.error("cannot read the CDR (%s %s) to recover calls of the gap: %s", c.source, c.path, e)
+            return
+        trunks = set(getattr(self.tracker, "_trunks", ())) | set(self.cfg.pbx.ami.trunk_endpoints)
+        live = set(getattr(self.tracker, "calls", {}))
+        n = texted = 0
+        for rec in recover(rows, trunk_endpoints=trunks, tz=tz,
+                           internal_max_digits=self.cfg.policy.internal_max_digits):
+            if rec.call_id in live or self.store.has_call(rec.call_id):
+                continue
+            verdict = self.pipeline.on_record(rec)
+            n += 1
+            texted += verdict.decision.action == "text"
+            if self.on_verdict:
+                self.on_verdict(verdict)
+        if texted:
+            self.worker.wake()
+        log.info("CDR: %d call(s) of the gap recovered, %d texted", n, texted)
+
     def _smtp_settings(self):
         from .smtp.listener import SmtpSettings
         m = self.cfg.smtp
@@ -143,6 +174,20 @@ class Service:
                             relay_password=m.password or None)
 
     def on_state(self, state: str, detail: str = "") -> None:
+        if state == "disconnected" and self._gap_since is None and self._connected_once:
+            self._gap_since = self.clock()
+        if state == "connected" and self.cfg.pbx.cdr.source:
+            since = self._gap_since
+            if not self._connected_once:       # the service itself was down since its last call
+                since = self.store.latest_call_at()
+            if since is not None:
+                # a call that ended in the gap may have begun long before it; calls already
+                # stored or still tracked live are skipped, so a wide margin costs only reading
+                since = max(since - 3600, self.clock() - 86400)
+                asyncio.get_running_loop().create_task(self._recover_from_cdr(since))
+            self._gap_since = None
+        if state == "connected":
+            self._connected_once = True
         if state != self.pbx_state:
             self.pbx_state = state
             level = logging.ERROR if state == "auth-failed" else logging.INFO

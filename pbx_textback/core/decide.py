@@ -84,8 +84,12 @@ def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Fa
         return Verdict(call, outcome, Decision("skip", tuple(checks)), _shown(call, cfg))
     if call.recovered and cfg.policy.text_recovered == "never":
         add("recovered", False, "rebuilt from the CDR after a gap; policy.text_recovered = never")
+    elif call.recovered and call.recovered_why and cfg.policy.text_recovered != "all":
+        add("recovered", False, f"rebuilt from the CDR, verdict ambiguous ({call.recovered_why}); "
+                                "policy.text_recovered = unambiguous")
     elif call.recovered:
-        add("recovered", True, "rebuilt from the CDR; its verdict is unambiguous")
+        add("recovered", True, "rebuilt from the CDR" + (" (ambiguous, texted: policy.text_recovered = all)"
+                                                         if call.recovered_why else "; its verdict is unambiguous"))
     add("line", line is not None,
         (f"line {line.number}" + ("" if line.configured else " (every inbound number is a line)"))
         if line else f"{call.called or 'no number'} is not a configured line")

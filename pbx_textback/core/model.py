@@ -63,6 +63,7 @@ class CallRecord:
     after_hours_marker: str = ""         # which marker said so
     system_answered: bool = False        # the PBX itself answered (IVR, announcement, queue, voicemail)
     recovered: bool = False              # rebuilt from CDR after a gap, not from live events
+    recovered_why: str = ""              # why a recovered verdict is ambiguous ("" = unambiguous)
     legs: tuple[Leg, ...] = ()
     notes: tuple[str, ...] = ()          # what the tracker inferred and why, for explain
 

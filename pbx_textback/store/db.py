@@ -157,6 +157,9 @@ class Store:
             self.db.close()
 
     # ---- calls and decisions -----------------------------------------------------------------
+    def latest_call_at(self) -> float | None:
+        return Call.select(pw.fn.MAX(Call.created_at)).scalar()
+
     def has_call(self, call_id: str) -> bool:
         return Call.select().where(Call.call_id == call_id).exists()
 

@@ -1,0 +1,44 @@
+"""Reading the PBX's stored CDR (read-only) for the calls that began and ended while the
+event socket was down. cdr_csv's Master.csv or cdr_sqlite3_custom's database."""
+from __future__ import annotations
+
+import csv
+import logging
+import sqlite3
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from ..core.cdr import CSV_COLUMNS
+
+log = logging.getLogger("pbx_textback.cdr")
+
+
+def _since_text(since: float, tz: str) -> str:
+    return datetime.fromtimestamp(since, timezone.utc).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def read_rows(cfg_cdr, since: float, tz: str) -> list[dict]:
+    """Rows whose start is at or after `since` (epoch seconds). The CDR's times are the PBX's
+    local wall time, compared as text, which their fixed format allows."""
+    after = _since_text(since, tz)
+    if cfg_cdr.source == "csv":
+        rows = []
+        with open(cfg_cdr.path, newline="", encoding="utf-8", errors="replace") as fh:
+            for rec in csv.reader(fh):
+                row = dict(zip(CSV_COLUMNS, rec))
+                if row.get("start", "") >= after:
+                    rows.append(row)
+        return rows
+    if cfg_cdr.source == "sqlite":
+        uri = f"file:{cfg_cdr.path}?mode=ro"
+        con = sqlite3.connect(uri, uri=True, timeout=5)
+        con.row_factory = sqlite3.Row
+        try:
+            table = cfg_cdr.table.replace('"', "")
+            cols = {r[1] for r in con.execute(f'PRAGMA table_info("{table}")')}
+            start = "start" if "start" in cols else "calldate"
+            cur = con.execute(f'SELECT * FROM "{table}" WHERE "{start}" >= ?', (after,))
+            return [dict(r) for r in cur]
+        finally:
+            con.close()
+    return []
