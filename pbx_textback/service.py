@@ -68,6 +68,11 @@ class Service:
     def on_event(self, ev: dict) -> None:
         if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
             asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
+        if self.cfg.pbx.type == "freeswitch" and ev.get("Event-Name") == "RECV_MESSAGE":
+            from .core.freeswitch import inbound_sms
+            sms = inbound_sms(ev, self.tracker.s)
+            if sms is not None:      # a caller's reply routed through the PBX
+                self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
         for rec in self.tracker.feed(ev):
             try:
                 verdict = self.pipeline.on_record(rec)

@@ -1051,3 +1051,17 @@ def records_from_stream(data: bytes, settings: FsTrackerSettings | None = None,
     framing.eof()
     return out + tracker.flush()
 
+
+def inbound_sms(ev: dict, settings: FsTrackerSettings | None = None) -> tuple[str, str, str] | None:
+    """A caller's text that reached FreeSWITCH from the carrier (RECV_MESSAGE on an inbound
+    profile/context): (from, to, body), else None. Fired once per SIP MESSAGE; the MESSAGE
+    events that follow are the chatplan's own re-deliveries of it."""
+    s = settings or FsTrackerSettings()
+    if ev.get("Event-Name") != "RECV_MESSAGE":
+        return None
+    if ev.get("context") not in s.inbound_contexts and ev.get("sip_profile") not in s.inbound_profiles:
+        return None
+    src, dst = ev.get("from_user") or "", ev.get("to_user") or ""
+    if not src:
+        return None
+    return src, dst, ev.get("_body") or ""
