@@ -152,10 +152,53 @@ def check_store(cfg) -> Result:
 
 
 def check_transport(cfg) -> Result:
-    if cfg.transport.type == "log":
+    kind = cfg.transport.type
+    if kind == "log":
         return Result("transport", True, "log: texts are written to the log, not sent", warn=True,
                       fix=["set [transport] to smpp or sip to text callers for real"])
-    return Result("transport", True, cfg.transport.type)
+    if kind == "smpp":
+        return asyncio.run(_check_smpp(cfg.transport.smpp))
+    if kind == "sip":
+        t = cfg.transport.sip
+        return Result("transport", True, f"sip: MESSAGE to {t.proxy_host}:{t.proxy_port} over {t.transport} "
+                      "(check it with `pbx-textback send-test`)", warn=True)
+    return Result("transport", True, f"{kind}: through the PBX (check it with `pbx-textback send-test` "
+                  "after `run`)", warn=True)
+
+
+async def _check_smpp(s) -> Result:
+    """Bind for real, then unbind: the SMSC says whether our credentials are good."""
+    from .smpp import SmppTransport
+    states = []
+    t = SmppTransport(s, on_state=lambda st, detail="": states.append((st, detail)))
+    await t.start()
+    try:
+        await t.wait_bound(10)
+        return Result("transport", True, f"smpp: bound to {s.host}:{s.port} as {s.system_id or '(no system_id)'}")
+    except asyncio.TimeoutError:
+        last = next((f"{st}: {d}" for st, d in reversed(states) if d), t.state)
+        fix = ["check system_id and password in [transport.smpp] with the provider"] if "bind" in last else \
+              [f"can this box reach {s.host}:{s.port}? (`nc -vz {s.host} {s.port}`, the firewall, the "
+               "provider's IP allow-list)"]
+        return Result("transport", False, f"smpp: not bound to {s.host}:{s.port} within 10 s ({last})", fix)
+    finally:
+        await t.stop(grace=0.5)
+
+
+def check_smtp(cfg) -> Result:
+    m = cfg.smtp
+    try:
+        with socket.create_connection((m.listen_host, m.listen_port), timeout=3) as c:
+            banner = c.recv(200).decode("latin-1", "replace")
+        if banner.startswith("220"):
+            return Result("smtp listener", True, f"{m.listen_host}:{m.listen_port} answers: {banner.strip()[:60]}")
+        return Result("smtp listener", False, f"{m.listen_host}:{m.listen_port} answers but is not SMTP",
+                      [f"another program has port {m.listen_port}: change [smtp] listen_port"])
+    except OSError:
+        r = check_port_free("smtp listener", m.listen_host, m.listen_port)
+        if r.ok:
+            r.detail += " (the service is not running: it will listen there)"
+        return r
 
 
 def check_port_free(name: str, host: str, port: int) -> Result:
@@ -180,6 +223,8 @@ def run_doctor(cfg, *, manager_confs: list[str] | None = None) -> list[Result]:
         results.append(check_esl(cfg))
     results.append(check_store(cfg))
     results.append(check_transport(cfg))
+    if cfg.smtp.enabled:
+        results.append(check_smtp(cfg))
     return results
 
 

@@ -75,3 +75,27 @@ def test_nothing_listening(tmp_path):
 def test_unwritable_store(ami, tmp_path):
     p = doctor(write_cfg(tmp_path, ami, store="/proc/nope/s.sqlite3"))
     assert "[FAIL] store" in p.stdout and "writable" in p.stdout
+
+
+def test_smpp_bind_checked_for_real(ami, tmp_path, smsc_factory):
+    smsc = smsc_factory(system_id="acme", password="right")
+    for pw, want in (("right", "[ok  ] transport: smpp: bound"), ("wrong", "[FAIL] transport: smpp: not bound")):
+        p = write_cfg(tmp_path, ami)
+        p.write_text(p.read_text() + f'[transport]\ntype = "smpp"\n[transport.smpp]\nport = {smsc.port}\n'
+                                     f'system_id = "acme"\npassword = "{pw}"\n')
+        out = doctor(p).stdout
+        assert want in out, out
+    assert "system_id and password" in out
+
+
+def test_smtp_listener_port(ami, tmp_path):
+    import socket as sk
+    busy = sk.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    p = write_cfg(tmp_path, ami)
+    p.write_text(p.read_text() + f"[smtp]\nenabled = true\nlisten_port = {port}\n")
+    out = doctor(p).stdout
+    busy.close()
+    assert "smtp listener" in out and ("not SMTP" in out or "another program" in out), out
