@@ -70,3 +70,17 @@ def store_factory(request, tmp_path):
     yield make
     for s in opened:
         s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request, tmp_path):
+    """Where a test's store lives: (path, dsn) for open_store / the [store] config table.
+    PostgreSQL starts each test from an empty schema."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "t.sqlite3"), "dsn": ""}
+    dsn = request.getfixturevalue("pg_dsn")
+    from pbx_textback.store import db as st
+    s = st.open_store(dsn=dsn)
+    s.db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    s.close()
+    return {"path": "", "dsn": dsn}

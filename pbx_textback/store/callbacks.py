@@ -29,8 +29,8 @@ class Callback(Base):
     feature = pw.CharField(default="*88")
     state = pw.CharField()                   # originating | connected | failed
     detail = pw.TextField(default="")        # the PBX's answer when it failed
-    created_at = pw.FloatField(index=True)
-    updated_at = pw.FloatField()
+    created_at = pw.DoubleField(index=True)
+    updated_at = pw.DoubleField()
 
     class Meta:
         table_name = "callback"

@@ -27,7 +27,7 @@ class Base(pw.Model):
 
 class SchemaVersion(Base):
     version = pw.IntegerField()
-    applied_at = pw.FloatField()
+    applied_at = pw.DoubleField()
 
 
 class Call(Base):
@@ -43,10 +43,10 @@ class Call(Base):
     why = pw.TextField(default="")
     voicemail_left = pw.BooleanField(null=True)
     recovered = pw.BooleanField(default=False)
-    started_at = pw.FloatField(null=True)
-    ended_at = pw.FloatField(null=True)
+    started_at = pw.DoubleField(null=True)
+    ended_at = pw.DoubleField(null=True)
     record = pw.TextField()                    # the CallRecord as JSON, for explain
-    created_at = pw.FloatField(index=True)
+    created_at = pw.DoubleField(index=True)
     answered = pw.BooleanField(default=False)  # a person answered (inbound or outbound)
 
 
@@ -55,7 +55,7 @@ class DecisionRow(Base):
     action = pw.CharField()
     checks = pw.TextField()                    # JSON list of {name, ok, detail}
     line = pw.CharField(default="")
-    created_at = pw.FloatField()
+    created_at = pw.DoubleField()
 
     class Meta:
         table_name = "decision"
@@ -70,13 +70,13 @@ class Message(Base):
     peer = pw.CharField(index=True)              # the caller's E.164
     body = pw.TextField()
     state = pw.CharField(index=True)
-    due_at = pw.FloatField(index=True)
+    due_at = pw.DoubleField(index=True)
     attempts = pw.IntegerField(default=0)
     transport = pw.CharField(default="")
     transport_id = pw.CharField(default="", index=True)
     error = pw.TextField(default="")
-    created_at = pw.FloatField()
-    updated_at = pw.FloatField()
+    created_at = pw.DoubleField()
+    updated_at = pw.DoubleField()
     calls_missed = pw.IntegerField(default=1)
     note = pw.TextField(default="")            # why it was cancelled / expired / held
     ref = pw.IntegerField(null=True)           # a follow-up's original text
@@ -86,13 +86,13 @@ class Setting(Base):
     """Small service-wide switches (e.g. paused), shared by every process on the store."""
     key = pw.CharField(unique=True)
     value = pw.TextField()
-    set_at = pw.FloatField()
+    set_at = pw.DoubleField()
 
 
 class HoursOverride(Base):
     line = pw.CharField(unique=True)
     mode = pw.CharField()                      # open | closed (auto = no row)
-    set_at = pw.FloatField()
+    set_at = pw.DoubleField()
 
 
 MODELS = [Call, DecisionRow, Message, HoursOverride]
@@ -117,7 +117,7 @@ class Consent(Base):
     """Every consent event, kept for proof (purge leaves them): core/consent.py replays them."""
     number = pw.CharField(index=True)
     kind = pw.CharField()            # inbound-call | opt-out | opt-in | confirmation
-    at = pw.FloatField(index=True)
+    at = pw.DoubleField(index=True)
     scope = pw.CharField(default="business")
     line = pw.CharField(default="")
     source = pw.TextField(default="")
@@ -134,8 +134,21 @@ def _v4(db):
     db.create_tables([Callback], safe=True)
 
 
+def _v5(db):
+    """Times as double precision: peewee's FloatField is a 4-byte REAL on PostgreSQL, which
+    rounds epoch seconds to minutes (SQLite's REAL was always 8 bytes)."""
+    if isinstance(db, pw.SqliteDatabase):
+        return
+    from .callbacks import Callback
+    for model in MODELS + [Callback, SchemaVersion]:
+        for f in model._meta.sorted_fields:
+            if isinstance(f, pw.DoubleField):
+                db.execute_sql(f'ALTER TABLE "{model._meta.table_name}" ALTER COLUMN "{f.column_name}" '
+                               'TYPE double precision')
+
+
 MODELS.extend([Setting, Consent])
-MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
 
 
 class Store:

@@ -28,8 +28,8 @@ def chicago(s: str) -> float:
     return datetime.fromisoformat(s).replace(tzinfo=ZoneInfo("America/Chicago")).timestamp()
 
 
-def test_cap_across_lines_under_concurrent_missed_calls(tmp_path):
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 10:00")))
+def test_cap_across_lines_under_concurrent_missed_calls(store_target, tmp_path):
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 10:00")))
     stream = b"".join(trace("03-abandoned.ami", copy=i + 1).replace(b"+15125550140", n.encode())
                       for i, n in enumerate(LINES))
     verdicts = h.play(stream)                       # four missed calls, all at once
@@ -39,8 +39,8 @@ def test_cap_across_lines_under_concurrent_missed_calls(tmp_path):
     assert len(rows()) == 3
 
 
-def test_quiet_hours_hold_until_the_callers_morning_and_drop_if_called_back(tmp_path):
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 22:30")))
+def test_quiet_hours_hold_until_the_callers_morning_and_drop_if_called_back(store_target, tmp_path):
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 22:30")))
     (v,) = h.play(trace("03-abandoned.ami"))
     assert v.decision.action == "text"
     q = [c for c in v.decision.checks if c.name == "quiet-hours"][0]
@@ -65,9 +65,9 @@ def test_quiet_hours_hold_until_the_callers_morning_and_drop_if_called_back(tmp_
     assert h.tx.sent == [] and rows()[0].state == st.CANCELLED
 
 
-def test_quiet_hours_use_the_callers_zone_not_the_business(tmp_path):
+def test_quiet_hours_use_the_callers_zone_not_the_business(store_target):
     # 07:30 in Chicago is 08:30 in New York: a 212 caller may be texted, a 512 caller waits
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 07:30")))
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 07:30")))
     (ny,) = h.play(trace("03-abandoned.ami").replace(CALLER.encode(), b"+12125550177"))
     (tx,) = h.play(trace("03-abandoned.ami", copy=5))
     qn = [c.detail for c in ny.decision.checks if c.name == "quiet-hours"][0]
@@ -76,8 +76,8 @@ def test_quiet_hours_use_the_callers_zone_not_the_business(tmp_path):
     assert qt.startswith("held until") and "America/Chicago" in qt
 
 
-def test_stop_twice_and_a_crash_between_opt_out_and_confirmation_give_one_confirmation(tmp_path):
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 10:00")))
+def test_stop_twice_and_a_crash_between_opt_out_and_confirmation_give_one_confirmation(store_target, tmp_path):
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 10:00")))
     h.play(trace("03-abandoned.ami"))
     h.drain()
     assert h.pipe.on_inbound(CALLER, "+15125550140", "STOP", now=h.clock.t)
@@ -99,16 +99,16 @@ def test_stop_twice_and_a_crash_between_opt_out_and_confirmation_give_one_confir
     assert sorted(sent) == sorted([(CALLER, "confirmation"), (other, "confirmation")])
 
 
-def test_opted_out_caller_never_texted_by_a_later_missed_call(tmp_path):
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 10:00")))
+def test_opted_out_caller_never_texted_by_a_later_missed_call(store_target, tmp_path):
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 10:00")))
     h.pipe.on_inbound(CALLER, "+15125550141", "Unsubscribe", now=h.clock.t)
     (v,) = h.play(trace("03-abandoned.ami"))
     assert v.decision.action == "skip"
     assert [c for c in v.decision.checks if c.name == "consent"][0].detail.startswith("opted out (all lines)")
 
 
-def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(tmp_path):
-    h = Harness(tmp_path, CFG, clock=Clock(chicago("2026-11-26 10:00")))
+def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(store_target, tmp_path):
+    h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 10:00")))
     h.play(trace("03-abandoned.ami"))
     h.pipe.on_inbound(CALLER, "+15125550140", "I want to cancel my appointment", now=h.clock.t)
     reply = [m for m in rows() if m.direction == "in"][0]
@@ -116,7 +116,7 @@ def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(tmp_path):
     assert not [m for m in rows() if m.kind == "confirmation"]
     h.store.close()
     cfgf = tmp_path / "c.toml"
-    cfgf.write_text(CFG + f'[store]\npath = "{h.path}"\n')
+    cfgf.write_text(CFG + h.store_toml())
     run = lambda *a: subprocess.run([sys.executable, "-m", "pbx_textback.cli", *a, "-c", str(cfgf)],  # noqa: E731
                                     capture_output=True, text=True, timeout=60)
     p = run("optout", CALLER, "--reason", "confirmed the cancel reply meant stop")
@@ -134,5 +134,5 @@ def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(tmp_path):
     assert "PAUSED" in run("explain", CALLER).stdout
     purge = run("purge", "--older-than", "0")
     assert "consent records are kept" in purge.stdout
-    st.open_store(h.path)
+    st.open_store(h.path, h.dsn)
     assert st.Call.select().count() == 0 and st.Consent.select().count() >= 3

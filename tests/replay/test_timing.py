@@ -59,14 +59,19 @@ class Recorder:
 
 
 class Harness:
-    def __init__(self, tmp_path, cfg_text=CFG, clock=None):
+    """target: the store_target fixture (SQLite file or PostgreSQL DSN)."""
+
+    def __init__(self, target, cfg_text=CFG, clock=None):
         self.cfg = loads(cfg_text)
         self.clock = clock or Clock()
-        self.path = str(tmp_path / "t.sqlite3")
+        self.path, self.dsn = target["path"], target["dsn"]
         self.start()
 
+    def store_toml(self) -> str:
+        return f'[store]\ndsn = "{self.dsn}"\n' if self.dsn else f'[store]\npath = "{self.path}"\n'
+
     def start(self):
-        self.store = st.open_store(self.path)
+        self.store = st.open_store(self.path, self.dsn)
         self.pipe = Pipeline(self.cfg, self.store, clock=self.clock)
         self.framing, self.tracker = AmiFraming(), AsteriskTracker(asterisk_settings(self.cfg))
         self.tx = Recorder()
@@ -98,8 +103,8 @@ def rows():
     return list(st.Message.select().order_by(st.Message.id))
 
 
-def test_delay_then_redial_answered_cancels_the_text(tmp_path):
-    h = Harness(tmp_path)
+def test_delay_then_redial_answered_cancels_the_text(store_target):
+    h = Harness(store_target)
     (v,) = h.play(trace("03-abandoned.ami"))
     assert v.decision.action == "text" and any(c.name == "delay" for c in v.decision.checks)
     h.clock.t += 30
@@ -115,8 +120,8 @@ def test_delay_then_redial_answered_cancels_the_text(tmp_path):
     assert explained[0]["messages"][0]["note"].startswith("caller reached by inbound call")
 
 
-def test_without_a_redial_the_text_goes_after_the_delay(tmp_path):
-    h = Harness(tmp_path)
+def test_without_a_redial_the_text_goes_after_the_delay(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     h.clock.t += 59
     h.drain()
@@ -126,8 +131,8 @@ def test_without_a_redial_the_text_goes_after_the_delay(tmp_path):
     assert h.tx.sent == [(CALLER, "missed-call", "Acme: sorry we missed your call. Reply STOP to opt out.")]
 
 
-def test_answered_outbound_callback_cancels_the_waiting_text(tmp_path):
-    h = Harness(tmp_path)
+def test_answered_outbound_callback_cancels_the_waiting_text(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     s = Sim()                                  # ext 100 calls the caller back, who answers
     phone = s.newchannel("PJSIP/100", context="from-internal", exten=CALLER, cid="100")
@@ -147,8 +152,8 @@ def test_answered_outbound_callback_cancels_the_waiting_text(tmp_path):
     assert "outbound call" in rows()[0].note
 
 
-def test_three_missed_calls_from_one_caller_give_one_text_that_counts_them(tmp_path):
-    h = Harness(tmp_path)
+def test_three_missed_calls_from_one_caller_give_one_text_that_counts_them(store_target):
+    h = Harness(store_target)
     first = h.play(trace("03-abandoned.ami"))
     h.clock.t += 10
     second = h.play(trace("20-restart-part2.ami"))
@@ -163,8 +168,8 @@ def test_three_missed_calls_from_one_caller_give_one_text_that_counts_them(tmp_p
     assert len(rows()) == 1 + 1            # the text and its follow-up
 
 
-def test_follow_up_once_unless_the_caller_replied(tmp_path):
-    h = Harness(tmp_path)
+def test_follow_up_once_unless_the_caller_replied(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     h.clock.t += 61
     h.drain()
@@ -179,8 +184,8 @@ def test_follow_up_once_unless_the_caller_replied(tmp_path):
     assert len(rows()) == 2                          # a follow-up never gets its own follow-up
 
 
-def test_follow_up_cancelled_when_the_caller_replied(tmp_path):
-    h = Harness(tmp_path)
+def test_follow_up_cancelled_when_the_caller_replied(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     h.clock.t += 61
     h.drain()
@@ -192,8 +197,8 @@ def test_follow_up_cancelled_when_the_caller_replied(tmp_path):
     assert rows()[1].state == st.CANCELLED and "replied" in rows()[1].note
 
 
-def test_restart_never_loses_a_due_row_never_sends_early_or_twice(tmp_path):
-    h = Harness(tmp_path, CFG + '[[line]]\nnumber = "+15125550110"\n')
+def test_restart_never_loses_a_due_row_never_sends_early_or_twice(store_target):
+    h = Harness(store_target, CFG + '[[line]]\nnumber = "+15125550110"\n')
     h.play(trace("03-abandoned.ami"))                           # due at t0+60
     h.play(trace("02-no-answer.ami"))                           # other line: no delay, due now
     claimed = h.store.claim_due(h.clock.t)                      # the service dies mid-send
@@ -208,8 +213,8 @@ def test_restart_never_loses_a_due_row_never_sends_early_or_twice(tmp_path):
     assert [p for p, _, _ in h.tx.sent] == [CALLER]              # exactly once
 
 
-def test_rows_due_long_ago_expire_visibly_after_a_long_outage(tmp_path):
-    h = Harness(tmp_path)
+def test_rows_due_long_ago_expire_visibly_after_a_long_outage(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     h.restart()
     h.clock.t += 3 * 3600                                       # down for three hours
@@ -219,8 +224,8 @@ def test_rows_due_long_ago_expire_visibly_after_a_long_outage(tmp_path):
     assert m.state == st.EXPIRED and "max_age_minutes" in m.note
 
 
-def test_pause_holds_rows_and_nothing_is_lost(tmp_path):
-    h = Harness(tmp_path)
+def test_pause_holds_rows_and_nothing_is_lost(store_target):
+    h = Harness(store_target)
     h.play(trace("03-abandoned.ami"))
     h.store.set_setting("paused", "1", h.clock.t)
     h.clock.t += 61

@@ -30,6 +30,10 @@ def test_schema_is_versioned_and_reopening_is_idempotent(store, tmp_path):
     assert st.migrate(s.db) == st.MIGRATIONS[-1][0] and st.SchemaVersion.select().count() == 1
     if s.is_sqlite:
         assert s.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    else:   # epoch seconds need 8 bytes: a 4-byte REAL rounds them to minutes
+        kinds = dict(s.db.execute_sql("SELECT column_name, data_type FROM information_schema.columns "
+                                      "WHERE table_name = 'message'").fetchall())
+        assert kinds["due_at"] == kinds["created_at"] == "double precision"
 
 
 def test_verdict_and_outbox_row_in_one_transaction_and_once_per_call(store, tmp_path):
