@@ -67,9 +67,11 @@ class Marker:
 @dataclass(frozen=True)
 class Cdr:
     """Where the PBX stores its CDR, read (read-only) after a gap in the event stream."""
-    source: str = ""                 # "" (off) | csv | sqlite
+    source: str = ""                 # "" (off) | csv | sqlite | mysql (FreePBX's asteriskcdrdb)
     path: str = "/var/log/asterisk/cdr-csv/Master.csv"   # csv: cdr_csv; sqlite: cdr_sqlite3_custom's db
     table: str = "cdr"
+    dsn: str = "mysql://freepbxuser@127.0.0.1:3306/asteriskcdrdb"   # mysql: a read-only user is enough
+    password: str = ""               # mysql (password_file / password_env)
     timezone: str = ""               # the zone the PBX writes CDR times in (default: business.timezone)
     settle_seconds: float = 3.0      # wait after reconnect: the last calls' CDR may still be written
 
@@ -216,7 +218,7 @@ class Config:
 SECRET_KEYS = {"secret", "password"}
 _CHOICES = {
     "pbx.type": ("asterisk", "freeswitch", "mail"),
-    "pbx.cdr.source": ("", "csv", "sqlite"),
+    "pbx.cdr.source": ("", "csv", "sqlite", "mysql"),
     "smtp.relay_security": ("none", "starttls", "tls"),
     "compliance.opt_out_scope": ("business", "line"),
     "compliance.preset": ("", "ftsa"),

@@ -84,3 +84,41 @@ def store_target(request, tmp_path):
     s.db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     s.close()
     return {"path": "", "dsn": dsn}
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A private MariaDB server (FreePBX keeps its CDR there) on a free loopback port.
+    Yields (port, admin_connect) where admin_connect() opens a root connection."""
+    mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
+    install = shutil.which("mariadb-install-db")
+    if not mariadbd or not install:
+        pytest.skip("MariaDB server not installed (apt-get install mariadb-server)")
+    pymysql = pytest.importorskip("pymysql")
+    root = tempfile.mkdtemp(prefix="ptb-maria-")
+    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+    port = _free_port()
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(root, "mysql")
+    subprocess.run([install, "--no-defaults", f"--datadir={data}", *user, "--skip-test-db",
+                    "--auth-root-authentication-method=normal"], check=True, capture_output=True)
+    proc = subprocess.Popen([mariadbd, "--no-defaults", f"--datadir={data}", f"--socket={sock}",
+                             f"--port={port}", "--bind-address=127.0.0.1", *user,
+                             f"--pid-file={os.path.join(root, 'pid')}", "--skip-log-bin"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def admin():
+        return pymysql.connect(unix_socket=sock, user="root", autocommit=True)
+    try:
+        for _ in range(100):
+            try:
+                admin().close()
+                break
+            except pymysql.MySQLError:
+                time.sleep(0.1)
+        yield port, admin
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Reading the PBX's stored CDR (read-only) for the calls that began and ended while the
-event socket was down. cdr_csv's Master.csv or cdr_sqlite3_custom's database."""
+event socket was down: cdr_csv's Master.csv, cdr_sqlite3_custom's database, or FreePBX's
+`asteriskcdrdb` in MariaDB (cdr_adaptive_odbc)."""
 from __future__ import annotations
 
 import csv
@@ -41,4 +42,32 @@ def read_rows(cfg_cdr, since: float, tz: str) -> list[dict]:
             return [dict(r) for r in cur]
         finally:
             con.close()
+    if cfg_cdr.source == "mysql":
+        return _mysql_rows(cfg_cdr, after)
     return []
+
+
+def _mysql_rows(cfg_cdr, after: str) -> list[dict]:
+    from urllib.parse import unquote, urlparse
+    try:
+        import pymysql
+        import pymysql.cursors
+    except ImportError:
+        raise OSError("reading FreePBX's CDR needs PyMySQL: pip install 'pbx-textback[freepbx]'") from None
+    u = urlparse(cfg_cdr.dsn)
+    try:
+        con = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306,
+                              user=unquote(u.username or ""), password=cfg_cdr.password or unquote(u.password or ""),
+                              database=u.path.lstrip("/") or "asteriskcdrdb", charset="utf8mb4",
+                              connect_timeout=5, read_timeout=20, cursorclass=pymysql.cursors.DictCursor)
+    except pymysql.MySQLError as e:
+        raise OSError(f"cannot connect to the CDR database {u.hostname}: {e}") from None
+    try:
+        with con.cursor() as cur:
+            table = cfg_cdr.table.replace("`", "")
+            cur.execute(f"SELECT * FROM `{table}` WHERE calldate >= %s ORDER BY calldate", (after,))
+            return [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in cur.fetchall()]
+    except pymysql.MySQLError as e:
+        raise OSError(f"cannot read {cfg_cdr.table}: {e}") from None
+    finally:
+        con.close()

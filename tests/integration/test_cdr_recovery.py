@@ -147,3 +147,58 @@ def test_read_rows_from_cdr_sqlite3_custom_and_master_csv(tmp_path):
     write_master_csv(master, rows, shift=0)
     got = read_rows(SimpleNamespace(source="csv", path=str(master)), since - 3600, "UTC")
     assert {g["uniqueid"] for g in got} == {r["UniqueID"] for r in rows}
+
+
+FREEPBX_CDR = """CREATE TABLE `cdr` (
+  `calldate` datetime NOT NULL DEFAULT '0000-00-00 00:00:00', `clid` varchar(80) NOT NULL DEFAULT '',
+  `src` varchar(80) NOT NULL DEFAULT '', `dst` varchar(80) NOT NULL DEFAULT '',
+  `dcontext` varchar(80) NOT NULL DEFAULT '', `channel` varchar(80) NOT NULL DEFAULT '',
+  `dstchannel` varchar(80) NOT NULL DEFAULT '', `lastapp` varchar(80) NOT NULL DEFAULT '',
+  `lastdata` varchar(80) NOT NULL DEFAULT '', `duration` int(11) NOT NULL DEFAULT 0,
+  `billsec` int(11) NOT NULL DEFAULT 0, `disposition` varchar(45) NOT NULL DEFAULT '',
+  `amaflags` int(11) NOT NULL DEFAULT 0, `accountcode` varchar(20) NOT NULL DEFAULT '',
+  `uniqueid` varchar(32) NOT NULL DEFAULT '', `userfield` varchar(255) NOT NULL DEFAULT '',
+  `did` varchar(50) NOT NULL DEFAULT '', `recordingfile` varchar(255) NOT NULL DEFAULT '',
+  `cnum` varchar(80) NOT NULL DEFAULT '', `cnam` varchar(80) NOT NULL DEFAULT '',
+  `outbound_cnum` varchar(80) NOT NULL DEFAULT '', `outbound_cnam` varchar(80) NOT NULL DEFAULT '',
+  `dst_cnam` varchar(80) NOT NULL DEFAULT '', `linkedid` varchar(32) NOT NULL DEFAULT '',
+  `peeraccount` varchar(80) NOT NULL DEFAULT '', `sequence` int(11) NOT NULL DEFAULT 0,
+  KEY `calldate` (`calldate`), KEY `uniqueid` (`uniqueid`)
+) DEFAULT CHARSET=utf8mb4"""
+
+
+def test_freepbx_asteriskcdrdb_in_mariadb(mariadb, tmp_path):
+    """FreePBX's own CDR table (its schema, a read-only user), as cdr_adaptive_odbc fills it."""
+    from types import SimpleNamespace
+    from pbx_textback.ami.cdr import read_rows
+    port, admin = mariadb
+    con = admin()
+    with con.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS asteriskcdrdb")
+        cur.execute("CREATE DATABASE asteriskcdrdb")
+        cur.execute("USE asteriskcdrdb")
+        cur.execute(FREEPBX_CDR)
+        for r in cdr_rows(GAP):
+            did = r.get("UserField", "").removeprefix("did:")
+            cur.execute("INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, "
+                        "lastdata, duration, billsec, disposition, uniqueid, userfield, did, linkedid) VALUES "
+                        "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                        (r["StartTime"], r["CallerID"], r["Source"], r["Destination"], r["DestinationContext"],
+                         r["Channel"], r["DestinationChannel"], r["LastApplication"], r["LastData"],
+                         r["Duration"], r["BillableSeconds"], r["Disposition"], r["UniqueID"], "", did,
+                         r["UniqueID"]))
+        cur.execute("CREATE USER IF NOT EXISTS 'cdrreader'@'%' IDENTIFIED BY 'readonly'")
+        cur.execute("GRANT SELECT ON asteriskcdrdb.* TO 'cdrreader'@'%'")
+    con.close()
+    cfg = SimpleNamespace(source="mysql", dsn=f"mysql://cdrreader@127.0.0.1:{port}/asteriskcdrdb",
+                          password="readonly", table="cdr")
+    since = datetime(2026, 11, 26, 0, 0, tzinfo=timezone.utc).timestamp()
+    rows = read_rows(cfg, since, "UTC")
+    got = {r.caller: classify(r).reason for r in recover(rows, trunk_endpoints={"itsp"}, tz="UTC")}
+    assert got == {"+17375550188": "no-answer", "+12145550142": "busy", "+15125550199": "voicemail",
+                   "+15125550145": "answered", "+15125550166": "queue-abandon"}
+    bad = SimpleNamespace(source="mysql", dsn=f"mysql://cdrreader@127.0.0.1:{port}/asteriskcdrdb",
+                          password="wrong", table="cdr")
+    import pytest
+    with pytest.raises(OSError, match="cannot connect to the CDR database"):
+        read_rows(bad, since, "UTC")
