@@ -97,6 +97,9 @@ class Pipeline:
         stamp = now if now is not None else (rec.ended_at or self.clock())
         if self.store.has_call(rec.call_id):
             log.info("call %s seen again (reconcile or replay): kept its first decision", rec.call_id)
+            v = decide(rec, self.cfg, now=now, facts=Facts())
+            dup = Check("duplicate", False, "this call was already decided: its first decision stands")
+            return replace(v, decision=replace(v.decision, action="skip", checks=(dup,), body="", due_at=None))
         self._cancel_if_reached(rec, stamp)
         line = find_line(self.cfg, rec.called) if rec.direction == INBOUND else None
         pending = None

@@ -174,7 +174,8 @@ class Store:
         return Call.select(pw.fn.MAX(Call.created_at)).scalar()
 
     def has_call(self, call_id: str) -> bool:
-        return Call.select().where(Call.call_id == call_id).exists()
+        # narrow selects throughout: building the SQL for all columns is most of the cost
+        return Call.select(Call.id).where(Call.call_id == call_id).exists()
 
     def last_text_at(self, peer: str, line: str) -> float | None:
         row = (Message.select(pw.fn.MAX(Message.created_at)).where(
@@ -189,7 +190,7 @@ class Store:
         c, o, d = verdict.call, verdict.outcome, verdict.decision
         shown = verdict.extra
         with self.write():
-            existing = Call.get_or_none(Call.call_id == c.call_id)
+            existing = Call.select(Call.id).where(Call.call_id == c.call_id).first()
             if existing is not None:
                 return existing.id, None
             call = Call.create(
@@ -265,7 +266,7 @@ class Store:
 
     # ---- timing: collapse, reach, replies ------------------------------------------------------
     def pending_for(self, peer: str, line: str) -> Message | None:
-        return (Message.select().where((Message.peer == peer) & (Message.line == line)
+        return (Message.select(Message.id, Message.calls_missed).where((Message.peer == peer) & (Message.line == line)
                                        & (Message.state == PENDING) & (Message.kind == "missed-call"))
                 .order_by(Message.id).first())
 
@@ -413,7 +414,7 @@ class Store:
         return 0
 
     def setting(self, key: str, default: str = "") -> str:
-        row = Setting.get_or_none(Setting.key == key)
+        row = Setting.select(Setting.value).where(Setting.key == key).first()
         return row.value if row else default
 
     def set_setting(self, key: str, value: str, now: float) -> None:
@@ -423,7 +424,7 @@ class Store:
 
     # ---- hours override ------------------------------------------------------------------------
     def hours_override(self, line: str) -> str:
-        row = HoursOverride.get_or_none(HoursOverride.line == line)
+        row = HoursOverride.select(HoursOverride.mode).where(HoursOverride.line == line).first()
         return row.mode if row else "auto"
 
     def set_hours_override(self, line: str, mode: str, now: float) -> None:

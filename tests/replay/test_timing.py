@@ -235,3 +235,14 @@ def test_pause_holds_rows_and_nothing_is_lost(store_target):
     h.clock.t += 61
     h.drain()
     assert len(h.tx.sent) == 1
+
+
+def test_a_call_seen_again_after_a_restart_is_never_texted_twice(store_target):
+    """Reconnect and reconcile can hand the same call over again: its first decision stands."""
+    h = Harness(store_target)
+    (v1,) = h.play(trace("03-abandoned.ami"))
+    h.restart()                                           # a new tracker, the same store
+    (v2,) = h.play(trace("03-abandoned.ami"))
+    assert v1.decision.action == "text" and v2.decision.action == "skip"
+    assert [c.name for c in v2.decision.checks] == ["duplicate"]
+    assert len(rows()) == 1 and st.Consent.select().count() == 1
