@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.model import MISSED_REASONS
+from .core.model import MISSED_REASONS, Marker   # [[pbx.after_hours_markers]] are core Markers
 from .sip.message import SipSettings
 from .smpp.transport import SmppSettings
 
@@ -54,14 +54,6 @@ class Esl:
     port: int = 8021
     password: str = ""
     inbound_contexts: tuple[str, ...] = ("public",)
-
-
-@dataclass(frozen=True)
-class Marker:
-    kind: str                        # variable | context | userevent (Asterisk); variable | destination | playback (FreeSWITCH)
-    key: str
-    value: str = ""
-    closed: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from dataclasses import replace
 
-from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker, Marker
+from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
 from .sdnotify import Notifier
@@ -21,21 +21,19 @@ log = logging.getLogger("pbx_textback")
 
 def asterisk_settings(cfg) -> AsteriskSettings:
     base = AsteriskSettings()
-    extra = tuple(Marker(m.kind, m.key, m.value, m.closed) for m in cfg.pbx.after_hours_markers)
     return replace(
         base,
         trunk_contexts=base.trunk_contexts + tuple(cfg.pbx.ami.trunk_contexts),
         trunk_endpoints=tuple(cfg.pbx.ami.trunk_endpoints),
-        markers=DEFAULT_MARKERS + extra,
+        markers=DEFAULT_MARKERS + cfg.pbx.after_hours_markers,
         freepbx_timeconditions=cfg.pbx.freepbx_timeconditions,
         internal_max_digits=cfg.policy.internal_max_digits)
 
 
 def freeswitch_settings(cfg):
-    from .core.freeswitch import DEFAULT_MARKERS as FS_MARKERS, FsMarker, FsTrackerSettings
-    extra = tuple(FsMarker(m.kind, m.key, m.value, m.closed) for m in cfg.pbx.after_hours_markers)
+    from .core.freeswitch import DEFAULT_MARKERS as FS_MARKERS, FsTrackerSettings
     return FsTrackerSettings(inbound_contexts=tuple(cfg.pbx.esl.inbound_contexts),
-                             after_hours_markers=FS_MARKERS + extra)
+                             after_hours_markers=FS_MARKERS + cfg.pbx.after_hours_markers)
 
 
 class Service:

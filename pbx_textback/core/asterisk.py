@@ -19,7 +19,7 @@ from .dialplan_vars import CTX_FREEPBX_TRUNK
 from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
-    OUTBOUND, CallRecord, Leg)
+    OUTBOUND, CallRecord, Leg, Marker)
 
 log = logging.getLogger("pbx_textback.tracker")
 
@@ -37,15 +37,6 @@ _DIALSTATUS = {"ANSWER": DIAL_ANSWER, "NOANSWER": DIAL_NOANSWER, "BUSY": DIAL_BU
 _TC_GOTOIF = re.compile(r"^\s*([01])\s*\?\s*(truegoto|falsegoto)\b")
 _PRES_SET = re.compile(r"CALLERID\((?:num-)?pres\)\s*=\s*(\w+)|CALLERPRES\(\)\s*=\s*(\w+)", re.I)
 _HEX_SUFFIX = re.compile(r"-[0-9a-fA-F]{6,}(;\d)?$")
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A PBX-side sign of the after-hours route. kind: variable | context | userevent."""
-    kind: str
-    key: str
-    value: str = ""
-    closed: bool = True
 
 
 DEFAULT_MARKERS = (

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
-    OUTBOUND, CallRecord, Leg)
+    OUTBOUND, CallRecord, Leg, Marker)
 
 log = logging.getLogger("pbx_textback.tracker")
 
@@ -61,26 +61,7 @@ _LINK_VARS = ("Channel-Call-UUID", "Other-Leg-Unique-ID", "variable_originating_
               "variable_last_bridge_to")
 
 
-@dataclass(frozen=True)
-class FsMarker:
-    """A PBX-side sign of the after-hours route.
-
-    kind "destination": a `Caller-Destination-Number` the call reached (key: its context, or
-    "" for any); "variable": a channel variable set to a value (a dialplan `set`/`export`,
-    or `variable_<key>` on the call's events); "playback": a file played (value matched
-    against the path, its file name, or the name without extension).
-    """
-    kind: str
-    key: str
-    value: str = ""
-    closed: bool = True
-
-    def describe(self) -> str:
-        if self.kind == "destination":
-            return f"reached {self.value}" + (f" in context {self.key}" if self.key else "")
-        if self.kind == "playback":
-            return f"played {self.value}"
-        return f"{self.key}={self.value}"
+FsMarker = Marker      # the one marker type (core/model.py); the name kept for callers
 
 
 # Defaults: our own documented convention (dialplan_snippets/ sets it on the closed branch),
@@ -92,19 +73,14 @@ _FLAG_CLOSED = ("textback_after_hours", "after_hours", "afterhours", "is_after_h
 _CLOSED_PROMPTS = ("closed", "office-closed", "office_closed", "after-hours", "afterhours",
                    "after_hours", "closed-message", "we-are-closed")
 DEFAULT_MARKERS = (
-    tuple(FsMarker("variable", k, v, v == "false") for k in _FLAG_OPEN for v in ("false", "true"))
-    + tuple(FsMarker("variable", k, v, v == "true") for k in _FLAG_CLOSED for v in ("true", "false"))
-    + tuple(FsMarker("playback", "", p, True) for p in _CLOSED_PROMPTS)
+    tuple(Marker("variable", k, v, v == "false") for k in _FLAG_OPEN for v in ("false", "true"))
+    + tuple(Marker("variable", k, v, v == "true") for k in _FLAG_CLOSED for v in ("true", "false"))
+    + tuple(Marker("playback", "", p, True) for p in _CLOSED_PROMPTS)
 )
 
 
-def _marker(m) -> FsMarker:
-    if isinstance(m, FsMarker):
-        return m
-    if isinstance(m, (tuple, list)):
-        return FsMarker(*m)
-    return FsMarker(str(getattr(m, "kind")), str(getattr(m, "key", "")),
-                    str(getattr(m, "value", "")), bool(getattr(m, "closed", True)))
+def _marker(m) -> Marker:
+    return m if isinstance(m, Marker) else Marker(*m)      # a Marker, or (kind, key, value[, closed])
 
 
 @dataclass(frozen=True)
@@ -113,7 +89,7 @@ class FsTrackerSettings:
     inbound_profiles: tuple[str, ...] = ("external",)
     internal_profiles: tuple[str, ...] = ("internal",)
     gateways: tuple[str, ...] = ()               # carrier gateways; () = any sofia/gateway/
-    after_hours_markers: tuple = DEFAULT_MARKERS  # FsMarker or (kind, key, value[, closed])
+    after_hours_markers: tuple = DEFAULT_MARKERS  # Marker or (kind, key, value[, closed])
     hold_seconds: float = 5.0      # a finished call in a queue waits this long (event time)
     hold_events: int = 500         # ... or this many events, for member-queue-end
     remember_finished: int = 20000  # late events of finished legs are ignored
@@ -659,7 +635,7 @@ class FreeswitchTracker:
                 self._mark(call, m)
 
     @staticmethod
-    def _mark(call: _Call, m: FsMarker) -> None:
+    def _mark(call: _Call, m: Marker) -> None:
         d = m.describe()
         lst = call.closed_marks if m.closed else call.open_marks
         if d not in lst:

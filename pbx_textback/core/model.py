@@ -27,6 +27,33 @@ DIAL_ANSWER, DIAL_NOANSWER, DIAL_BUSY, DIAL_UNAVAILABLE, DIAL_CANCEL = (
 
 
 @dataclass(frozen=True)
+class Marker:
+    """A PBX-side sign of the after-hours route, for any PBX's tracker.
+
+    kind: variable (a channel variable set to a value), context (Asterisk: a dialplan context
+    reached), userevent (Asterisk: UserEvent `key` with header=value), destination
+    (FreeSWITCH: a Caller-Destination-Number reached; key its context or "" for any),
+    playback (FreeSWITCH: a file played; value matched against path, name or stem).
+    closed: what the marker says about the hours (True: closed, False: open).
+    """
+    kind: str
+    key: str
+    value: str = ""
+    closed: bool = True
+
+    def describe(self) -> str:
+        if self.kind == "destination":
+            return f"reached {self.value}" + (f" in context {self.key}" if self.key else "")
+        if self.kind == "playback":
+            return f"played {self.value}"
+        if self.kind == "context":
+            return f"reached context {self.key}"
+        if self.kind == "userevent":
+            return f"UserEvent {self.key} {self.value}"
+        return f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
 class Leg:
     """One channel of a call, as the tracker saw it."""
     id: str                      # Uniqueid (Asterisk) / Unique-ID (FreeSWITCH)
