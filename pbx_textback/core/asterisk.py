@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .amiframe import first
 from .dialplan_vars import CTX_FREEPBX_TRUNK
+from .numbers import is_anonymous
 from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
@@ -29,7 +30,6 @@ PLAIN_TRUNK_CONTEXTS = ("from-external", "from-carrier", "incoming")
 # Channel technologies that are never a person.
 SYSTEM_TECHS = {"message", "surrogate", "recorder", "announcer", "cbann", "cbrec", "multicast",
                 "audiosocket", "unicastrtp", "snoop", "bridge", "websocket"}
-ANONYMOUS = {"", "<unknown>", "unknown", "anonymous", "restricted", "private", "unavailable"}
 
 _DIALSTATUS = {"ANSWER": DIAL_ANSWER, "NOANSWER": DIAL_NOANSWER, "BUSY": DIAL_BUSY,
                "CHANUNAVAIL": DIAL_UNAVAILABLE, "CONGESTION": DIAL_UNAVAILABLE,
@@ -139,9 +139,7 @@ class AsteriskTracker:
 
     # ---- channels ------------------------------------------------------------------------
     def _kind(self, name: str, context: str) -> tuple[str, str]:
-        tech, _, rest = name.partition("/")
-        tech_l = tech.lower()
-        endpoint = _HEX_SUFFIX.sub("", rest)
+        tech_l, endpoint = channel_endpoint(name)
         if tech_l == "local":
             return "local", endpoint
         if tech_l in SYSTEM_TECHS:
@@ -461,7 +459,7 @@ class AsteriskTracker:
         return CallRecord(
             pbx="asterisk", call_id=call.id, caller=caller, called=called, direction=direction,
             caller_name=origin.cid_name if origin.cid_name != "<unknown>" else "",
-            withheld=call.withheld or origin.cid.strip().lower() in ANONYMOUS,
+            withheld=call.withheld or is_anonymous(origin.cid),
             started_at=call.first_ts, ended_at=call.last_ts, answered_by_human=human,
             answered_by=answered_by, talk_seconds=talk, ring_seconds=ring,
             dial_results=tuple(results), caller_cancelled=DIAL_CANCEL in results,
@@ -487,6 +485,12 @@ class AsteriskTracker:
         if any(c.kind == "trunk" for c in others) or _external(origin.exten, self.s.internal_max_digits):
             return OUTBOUND
         return INTERNAL
+
+
+def channel_endpoint(name: str) -> tuple[str, str]:
+    """'PJSIP/itsp-0000002a' -> ('pjsip', 'itsp'); Local halves keep their ;1/;2 off too."""
+    tech, _, rest = name.partition("/")
+    return tech.lower(), _HEX_SUFFIX.sub("", rest)
 
 
 def _origin_uid(call: _Call) -> str:

@@ -11,6 +11,8 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from .asterisk import channel_endpoint
+from .numbers import is_anonymous
 from .model import (
     DIAL_BUSY, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL, OUTBOUND, CallRecord)
 
@@ -27,7 +29,6 @@ AMI_NAMES = {"Source": "src", "Destination": "dst", "DestinationContext": "dcont
              "UserField": "userfield", "AccountCode": "accountcode", "calldate": "start"}
 PBX_APPS = {"voicemail", "vm", "playback", "background", "waitexten", "read", "record", "answer",
             "hangup", "congestion", "busy", "wait", "musiconhold", "progress", "ivr"}
-_TECH_SUFFIX = re.compile(r"-[0-9a-fA-F]{6,}(;\d)?$")
 
 
 def normalize(row: dict) -> dict:
@@ -37,11 +38,6 @@ def normalize(row: dict) -> dict:
         key = AMI_NAMES.get(k, k).lower()
         out[key] = (v or "").strip() if isinstance(v, str) else ("" if v is None else str(v))
     return out
-
-
-def _endpoint(channel: str) -> tuple[str, str]:
-    tech, _, rest = channel.partition("/")
-    return tech.lower(), _TECH_SUFFIX.sub("", rest)
 
 
 def _ts(s: str, tz: str) -> float | None:
@@ -62,9 +58,8 @@ def _did(row: dict) -> str:
 
 
 def _anonymous(row: dict) -> bool:
-    src, clid = row.get("src", "").lower(), row.get("clid", "").lower()
-    return src in ("", "anonymous", "<unknown>", "unknown", "restricted", "private") or \
-        "anonymous" in clid or "restricted" in clid
+    clid = row.get("clid", "").lower()
+    return is_anonymous(row.get("src", "")) or "anonymous" in clid or "restricted" in clid
 
 
 def recover(rows: list[dict], *, trunk_endpoints: set[str], tz: str,
@@ -82,13 +77,13 @@ def recover(rows: list[dict], *, trunk_endpoints: set[str], tz: str,
 
 def _one(key, rs, trunks, tz, internal_max) -> CallRecord:
     first = min(rs, key=lambda r: r.get("start", ""))
-    tech, ep = _endpoint(first.get("channel", ""))
+    tech, ep = channel_endpoint(first.get("channel", ""))
     src_digits = sum(ch.isdigit() for ch in first.get("src", ""))
     dst_digits = sum(ch.isdigit() for ch in first.get("dst", ""))
     did = _did(first)
     if ep in trunks or did:
         direction = INBOUND
-    elif any(_endpoint(r.get("dstchannel", ""))[1] in trunks for r in rs) or dst_digits > internal_max:
+    elif any(channel_endpoint(r.get("dstchannel", ""))[1] in trunks for r in rs) or dst_digits > internal_max:
         direction = OUTBOUND
     elif src_digits > internal_max:
         direction = INBOUND
@@ -98,7 +93,7 @@ def _one(key, rs, trunks, tz, internal_max) -> CallRecord:
     for r in rs:
         disp = r.get("disposition", "").upper()
         app = r.get("lastapp", "").lower()
-        dtech, dep = _endpoint(r.get("dstchannel", ""))
+        dtech, dep = channel_endpoint(r.get("dstchannel", ""))
         person = bool(dep) and dtech != "local" and dep not in trunks
         if disp == "ANSWERED" and person and app in ("dial", "queue"):
             answered_by = dep

@@ -66,6 +66,11 @@ def _clean(raw: str) -> str:
     return s.strip()
 
 
+def is_anonymous(raw: str) -> bool:
+    """A caller-ID field with no number to call back (anonymous, <unknown>, restricted, ...)."""
+    return _is_anonymous(_clean("" if raw is None else str(raw)))
+
+
 def _is_anonymous(s: str) -> bool:
     low = " ".join(s.lower().split())
     return low in _ANONYMOUS or (low.isascii() and low.isdigit() and set(low) == {"0"})
