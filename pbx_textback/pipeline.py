@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from .core import caps, consent, quiet
-from .core.decide import Facts, decide, find_line
+from .core.decide import Facts, decide, find_line, template_vars
 from .core.gate import GateFacts
 from .core.model import INBOUND, OUTBOUND, CallRecord, Check, Verdict
 from .core.numbers import number_info, to_e164
@@ -226,14 +226,14 @@ class Pipeline:
     def after_sent(self, row, now: float) -> None:
         if row.kind != "missed-call":
             return
-        line = next((ln for ln in self.cfg.line if ln.number == row.line), None)
-        if line is None or not line.follow_up_after_hours:
+        line = find_line(self.cfg, row.line)
+        if line is None or not line.configured or not line.follow_up_after_hours:
             return
+        call = st.Call.get_or_none(st.Call.id == row.call_id) if row.call_id else None
         try:
-            body = render(line.follow_up_template or FOLLOW_UP_TEMPLATE, {
-                "business": {"name": self.cfg.business.name, "phone": self.cfg.business.phone},
-                "line": {"number": line.number, "name": line.name},
-                "caller": {"number": row.peer, "name": ""}, "calls_missed": row.calls_missed})
+            body = render(line.follow_up_template or FOLLOW_UP_TEMPLATE, template_vars(
+                self.cfg, line, caller=row.peer, caller_name="", reason=call.reason if call else "no-answer",
+                at=now, calls_missed=row.calls_missed, voicemail_left=bool(call and call.voicemail_left)))
         except TemplateError as e:      # checked at load; kept safe anyway
             log.error("follow-up template of line %s: %s", line.number, e)
             return

@@ -13,7 +13,7 @@ from . import hours as hours_mod
 from .classify import classify
 from .model import INBOUND, MISSED_REASONS, CallRecord, Check, Decision, Outcome, Verdict
 from .numbers import number_info, to_e164
-from .templates import DEFAULT_TEMPLATE, REASON_TEXT, TemplateError, render
+from .templates import DEFAULT_TEMPLATE, TemplateError, render, variables
 
 
 @dataclass(frozen=True)
@@ -155,18 +155,21 @@ def _dedupe_check(cfg, facts: Facts, now: float | None, add) -> None:
 
 
 def _vars(cfg, line: LineView, call: CallRecord, outcome: Outcome, now, calls_missed=1) -> dict:
-    at = call.started_at if call.started_at is not None else now
+    return template_vars(cfg, line, caller=call.caller, caller_name=call.caller_name,
+                         reason=outcome.reason, at=call.started_at if call.started_at is not None else now,
+                         calls_missed=calls_missed, voicemail_left=bool(call.voicemail_left))
+
+
+def template_vars(cfg, line: LineView, *, caller: str, caller_name: str, reason: str,
+                  at: float | None, calls_missed: int = 1, voicemail_left: bool = False) -> dict:
+    """Template variables for a text on `line`; `at` picks the day whose hours are shown."""
     day = None
     if at is not None:
         day = datetime.fromtimestamp(at, timezone.utc).astimezone(ZoneInfo(line.timezone)).date()
-    return {
-        "business": {"name": cfg.business.name, "phone": cfg.business.phone},
-        "line": {"number": line.number, "name": line.name},
-        "caller": {"number": call.caller, "name": call.caller_name},
-        "reason": outcome.reason, "reason_text": REASON_TEXT.get(outcome.reason, outcome.reason),
-        "hours": hours_mod.describe(line.hours, day), "calls_missed": calls_missed,
-        "voicemail_left": bool(call.voicemail_left),
-    }
+    return variables(business_name=cfg.business.name, business_phone=cfg.business.phone,
+                     line_number=line.number, line_name=line.name, caller_number=caller,
+                     caller_name=caller_name, reason=reason, hours=hours_mod.describe(line.hours, day),
+                     calls_missed=calls_missed, voicemail_left=voicemail_left)
 
 
 def _shown(call: CallRecord, cfg) -> dict:

@@ -53,14 +53,24 @@ def _compile(source: str):
         raise TemplateError(f"template syntax: {e}") from None
 
 
-def sample_vars(reason: str = "no-answer") -> dict:
+def variables(*, business_name: str, business_phone: str, line_number: str, line_name: str,
+              caller_number: str, caller_name: str, reason: str, hours: str, calls_missed: int = 1,
+              voicemail_left: bool = False) -> dict:
+    """The one set of names every template may use (missed-call texts, follow-ups, the
+    load-time check), so a template that passes the check renders when it is sent."""
     return {
-        "business": {"name": "Acme", "phone": "+15125550100"},
-        "line": {"number": "+15125550100", "name": "Main"},
-        "caller": {"number": "+15125550123", "name": "Caller"},
+        "business": {"name": business_name, "phone": business_phone},
+        "line": {"number": line_number, "name": line_name},
+        "caller": {"number": caller_number, "name": caller_name},
         "reason": reason, "reason_text": REASON_TEXT.get(reason, reason),
-        "hours": "Mon-Fri 08:00-17:00", "calls_missed": 1, "voicemail_left": False,
+        "hours": hours, "calls_missed": calls_missed, "voicemail_left": bool(voicemail_left),
     }
+
+
+def sample_vars(reason: str = "no-answer") -> dict:
+    return variables(business_name="Acme", business_phone="+15125550100", line_number="+15125550100",
+                     line_name="Main", caller_number="+15125550123", caller_name="Caller",
+                     reason=reason, hours="Mon-Fri 08:00-17:00")
 
 
 def render(source: str, variables: dict) -> str:

@@ -246,3 +246,16 @@ def test_a_call_seen_again_after_a_restart_is_never_texted_twice(store_target):
     assert v1.decision.action == "text" and v2.decision.action == "skip"
     assert [c.name for c in v2.decision.checks] == ["duplicate"]
     assert len(rows()) == 1 and st.Consent.select().count() == 1
+
+
+def test_a_follow_up_template_gets_the_same_variables_the_load_check_allowed(store_target):
+    cfg = CFG.replace("follow_up_after_hours = 24", 'follow_up_after_hours = 24\n'
+                      'follow_up_template = "{{ business.name }} again about your call ({{ reason }}, '
+                      '{{ calls_missed }} missed). Reply STOP to opt out."')
+    h = Harness(store_target, cfg)
+    h.play(trace("03-abandoned.ami"))
+    h.clock.t += 61
+    h.drain()
+    follow = rows()[1]
+    assert follow.kind == "follow-up"
+    assert follow.body == "Acme again about your call (abandoned, 1 missed). Reply STOP to opt out."
