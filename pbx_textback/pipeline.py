@@ -43,13 +43,13 @@ class Pipeline:
         return Facts(last_text_at=self.store.last_text_at(peer, line.number),
                      hours_override=self.store.hours_override(line.number),
                      calls_missed=calls_missed,
-                     extra_checks=self.compliance_checks(peer, line.number, now))
+                     extra_checks=self.compliance_checks(peer, line, now))
 
     # ---- compliance ------------------------------------------------------------------------------
-    def quiet_hours(self, line_number: str):
+    def quiet_hours(self, line):
+        """The allowed window for texts from `line` (a LineView or None), None when off."""
         c = self.cfg.compliance
-        ln = next((x for x in self.cfg.line if x.number == line_number), None)
-        spans = (ln.quiet_hours if ln and ln.quiet_hours else c.quiet_hours)
+        spans = (line.quiet_hours if line is not None and line.quiet_hours else c.quiet_hours)
         if c.preset == "ftsa":
             return quiet.FTSA
         if not spans:
@@ -57,10 +57,11 @@ class Pipeline:
         a, b = spans.split("-")
         return quiet.QuietHours(a, b)
 
-    def compliance_checks(self, peer: str, line: str, now: float | None) -> tuple[Check, ...]:
+    def compliance_checks(self, peer: str, line, now: float | None) -> tuple[Check, ...]:
+        """line: the LineView the text would go out on."""
         c = self.cfg.compliance
         t = now if now is not None else self.clock()
-        out = [consent.consent_check(self.store.consent_history(peer), peer, line)]
+        out = [consent.consent_check(self.store.consent_history(peer), peer, line.number)]
         info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries)
         out += [ch for ch in caps.destination_rules(info, self.cfg.allowed_countries, c.denylist, c.allowlist)
                 if ch.name == "denylist"]
@@ -74,14 +75,14 @@ class Pipeline:
                                              "`pbx-textback resume`, nothing is lost"))
         return tuple(out)
 
-    def _schedule_quiet(self, v: Verdict, line_tz: str) -> Verdict:
+    def _schedule_quiet(self, v: Verdict, line) -> Verdict:
         """A text due outside the recipient's window waits until it opens (one scheduling
         mechanism: the row's due time)."""
         d = v.decision
-        qh = self.quiet_hours(d.line)
+        qh = self.quiet_hours(line)
         if d.action != "text" or qh is None or d.due_at is None:
             return v
-        zone, why = quiet.recipient_zone(d.to, line_tz)
+        zone, why = quiet.recipient_zone(d.to, line.timezone)
         allowed = quiet.next_allowed(d.due_at, zone, qh)
         if allowed > d.due_at + 1:
             check = Check("quiet-hours", True, f"held until {_local(allowed, zone)} ({qh.describe()} in "
@@ -110,7 +111,7 @@ class Pipeline:
         else:
             verdict = self._collapse(rec, line, pending, now)
         if line is not None:
-            verdict = self._schedule_quiet(verdict, line.timezone)
+            verdict = self._schedule_quiet(verdict, line)
         self.store.record_verdict(verdict, now=stamp)
         if rec.direction == INBOUND and line is not None and rec.caller and not rec.withheld:
             with self.store.write():
@@ -154,11 +155,10 @@ class Pipeline:
         since = row.created_at
         now = self.clock()
         allowed = None
-        qh = self.quiet_hours(row.line)
+        line = find_line(self.cfg, row.line)
+        qh = self.quiet_hours(line)
         if qh is not None:
-            ln = next((x for x in self.cfg.line if x.number == row.line), None)
-            zone, _ = quiet.recipient_zone(row.peer, (ln.timezone if ln and ln.timezone else None)
-                                           or self.cfg.business.timezone)
+            zone, _ = quiet.recipient_zone(row.peer, line.timezone if line else self.cfg.business.timezone)
             allowed = quiet.next_allowed(now, zone, qh)
         cap = caps.global_hourly_cap(self.store.texts_since(now - 3600), self.cfg.compliance.global_hourly_cap)
         return GateFacts(reached_by=self.store.reached_since(row.peer, since),

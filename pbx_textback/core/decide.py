@@ -42,6 +42,7 @@ class LineView:
     delays: dict = field(default_factory=dict)
     follow_up_after_hours: float = 0.0
     follow_up_template: str = ""
+    quiet_hours: str = ""            # the line's own window, else the compliance default
 
     def delay_for(self, reason: str) -> float:
         return self.delays.get(reason, self.delay_seconds)
@@ -56,7 +57,7 @@ def find_line(cfg, called: str) -> LineView | None:
                             ln.timezone or cfg.business.timezone,
                             ln.template or DEFAULT_TEMPLATE, dict(ln.templates), ln.hours,
                             True, ln.delay_seconds, dict(ln.delays), ln.follow_up_after_hours,
-                            ln.follow_up_template)
+                            ln.follow_up_template, ln.quiet_hours)
     if cfg.every_inbound_number and called:
         return LineView(want, "", True, MISSED_REASONS, cfg.business.timezone,
                         DEFAULT_TEMPLATE, {}, None, configured=False)
