@@ -183,13 +183,6 @@ def build(cfg, *, store, pipeline, source=None, clock=time.time):
             else:
                 from .sip.via_pbx import AmiMessageTransport
                 made[kind] = AmiMessageTransport(source.send_action, p.endpoint_template, p.from_template)
-            for meth in ("start", "stop"):
-                if not hasattr(made[kind], meth):
-                    setattr(made[kind], meth, _noop)
     by_line = {ln.number: ln.transport for ln in cfg.line if ln.transport}
     router = Router(made, by_line, cfg.transport.type)
     return Watched(router, watch), watch
-
-
-async def _noop():
-    return None
