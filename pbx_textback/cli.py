@@ -17,7 +17,6 @@ from . import __version__
 from .config import ConfigError, default_config, load
 
 DEFAULT_CONFIG = "/etc/pbx-textback/config.toml"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class CliError(Exception):

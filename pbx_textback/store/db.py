@@ -374,10 +374,7 @@ class Store:
 
     def export_number(self, peer: str) -> dict:
         """Everything we hold about one number (a data-subject request)."""
-        msgs = [{"id": m.id, "direction": m.direction, "kind": m.kind, "line": m.line, "body": m.body,
-                 "state": m.state, "created_at": m.created_at, "updated_at": m.updated_at,
-                 "transport_id": m.transport_id, "error": m.error, "note": m.note}
-                for m in Message.select().where(Message.peer == peer).order_by(Message.id)]
+        msgs = [_message_dict(m) for m in Message.select().where(Message.peer == peer).order_by(Message.id)]
         consent = [dict(e.__dict__) for e in self.consent_history(peer)]
         return {"number": peer, "calls": self.calls_for(peer), "messages": msgs, "consent": consent}
 
@@ -439,11 +436,7 @@ class Store:
         out = []
         for call in q.order_by(Call.created_at, Call.id):
             dec = call.decisions.order_by(DecisionRow.id.desc()).first()
-            msgs = [{"id": m.id, "state": m.state, "body": m.body, "due_at": m.due_at,
-                     "attempts": m.attempts, "transport": m.transport,
-                     "transport_id": m.transport_id, "error": m.error, "kind": m.kind,
-                     "direction": m.direction, "note": m.note, "calls_missed": m.calls_missed}
-                    for m in Message.select().where(
+            msgs = [_message_dict(m) for m in Message.select().where(
                         (Message.call == call) | (Message.ref.in_(
                             Message.select(Message.id).where(Message.call == call))))
                     .order_by(Message.id)]
@@ -460,6 +453,14 @@ class Store:
                 "answered_by": rec.get("answered_by", ""), "answered": call.answered,
             })
         return out
+
+
+def _message_dict(m: Message) -> dict:
+    """A message as explain and export show it."""
+    return {"id": m.id, "direction": m.direction, "kind": m.kind, "line": m.line, "peer": m.peer,
+            "body": m.body, "state": m.state, "due_at": m.due_at, "attempts": m.attempts,
+            "transport": m.transport, "transport_id": m.transport_id, "error": m.error, "note": m.note,
+            "calls_missed": m.calls_missed, "created_at": m.created_at, "updated_at": m.updated_at}
 
 
 def open_store(path: str = "", dsn: str = "") -> Store:
