@@ -21,9 +21,8 @@ class Facts:
     """What the store knows that bears on this call (all optional)."""
     last_text_at: float | None = None      # last automated text to this caller on this line
     hours_override: str = "auto"           # open | closed | auto (pbx-textback hours set)
-    opted_out: bool = False
     calls_missed: int = 1                  # missed calls this text answers (collapsed)
-    extra_checks: tuple[Check, ...] = ()   # seam for compliance checks
+    extra_checks: tuple[Check, ...] = ()   # compliance checks (consent, caps, denylist, ...)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,6 @@ def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Fa
 
     to = _caller_check(call, cfg, add)
     _dedupe_check(cfg, facts, now, add)
-    add("opt-out", not facts.opted_out, "caller opted out" if facts.opted_out else "not opted out")
     checks.extend(facts.extra_checks)
 
     body, template = "", ""

@@ -91,8 +91,10 @@ def test_did_matches_in_any_format():
 
 
 def test_opted_out_and_extra_compliance_checks_block():
-    v = decide(MISSED, CFG, now=1000.0, facts=Facts(opted_out=True))
-    assert v.decision.action == "skip" and checks(v)["opt-out"][0] is False
+    from pbx_textback.core.consent import ConsentEvent, consent_check
+    opted_out = consent_check([ConsentEvent("opt-out", "+15125550123", 900.0, source="STOP")], "+15125550123")
+    v = decide(MISSED, CFG, now=1000.0, facts=Facts(extra_checks=(opted_out,)))
+    assert v.decision.action == "skip" and checks(v)["consent"][0] is False
 
 
 def test_no_config_every_inbound_number_is_a_line():
