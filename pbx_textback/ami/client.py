@@ -35,13 +35,13 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from ..core.amiframe import AmiFraming
+from ..core.asterisk import RECONCILE_KEY
 
 log = logging.getLogger("pbx_textback.ami")
 
 Event = dict[str, "str | list[str]"]
 
 STATES = ("connecting", "connected", "auth-failed", "disconnected")
-RECONCILE_KEY = "_reconcile"
 
 
 class AmiError(Exception):

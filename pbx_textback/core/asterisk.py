@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .amiframe import first
 from .dialplan_vars import CTX_FREEPBX_TRUNK
@@ -39,6 +39,8 @@ _PRES_SET = re.compile(r"CALLERID\((?:num-)?pres\)\s*=\s*(\w+)|CALLERPRES\(\)\s*
 _HEX_SUFFIX = re.compile(r"-[0-9a-fA-F]{6,}(;\d)?$")
 
 
+RECONCILE_KEY = "_reconcile"      # the AMI source marks the rows of its CoreShowChannels with it
+
 DEFAULT_MARKERS = (
     Marker("variable", "TCSTATE", "closed", True),
     Marker("variable", "TCSTATE", "open", False),
@@ -55,6 +57,11 @@ class AsteriskSettings:
     timecondition_contexts: tuple[str, ...] = ("timeconditions",)
     internal_max_digits: int = 6
     remember_finished: int = 20000               # late events of finished calls are ignored
+    stale_seconds: float = 6 * 3600              # a call with no event for this long is closed
+    max_open_calls: int = 5000                   # beyond this the least recently active closes
+
+# recovered_why of a call whose end was never seen (the reconcile or the stale limit closed it)
+GAP_UNSEEN_END = "its end was not seen (the event socket was down or silent)"
 
 
 @dataclass
@@ -74,6 +81,8 @@ class _Chan:
     cause: str = ""
     adopted: bool = False             # first seen mid-call (reconcile, restart)
     answered_at: float | None = None
+    dialled: str = ""                 # an originated channel: where its dialplan went on answer
+    epoch: int = 0                    # the AMI session (FullyBooted count) it was last seen in
 
 
 @dataclass
@@ -97,6 +106,7 @@ class _Call:
     from_did: str = ""
     hung_up: bool = False
     notes: list[str] = field(default_factory=list)
+    touched: float | None = None      # the service clock at the last event (see expire)
 
 
 class AsteriskTracker:
@@ -112,6 +122,10 @@ class AsteriskTracker:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._by_name: dict[str, str] = {}            # channel name -> uid (live)
         self.errors = 0
+        self._epoch = 0                               # FullyBooted events seen
+        self._reconcile_seen: set[str] | None = None  # uids listed by CoreShowChannels so far
+        self._now: float | None = None                # the clock of the last expire() call
+        self._pending_out: list[CallRecord] = []      # closed by the open-call limit
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
@@ -122,14 +136,29 @@ class AsteriskTracker:
         if handler is None:
             return []
         try:
-            return handler(self, ev) or []
+            out = handler(self, ev) or []
         except Exception:  # a malformed event must not stop the tracker
             self.errors += 1
             log.exception("tracker: could not apply %s event", name)
-            return []
+            out = []
+        if self._pending_out:
+            out, self._pending_out = self._pending_out + out, []
+        return out
 
     def open_calls(self) -> int:
         return len(self.calls)
+
+    def expire(self, now: float) -> list[CallRecord]:
+        """Close calls with no event for `stale_seconds` of the caller's clock (a Hangup lost
+        in a gap must not keep a call open, and its memory, forever). Call it now and then."""
+        self._now = now
+        out = []
+        for call in list(self.calls.values()):
+            if call.touched is None:
+                call.touched = now
+            elif now - call.touched >= self.s.stale_seconds:
+                out.append(self._retire(call, f"no event for {(now - call.touched) / 60:.0f} min"))
+        return out
 
     def flush(self) -> list[CallRecord]:
         """Calls still open (end of a replay): their verdict on what was seen."""
@@ -158,7 +187,9 @@ class AsteriskTracker:
         linkedid = first(ev, "Linkedid") or uid
         ch = self.chans.get(uid)
         if ch is None:
-            if not create or uid in self._finished:
+            # a channel of a call already decided (late, reordered, after a gap): a call is
+            # decided once, so its stragglers open nothing
+            if not create or uid in self._finished or linkedid in self._finished:
                 return None
             name = first(ev, "Channel")
             context = first(ev, "Context")
@@ -178,14 +209,17 @@ class AsteriskTracker:
             call.order.append(uid)
             if adopted:
                 call.notes.append(f"channel {name} picked up mid-call: its earlier events were lost")
-        elif ch.linkedid != linkedid and not ch.gone:
+        elif ch.linkedid != linkedid and not ch.gone and linkedid not in self._finished:
             self._move(ch, linkedid, ev)
+        ch.epoch = self._epoch
         return ch
 
     def _call(self, linkedid: str, ev: dict) -> _Call:
         call = self.calls.get(linkedid)
         if call is None:
             call = self.calls[linkedid] = _Call(linkedid)
+            self._limit_open()
+        call.touched = self._now
         ts = _ts(ev)
         if ts is not None:
             call.first_ts = call.first_ts if call.first_ts is not None else ts
@@ -217,6 +251,7 @@ class AsteriskTracker:
             return None, None
         call = self.calls.get(ch.linkedid)
         if call is not None:
+            call.touched = self._now
             ts = _ts(ev)
             if ts is not None:
                 call.last_ts = ts
@@ -226,7 +261,14 @@ class AsteriskTracker:
     def _on_newchannel(self, ev):
         self._chan(ev)
 
+    def _on_fully_booted(self, ev):
+        self._epoch += 1          # a new AMI session: what came before may have a gap behind it
+
     def _on_reconcile(self, ev):
+        if ev.get(RECONCILE_KEY):
+            if self._reconcile_seen is None:
+                self._reconcile_seen = set()
+            self._reconcile_seen.add(first(ev, "Uniqueid"))
         ch = self._chan(ev, adopted=True)
         if ch is None:
             return
@@ -235,6 +277,32 @@ class AsteriskTracker:
         bridge = first(ev, "BridgeId")
         if bridge:
             self._bridge_enter(bridge, ch.uid)
+
+    def _on_reconcile_done(self, ev):
+        """The CoreShowChannels snapshot after a (re)connect is complete: a channel we knew from
+        before that it does not list hung up while we saw nothing. A call with no channel left
+        is closed here (the service decides it from the CDR where it can)."""
+        if not ev.get(RECONCILE_KEY):
+            return []
+        seen, self._reconcile_seen = self._reconcile_seen or set(), None
+        out = []
+        for call in list(self.calls.values()):
+            gone = [u for u in call.live if u not in seen and call.chans[u].epoch < self._epoch]
+            if not gone:
+                continue
+            for u in gone:
+                self._drop_chan(call, u)
+            if not call.live:
+                out.append(self._retire(call, "its channels were gone at the reconcile after a "
+                                              "reconnect"))
+        return out
+
+    def _on_originate_response(self, ev):
+        """Our own Originate (or another's) answered: its channel goes on in Exten."""
+        ch = self.chans.get(first(ev, "Uniqueid"))
+        exten = first(ev, "Exten")
+        if ch is not None and first(ev, "Response") == "Success" and exten not in ("", "s"):
+            ch.dialled = ch.dialled or exten
 
     def _on_newstate(self, ev):
         ch, call = self._call_of(ev)
@@ -250,6 +318,9 @@ class AsteriskTracker:
         app = first(ev, "Application")
         data = first(ev, "AppData")
         context = first(ev, "Context")
+        exten = first(ev, "Exten")
+        if ch.incoming is False and not ch.dialled and ch.exten in ("", "s") and exten not in ("", "s"):
+            ch.dialled = exten        # an originated channel: the dialplan runs where it was sent
         if app == "VoiceMail":
             call.voicemail = True
         elif app == "Set" and ch.uid == _origin_uid(call):
@@ -367,7 +438,7 @@ class AsteriskTracker:
         uid = first(ev, "Uniqueid")
         ch = self.chans.get(uid)
         if ch is None:
-            if uid not in self._finished:
+            if uid not in self._finished and first(ev, "Linkedid") not in self._finished:
                 self.errors += 1
                 log.warning("tracker: Hangup for a channel never seen (%s): ignored",
                             first(ev, "Channel") or "?")
@@ -393,6 +464,38 @@ class AsteriskTracker:
         for u in call.chans:
             self._edges.pop(u, None)
         return [rec]
+
+    def _drop_chan(self, call: _Call, uid: str) -> None:
+        ch = self.chans.pop(uid, None)
+        if ch is not None:
+            ch.gone = True
+            self._by_name.pop(ch.name, None)
+        for members in self._bridges.values():
+            members.discard(uid)
+        call.live.discard(uid)
+        self._forget(uid)
+
+    def _retire(self, call: _Call, why: str) -> CallRecord:
+        """Close a call whose end we did not see; its record says so. Unless a person was seen
+        answering, its verdict is marked unsure (`recovered`) and the CDR may settle it."""
+        for u in list(call.live):
+            self._drop_chan(call, u)
+        self.calls.pop(call.id, None)
+        self._forget(call.id)
+        call.notes.append(f"closed without its hangup: {why}")
+        rec = self._record(call)
+        for u in call.chans:
+            self._edges.pop(u, None)
+        if rec.answered_by_human:
+            return rec
+        return replace(rec, recovered=True, recovered_why=GAP_UNSEEN_END)
+
+    def _limit_open(self) -> None:
+        while len(self.calls) > self.s.max_open_calls:
+            oldest = next(iter(self.calls.values()))
+            log.warning("tracker: more than %d calls open: closing the oldest, %s",
+                        self.s.max_open_calls, oldest.id)
+            self._pending_out.append(self._retire(oldest, "too many calls open at once"))
 
     def _forget(self, key: str) -> None:
         self._finished[key] = None
@@ -442,7 +545,7 @@ class AsteriskTracker:
         human = bool(answered_by)
         results = _dial_results(call, origin)
         caller = origin.cid if origin.cid not in ("<unknown>",) else ""
-        called = origin.exten if origin.exten not in ("", "s") else ""
+        called = origin.exten if origin.exten not in ("", "s") else origin.dialled
         if direction == INBOUND and call.from_did and (not called or not _looks_number(called)):
             called = call.from_did
         vm_left = None
@@ -540,7 +643,10 @@ def _ts(ev: dict) -> float | None:
 
 _HANDLERS = {
     "Newchannel": AsteriskTracker._on_newchannel,
+    "FullyBooted": AsteriskTracker._on_fully_booted,
     "CoreShowChannel": AsteriskTracker._on_reconcile,
+    "CoreShowChannelsComplete": AsteriskTracker._on_reconcile_done,
+    "OriginateResponse": AsteriskTracker._on_originate_response,
     "Newstate": AsteriskTracker._on_newstate,
     "Newexten": AsteriskTracker._on_newexten,
     "VarSet": AsteriskTracker._on_varset,
