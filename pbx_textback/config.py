@@ -64,8 +64,9 @@ class Cdr:
     table: str = "cdr"
     dsn: str = "mysql://freepbxuser@127.0.0.1:3306/asteriskcdrdb"   # mysql: a read-only user is enough
     password: str = ""               # mysql (password_file / password_env)
-    timezone: str = ""               # the zone the PBX writes CDR times in (default: business.timezone)
+    timezone: str = ""               # the zone the PBX writes CDR times in ("": cdr_csv's usegmtime -> UTC, else this box's zone)
     settle_seconds: float = 3.0      # wait after reconnect: the last calls' CDR may still be written
+    cdr_conf: str = "/etc/asterisk/cdr.conf"   # read for [csv] usegmtime / loguniqueid where readable
 
 
 @dataclass(frozen=True)
@@ -385,6 +386,8 @@ def _validate(cfg: Config, lines) -> list[str]:
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"'{key}'{_where(key, lines)}: unknown time zone '{name}'")
     zone("business.timezone", cfg.business.timezone)
+    if cfg.pbx.cdr.timezone and cfg.pbx.cdr.timezone != "local":
+        zone("pbx.cdr.timezone", cfg.pbx.cdr.timezone)
     for i, ln in enumerate(cfg.line):
         if ln.transport and ln.transport not in _CHOICES["transport.type"]:
             problems.append(f"'line[{i}].transport'{_where(f'line[{i}].transport', lines)}: "

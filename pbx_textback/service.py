@@ -11,12 +11,16 @@ import time
 from dataclasses import replace
 
 from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
+from .core.model import INBOUND, OUTBOUND
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
 from .sdnotify import Notifier
 from .store.db import open_store
 
 log = logging.getLogger("pbx_textback")
+
+ALIVE_KEY = "service_alive_at"     # Setting: when the service last ran (CDR recovery starts there)
+CDR_SLACK_S = 2.0                  # CDR times are whole seconds
 
 
 def asterisk_settings(cfg) -> AsteriskSettings:
@@ -61,6 +65,12 @@ class Service:
         self.features = None
         self._gap_since: float | None = None     # events may be lost from here (disconnected)
         self._connected_once = False
+        # the store's own record of when the service last ran: before that, it saw nothing
+        alive = self.store.setting(ALIVE_KEY)
+        self._last_alive: float | None = float(alive) if alive else None
+        self._last_gap: float | None = None
+        self._parked: dict = {}                  # call_id -> record closed in a gap, for the CDR
+        self._recovery: asyncio.Task | None = None
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -72,15 +82,34 @@ class Service:
             if sms is not None:      # a caller's reply routed through the PBX
                 self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
         for rec in self.tracker.feed(ev):
-            try:
-                verdict = self.pipeline.on_record(rec)
-            except Exception:
-                log.exception("could not record call %s: it stays in the log only", rec.call_id)
-                continue
-            if verdict.decision.action == "text":
-                self.worker.wake()
-            if self.on_verdict:
-                self.on_verdict(verdict)
+            self._take(rec)
+
+    def _take(self, rec) -> None:
+        """A call the tracker closed. One whose end fell in a gap waits for the CDR, which
+        tells how it ended, when a CDR source is set; any other is decided now."""
+        if rec.recovered and rec.pbx == "asterisk" and self.cfg.pbx.cdr.source:
+            self._parked[rec.call_id] = rec
+            if self._recovery is None or self._recovery.done():
+                self._start_recovery(self._last_gap if self._last_gap is not None else self.clock())
+            return
+        self._decide(rec)
+
+    def _decide(self, rec):
+        if self.features is not None and rec.direction != INBOUND:
+            number = self.features.called_back(rec.call_id)
+            if number:      # our own *88 originate: we know whom it called
+                rec = replace(rec, direction=OUTBOUND, called=rec.called or number,
+                              notes=rec.notes + (f"call back by the feature code to {number}",))
+        try:
+            verdict = self.pipeline.on_record(rec)
+        except Exception:
+            log.exception("could not record call %s: it stays in the log only", rec.call_id)
+            return None
+        if verdict.decision.action == "text":
+            self.worker.wake()
+        if self.on_verdict:
+            self.on_verdict(verdict)
+        return verdict
 
     def on_voicemail(self, fact) -> None:
         """A voicemail notification mail: mark the matching call, or (no event socket) make
@@ -140,33 +169,58 @@ class Service:
         port = await self.features.start(f.host, f.port)
         log.info("feature codes (*88 call back, *89 text again) on FastAGI %s:%d", f.host, port)
 
+    def _start_recovery(self, since: float) -> None:
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_from_cdr(since))
+
     async def _recover_from_cdr(self, since: float) -> None:
-        """Calls that began and ended while we saw no events, from the PBX's stored CDR."""
-        from .ami.cdr import read_rows
+        """Calls that ended while we saw no events (from `since` on), from the PBX's stored
+        CDR, and the calls the tracker closed in that gap. A call that ended before `since`
+        was seen live, or is older than what this store has watched: never recovered."""
+        from .ami.cdr import read_rows, zone_of
         from .core.cdr import recover
         c = self.cfg.pbx.cdr
         await asyncio.sleep(c.settle_seconds)
-        tz = c.timezone or self.cfg.business.timezone
+        waiting = dict(self._parked)
+        tz, conf = zone_of(c)
+        # a call that ended in the gap may have begun long before it: read with a margin
+        start = since - 3600
+        for rec in waiting.values():
+            if rec.started_at is not None:
+                start = min(start, rec.started_at - 60)
+        start = max(start, self.clock() - 86400)
         try:
-            rows = await asyncio.get_running_loop().run_in_executor(None, read_rows, c, since, tz)
+            rows = await asyncio.get_running_loop().run_in_executor(None, read_rows, c, start, tz, conf)
         except (OSError, sqlite3.Error) as e:
             log.error("cannot read the CDR (%s %s) to recover calls of the gap: %s", c.source, c.path, e)
-            return
+            rows = []
+        unmatched = sum(1 for r in rows if not (r.get("uniqueid") or r.get("linkedid")))
+        if unmatched:
+            log.warning("CDR: %d row(s) carry no uniqueid, so no call can be recovered from them: "
+                        "set loguniqueid=yes in the [csv] section of cdr.conf, then "
+                        "`asterisk -rx 'module reload cdr_csv'`", unmatched)
         trunks = set(getattr(self.tracker, "_trunks", ())) | set(self.cfg.pbx.ami.trunk_endpoints)
         live = set(getattr(self.tracker, "calls", {}))
         n = texted = 0
         for rec in recover(rows, trunk_endpoints=trunks, tz=tz,
                            internal_max_digits=self.cfg.policy.internal_max_digits):
-            if rec.call_id in live or self.store.has_call(rec.call_id):
+            seen = waiting.pop(rec.call_id, None)
+            if seen is not None:
+                self._parked.pop(rec.call_id, None)
+                rec = replace(rec, notes=seen.notes + rec.notes)
+            elif rec.call_id in live or self.store.has_call(rec.call_id):
                 continue
-            verdict = self.pipeline.on_record(rec)
+            elif rec.ended_at is not None and rec.ended_at < since - CDR_SLACK_S:
+                continue
             n += 1
-            texted += verdict.decision.action == "text"
-            if self.on_verdict:
-                self.on_verdict(verdict)
-        if texted:
-            self.worker.wake()
-        log.info("CDR: %d call(s) of the gap recovered, %d texted", n, texted)
+            verdict = self._decide(rec)
+            texted += verdict is not None and verdict.decision.action == "text"
+        for call_id, rec in waiting.items():        # no CDR row: what the events showed decides
+            self._parked.pop(call_id, None)
+            self._decide(replace(rec, notes=rec.notes + ("no CDR row found for it",)))
+        log.info("CDR: %d call(s) of the gap recovered, %d texted%s", n, texted,
+                 f"; {len(waiting)} closed in the gap had no CDR row" if waiting else "")
+        if self._parked:                            # closed while this read ran: read again
+            self._start_recovery(since)
 
     def _smtp_settings(self):
         from .smtp.listener import SmtpSettings
@@ -181,13 +235,16 @@ class Service:
             self._gap_since = self.clock()
         if state == "connected" and self.cfg.pbx.cdr.source:
             since = self._gap_since
-            if not self._connected_once:       # the service itself was down since its last call
-                since = self.store.latest_call_at()
+            if not self._connected_once:
+                # the service itself was down: the gap starts when the store last saw it
+                # alive; a new or reset store saw nothing before now, so nothing is recovered
+                since = self._last_alive
+                if since is None:
+                    log.info("CDR: this store has no record of an earlier run: calls from "
+                             "before now are not recovered")
             if since is not None:
-                # a call that ended in the gap may have begun long before it; calls already
-                # stored or still tracked live are skipped, so a wide margin costs only reading
-                since = max(since - 3600, self.clock() - 86400)
-                asyncio.get_running_loop().create_task(self._recover_from_cdr(since))
+                self._last_gap = since
+                self._start_recovery(since)
             self._gap_since = None
         if state == "connected":
             self._connected_once = True
@@ -224,6 +281,7 @@ class Service:
                                                    source=source, clock=self.clock)
         self.worker.transport = self.transport
         await self.transport.start()
+        self._mark_alive()
         with self.store.write():      # confirmations owed from before a crash go out now
             owed = self.pipeline.queue_confirmations(self.clock())
         if owed:
@@ -260,21 +318,33 @@ class Service:
         if self.features is not None:
             await self.features.stop()
         await self.transport.stop()
-        for t in tasks + side + [stopper]:
+        for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
+        self._mark_alive()
         self.store.close()
         log.info("pbx-textback stopped")
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _mark_alive(self) -> None:
+        try:
+            self.store.set_setting(ALIVE_KEY, f"{self.clock():.3f}", self.clock())
+        except Exception as e:          # the store's trouble shows elsewhere; keep running
+            log.warning("could not record that the service is alive: %s", e)
+
     async def _housekeeping(self) -> None:
-        """Every 30 s: is the SMSC down too long; once a day: retention."""
+        """Every 30 s: is the SMSC down too long, calls left open without an end, the store's
+        mark that we are alive; once a day: retention."""
         last_purge = 0.0
         while True:
             if self.watch is not None:
                 self.watch.check()
+            if isinstance(self.tracker, AsteriskTracker):
+                for rec in self.tracker.expire(self.clock()):
+                    self._take(rec)
+            self._mark_alive()
             days = self.cfg.compliance.retention_days
             if days and self.clock() - last_purge > 86400:
                 last_purge = self.clock()

@@ -6,27 +6,39 @@ from __future__ import annotations
 import csv
 import logging
 import sqlite3
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
-from ..core.cdr import CSV_COLUMNS
+from ..core.cdr import CsvConf, cdr_time_text, cdr_zone, csv_row, parse_cdr_conf
 
 log = logging.getLogger("pbx_textback.cdr")
 
 
-def _since_text(since: float, tz: str) -> str:
-    return datetime.fromtimestamp(since, timezone.utc).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+def load_csv_conf(path: str) -> CsvConf | None:
+    """cdr.conf's [csv] options, or None where it cannot be read (not on the PBX box, or no
+    permission: the zone then comes from pbx.cdr.timezone or the box's own)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return parse_cdr_conf(fh.read())
+    except OSError:
+        return None
 
 
-def read_rows(cfg_cdr, since: float, tz: str) -> list[dict]:
-    """Rows whose start is at or after `since` (epoch seconds). The CDR's times are the PBX's
-    local wall time, compared as text, which their fixed format allows."""
-    after = _since_text(since, tz)
+def zone_of(cfg_cdr) -> tuple[str, CsvConf | None]:
+    """(the zone the CDR's times are in, cdr.conf's [csv] options where readable)."""
+    conf = load_csv_conf(getattr(cfg_cdr, "cdr_conf", "")) if cfg_cdr.source == "csv" else None
+    return cdr_zone(getattr(cfg_cdr, "timezone", ""), cfg_cdr.source, conf), conf
+
+
+def read_rows(cfg_cdr, since: float, tz: str, conf: CsvConf | None = None) -> list[dict]:
+    """Rows whose start is at or after `since` (epoch seconds). The CDR's times are wall times
+    in zone `tz` (see zone_of), compared as text, which their fixed format allows."""
+    after = cdr_time_text(since, tz)
     if cfg_cdr.source == "csv":
         rows = []
         with open(cfg_cdr.path, newline="", encoding="utf-8", errors="replace") as fh:
             for rec in csv.reader(fh):
-                row = dict(zip(CSV_COLUMNS, rec))
+                row = csv_row(rec, conf)
                 if row.get("start", "") >= after:
                     rows.append(row)
         return rows

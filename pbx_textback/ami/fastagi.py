@@ -223,6 +223,8 @@ class FeatureCodes:
         self._server: asyncio.base_events.Server | None = None
         self._app: _GuardedApplication | None = None
         self._tasks: set[asyncio.Task] = set()
+        # the calls we originated: their call id (the channel id we gave) -> the number called
+        self._calling: OrderedDict[str, str] = OrderedDict()
 
     # ---- server ---------------------------------------------------------------------------
     async def start(self, host: str = dv.AGI_HOST, port: int = dv.AGI_PORT) -> int:
@@ -310,10 +312,25 @@ class FeatureCodes:
                                 detail="service stopped before the originate")
             raise
 
-    def originate_action(self, endpoint: str, call) -> dict:
+    def called_back(self, call_id: str) -> str:
+        """The number a call we originated (*88) went to, by the call's id; "" if not ours."""
+        return self._calling.get(call_id, "")
+
+    def _remember_calling(self, channel_id: str, number: str) -> None:
+        self._calling[channel_id] = number
+        while len(self._calling) > 1000:
+            self._calling.popitem(last=False)
+
+    def originate_action(self, endpoint: str, call, channel_id: str = "") -> dict:
+        """The Originate for a call back. `ChannelId` (Asterisk 12+) sets the originated
+        channel's Uniqueid, which becomes the call's Linkedid: the service knows the call it
+        made, and whom it called, when the tracker decides it."""
         number = call.caller
+        channel_id = channel_id or f"textback-cb-{_SAFE_ID.sub('', call.call_id)}-{self._clock():.0f}"
+        self._remember_calling(channel_id, number)
         return {
             "Action": "Originate",
+            "ChannelId": channel_id,
             "Channel": endpoint,
             "Context": self.dial_context,
             "Exten": self._dial_number(number),

@@ -182,7 +182,7 @@ class AsteriskTracker:
 
     def _chan(self, ev: dict, *, create: bool = True, adopted: bool = False) -> _Chan | None:
         uid = first(ev, "Uniqueid")
-        if not uid:
+        if not uid or uid == "none":     # "none": a global variable's VarSet, on no channel
             return None
         linkedid = first(ev, "Linkedid") or uid
         ch = self.chans.get(uid)

@@ -8,7 +8,8 @@ voicemail took it) may be texted, and only when the config allows it.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from .asterisk import channel_endpoint
@@ -16,10 +17,14 @@ from .numbers import is_anonymous
 from .model import (
     DIAL_BUSY, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL, OUTBOUND, CallRecord)
 
-# cdr_csv's Master.csv columns (loguniqueid and loguserfield on, as Asterisk ships them)
-CSV_COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",
-               "lastdata", "start", "answer", "end", "duration", "billsec", "disposition",
-               "amaflags", "uniqueid", "userfield")
+# cdr_csv's Master.csv columns (loguniqueid and loguserfield on, as Asterisk's sample cdr.conf
+# has them); without loguniqueid the uniqueid column is missing, and nothing can be matched
+CSV_BASE = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",
+            "lastdata", "start", "answer", "end", "duration", "billsec", "disposition", "amaflags")
+CSV_COLUMNS = CSV_BASE + ("uniqueid", "userfield")
+CSV_NEW = ("peeraccount", "linkedid", "sequence")          # [csv] newcdrcolumns=yes
+LOCAL = "local"     # CDR times in the PBX box's own zone (Asterisk writes local time by default)
+_UNIQUEID = re.compile(r"^(?:[\w-]+-)?\d{9,}\.\d+$")    # 1795970547.134, systemname-1795970547.134
 # The same fields in AMI `Event: Cdr` (cdr_manager) and FreePBX's asteriskcdrdb naming
 AMI_NAMES = {"Source": "src", "Destination": "dst", "DestinationContext": "dcontext",
              "CallerID": "clid", "Channel": "channel", "DestinationChannel": "dstchannel",
@@ -29,6 +34,77 @@ AMI_NAMES = {"Source": "src", "Destination": "dst", "DestinationContext": "dcont
              "UserField": "userfield", "AccountCode": "accountcode", "calldate": "start"}
 PBX_APPS = {"voicemail", "vm", "playback", "background", "waitexten", "read", "record", "answer",
             "hangup", "congestion", "busy", "wait", "musiconhold", "progress", "ivr"}
+
+
+@dataclass(frozen=True)
+class CsvConf:
+    """cdr.conf's [csv] section, as cdr_csv reads it (each option is off unless set)."""
+    found: bool = False          # the file had a [csv] section
+    usegmtime: bool = False
+    loguniqueid: bool = False
+    loguserfield: bool = False
+    newcdrcolumns: bool = False
+
+
+def _ast_true(v: str) -> bool:
+    return v.strip().lower() in ("yes", "true", "y", "t", "1", "on")
+
+
+def parse_cdr_conf(text: str) -> CsvConf:
+    """The [csv] options of a cdr.conf text (comments after `;`, `=` or `=>`)."""
+    section, opts, found = "", {}, False
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("[") and "]" in line:
+            section = line[1:line.index("]")].strip().lower()
+            found = found or section == "csv"
+            continue
+        if section != "csv" or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        opts[key.strip().lower()] = _ast_true(value.lstrip(">"))
+    return CsvConf(found, *(opts.get(k, False) for k in
+                            ("usegmtime", "loguniqueid", "loguserfield", "newcdrcolumns")))
+
+
+def csv_row(values: list[str], conf: CsvConf | None = None) -> dict:
+    """One Master.csv line as a dict. Its width says which optional columns cdr_csv wrote
+    (rows written before a cdr.conf change differ); where two layouts fit, cdr.conf decides,
+    else whether the 17th value looks like a uniqueid."""
+    extra = len(values) - len(CSV_BASE)
+    new = extra >= 3            # newcdrcolumns adds three, the others one each
+    if new:
+        extra -= 3
+    if extra >= 2:
+        cols = CSV_COLUMNS
+    elif extra == 1:
+        if conf is not None and conf.found and conf.loguniqueid != conf.loguserfield:
+            uid = conf.loguniqueid
+        else:
+            uid = bool(_UNIQUEID.match(values[len(CSV_BASE)].strip()))
+        cols = CSV_BASE + (("uniqueid",) if uid else ("userfield",))
+    else:
+        cols = CSV_BASE
+    if new:
+        cols = cols + CSV_NEW
+    return dict(zip(cols, values))
+
+
+def cdr_zone(configured: str, source: str, conf: CsvConf | None) -> str:
+    """The zone the CDR's times are in: the config's pbx.cdr.timezone when set; for cdr_csv
+    with [csv] usegmtime=yes, UTC; else the PBX box's own zone, which Asterisk writes in."""
+    if configured:
+        return configured
+    if source == "csv" and conf is not None and conf.usegmtime:
+        return "UTC"
+    return LOCAL
+
+
+def cdr_time_text(epoch: float, tz: str) -> str:
+    """An epoch as the CDR writes its times (for comparing with them as text)."""
+    dt = datetime.fromtimestamp(epoch) if tz == LOCAL else \
+        datetime.fromtimestamp(epoch, timezone.utc).astimezone(ZoneInfo(tz))
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def normalize(row: dict) -> dict:
@@ -47,7 +123,9 @@ def _ts(s: str, tz: str) -> float | None:
         dt = datetime.fromisoformat(s.replace("/", "-"))
     except ValueError:
         return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo(tz))).timestamp()
+    if dt.tzinfo or tz == LOCAL:
+        return dt.timestamp()       # a naive time is taken as this box's local time
+    return dt.replace(tzinfo=ZoneInfo(tz)).timestamp()
 
 
 def _did(row: dict) -> str:

@@ -28,14 +28,14 @@ def cdr_rows(names):
     return rows
 
 
-def write_master_csv(path: Path, rows, shift: float):
+def write_master_csv(path: Path, rows, shift: float, mode: str = "w"):
     """The rows as cdr_csv writes them, their times moved by `shift` seconds."""
     def move(s):
         if not s:
             return s
         t = datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp() + shift
         return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    with path.open("w", newline="") as fh:
+    with path.open(mode, newline="") as fh:
         w = csv.writer(fh, quoting=csv.QUOTE_ALL)
         for r in rows:
             d = {AMI_NAMES.get(k, k): v for k, v in r.items()}
@@ -70,9 +70,14 @@ def test_a_pbx_answer_without_a_person_is_ambiguous_and_not_texted_by_default():
 
 def test_gap_calls_are_recovered_after_the_reconnect(tmp_path):
     master = tmp_path / "Master.csv"
-    rows = cdr_rows(GAP)
-    last = max(datetime.fromisoformat(r["EndTime"]).replace(tzinfo=timezone.utc).timestamp() for r in rows)
-    write_master_csv(master, rows, shift=time.time() - last - 5)       # they ended just now
+
+    def end_them_now():
+        master.write_text("")
+        for name in GAP:
+            rows = cdr_rows([name])
+            last = max(datetime.fromisoformat(r["EndTime"]).replace(tzinfo=timezone.utc).timestamp()
+                       for r in rows)
+            write_master_csv(master, rows, shift=time.time() - last, mode="a")
     cfg = loads(f"""
 [pbx.ami]
 username = "t"
@@ -95,6 +100,13 @@ quiet_hours = ""
         port = await server.start()
         svc = Service(replace(cfg, pbx=replace(cfg.pbx, ami=replace(cfg.pbx.ami, port=port))),
                       on_verdict=seen.append)
+        inner = svc.on_state
+
+        def on_state(state, detail=""):
+            inner(state, detail)
+            if state == "disconnected":      # the calls end in the gap
+                end_them_now()
+        svc.on_state = on_state
 
         async def stop_when_done():
             for _ in range(150):

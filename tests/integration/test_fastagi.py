@@ -190,6 +190,8 @@ def test_callback_rings_the_desk_phone_then_the_oldest_waiting_caller(store, cap
         'STREAM FILE beep ""',
         "HANGUP",
     ]
+    # the channel id we give the callback is its call id: the service knows whom it called
+    assert pbx.actions[0].pop("ChannelId").startswith("textback-cb-c-old-")
     assert pbx.actions[0] == {
         "Action": "Originate", "Channel": "PJSIP/100", "Context": "from-internal",
         "Exten": "+13105550101", "Priority": "1",

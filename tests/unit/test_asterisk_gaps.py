@@ -162,3 +162,13 @@ def test_an_originated_call_without_dialplan_events_takes_the_originate_response
     s.hangup(phone)
     (rec,) = feed(AsteriskTracker(), s.events)
     assert (rec.direction, rec.called, rec.answered_by_human) == ("outbound", "+15125550321", True)
+
+
+def test_global_variables_open_no_call():
+    """Asterisk sets global variables at boot with `Channel: none` / `Uniqueid: none`
+    (recorded in 20-restart-part2): no call, so nothing for a reconcile to close."""
+    t = AsteriskTracker()
+    t.feed({"Event": "VarSet", "Privilege": "dialplan,all", "Channel": "none", "Uniqueid": "none",
+            "Variable": "RINGGROUP_TIME", "Value": "20"})
+    assert t.open_calls() == 0
+    assert t.feed({"Event": "CoreShowChannelsComplete", RECONCILE_KEY: "1"}) == []
