@@ -118,11 +118,15 @@ def check_ami(cfg, manager_confs: list[str] | None = None) -> list[Result]:
     else:
         # ListCommands lists only the actions this user may send
         actions = {k.lower() for k in listing if k not in ("Response", "ActionID", "Message")}
+        # a text that cannot go out is a failure; a feature code that cannot, a warning
+        needed = {"message"} if "pbx" in _transports(cfg) else set()
         for cls, (action, why) in NEEDED_WRITE.items():
             ok = action.lower() in actions
-            out.append(Result(f"ami write {cls}", True, f"{action}: {'allowed' if ok else 'not allowed'} "
-                              f"({why}{'' if ok else ' will not work'})",
-                              [] if ok else [f"add '{cls}' to `write =` of [{a.username}]"], warn=not ok))
+            fix = [] if ok else [f"add '{cls}' to `write =` of [{a.username}], then "
+                                 "`asterisk -rx 'manager reload'` (the service logs in again by itself)"]
+            out.append(Result(f"ami write {cls}", ok or cls not in needed,
+                              f"{action}: {'allowed' if ok else 'not allowed'} "
+                              f"({why}{'' if ok else ' will not work'})", fix, warn=not ok))
     perms = manager_conf_perms(a.username, manager_confs if manager_confs is not None else
                                sorted(glob.glob("/etc/asterisk/manager*.conf")))
     if perms is None:
@@ -136,6 +140,11 @@ def check_ami(cfg, manager_confs: list[str] | None = None) -> list[Result]:
                       [f"add '{c}' to `read =` of [{a.username}] in {path} ({NEEDED_READ[c]})"
                        for c in missing]))
     return out
+
+
+def _transports(cfg) -> set[str]:
+    """Every transport a text may take: the default and each line's own."""
+    return {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}
 
 
 def check_store(cfg) -> Result:

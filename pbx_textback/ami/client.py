@@ -307,6 +307,17 @@ class AmiSource:
         if self._stop_evt is not None:
             self._stop_evt.set()
 
+    def relogin(self, why: str) -> bool:
+        """Drop this session so the reconnect logs in again. Asterisk fixes a session's
+        permissions at login: a write class added with `manager reload` reaches new sessions
+        only. False when not logged in (nothing to drop)."""
+        proto, mgr = self._protocol, self._manager
+        if proto is None or proto.closed or mgr is None or not mgr.authenticated:
+            return False
+        log.warning("AMI: logging in again to pick up the AMI user's current permissions (%s)", why)
+        proto.transport.abort()
+        return True
+
     async def send_action(self, action: dict, timeout: float = 5.0) -> list[Event] | Event:
         """Send one action on the logged-in connection and return its answer as a dict, or a
         list of dicts for an action whose answer is a list (the response then each event).

@@ -8,6 +8,9 @@ before login gets `Authentication Required`; `Ping` -> `Ping: Pong` + `Timestamp
 `CoreShowChannels` -> the EventList start / rows / `CoreShowChannelsComplete` sequence;
 `Logoff` -> `Goodbye` and close; with no trace (left) to play, `FullyBooted` after login; `Originate` (Async) -> queued + `OriginateResponse`;
 `MessageSend` -> `Message successfully sent`; anything else -> `Invalid/unknown command`.
+Write classes (`write_classes`, None = all): like Asterisk, a session keeps the classes it had
+at login (`manager reload` reaches new sessions only); `MessageSend` / `Originate` without
+`message` / `originate` get `Permission denied`, and `ListCommands` lists what the session may send.
 
 What it plays: each trace from its first `Event:` frame on (the recorded banner and login reply
 are this server's own job; the recorded `Response: Goodbye` at the end is dropped), byte for byte.
@@ -91,6 +94,12 @@ def _get(action: dict, key: str) -> str:
     return ""
 
 
+_WRITE_CLASS = {"messagesend": "message", "originate": "originate"}
+_COMMANDS = [("Login", "<none>"), ("Logoff", "<none>"), ("Ping", "<none>"),
+             ("ListCommands", "<none>"), ("CoreShowChannels", "<none>"),
+             ("Originate", "originate"), ("MessageSend", "message")]
+
+
 def _frame(*pairs: tuple[str, str]) -> bytes:
     return "".join(f"{k}: {v}\r\n" for k, v in pairs).encode("utf-8") + b"\r\n"
 
@@ -104,6 +113,7 @@ class _Conn:
         self.stalled = False
         self.closed = asyncio.Event()
         self.player: asyncio.Task | None = None
+        self.write: set[str] | None = None    # the write classes fixed at login (None: all)
 
 
 class AmiReplayServer:
@@ -112,13 +122,15 @@ class AmiReplayServer:
                  pace: float = 0.0, chunking: bool = False, loop: bool = False,
                  close_after_each: bool = False, speed: float = 0.0,
                  channels: list[dict] | None = None, seed: int | None = None,
-                 max_chunk: int = 96, max_delay: float = 5.0):
+                 max_chunk: int = 96, max_delay: float = 5.0,
+                 write_classes: set[str] | None = None):
         self.traces = [Path(t) for t in traces]
         self.username, self.secret = username, secret
         self.host, self.port = host, port
         self.pace, self.speed = float(pace), float(speed)
         self.chunking, self.loop, self.close_after_each = chunking, loop, close_after_each
         self.channels = list(channels or [])      # rows CoreShowChannels answers with
+        self.write_classes = write_classes        # manager.conf's write=; change it = a reload
         self.max_chunk, self.max_delay = max_chunk, max_delay
         self._rng = random.Random(seed)
         self._frames = [trace_frames(p.read_bytes()) for p in self.traces]
@@ -226,6 +238,7 @@ class AmiReplayServer:
         if name == "login":
             if _get(action, "Username") == self.username and _get(action, "Secret") == self.secret:
                 conn.authenticated = True
+                conn.write = None if self.write_classes is None else set(self.write_classes)
                 self.logins += 1
                 await self._send(conn, _frame(("Response", "Success"), *idh,
                                               ("Message", "Authentication accepted")))
@@ -239,7 +252,16 @@ class AmiReplayServer:
             await self._send(conn, _frame(("Response", "Error"), *idh,
                                           ("Message", "Authentication Required")))
             return True
-        if name == "ping":
+        need = _WRITE_CLASS.get(name)
+        if need and conn.write is not None and need not in conn.write and "all" not in conn.write:
+            await self._send(conn, _frame(("Response", "Error"), *idh, ("Message", "Permission denied")))
+            return True
+        if name == "listcommands":
+            allowed = [(a, c) for a, c in _COMMANDS if c == "<none>" or conn.write is None
+                       or c in conn.write or "all" in conn.write]
+            await self._send(conn, _frame(("Response", "Success"), *idh,
+                                          *((a, f"{a}.  (Priv: {c})") for a, c in allowed)))
+        elif name == "ping":
             await self._send(conn, _frame(("Response", "Success"), *idh, ("Ping", "Pong"),
                                           ("Timestamp", f"{time.time():.6f}")))
         elif name == "coreshowchannels":

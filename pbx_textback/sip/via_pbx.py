@@ -4,8 +4,11 @@ AmiMessageTransport: Asterisk AMI `MessageSend` (res_pjsip_messaging).
 - `Response: Success` (`Message: Message successfully sent`) comes when Asterisk has queued the
   message, before the far end's SIP answer (recorded: tests/fixtures/asterisk/messagesend.ami),
   so "sent" here means "accepted by the PBX"; transport_id is the action's ActionID.
-- `Response: Error` / `Message: Permission denied`: the AMI user lacks the `message` write class
-  (recorded with the shipped manager.conf) -> failed, with the fix in the error.
+- `Response: Error` / `Message: Permission denied`: the AMI session lacks the `message` write
+  class (recorded with the shipped manager.conf). Asterisk fixes a session's permissions at
+  login, so after the admin adds `message` and runs `manager reload` the running session is
+  still refused: the transport logs in again (at most once a minute) and retries; refused on
+  the fresh session -> failed, with the fix and the `pbx-textback resend ID` to use after it.
 - `Message technology not found.`: nothing registered the `pjsip:` message tech, i.e.
   res_pjsip_messaging is not loaded (Asterisk's main/message.c) -> failed, with the fix.
 - Destination: PJSIP reads `pjsip:X@Y` as endpoint X (the domain is discarded, res_pjsip_
@@ -35,6 +38,7 @@ import inspect
 import itertools
 import logging
 import re
+import time
 
 from ..outbox import SendResult
 
@@ -65,8 +69,10 @@ class AmiMessageTransport:
     """
     name = "ami-message"
 
+    relogin_every = 60.0          # at most one re-login for permissions per this many seconds
+
     def __init__(self, send_action, endpoint_template: str, from_template: str, *,
-                 to_template: str = "", timeout: float = 10.0):
+                 to_template: str = "", timeout: float = 10.0, relogin=None):
         dest = endpoint_template.strip()
         if not dest.lower().startswith("pjsip:"):
             raise ValueError(f"endpoint_template {endpoint_template!r}: must start with pjsip:")
@@ -84,6 +90,9 @@ class AmiMessageTransport:
         self.endpoint_template, self.from_template = dest, from_template
         self.to_template = to_template
         self.timeout = timeout
+        # AmiSource.relogin, by default from the source whose send_action we were given
+        self._relogin = relogin or getattr(getattr(send_action, "__self__", None), "relogin", None)
+        self._relogin_at: float | None = None
 
     async def start(self):
         pass
@@ -103,8 +112,19 @@ class AmiMessageTransport:
             act["Body"] = body
         return act
 
-    async def send(self, msg) -> SendResult:
+    def _relogin_for_permissions(self) -> bool:
+        if self._relogin is None:
+            return False
+        now = time.monotonic()
+        if self._relogin_at is not None and now - self._relogin_at < self.relogin_every:
+            return False              # refused on the fresh session too: the class is missing
+        self._relogin_at = now
+        return bool(self._relogin("MessageSend: Permission denied"))
+
+    async def send(self, msg, last_look=None) -> SendResult:
         act = self.action(msg)
+        if last_look is not None and not last_look():
+            return SendResult("retry")            # the outbox's gate said hold: nothing written
         try:
             res = await _call(self.send_action, act, self.timeout)
         except asyncio.TimeoutError:
@@ -127,10 +147,17 @@ class AmiMessageTransport:
             return SendResult("sent", aid)
         if resp == "error":
             low = text.lower()
+            resend = f"; then `pbx-textback resend {getattr(msg, 'id', '') or 'ID'}`"
             if "permission denied" in low:
-                return SendResult("failed", transport_id=aid, error=f"AMI MessageSend: {text}: {AMI_PERMISSION_FIX}")
+                if self._relogin_for_permissions():
+                    return SendResult("retry", transport_id=aid, retry_after=2.0,
+                                      error=f"AMI MessageSend: {text}: logging in again to pick up "
+                                            "the AMI user's current write classes")
+                return SendResult("failed", transport_id=aid,
+                                  error=f"AMI MessageSend: {text}: {AMI_PERMISSION_FIX}{resend}")
             if "technology not found" in low:
-                return SendResult("failed", transport_id=aid, error=f"AMI MessageSend: {text} {AMI_NO_TECH_FIX}")
+                return SendResult("failed", transport_id=aid,
+                                  error=f"AMI MessageSend: {text} {AMI_NO_TECH_FIX}{resend}")
             return SendResult("failed", transport_id=aid,
                               error=f"AMI MessageSend: {text or 'error'} (Destination "
                                     f"{act['Destination']!r})")

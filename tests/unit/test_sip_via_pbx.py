@@ -209,3 +209,16 @@ def test_unescaped_pipe_is_what_freeswitch_would_do():
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200))
 def test_chat_escape_round_trip(text):
     assert split_chat_args("sip|f|t|" + escape_chat_field(text)) == ["sip", "f", "t", text]
+
+
+def test_ami_last_look_is_taken_right_before_the_write():
+    """The outbox's last look (the sending contract): held -> nothing written, `retry`; let
+    through -> written; no answer after it -> `unknown`."""
+    t, fake = ami(recorded_ami_answer("textback-msg-1"), endpoint_template="pjsip:100/sip:{peer}@127.0.0.1")
+    looks = []
+    assert asyncio.run(t.send(MSG, lambda: looks.append(len(fake.actions)) or False)).status == "retry"
+    assert fake.actions == [] and looks == [0]
+    assert asyncio.run(t.send(MSG, lambda: looks.append(len(fake.actions)) or True)).status == "sent"
+    assert looks == [0, 0] and len(fake.actions) == 1
+    t, fake = ami(exc=asyncio.TimeoutError(), endpoint_template="pjsip:100/sip:{peer}@127.0.0.1")
+    assert asyncio.run(t.send(MSG, lambda: True)).status == "unknown"
