@@ -146,12 +146,12 @@ def cmd_explain(a) -> int:
     if not calls and e164:
         calls = store.calls_for(e164)
     paused = store.setting("paused") == "1"
-    peer = calls[0]["caller"] if calls else e164
+    peer = (e164 or calls[0]["caller"]) if calls else e164     # the number asked about
     consent_state = standing(store.consent_history(peer), peer) if peer else None
     replies = [m for m in store.export_number(peer)["messages"] if m["direction"] == "in"] if peer else []
     store.close()
     if not calls:
-        raise CliError(f"no call from or with id {key} in the store")
+        raise CliError(f"no call from, to or with id {key} in the store")
     if not a.json:
         if paused:
             print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")

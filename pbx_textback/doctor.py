@@ -224,10 +224,48 @@ def check_port_free(name: str, host: str, port: int) -> Result:
         s.close()
 
 
+def check_cdr(cfg) -> Result:
+    """What CDR recovery needs of cdr_csv: a uniqueid in each row (loguniqueid=yes: without it
+    recovery matches nothing) and the zone its times are in (usegmtime)."""
+    import csv
+    from .ami.cdr import zone_of
+    from .core.cdr import LOCAL, csv_row
+    c = cfg.pbx.cdr
+    if c.source != "csv":
+        return Result("cdr", True, f"{c.source}: read after a gap (times in "
+                      f"{c.timezone or 'this box' + chr(39) + 's local zone'})")
+    zone, conf = zone_of(c)
+    where = "this box's local zone" if zone == LOCAL else zone
+    fix_uid = [f"in {c.cdr_conf}: [csv] loguniqueid=yes (keep loguserfield=yes), then "
+               "`asterisk -rx 'module reload cdr_csv'`"]
+    if conf is None:
+        return Result("cdr", True, f"{c.cdr_conf} not readable here: cannot check that cdr_csv logs "
+                      f"the uniqueid; CDR times read in {where}", warn=True,
+                      fix=["run doctor as root on the PBX box", "with [csv] usegmtime=yes set "
+                           "pbx.cdr.timezone = \"UTC\""])
+    if not conf.loguniqueid:
+        return Result("cdr", False, f"{c.cdr_conf}: cdr_csv does not log the uniqueid, so CDR "
+                      "recovery matches no call (and would say nothing)", fix_uid)
+    try:
+        with open(c.path, newline="", encoding="utf-8", errors="replace") as fh:
+            last = None
+            for last in csv.reader(fh):
+                pass
+    except OSError as e:
+        return Result("cdr", False, f"cannot read {c.path}: {e.strerror}",
+                      [f"let the service user read {c.path} (e.g. add it to the asterisk group)"])
+    if last is not None and not csv_row(last, conf).get("uniqueid"):
+        return Result("cdr", False, f"{c.path}: its last row has no uniqueid column", fix_uid)
+    return Result("cdr", True, f"{c.path}: cdr_csv logs the uniqueid; times in {where}"
+                  + (" ([csv] usegmtime=yes)" if conf.usegmtime and not c.timezone else ""))
+
+
 def run_doctor(cfg, *, manager_confs: list[str] | None = None) -> list[Result]:
     results = [Result("config", True, f"{cfg.source}: valid")]
     if cfg.pbx.type == "asterisk":
         results += check_ami(cfg, manager_confs)
+        if cfg.pbx.cdr.source:
+            results.append(check_cdr(cfg))
     else:
         results.append(check_esl(cfg))
     results.append(check_store(cfg))

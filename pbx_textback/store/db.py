@@ -432,7 +432,8 @@ class Store:
 
     # ---- explain ------------------------------------------------------------------------------
     def calls_for(self, key: str) -> list[dict]:
-        q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key))
+        q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key)
+                                | (Call.called == key))      # an outbound call to the number
         out = []
         for call in q.order_by(Call.created_at, Call.id):
             dec = call.decisions.order_by(DecisionRow.id.desc()).first()

@@ -3,6 +3,9 @@ traces (cut where the connection dropped), the real panoramisk client, the PBX's
 cdr_csv writes it, and a real SQLite store."""
 import asyncio
 import csv
+import json
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -253,6 +256,16 @@ def test_a_star88_callback_reaches_the_caller_and_ends_the_wait(tmp_path):
     now = time.time()
     assert cbs.last_missed(store, now=now, window_s=86400) is None                # *89
     assert cbs.claim_oldest_waiting(store, endpoint="PJSIP/100", now=now, window_s=86400) is None  # *88
+    store.close()
+    # `explain NUMBER` shows the call back to that number too (finding 20)
+    cfgf = tmp_path / "c.toml"
+    cfgf.write_text(f'[store]\npath = "{tmp_path / "s.sqlite3"}"\n')
+    for key in ("+15125550321", "5125550321"):
+        p = subprocess.run([sys.executable, "-m", "pbx_textback.cli", "explain", key, "-c", str(cfgf), "--json"],
+                           capture_output=True, text=True, timeout=60)
+        rows = [json.loads(x) for x in p.stdout.splitlines()]
+        assert [(r["direction"], r["caller"], r["called"]) for r in rows] == [
+            ("inbound", "+15125550321", "+15125550110"), ("outbound", "100", "+15125550321")], p.stderr
 
 
 def test_the_service_knows_whom_its_callback_called_without_dialplan_events(tmp_path):

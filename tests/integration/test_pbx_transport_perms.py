@@ -139,3 +139,31 @@ def test_doctor_passes_the_pbx_transport_when_message_is_allowed(tmp_path):
         assert "[ok  ] ami write message: MessageSend: allowed" in p.stdout, p.stdout
     finally:
         stop_thread(box, t)
+
+
+# -- doctor and cdr_csv (finding 13) ----------------------------------------------------------
+
+CDR = """
+[pbx.cdr]
+source = "csv"
+path = "{master}"
+cdr_conf = "{conf}"
+"""
+
+
+def test_doctor_fails_a_cdr_csv_without_the_uniqueid(tmp_path):
+    from tests.integration.test_ami_gaps import cdr_rows, write_master_csv
+    box, t = serve_in_thread(write_classes={"call", "originate", "message"})
+    conf, master = tmp_path / "cdr.conf", tmp_path / "Master.csv"
+    try:
+        conf.write_text("[csv]\nusegmtime=yes\nloguserfield=yes\n")        # loguniqueid left out
+        write_master_csv(master, cdr_rows(["02-no-answer.ami"]), end_at=time.time(), uniqueid=False)
+        p = doctor(tmp_path, box["port"], transport=CDR.format(master=master, conf=conf))
+        assert "[FAIL] cdr: " in p.stdout and "does not log the uniqueid" in p.stdout, p.stdout
+        assert "[csv] loguniqueid=yes" in p.stdout and p.returncode == 1
+        conf.write_text("[csv]\nusegmtime=yes\nloguniqueid=yes\nloguserfield=yes\n")
+        write_master_csv(master, cdr_rows(["02-no-answer.ami"]), end_at=time.time())
+        p = doctor(tmp_path, box["port"], transport=CDR.format(master=master, conf=conf))
+        assert "[ok  ] cdr: " in p.stdout and "times in UTC ([csv] usegmtime=yes)" in p.stdout, p.stdout
+    finally:
+        stop_thread(box, t)
