@@ -106,3 +106,21 @@ class Sim:
                              linkedid=self.linkedid(caller), incoming=False)
         self.dial(caller, ch)
         return ch
+
+    def originated_out(self, ext: str = "100", response_exten: str = "") -> str:
+        """A call originated to desk phone `ext` (it starts Down in exten s), answered, then out
+        through the trunk, answered there: what a *88 callback looks like. `response_exten`:
+        also emit the OriginateResponse naming where the channel went on."""
+        phone = self.newchannel(f"PJSIP/{ext}", context="from-internal", exten="s", cid=ext, incoming=False)
+        self.up(phone)
+        if response_exten:
+            self.emit("OriginateResponse", Response="Success", Channel=phone, Context="from-internal",
+                      Exten=response_exten, Reason="4", Uniqueid=self.uid(phone))
+        trunk = self.newchannel("PJSIP/itsp", context="from-trunk", exten="s", cid="<unknown>",
+                                linkedid=self.linkedid(phone), incoming=False)
+        self.dial(phone, trunk)
+        self.up(trunk)
+        self.dialend(phone, trunk, "ANSWER")
+        self.hangup(trunk)
+        self.hangup(phone)
+        return phone

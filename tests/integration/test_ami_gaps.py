@@ -2,22 +2,21 @@
 traces (cut where the connection dropped), the real panoramisk client, the PBX's CDR as
 cdr_csv writes it, and a real SQLite store."""
 import asyncio
-import csv
 import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pbx_textback.ami.replay_server import AmiReplayServer, trace_frames
 from pbx_textback.config import loads
 from pbx_textback.core.amiframe import frames_from_bytes
-from pbx_textback.core.cdr import AMI_NAMES, CSV_COLUMNS
+from pbx_textback.core.cdr import CSV_COLUMNS
 from pbx_textback.service import Service
 from pbx_textback.store import callbacks as cbs
 from pbx_textback.store import db as st
+from tests.integration.test_cdr_recovery import write_master_csv as write_csv
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 NO_ANSWER = "+17375550188"            # 02-no-answer.ami's caller
@@ -35,22 +34,8 @@ def write_master_csv(path: Path, rows, *, end_at: float, zone=timezone.utc, uniq
     """The rows as cdr_csv writes them (loguniqueid, loguserfield), moved so the last one
     ends at `end_at`, their times written in `zone` (UTC: [csv] usegmtime=yes)."""
     last = max(datetime.fromisoformat(r["EndTime"]).replace(tzinfo=timezone.utc).timestamp() for r in rows)
-    shift = end_at - last
-
-    def move(s):
-        if not s:
-            return s
-        t = datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp() + shift
-        return datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M:%S")
     cols = CSV_COLUMNS if uniqueid else CSV_COLUMNS[:16] + ("userfield",)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh, quoting=csv.QUOTE_ALL)
-        for r in rows:
-            d = {AMI_NAMES.get(k, k): v for k, v in r.items()}
-            for k in ("start", "answer", "end"):
-                d[k] = move(d.get(k, ""))
-            w.writerow([d.get(c, "") for c in cols])
-    return shift
+    write_csv(path, rows, end_at - last, zone=zone, cols=cols)
 
 
 def config(tmp_path, port, *, cdr=True, extra=""):
@@ -284,15 +269,7 @@ def test_the_service_knows_whom_its_callback_called_without_dialplan_events(tmp_
     waiting = st.Call.get(st.Call.call_id == "1795968918.10")
     action = svc.features.originate_action("PJSIP/100", waiting)
     s = Sim()
-    phone = s.newchannel("PJSIP/100", context="from-internal", exten="s", cid="100", incoming=False)
-    s.up(phone)
-    trunk = s.newchannel("PJSIP/itsp", context="from-trunk", exten="s", cid="<unknown>",
-                         linkedid=s.linkedid(phone), incoming=False)
-    s.dial(phone, trunk)
-    s.up(trunk)
-    s.dialend(phone, trunk, "ANSWER")
-    s.hangup(trunk)
-    s.hangup(phone)
+    phone = s.originated_out("100")          # no Newexten, no OriginateResponse
     ours = s.uid(phone)
     for ev in s.events:
         ev.update({k: action["ChannelId"] for k in ("Uniqueid", "Linkedid", "DestUniqueid")

@@ -28,20 +28,22 @@ def cdr_rows(names):
     return rows
 
 
-def write_master_csv(path: Path, rows, shift: float, mode: str = "w"):
-    """The rows as cdr_csv writes them, their times moved by `shift` seconds."""
+def write_master_csv(path: Path, rows, shift: float, mode: str = "w", *, zone=timezone.utc,
+                     cols=CSV_COLUMNS):
+    """The rows as cdr_csv writes them, their times moved by `shift` seconds, written in `zone`
+    (UTC: [csv] usegmtime=yes); `cols`: the layout cdr.conf gives."""
     def move(s):
         if not s:
             return s
         t = datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp() + shift
-        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(t, zone).strftime("%Y-%m-%d %H:%M:%S")
     with path.open(mode, newline="") as fh:
         w = csv.writer(fh, quoting=csv.QUOTE_ALL)
         for r in rows:
             d = {AMI_NAMES.get(k, k): v for k, v in r.items()}
             for k in ("start", "answer", "end"):
                 d[k] = move(d.get(k, ""))
-            w.writerow([d.get(c, "") for c in CSV_COLUMNS])
+            w.writerow([d.get(c, "") for c in cols])
 
 
 def test_cdr_alone_gives_unambiguous_verdicts():

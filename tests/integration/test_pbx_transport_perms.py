@@ -7,10 +7,9 @@ import threading
 import time
 
 from pbx_textback.ami.replay_server import AmiReplayServer
-from pbx_textback.config import loads
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
-from tests.integration.test_ami_gaps import FIX, NO_ANSWER
+from tests.integration.test_ami_gaps import FIX, NO_ANSWER, config as gaps_config
 
 PBX_TRANSPORT = """
 [transport]
@@ -21,16 +20,7 @@ endpoint_template = "pjsip:itsp/sip:{peer}@sip.example"
 
 
 def config(tmp_path, port):
-    return loads(f"""
-[pbx.ami]
-username = "t"
-secret = "s"
-port = {port}
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-{PBX_TRANSPORT}""")
+    return gaps_config(tmp_path, port, cdr=False, extra=PBX_TRANSPORT)
 
 
 async def run(tmp_path, server, *, reload_after_login: bool):

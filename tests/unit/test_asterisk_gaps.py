@@ -149,17 +149,7 @@ def test_an_originated_call_without_dialplan_events_takes_the_originate_response
     """An AMI user without the `dialplan` read class gets no Newexten: OriginateResponse
     (class call) names the extension the originated channel went on to."""
     s = Sim()
-    phone = s.newchannel("PJSIP/100", context="from-internal", exten="s", cid="100", incoming=False)
-    s.up(phone)
-    s.emit("OriginateResponse", Response="Success", Channel=phone, Context="from-internal",
-           Exten="+15125550321", Reason="4", Uniqueid=s.uid(phone))
-    trunk = s.newchannel("PJSIP/itsp", context="from-trunk", exten="s", cid="<unknown>",
-                         linkedid=s.linkedid(phone), incoming=False)
-    s.dial(phone, trunk)
-    s.up(trunk)
-    s.dialend(phone, trunk, "ANSWER")
-    s.hangup(trunk)
-    s.hangup(phone)
+    s.originated_out("100", response_exten="+15125550321")
     (rec,) = feed(AsteriskTracker(), s.events)
     assert (rec.direction, rec.called, rec.answered_by_human) == ("outbound", "+15125550321", True)
 
