@@ -455,6 +455,7 @@ class AsteriskTracker:
         if ts is not None:
             call.last_ts = ts
         call.hung_up = True
+        call.touched = self._now
         call.live.discard(uid)
         if call.live:
             return []

@@ -9,6 +9,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from pbx_textback.ami.replay_server import AmiReplayServer, trace_frames
 from pbx_textback.config import loads
 from pbx_textback.core.amiframe import frames_from_bytes
@@ -38,7 +40,7 @@ def write_master_csv(path: Path, rows, *, end_at: float, zone=timezone.utc, uniq
     write_csv(path, rows, end_at - last, zone=zone, cols=cols)
 
 
-def config(tmp_path, port, *, cdr=True, extra=""):
+def config(tmp_path, port, *, cdr=True, extra="", quiet_hours_off=True):
     text = f"""
 [pbx.ami]
 username = "t"
@@ -46,8 +48,7 @@ secret = "s"
 port = {port}
 [store]
 path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
+{'[compliance]' + chr(10) + 'quiet_hours = ""' if quiet_hours_off else ''}
 {extra}
 """
     if cdr:
@@ -100,7 +101,8 @@ def sent_to(tmp_path):
 
 # -- finding 11 ------------------------------------------------------------------------------
 
-def test_a_call_ringing_when_ami_drops_and_ending_in_the_gap_is_decided_from_the_cdr(tmp_path):
+@pytest.mark.parametrize("quiet_hours_off", [True, False], ids=["quiet-hours-off", "shipped-quiet-hours"])
+def test_a_call_ringing_when_ami_drops_and_ending_in_the_gap_is_decided_from_the_cdr(tmp_path, quiet_hours_off):
     (tmp_path / "cdr.conf").write_text("[csv]\nusegmtime=yes\nloguniqueid=yes\nloguserfield=yes\n")
     cut = cut_before_first("02-no-answer.ami", b"DialEnd", tmp_path)
 
@@ -108,12 +110,15 @@ def test_a_call_ringing_when_ami_drops_and_ending_in_the_gap_is_decided_from_the
         if state == "disconnected":   # Asterisk was killed; the call rings out and ends meanwhile
             write_master_csv(tmp_path / "Master.csv", cdr_rows(["02-no-answer.ami"]), end_at=time.time())
 
+    def done(svc, seen):
+        return seen and (not quiet_hours_off or svc.store.next_due() is None)
+
     async def main():
         server = AmiReplayServer([cut], username="t", secret="s", close_after_each=True)
         port = await server.start()
         try:
-            return await run_service(config(tmp_path, port), server, on_state=on_state,
-                                     until=lambda svc, seen: seen and svc.store.next_due() is None)
+            return await run_service(config(tmp_path, port, quiet_hours_off=quiet_hours_off), server,
+                                     on_state=on_state, until=done)
         finally:
             await server.stop()
     seen = asyncio.run(main())
@@ -121,7 +126,12 @@ def test_a_call_ringing_when_ami_drops_and_ending_in_the_gap_is_decided_from_the
     assert v.call.caller == NO_ANSWER and v.call.recovered and v.call.pbx == "cdr"
     assert (v.outcome.missed, v.outcome.reason, v.decision.action) == (True, "no-answer", "text")
     assert any("reconcile" in n for n in v.call.notes)
-    assert sent_to(tmp_path) == {NO_ANSWER}
+    texted = sent_to(tmp_path)
+    if quiet_hours_off:
+        assert texted == {NO_ANSWER}
+    else:       # one text, owed: when it goes inside the caller's window is the outbox's part
+        (msg,) = st.Message.select().where(st.Message.peer == NO_ANSWER)
+        assert msg.state in (st.SENT, st.PENDING, st.SENDING) and msg.call.call_id == v.call.call_id
 
 
 def test_without_a_cdr_the_gap_call_is_decided_from_its_events_and_not_texted(tmp_path):
