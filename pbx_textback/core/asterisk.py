@@ -6,6 +6,11 @@ was connected to the caller's channel (bridges, answered dials, Local channel pa
 person answered when an extension's channel, or an outside leg we dialled (follow-me), is
 reachable from the caller. The PBX answering by itself (IVR, queue, voicemail) connects
 the caller to nothing, so it never counts.
+
+Gaps: after a reconnect the AMI source hands on the CoreShowChannels snapshot; a channel known
+from before it that the snapshot does not list hung up unseen, and a call left with no channel
+is closed with an unsure verdict (`recovered`, GAP_UNSEEN_END) for the CDR to settle. So is a
+call with no event for `stale_seconds` (`expire`). A Linkedid once decided opens nothing again.
 """
 from __future__ import annotations
 
@@ -40,6 +45,8 @@ _HEX_SUFFIX = re.compile(r"-[0-9a-fA-F]{6,}(;\d)?$")
 
 
 RECONCILE_KEY = "_reconcile"      # the AMI source marks the rows of its CoreShowChannels with it
+# recovered_why of a call whose end was never seen (the reconcile or the stale limit closed it)
+GAP_UNSEEN_END = "its end was not seen (the event socket was down or silent)"
 
 DEFAULT_MARKERS = (
     Marker("variable", "TCSTATE", "closed", True),
@@ -59,9 +66,6 @@ class AsteriskSettings:
     remember_finished: int = 20000               # late events of finished calls are ignored
     stale_seconds: float = 6 * 3600              # a call with no event for this long is closed
     max_open_calls: int = 5000                   # beyond this the least recently active closes
-
-# recovered_why of a call whose end was never seen (the reconcile or the stale limit closed it)
-GAP_UNSEEN_END = "its end was not seen (the event socket was down or silent)"
 
 
 @dataclass
