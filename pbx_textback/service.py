@@ -260,6 +260,7 @@ class Service:
         if self.features is not None:
             await self.features.stop()
         await self.transport.stop()
+        await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper]:
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
