@@ -270,12 +270,12 @@ def test_the_unknown_line_says_it_may_have_gone_out_and_never_to_resend(tmp_path
                               timeout=15, during=during))
     finally:
         os.kill(smsc.proc.pid, signal.SIGCONT)
-    (m,) = rows(tmp_path / "s.sqlite3")
-    assert m.state == st.UNKNOWN and m.written_at is not None
     line = next(r.getMessage() for r in caplog.records if r.name == "pbx_textback.outbox"
                 and "fate unknown" in r.getMessage())
     assert "may have gone out" in line and "explain" in line
     assert "resend" not in line.lower()
+    (m,) = rows(tmp_path / "s.sqlite3")
+    assert m.state == st.UNKNOWN and m.written_at is not None      # written, then no answer
 
 
 # ---- finding 6: every text has a sender and goes through that line's transport -----------------
@@ -373,6 +373,29 @@ def test_a_text_that_waited_in_the_transport_is_not_written_past_max_age_or_in_q
     assert "TEXT to" not in caplog.text
 
 
+def test_a_text_queued_during_a_gateway_outage_expires_instead_of_going_late(tmp_path, smsc_factory):
+    smsc = smsc_factory(start=False)                          # the gateway is down
+    clock = Clock(time.time())
+    svc = Service(smpp_cfg(tmp_path, smsc.port), clock=clock)
+    ids = []
+
+    async def during(s):
+        if not ids:
+            ids.extend(queue(s, ["+15125550123"]))
+            return
+        if "advanced" not in ids and time.monotonic() - during.t0 > 1.5:
+            ids.append("advanced")
+            clock.t += 121 * 60                               # the outage lasted two hours
+            await asyncio.get_running_loop().run_in_executor(None, smsc.start)
+    during.t0 = time.monotonic()
+    asyncio.run(run_until(svc, lambda s: ids and st.Message.get_by_id(ids[0]).state
+                          not in (st.PENDING, st.SENDING), timeout=20, during=during))
+    (m,) = rows(tmp_path / "s.sqlite3")
+    assert m.state == st.EXPIRED and "max_age_minutes" in m.note
+    time.sleep(0.5)
+    assert smsc.messages() == []
+
+
 def test_a_text_claimed_at_1959_is_held_when_its_write_comes_after_2000(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     opening = quiet.next_allowed(1_800_000_000, "America/New_York")
@@ -403,6 +426,43 @@ def test_a_text_claimed_at_1959_is_held_when_its_write_comes_after_2000(tmp_path
     m = st.Message.get_by_id(mid)
     assert t.waiting == 1 and "TEXT to" not in caplog.text
     assert m.state == st.PENDING and m.due_at == opening + 86400 and "quiet hours" in m.note
+
+
+def test_one_stuck_text_does_not_hold_the_texts_behind_it(tmp_path, caplog):
+    class StuckFor(LogTransport):
+        def __init__(self, peer):
+            super().__init__()
+            self.peer, self.go = peer, asyncio.Event()
+
+        async def send(self, msg, last_look=None):
+            if msg.peer == self.peer:
+                await self.go.wait()
+            return await (super().send(msg, last_look) if last_look else super().send(msg))
+
+    caplog.set_level(logging.INFO)
+    cfg = mail_only(loads(example_cfg(tmp_path, **{'quiet_hours = "08:00-20:00"': 'quiet_hours = ""'})))
+    svc = Service(cfg)
+    t = StuckFor("+15125550001")
+
+    async def main():
+        task = asyncio.create_task(svc.run())
+        await asyncio.sleep(0.3)
+        svc.worker.transport = t
+        (stuck,) = queue(svc, ["+15125550001"])
+        await asyncio.sleep(0.3)
+        behind = queue(svc, callers(6)[1:])              # queued while the first one hangs
+        for _ in range(100):
+            if all(st.Message.get_by_id(i).state == st.SENT for i in behind):
+                break
+            await asyncio.sleep(0.02)
+        states = [st.Message.get_by_id(i).state for i in behind]
+        t.go.set()
+        await asyncio.sleep(0.3)
+        svc.stop()
+        await task
+        return states, st.Message.get_by_id(stuck).state
+    behind, first = asyncio.run(main())
+    assert behind == [st.SENT] * 5 and first == st.SENT
 
 
 # ---- finding 9: keep the SMSC's window full ----------------------------------------------------
