@@ -73,7 +73,6 @@ class OutboxWorker:
         self._stop = False
         self._tasks: dict[int, asyncio.Task] = {}     # message id -> its send
         self.sent = 0
-        self.peak = 0                                  # most texts in flight at once
 
     @property
     def capacity(self) -> int:
@@ -113,7 +112,6 @@ class OutboxWorker:
                 self._tasks[row.id] = task
                 task.add_done_callback(lambda t, mid=row.id: self._done(mid))
             n += len(rows)
-            self.peak = max(self.peak, len(self._tasks))
             if len(rows) < free:
                 break
         return n
@@ -187,7 +185,10 @@ class OutboxWorker:
             # never written: it waits its turn again; only max_age_minutes ends it
             delay = res.retry_after or 5.0
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)
-            log.warning("message %s not sent yet (%s): next try in %.0f s", row.id, res.error, delay)
+            # said once per cause: an outage must not write a line per text every few seconds
+            log.log(logging.WARNING if res.error != row.error else logging.DEBUG,
+                    "message %s not sent yet (%s): it waits in the queue, next try in %.0f s",
+                    row.id, res.error, delay)
         elif res.status == "retry" and attempts < self.max_attempts:
             delay = res.retry_after or min(300, 5 * 2 ** attempts)
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)

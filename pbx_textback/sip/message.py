@@ -880,7 +880,7 @@ class SipMessageTransport:
         parts = split_body(text, budget)
         ids: list[str] = []
         for n, part in enumerate(parts, 1):
-            res = await self._send_one(msg, part, "udp", last_look)
+            res = await self._send_one(msg, part, "udp", last_look if n == 1 else None)   # before the first part
             if res.status != "sent":
                 if n == 1:
                     return res
@@ -950,7 +950,7 @@ class SipMessageTransport:
             branch = new_branch()
             name = "Authorization" if r.status == 401 else "Proxy-Authorization"
             req = self._build(msg, body, transport, cseq, call_id, from_tag, branch, (name, value))
-            out = await self._transaction(req, branch, transport, last_look)
+            out = await self._transaction(req, branch, transport)     # the text is already out: no look
             r = out.response
             if r is not None and r.status in (401, 407):
                 return SendResult("failed", error=f"SIP {r.status} {r.reason}: credentials for "

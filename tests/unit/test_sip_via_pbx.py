@@ -209,3 +209,22 @@ def test_unescaped_pipe_is_what_freeswitch_would_do():
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200))
 def test_chat_escape_round_trip(text):
     assert split_chat_args("sip|f|t|" + escape_chat_field(text)) == ["sip", "f", "t", text]
+
+
+@pytest.mark.parametrize("kind", ["ami", "esl"])
+def test_the_outbox_last_look_saying_hold_sends_nothing_to_the_pbx(kind):
+    """Issue 10 #7: the gate runs right before the action/command is written; 'hold' writes nothing."""
+    looks = []
+
+    def last_look():
+        looks.append(1)
+        return False
+    if kind == "ami":
+        t, fake = ami(recorded_ami_answer("textback-msg-1"), endpoint_template="pjsip:100/sip:{peer}@127.0.0.1")
+        sent = lambda: fake.actions  # noqa: E731
+    else:
+        t, fake = fs("Sent")
+        sent = lambda: fake.cmds  # noqa: E731
+    res = asyncio.run(t.send(MSG, last_look))
+    assert res.status == "retry" and looks == [1] and sent() == []
+    assert asyncio.run(t.send(MSG, lambda: True)).status == "sent" and len(sent()) == 1
