@@ -16,7 +16,7 @@ import asyncio
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .core.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
 from .pipeline import mask
@@ -176,6 +176,8 @@ class OutboxWorker:
     def _record(self, row, res: SendResult, written: bool) -> None:
         now = self.clock()
         attempts = row.attempts + written
+        if self._stop and res.status == "retry":
+            res = replace(res, retry_after=0.001)     # our own stop: due again at the next start
         if res.status == "sent":
             self.sent += 1
             self.store.mark_sent(row.id, now=now, transport=res.via or self.transport.name,

@@ -495,3 +495,25 @@ def test_the_outbox_fills_the_smsc_window_not_a_batch_of_twenty(tmp_path, smsc):
     assert seen["thawed"] == window                           # was 20 (one batch) whatever the window
     got = sorted("+" + m["destination_addr"].lstrip("+") for m in smsc.messages())
     assert got == peers                                       # all, once each
+
+
+def test_sigterm_during_a_throttled_burst_keeps_every_text(tmp_path, smsc):
+    """Issue 10 #2: 15 of 20 were lost this way (answered 'throttled', waiting to go again)."""
+    cfg = smpp_cfg(tmp_path, smsc.port)
+    peers = callers(20)
+    svc = Service(cfg)
+    ids = []
+
+    async def during(s):
+        if not ids and s.transport.inner.transports["smpp"].t.state == "bound":
+            await asyncio.get_running_loop().run_in_executor(None, smsc.throttle, 100000)
+            ids.extend(queue(s, peers))
+    asyncio.run(run_until(svc, lambda s: False, timeout=2.5, during=during))   # then SIGTERM
+    states = {m.state for m in rows(tmp_path / "s.sqlite3")}
+    assert states == {st.PENDING}, states
+    smsc.reset()
+    svc = Service(cfg)
+    asyncio.run(run_until(svc, lambda s: st.Message.select().where(
+        st.Message.state == st.DELIVERED).count() == len(peers), timeout=30))
+    got = sorted("+" + m["destination_addr"].lstrip("+") for m in smsc.messages())
+    assert got == peers                                       # each exactly once
