@@ -153,6 +153,16 @@ class OutboxWorker:
         return self._gate(row, now) and self.store.mark_written(row.id, now)
 
     async def _send(self, row) -> None:
+        try:
+            await self._send_one(row)
+        except Exception:          # e.g. the store is unreachable: the row must not stay claimed
+            log.exception("message %s: could not be sent or recorded; it stays queued", row.id)
+            try:
+                self.store.return_unwritten([row.id], self.clock())
+            except Exception:
+                pass               # start-up recovery puts it back (it was never written)
+
+    async def _send_one(self, row) -> None:
         if not self._gate(row, self.clock()):      # held or over age while it waited its turn
             return
         looked: list[bool] = []
