@@ -148,10 +148,14 @@ def cmd_explain(a) -> int:
     paused = store.setting("paused") == "1"
     peer = (e164 or calls[0]["caller"]) if calls else e164     # the number asked about
     consent_state = standing(store.consent_history(peer), peer) if peer else None
-    replies = [m for m in store.export_number(peer)["messages"] if m["direction"] == "in"] if peer else []
+    msgs = store.messages_to(peer) if peer else []
+    replies = [m for m in msgs if m["direction"] == "in"]
     store.close()
-    if not calls:
-        raise CliError(f"no call from, to or with id {key} in the store")
+    in_calls = {m["id"] for c in calls for m in c["messages"]}
+    by_call_id = any(c["call_id"] == key for c in calls)
+    others = [m for m in msgs if m["direction"] == "out" and m["id"] not in in_calls and not by_call_id]
+    if not calls and not msgs:
+        raise CliError(f"no call from, to or with id {key} in the store, and no message to or from it")
     if not a.json:
         if paused:
             print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")
@@ -175,10 +179,37 @@ def cmd_explain(a) -> int:
         for ch in c["checks"]:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
-            print(f"  message {m['id']} ({m['kind']}): {m['state']}"
-                  + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
-                  + (f" — {m['error']}" if m["error"] else "")
-                  + (f" — {m['note']}" if m.get("note") else "") + f"\n    {m['body']}")
+            _print_message(m, "  ")
+    if others and a.json:
+        print(json.dumps({"number": peer, "messages": others}, ensure_ascii=False))
+    elif others:     # confirmations, HELP answers, manual texts and resends belong to no call
+        print(f"texts to {peer} outside any call:")
+        for m in others:
+            _print_message(m, "  ")
+    return 0
+
+
+def _print_message(m: dict, indent: str) -> None:
+    ref = f" of #{m['ref']}" if m.get("ref") and m["kind"] in ("resend", "follow-up") else ""
+    print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}: {m['state']}"
+          + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
+          + (f" — {m['error']}" if m["error"] else "")
+          + (f" — {m['note']}" if m.get("note") else "") + f"\n{indent}  {m['body']}")
+
+
+def cmd_resend(a) -> int:
+    """The admin's choice to send a text again: a new row of kind `resend`, never silent."""
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        new = store.resend(a.id, time.time())
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    finally:
+        store.close()
+    logging.getLogger("pbx_textback.outbox").info("text #%d resent by hand as #%d", a.id, new)
+    print(f"text #{a.id} queued again as #{new} (kind resend); the running service sends it "
+          "when every check allows (opt-out, quiet hours)")
     return 0
 
 
@@ -452,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key", metavar="NUMBER|CALL_ID")
     s.add_argument("-c", "--config")
     s.add_argument("--json", action="store_true")
+    s = cmd("resend", cmd_resend, "send a text again (unknown, failed, expired or no receipt): "
+            "recorded as a resend of the original")
+    s.add_argument("id", type=int, metavar="ID", help="the message id (`explain` shows it)")
+    s.add_argument("-c", "--config")
     s = cmd("number", cmd_number, "what we know of a phone number")
     s.add_argument("raw", metavar="RAW")
     s.add_argument("--region")

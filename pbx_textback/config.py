@@ -244,7 +244,7 @@ def loads(text: str, path: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"TOML syntax error: {e}"], path) from None
     lines = _key_lines(text)
-    problems: list[str] = []
+    problems: list[str] = _removed_keys(data, lines)
     cfg = _build(Config, data, "", lines, problems)
     if not problems:
         problems += _validate(cfg, lines)
@@ -254,6 +254,29 @@ def loads(text: str, path: str = "<config>") -> Config:
     if problems:
         raise ConfigError(problems, path)
     return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line, warnings=warnings)
+
+
+# ---- removed keys ---------------------------------------------------------------------------
+_REMOVED = {
+    ("transport", "smpp", "retry_unknown"): (
+        "removed: resubmitting a text whose fate is unknown sent duplicates recorded as plain "
+        "deliveries. An unknown text settles when its receipt arrives; to send one again "
+        "anyway, run `pbx-textback resend ID` (recorded as a resend)"),
+}
+
+
+def _removed_keys(data: dict, lines) -> list[str]:
+    """Keys that once existed: a clear word instead of 'unknown key' (and taken out of data)."""
+    out = []
+    for path, why in _REMOVED.items():
+        table = data
+        for part in path[:-1]:
+            table = table.get(part) if isinstance(table, dict) else None
+        if isinstance(table, dict) and path[-1] in table:
+            del table[path[-1]]
+            key = ".".join(path)
+            out.append(f"'{key}'{_where(key, lines)}: {why}")
+    return out
 
 
 # ---- building ------------------------------------------------------------------------------

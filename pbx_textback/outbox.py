@@ -1,6 +1,14 @@
-"""The outbox worker: due rows -> a transport -> their final state. Rows are claimed
-(pending -> sending) in a transaction before any transport sees them, so a crash leaves them
-`sending`, which start-up turns into `unknown` for the admin to decide (never resent silently).
+"""The outbox worker: due rows -> a transport -> their final state.
+
+Rows are claimed (pending -> sending) in a transaction before any transport sees them. The
+transport calls `last_look()` in the same step as it writes the text's first byte: the gate
+runs then (quiet hours, max age, opt-out, reached) and `written_at` is stored. So a stop or a
+crash leaves `sending` rows that start-up sorts out: never written -> pending again; written
+and unanswered -> `unknown`, shown to the admin and never resent silently (`pbx-textback
+resend ID` records a copy as the admin's choice).
+
+Texts go out as independent tasks, as many at once as the transport can carry (`capacity`: an
+SMSC's window), and a free slot is refilled at once: one slow text never holds the others.
 """
 from __future__ import annotations
 
@@ -8,9 +16,10 @@ import asyncio
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .core.gate import CANCEL, EXPIRE, HOLD, GateFacts, gate
+from .core.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
+from .pipeline import mask
 from .store import db as st
 
 log = logging.getLogger("pbx_textback.outbox")
@@ -28,6 +37,7 @@ class SendResult:
 class LogTransport:
     """Writes what would be sent to the log and calls it sent: for trying the service out."""
     name = "log"
+    capacity = 4
 
     def __init__(self):
         self._ids = itertools.count(1)
@@ -38,92 +48,189 @@ class LogTransport:
     async def stop(self):
         pass
 
-    async def send(self, msg) -> SendResult:
+    async def send(self, msg, last_look=None) -> SendResult:
+        if last_look is not None and not last_look():
+            return SendResult("retry")
         tid = f"log-{next(self._ids)}"
         log.info("TEXT to %s from line %s [%s]: %s", msg.peer, msg.line or "-", tid, msg.body)
         return SendResult("sent", tid)
 
 
+DEFAULT_CAPACITY = 4       # texts in flight for a transport that does not say (SMPP: its window)
+
+
 class OutboxWorker:
     def __init__(self, store: st.Store, transport, *, clock=time.time, poll: float = 1.0,
-                 max_attempts: int = 5, max_age_s: float = 7200.0, gate_facts=None, after_sent=None):
+                 max_attempts: int = 5, max_age_s: float = 7200.0, gate_facts=None, after_sent=None,
+                 capacity: int | None = None):
         self.store, self.transport, self.clock, self.poll = store, transport, clock, poll
         self.max_attempts = max_attempts
         self.max_age_s = max_age_s
-        self.batch = 20
-        self.gate_facts = gate_facts or (lambda row: GateFacts())
+        self._capacity = capacity
+        self.gate_facts = gate_facts or (lambda row, now: GateFacts())
         self.after_sent = after_sent or (lambda row, now: None)
         self._wake = asyncio.Event()
         self._stop = False
+        self._tasks: dict[int, asyncio.Task] = {}     # message id -> its send
         self.sent = 0
 
+    @property
+    def capacity(self) -> int:
+        return max(1, int(self._capacity or getattr(self.transport, "capacity", 0) or DEFAULT_CAPACITY))
+
     def wake(self) -> None:
-        """A new row was written: look now instead of at the next poll."""
+        """A new row was written or a slot freed: look now instead of at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        n = self.store.recover_interrupted(self.clock())
-        if n:
-            log.warning("%d text(s) were being sent when the service stopped: marked unknown "
-                        "(see `pbx-textback explain`); not resent automatically", n)
+        back, unknown = self.store.recover_interrupted(self.clock())
+        if back:
+            log.warning("%d text(s) were claimed but not yet written when the service stopped: "
+                        "back in the queue", back)
+        if unknown:
+            log.warning("%d text(s) were written but unanswered when the service stopped: marked "
+                        "unknown, they may have gone out (`pbx-textback explain NUMBER`); a receipt "
+                        "that still arrives settles them", unknown)
         while not self._stop:
-            await self.drain()
+            self._fill()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
 
+    def _fill(self) -> int:
+        """Claim due rows into the free slots; each goes out as a task of its own."""
+        n = 0
+        while not self._stop:
+            free = self.capacity - len(self._tasks)
+            if free <= 0:
+                break
+            rows = self.store.claim_due(self.clock(), limit=free)
+            for row in rows:
+                task = asyncio.get_running_loop().create_task(self._send(row), name=f"text-{row.id}")
+                self._tasks[row.id] = task
+                task.add_done_callback(lambda t, mid=row.id: self._done(mid))
+            n += len(rows)
+            if len(rows) < free:
+                break
+        return n
+
+    def _done(self, msg_id: int) -> None:
+        self._tasks.pop(msg_id, None)
+        self._wake.set()
+
     async def drain(self) -> int:
+        """Send everything due now and wait until it is settled (tests, one-shot runs)."""
         done = 0
         while True:
-            rows = self.store.claim_due(self.clock(), limit=self.batch)
-            if not rows:
+            done += self._fill()
+            if not self._tasks:
                 return done
-            # concurrently: the transport has its own window and rate; one at a time would
-            # leave an SMSC's window idle while each answer crosses the wire
-            await asyncio.gather(*(self._send(row) for row in rows))
-            done += len(rows)
+            await asyncio.wait(set(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
 
-    async def _send(self, row) -> None:
-        now = self.clock()
-        g = gate(row.kind, row.due_at, now, self.gate_facts(row), max_age_s=self.max_age_s,
+    def _gate(self, row, now: float) -> bool:
+        """Send, or record why not (hold, cancel, expire). One clock reading per decision."""
+        g = gate(row.kind, row.due_at, now, self.gate_facts(row, now), max_age_s=self.max_age_s,
                  created_at=row.created_at)
+        if g.action == SEND:
+            return True
         if g.action == CANCEL:
             self.store.set_state(row.id, st.CANCELLED, now=now, note=g.why)
             log.info("message %s cancelled: %s", row.id, g.why)
-            return
-        if g.action == EXPIRE:
+        elif g.action == EXPIRE:
             self.store.set_state(row.id, st.EXPIRED, now=now, note=g.why)
             log.warning("message %s expired: %s", row.id, g.why)
-            return
-        if g.action == HOLD:
+        elif g.action == HOLD:
             self.store.set_state(row.id, st.PENDING, now=now, note=g.why, due_at=g.until)
-            log.info("message %s held until %s: %s", row.id, time.strftime("%H:%M:%S", time.localtime(g.until)), g.why)
-            return
+            log.info("message %s held until %s: %s", row.id,
+                     time.strftime("%H:%M:%S", time.localtime(g.until)), g.why)
+        return False
+
+    def _last_look(self, row) -> bool:
+        """Right before the first byte: the gate at this instant, then `written_at`."""
+        now = self.clock()
+        return self._gate(row, now) and self.store.mark_written(row.id, now)
+
+    async def _send(self, row) -> None:
         try:
-            res = await self.transport.send(row)
+            await self._send_one(row)
+        except Exception:          # e.g. the store is unreachable: the row must not stay claimed
+            log.exception("message %s: could not be sent or recorded; it stays queued", row.id)
+            try:
+                self.store.return_unwritten([row.id], self.clock())
+            except Exception:
+                pass               # start-up recovery puts it back (it was never written)
+
+    async def _send_one(self, row) -> None:
+        if not self._gate(row, self.clock()):      # held or over age while it waited its turn
+            return
+        looked: list[bool] = []
+
+        def last_look() -> bool:                   # once per text, whatever the transport asks
+            if not looked:
+                looked.append(self._last_look(row))
+            return looked[0]
+        try:
+            res = await self.transport.send(row, last_look)
         except Exception as e:     # a transport bug must not lose the row
             log.exception("transport %s failed on message %s", self.transport.name, row.id)
             res = SendResult("unknown", error=f"transport error: {e}")
+        if looked == [False]:
+            return                                  # the last look recorded hold/cancel/expire
+        written = looked == [True]
+        if res.status == "unknown" and not written:
+            res = SendResult("retry", error=res.error or "not written")    # no byte left: not unknown
+        self._record(row, res, written)
+
+    def _record(self, row, res: SendResult, written: bool) -> None:
         now = self.clock()
+        attempts = row.attempts + written
+        if self._stop and res.status == "retry":
+            res = replace(res, retry_after=0.001)     # our own stop: due again at the next start
         if res.status == "sent":
             self.sent += 1
             self.store.mark_sent(row.id, now=now, transport=res.via or self.transport.name,
                                  transport_id=res.transport_id)
             self.after_sent(row, now)
-        elif res.status == "retry" and row.attempts < self.max_attempts:
-            delay = res.retry_after or min(300, 5 * 2 ** row.attempts)
+        elif res.status == "retry" and not written:
+            # never written: it waits its turn again; only max_age_minutes ends it
+            delay = res.retry_after or 5.0
+            self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)
+            # said once per cause: an outage must not write a line per text every few seconds
+            log.log(logging.WARNING if res.error != row.error else logging.DEBUG,
+                    "message %s not sent yet (%s): it waits in the queue, next try in %.0f s",
+                    row.id, res.error, delay)
+        elif res.status == "retry" and attempts < self.max_attempts:
+            delay = res.retry_after or min(300, 5 * 2 ** attempts)
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)
             log.warning("message %s: temporary failure (%s), retry in %.0f s", row.id, res.error, delay)
         elif res.status == "unknown":
             self.store.set_state(row.id, st.UNKNOWN, now=now, error=res.error)
-            log.error("message %s: fate unknown (%s): check explain, resend by hand if needed",
-                      row.id, res.error)
+            log.error("message %s to %s: fate unknown (%s): it was written and may have gone out; a "
+                      "receipt that still arrives settles it (`pbx-textback explain %s`)",
+                      row.id, mask(row.peer), res.error, row.peer)
         else:
             self.store.set_state(row.id, st.FAILED, now=now, error=res.error)
-            log.error("message %s to %s failed: %s", row.id, row.peer, res.error)
+            log.error("message %s to %s failed: %s", row.id, mask(row.peer), res.error)
 
     def stop(self) -> None:
         self._stop = True
         self._wake.set()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """On shutdown, after the transport's stop() (which makes waiting sends return):
+        let running sends record their result, then put back what was never written."""
+        self.stop()
+        tasks = set(self._tasks.values())
+        ids = set(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for t in late:
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        n = self.store.return_unwritten(ids, self.clock())
+        if n:
+            log.info("%d text(s) not yet written: back in the queue for the next start", n)
+

@@ -151,9 +151,10 @@ class Pipeline:
                      rec.direction, rec.call_id)
 
     # ---- the outbox gate's facts and what follows a sent text --------------------------------
-    def gate_facts(self, row) -> GateFacts:
+    def gate_facts(self, row, now: float) -> GateFacts:
+        """now: the outbox's one clock reading for this decision. Reading the clock again here
+        made quiet hours answer "allowed from a microsecond later" and hold every text forever."""
         since = row.created_at
-        now = self.clock()
         allowed = None
         line = find_line(self.cfg, row.line)
         qh = self.quiet_hours(line)
@@ -189,7 +190,7 @@ class Pipeline:
                 if intent.intent in ("stop", "start"):
                     self._consent_change(peer, line, intent, text, now)
                 elif intent.intent == "help" and consent.should_answer_help(self.store.last_help_at(peer), now):
-                    self.store.add_message(call=call, direction="out", kind="help", line=line, peer=peer,
+                    self.store.add_message(call=call, direction="out", kind="help", line=self.sender_for(peer, line), peer=peer,
                                            body=consent.confirmation_text("help", self.cfg.business.name,
                                                                           self.cfg.business.phone, intent.lang),
                                            state=st.PENDING, due_at=now, created_at=now)
@@ -216,12 +217,18 @@ class Pipeline:
         n = 0
         for conf in consent.owed(hist, now):
             body = consent.confirmation_text(conf.kind, self.cfg.business.name, self.cfg.business.phone, conf.lang)
-            self.store.add_message(direction="out", kind="confirmation", line=conf.line, peer=conf.number,
-                                   body=body, state=st.PENDING, due_at=now, created_at=now)
+            self.store.add_message(direction="out", kind="confirmation", line=self.sender_for(conf.number, conf.line),
+                                   peer=conf.number, body=body, state=st.PENDING, due_at=now, created_at=now)
             self.store.add_consent(consent.ConsentEvent(consent.CONFIRMATION, conf.number, now, scope=conf.scope,
                                                         line=conf.line, confirms=conf.kind, lang=conf.lang))
             n += 1
         return n
+
+    def sender_for(self, peer: str, line: str = "") -> str:
+        """Every text has a sender (and so a transport): the line given, else the line the
+        caller last wrote to or called, else the business number. A business-wide STOP is
+        stored with no line, and its confirmation went out with an empty sender."""
+        return line or self.store.last_line_for(peer) or self.e164(self.cfg.business.phone)
 
     def after_sent(self, row, now: float) -> None:
         if row.kind != "missed-call":

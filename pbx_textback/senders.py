@@ -7,13 +7,14 @@ permanent errors) one ERROR line in the log and one e-mail through the local MTA
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from dataclasses import replace
 import smtplib
 import time
 from email.message import EmailMessage
 
-from .outbox import LogTransport, SendResult
+from .outbox import DEFAULT_CAPACITY, LogTransport, SendResult
 
 log = logging.getLogger("pbx_textback.transport")
 
@@ -32,9 +33,22 @@ class SmppSender:
     async def stop(self):
         await self.t.stop()
 
-    async def send(self, msg) -> SendResult:
+    @property
+    def capacity(self) -> int:
+        return self.t.settings.window       # keep the SMSC's window full, no fuller
+
+    async def send(self, msg, last_look=None) -> SendResult:
         from .smpp.dlr import normalize_message_id
-        r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line)
+        if "last_look" in inspect.signature(self.t.submit).parameters:
+            r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line, last_look=last_look)
+        else:
+            # a transport from before the sending contract: never leave a text waiting in it
+            # for a bind; look right before handing it over
+            if self.t.state != "bound":
+                return SendResult("retry", error=f"SMSC not bound ({self.t.state})")
+            if last_look is not None and not last_look():
+                return SendResult("retry")
+            r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line)
         ids = ",".join(normalize_message_id(i) for i in r.message_ids)   # receipts match on these
         if r.status == "retry":
             return SendResult("retry", ids, r.error or "", r.retry_after or 0.0)
@@ -56,9 +70,13 @@ class Router:
         for t in self.transports.values():
             await t.stop()
 
-    async def send(self, msg) -> SendResult:
+    @property
+    def capacity(self) -> int:
+        return sum(getattr(t, "capacity", 0) or DEFAULT_CAPACITY for t in self.transports.values())
+
+    async def send(self, msg, last_look=None) -> SendResult:
         kind = self.by_line.get(msg.line) or self.default
-        res = await self.transports[kind].send(msg)
+        res = await self.transports[kind].send(msg, last_look)
         return replace(res, via=kind)      # the outbox records which one carried it
 
 
@@ -141,8 +159,12 @@ class Watched:
     async def stop(self):
         await self.inner.stop()
 
-    async def send(self, msg) -> SendResult:
-        res = await self.inner.send(msg)
+    @property
+    def capacity(self) -> int:
+        return getattr(self.inner, "capacity", 0) or DEFAULT_CAPACITY
+
+    async def send(self, msg, last_look=None) -> SendResult:
+        res = await self.inner.send(msg, last_look)
         self.watch.on_result(res)
         return res
 

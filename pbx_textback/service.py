@@ -318,6 +318,7 @@ class Service:
         if self.features is not None:
             await self.features.stop()
         await self.transport.stop()
+        await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)

@@ -850,7 +850,9 @@ class SipMessageTransport:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def send(self, msg) -> SendResult:
+    async def send(self, msg, last_look=None) -> SendResult:
+        """last_look: the outbox's gate, called right before the text's first datagram or
+        TCP write (not before a TCP connect that may fail: nothing is written then)."""
         if self._proxy_addr is None:
             return SendResult("retry", error="SIP transport not started")
         body_text = msg.body or ""
@@ -861,23 +863,24 @@ class SipMessageTransport:
             reserve = 420 if self.s.username else 0      # room for an Authorization header
             if len(probe) + reserve > self.s.max_udp_bytes:
                 if self.s.oversize == "tcp":
-                    res = await self._send_one(msg, body_text, "tcp")
+                    res = await self._send_one(msg, body_text, "tcp", last_look)
                     if res.status != "retry" or "TCP connect" not in res.error:
                         return res
                     log.warning("message %s: %d bytes is too big for UDP and TCP to %s:%s "
                                 "failed (%s): sending it in parts over UDP", getattr(msg, "id", "?"),
                                 len(probe), self.s.proxy_host, self.s.proxy_port, res.error)
-                return await self._send_split(msg, body_text, len(probe) - len(body_text.encode()) + reserve)
-        return await self._send_one(msg, body_text, transport)
+                return await self._send_split(msg, body_text, len(probe) - len(body_text.encode()) + reserve,
+                                              last_look)
+        return await self._send_one(msg, body_text, transport, last_look)
 
-    async def _send_split(self, msg, text: str, overhead: int) -> SendResult:
+    async def _send_split(self, msg, text: str, overhead: int, last_look) -> SendResult:
         budget = self.s.max_udp_bytes - overhead - 8
         if budget < 16:
             return SendResult("failed", error="SIP headers alone exceed max_udp_bytes")
         parts = split_body(text, budget)
         ids: list[str] = []
         for n, part in enumerate(parts, 1):
-            res = await self._send_one(msg, part, "udp")
+            res = await self._send_one(msg, part, "udp", last_look if n == 1 else None)   # before the first part
             if res.status != "sent":
                 if n == 1:
                     return res
@@ -921,14 +924,14 @@ class SipMessageTransport:
             h = f"[{h}]"
         return f"{h}:{self.local_port}"
 
-    async def _send_one(self, msg, text: str, transport: str) -> SendResult:
+    async def _send_one(self, msg, text: str, transport: str, last_look) -> SendResult:
         body = text.encode("utf-8")
         call_id = self._new_call_id()
         from_tag = new_tag()
         cseq = 1
         branch = new_branch()
         req = self._build(msg, body, transport, cseq, call_id, from_tag, branch)
-        out = await self._transaction(req, branch, transport)
+        out = await self._transaction(req, branch, transport, last_look)
         r = out.response
         if r is not None and r.status in (401, 407):
             if not self.s.username:
@@ -947,7 +950,7 @@ class SipMessageTransport:
             branch = new_branch()
             name = "Authorization" if r.status == 401 else "Proxy-Authorization"
             req = self._build(msg, body, transport, cseq, call_id, from_tag, branch, (name, value))
-            out = await self._transaction(req, branch, transport)
+            out = await self._transaction(req, branch, transport)     # the text is already out: no look
             r = out.response
             if r is not None and r.status in (401, 407):
                 return SendResult("failed", error=f"SIP {r.status} {r.reason}: credentials for "
@@ -957,7 +960,7 @@ class SipMessageTransport:
     def _result(self, out: _Outcome, call_id: str) -> SendResult:
         r = out.response
         if r is None:
-            if out.kind == "connect":
+            if out.kind in ("connect", "held"):     # nothing written
                 return SendResult("retry", error=out.error)
             if out.kind == "timeout":
                 return SendResult(self.s.on_timeout, transport_id=call_id, error=out.error)
@@ -971,7 +974,7 @@ class SipMessageTransport:
                               retry_after=parse_retry_after(r.get("retry-after")))
         return SendResult("failed", transport_id=call_id, error=what)
 
-    async def _transaction(self, req: bytes, branch: str, transport: str) -> _Outcome:
+    async def _transaction(self, req: bytes, branch: str, transport: str, last_look=None) -> _Outcome:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         tx = _Tx("MESSAGE", fut)
@@ -985,6 +988,8 @@ class SipMessageTransport:
                     return _Outcome(error=f"TCP connect to {self.s.proxy_host}:{self.s.proxy_port} "
                                           f"failed: {e or 'timed out'}", kind="connect")
                 tx.conn = conn
+                if last_look is not None and not last_look():
+                    return _Outcome(error="held by the outbox's last look", kind="held")
                 conn.write(req)
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - loop.time()))
@@ -994,6 +999,8 @@ class SipMessageTransport:
             if self._udp is None:
                 return _Outcome(error="UDP socket not open", kind="connect")
             interval = self.s.timer_t1
+            if last_look is not None and not last_look():
+                return _Outcome(error="held by the outbox's last look", kind="held")
             self._udp.sendto(req, self._proxy_addr)
             while True:
                 remaining = deadline - loop.time()

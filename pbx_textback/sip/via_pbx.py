@@ -68,6 +68,7 @@ class AmiMessageTransport:
     to_template: optional To header (`{peer}`, `{line}`, `{peer_digits}`, `{line_digits}`).
     """
     name = "ami-message"
+    capacity = 4
 
     relogin_every = 60.0          # at most one re-login for permissions per this many seconds
 
@@ -267,6 +268,7 @@ class EslChatTransport:
     from_template: e.g. "{line}@pbx.example.com".
     """
     name = "esl-chat"
+    capacity = 4
 
     def __init__(self, api, to_template: str, from_template: str, *, proto: str = "sip",
                  content_type: str = "", timeout: float = 40.0):
@@ -296,11 +298,13 @@ class EslChatTransport:
             fields.append(self.content_type)
         return "chat " + "|".join(escape_chat_field(f) for f in fields)
 
-    async def send(self, msg) -> SendResult:
+    async def send(self, msg, last_look=None) -> SendResult:
         if not msg.body:
             # "chat sip|F|T|" has 3 fields for FreeSWITCH: it answers "Invalid"
             return SendResult("failed", error="empty text: FreeSWITCH's chat cannot send it")
         cmd = self.command(msg)
+        if last_look is not None and not last_look():   # the outbox's gate; api writes to the child before its first await
+            return SendResult("retry")
         try:
             reply = await _call(self.api, cmd, self.timeout)
         except asyncio.TimeoutError:

@@ -65,7 +65,7 @@ class Message(Base):
     """The outbox (direction out) and callers' replies (direction in)."""
     call = pw.ForeignKeyField(Call, null=True, backref="messages", on_delete="SET NULL")
     direction = pw.CharField(default="out")
-    kind = pw.CharField(default="missed-call")   # missed-call | reply | confirmation | test
+    kind = pw.CharField(default="missed-call")   # missed-call | reply | confirmation | help | manual | resend | test
     line = pw.CharField(default="")
     peer = pw.CharField(index=True)              # the caller's E.164
     body = pw.TextField()
@@ -79,7 +79,8 @@ class Message(Base):
     updated_at = pw.DoubleField()
     calls_missed = pw.IntegerField(default=1)
     note = pw.TextField(default="")            # why it was cancelled / expired / held
-    ref = pw.IntegerField(null=True)           # a follow-up's original text
+    ref = pw.IntegerField(null=True)           # a follow-up's or a resend's original text
+    written_at = pw.DoubleField(null=True)     # when its first byte was handed to the transport
 
 
 class Setting(Base):
@@ -147,8 +148,15 @@ def _v5(db):
                                'TYPE double precision')
 
 
+def _v6(db):
+    """When a text was written: a crash leaves `sending` rows, and only a written one may be unknown."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("message", "written_at", pw.DoubleField(null=True)))
+
+
 MODELS.extend([Setting, Consent])
-MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5)]
+MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6)]
 
 
 class Store:
@@ -216,7 +224,8 @@ class Store:
 
     # ---- outbox ------------------------------------------------------------------------------
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:
-        """pending rows that are due -> sending, oldest due first."""
+        """pending rows that are due -> sending, oldest due first. An attempt is counted when
+        the text is written (mark_written), not here: a claimed text may never leave."""
         with self.write():
             q = (Message.select().where(
                 (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out"))
@@ -226,12 +235,27 @@ class Store:
             rows = list(q)
             ids = [r.id for r in rows]
             if ids:
-                Message.update(state=SENDING, attempts=Message.attempts + 1, updated_at=now).where(
+                Message.update(state=SENDING, written_at=None, updated_at=now).where(
                     Message.id.in_(ids) & (Message.state == PENDING)).execute()
             for r in rows:
-                r.state = SENDING
-                r.attempts += 1
+                r.state, r.written_at = SENDING, None
             return rows
+
+    def mark_written(self, msg_id: int, now: float) -> bool:
+        """The transport is about to write the text's first byte: from here a crash or a lost
+        connection leaves its fate unknown. False when the row is no longer ours to send."""
+        with self.write():
+            return Message.update(written_at=now, attempts=Message.attempts + 1, updated_at=now).where(
+                (Message.id == msg_id) & (Message.state == SENDING)).execute() == 1
+
+    def return_unwritten(self, ids, now: float) -> int:
+        """Claimed texts that were never written (the service is stopping): back to pending."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self.write():
+            return Message.update(state=PENDING, updated_at=now).where(
+                Message.id.in_(ids) & (Message.state == SENDING) & Message.written_at.is_null()).execute()
 
     def set_state(self, msg_id: int, state: str, *, now: float, transport: str = "",
                   transport_id: str = "", error: str = "", due_at: float | None = None,
@@ -247,15 +271,65 @@ class Store:
             fields["error"] = error
         if due_at is not None:
             fields["due_at"] = due_at
+        if state == PENDING:
+            fields["written_at"] = None
         with self.write():
             Message.update(**fields).where(Message.id == msg_id).execute()
 
-    def recover_interrupted(self, now: float) -> int:
-        """Rows left in `sending` by a crash: their fate is unknown. Shown, never resent silently."""
+    def recover_interrupted(self, now: float) -> tuple[int, int]:
+        """Rows left in `sending` by a stop or a crash: (back to pending, unknown). Only a text
+        that was written may be unknown (shown, never resent silently); one never written
+        goes back to the queue."""
         with self.write():
-            return Message.update(state=UNKNOWN, updated_at=now,
-                                  error="interrupted while sending (service stopped)").where(
+            back = Message.update(state=PENDING, updated_at=now).where(
+                (Message.state == SENDING) & Message.written_at.is_null()).execute()
+            unknown = Message.update(state=UNKNOWN, updated_at=now,
+                                     error="written, then the service stopped before the answer").where(
                 Message.state == SENDING).execute()
+        return back, unknown
+
+    RESENDABLE = (UNKNOWN, FAILED, EXPIRED, "no-receipt")
+
+    def resend(self, msg_id: int, now: float) -> int:
+        """`pbx-textback resend ID`: a new row of kind `resend` referencing the original, so the
+        copy is on record as the admin's choice. Only for a text that may not have arrived;
+        raises ValueError (saying why) for any other."""
+        with self.write():
+            m = Message.get_or_none(Message.id == msg_id)
+            if m is None or m.direction != "out":
+                raise ValueError(f"no outgoing text #{msg_id} in the store")
+            if m.state == DELIVERED:
+                raise ValueError(f"text #{msg_id} was delivered (receipt from the gateway): "
+                                 "resending it would text the caller twice")
+            if m.state not in self.RESENDABLE:
+                raise ValueError(f"text #{msg_id} is {m.state}: only an unknown, failed, expired or "
+                                 "no-receipt text can be resent")
+            again = (Message.select(Message.id).where(
+                (Message.kind == "resend") & (Message.ref == msg_id) & (Message.state.in_([PENDING, SENDING])))
+                .first())
+            if again is not None:
+                raise ValueError(f"text #{msg_id} is already being resent as #{again.id}")
+            return Message.create(call=m.call_id, direction="out", kind="resend", line=m.line, peer=m.peer,
+                                  body=m.body, state=PENDING, due_at=now, created_at=now, updated_at=now,
+                                  calls_missed=m.calls_missed, ref=m.id,
+                                  note=f"resent by hand: copy of #{m.id} ({m.state})").id
+
+    def messages_to(self, peer: str) -> list[dict]:
+        """Every message to and from a number (confirmations, help, manual texts and resends
+        too, not only those of a call), for explain."""
+        return [_message_dict(m) for m in Message.select().where(Message.peer == peer).order_by(Message.id)]
+
+    def last_line_for(self, peer: str) -> str:
+        """The line this number last wrote to or called ('' when neither): a text that is no
+        call's answer (a STOP confirmation) goes out from there."""
+        wrote = (Message.select(Message.line, Message.created_at).where(
+            (Message.peer == peer) & (Message.direction == "in") & (Message.line != ""))
+            .order_by(Message.created_at.desc()).first())
+        called = (Call.select(Call.line, Call.created_at).where(
+            (Call.caller == peer) & (Call.direction == "inbound") & (Call.line != ""))
+            .order_by(Call.created_at.desc()).first())
+        best = max((r for r in (wrote, called) if r is not None), key=lambda r: r.created_at, default=None)
+        return best.line if best is not None else ""
 
     def next_due(self) -> float | None:
         return Message.select(pw.fn.MIN(Message.due_at)).where(
@@ -461,7 +535,8 @@ def _message_dict(m: Message) -> dict:
     return {"id": m.id, "direction": m.direction, "kind": m.kind, "line": m.line, "peer": m.peer,
             "body": m.body, "state": m.state, "due_at": m.due_at, "attempts": m.attempts,
             "transport": m.transport, "transport_id": m.transport_id, "error": m.error, "note": m.note,
-            "calls_missed": m.calls_missed, "created_at": m.created_at, "updated_at": m.updated_at}
+            "calls_missed": m.calls_missed, "created_at": m.created_at, "updated_at": m.updated_at,
+            "ref": m.ref, "call": m.call_id, "written_at": m.written_at}
 
 
 def open_store(path: str = "", dsn: str = "") -> Store:

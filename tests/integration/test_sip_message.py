@@ -179,3 +179,48 @@ def test_no_answer_timer_f():
     res, = asyncio.run(sending(SipSettings(proxy_host="127.0.0.1", proxy_port=dead, local_port=0,
                                            transport="tcp", timeout=0.8), text()))
     assert res.status == "retry" and "TCP connect" in res.error and time.monotonic() - t0 < 0.5
+
+
+class Look:
+    """The outbox's last look as the transport sees it: a sync call right before the write."""
+
+    def __init__(self, answer: bool):
+        self.answer, self.calls = answer, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.answer
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_last_look_saying_hold_writes_nothing(k, transport):
+    """Issue 10 #7: the gate runs when the bytes would be written; 'no' means no byte leaves."""
+    held = Look(False)
+
+    async def go():
+        t = SipMessageTransport(settings(k, transport=transport))
+        await t.start()
+        try:
+            return await t.send(text(body="held by quiet hours"), held)
+        finally:
+            await t.stop()
+    before = len(k.lines("MESSAGE-IN"))
+    res = asyncio.run(go())
+    assert res.status == "retry" and held.calls == 1
+    time.sleep(0.3)
+    assert len(k.lines("MESSAGE-IN")) == before
+
+
+def test_last_look_is_asked_once_per_text_through_a_digest_challenge(k_auth):
+    look = Look(True)
+
+    async def go():
+        t = SipMessageTransport(settings(k_auth, username=kam.AUTH_USER, password=kam.AUTH_PASS))
+        await t.start()
+        try:
+            return await t.send(text(), look)
+        finally:
+            await t.stop()
+    res = asyncio.run(go())
+    assert res.status == "sent" and look.calls == 1
+    assert k_auth.wait_lines(f"AUTH-OK user=authuser callid={res.transport_id} cseq=2$")

@@ -53,7 +53,9 @@ class Recorder:
     def __init__(self):
         self.sent = []
 
-    async def send(self, msg):
+    async def send(self, msg, last_look):
+        if not last_look():
+            return SendResult("retry")
         self.sent.append((msg.peer, msg.kind, msg.body))
         return SendResult("sent", f"r-{len(self.sent)}")
 
@@ -201,11 +203,11 @@ def test_restart_never_loses_a_due_row_never_sends_early_or_twice(store_target):
     h = Harness(store_target, CFG + '[[line]]\nnumber = "+15125550110"\n')
     h.play(trace("03-abandoned.ami"))                           # due at t0+60
     h.play(trace("02-no-answer.ami"))                           # other line: no delay, due now
-    claimed = h.store.claim_due(h.clock.t)                      # the service dies mid-send
-    assert len(claimed) == 1
+    (claimed,) = h.store.claim_due(h.clock.t)
+    assert h.store.mark_written(claimed.id, h.clock.t)          # the service dies mid-send
     h.restart()                                                  # 10 s later
     h.clock.t += 10
-    assert rows()[1].state == st.UNKNOWN                         # not resent silently
+    assert rows()[1].state == st.UNKNOWN                         # written: not resent silently
     h.drain()
     assert h.tx.sent == []                                       # the delayed one is not due yet
     h.clock.t += 60

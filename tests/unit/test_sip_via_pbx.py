@@ -222,3 +222,22 @@ def test_ami_last_look_is_taken_right_before_the_write():
     assert looks == [0, 0] and len(fake.actions) == 1
     t, fake = ami(exc=asyncio.TimeoutError(), endpoint_template="pjsip:100/sip:{peer}@127.0.0.1")
     assert asyncio.run(t.send(MSG, lambda: True)).status == "unknown"
+
+
+@pytest.mark.parametrize("kind", ["ami", "esl"])
+def test_the_outbox_last_look_saying_hold_sends_nothing_to_the_pbx(kind):
+    """Issue 10 #7: the gate runs right before the action/command is written; 'hold' writes nothing."""
+    looks = []
+
+    def last_look():
+        looks.append(1)
+        return False
+    if kind == "ami":
+        t, fake = ami(recorded_ami_answer("textback-msg-1"), endpoint_template="pjsip:100/sip:{peer}@127.0.0.1")
+        sent = lambda: fake.actions  # noqa: E731
+    else:
+        t, fake = fs("Sent")
+        sent = lambda: fake.cmds  # noqa: E731
+    res = asyncio.run(t.send(MSG, last_look))
+    assert res.status == "retry" and looks == [1] and sent() == []
+    assert asyncio.run(t.send(MSG, lambda: True)).status == "sent" and len(sent()) == 1

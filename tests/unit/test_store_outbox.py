@@ -58,8 +58,9 @@ class Flaky:
         self.results = list(results)
         self.calls = []
 
-    async def send(self, msg):
+    async def send(self, msg, last_look):
         self.calls.append(msg.id)
+        assert last_look()
         r = self.results.pop(0)
         if isinstance(r, Exception):
             raise r
@@ -105,15 +106,19 @@ def test_transport_exception_marks_unknown_never_lost_or_resent(store, tmp_path)
     assert run(OutboxWorker(s, t2, clock=lambda: 2000.0).drain()) == 0 and t2.calls == []
 
 
-def test_crash_between_claim_and_send_leaves_unknown_at_restart(store, tmp_path):
+def test_a_crash_before_the_write_requeues_after_the_write_leaves_unknown(store, tmp_path):
+    """Issue 10 finding 2: only a text written to the wire may be unknown."""
     s = store(tmp_path)
     s.record_verdict(verdict("a"), now=1000.0)
-    assert len(s.claim_due(1000.0)) == 1             # claimed, then the process dies
+    s.record_verdict(verdict("b", "+15125550124"), now=1000.0)
+    a, b = s.claim_due(1000.0)                       # both claimed ...
+    assert s.mark_written(b.id, 1000.5)              # ... b written, then the process dies
     s.close()
     s = store(tmp_path)
-    assert s.recover_interrupted(2000.0) == 1
-    assert st.Message.get().state == st.UNKNOWN
-    assert s.claim_due(3000.0) == []                  # never resent silently
+    assert s.recover_interrupted(2000.0) == (1, 1)
+    assert st.Message.get_by_id(a.id).state == st.PENDING         # no byte left: it goes out
+    assert st.Message.get_by_id(b.id).state == st.UNKNOWN         # may have: never resent silently
+    assert [m.id for m in s.claim_due(3000.0)] == [a.id]
 
 
 def test_two_workers_never_claim_the_same_row(store, tmp_path):
