@@ -7,7 +7,8 @@ or `Error` / `Authentication failed` and then the connection is closed; any othe
 before login gets `Authentication Required`; `Ping` -> `Ping: Pong` + `Timestamp`;
 `CoreShowChannels` -> the EventList start / rows / `CoreShowChannelsComplete` sequence;
 `Logoff` -> `Goodbye` and close; with no trace (left) to play, `FullyBooted` after login; `Originate` (Async) -> queued + `OriginateResponse`;
-`MessageSend` -> `Message successfully sent`; anything else -> `Invalid/unknown command`.
+`MessageSend` -> `Message successfully sent`;
+`ListCommands` -> the actions the user's `write` classes allow (`write_classes`); anything else -> `Invalid/unknown command`.
 
 What it plays: each trace from its first `Event:` frame on (the recorded banner and login reply
 are this server's own job; the recorded `Response: Goodbye` at the end is dropped), byte for byte.
@@ -40,6 +41,20 @@ _IDLINE = re.compile(rb"^([A-Za-z]*(?:uniqueid|linkedid)): (\d+)\.(\d+)(\r?)$", 
 _TS = re.compile(rb"^Timestamp: (\d+(?:\.\d+)?)\r?$", re.M)
 _EVTIME = re.compile(rb"^EventTime: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\r?$", re.M)
 LOOP_SEQ_OFFSET = 1_000_000          # loop n adds n * this to the sequence part of Uniqueids
+
+
+# Actions ListCommands knows, with the classes Asterisk 22 registers them under.
+ACTIONS = {
+    "Ping": ("Keepalive command.", ()),
+    "Logoff": ("Logoff Manager.", ()),
+    "ListCommands": ("List available manager commands.", ()),
+    "CoreShowChannels": ("List currently active channels.", ("system", "reporting")),
+    "Originate": ("Originate a call.", ("originate",)),
+    "MessageSend": ("Send an out of call message to an endpoint.", ("message",)),
+    "Command": ("Execute Asterisk CLI Command.", ("command",)),
+    "Reload": ("Send a reload event.", ("system", "config")),
+    "Hangup": ("Hangup channel.", ("system", "call")),
+}
 
 
 def trace_frames(data: bytes) -> list[bytes]:
@@ -112,7 +127,8 @@ class AmiReplayServer:
                  pace: float = 0.0, chunking: bool = False, loop: bool = False,
                  close_after_each: bool = False, speed: float = 0.0,
                  channels: list[dict] | None = None, seed: int | None = None,
-                 max_chunk: int = 96, max_delay: float = 5.0):
+                 max_chunk: int = 96, max_delay: float = 5.0,
+                 write_classes: tuple[str, ...] = ("originate", "message", "reporting")):
         self.traces = [Path(t) for t in traces]
         self.username, self.secret = username, secret
         self.host, self.port = host, port
@@ -120,6 +136,7 @@ class AmiReplayServer:
         self.chunking, self.loop, self.close_after_each = chunking, loop, close_after_each
         self.channels = list(channels or [])      # rows CoreShowChannels answers with
         self.max_chunk, self.max_delay = max_chunk, max_delay
+        self.write_classes = set(write_classes)   # the user's `write =` (ListCommands), as shipped
         self._rng = random.Random(seed)
         self._frames = [trace_frames(p.read_bytes()) for p in self.traces]
         self._cursor = 0
@@ -269,6 +286,14 @@ class AmiReplayServer:
             else:
                 await self._send(conn, _frame(("Response", "Success"), *idh,
                                               ("Message", "Originate successfully queued")))
+        elif name == "listcommands":
+            # as Asterisk's action_listcommands: one "Action: synopsis (Priv: classes)" line per
+            # action the user's write classes allow (any one of its classes), <none> always
+            lines = [f"{act}: {syn} (Priv: {','.join(priv) or '<none>'})"
+                     for act, (syn, priv) in ACTIONS.items()
+                     if not priv or self.write_classes & set(priv)]
+            await self._send(conn, _frame(("Response", "Success"), *idh,
+                                          *(tuple(x.split(": ", 1)) for x in lines)))
         elif name == "messagesend":
             await self._send(conn, _frame(("Response", "Success"), *idh,
                                           ("Message", "Message successfully sent")))
