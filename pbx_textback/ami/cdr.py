@@ -93,7 +93,10 @@ def columns(cfg_cdr) -> list[str]:
     if cfg_cdr.source == "sqlite":
         con = sqlite3.connect(f"file:{cfg_cdr.path}?mode=ro", uri=True, timeout=5)
         try:
-            return [r[1] for r in con.execute(f'PRAGMA table_info("{cfg_cdr.table.replace(chr(34), "")}")')]
+            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{cfg_cdr.table.replace(chr(34), "")}")')]
+            if not cols:
+                raise OSError(f"no table {cfg_cdr.table} in {cfg_cdr.path}")
+            return cols
         except sqlite3.Error as e:
             raise OSError(str(e)) from None
         finally:
