@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def in_root(line: str, root: Path) -> str:
 
 PRELUDE = r"""
 set -euo pipefail
+umask 022     # Debian's root shell
 apt-get() {   # installs only what is missing (CI's machine has python3-venv already)
   local p; for p in "$@"; do case $p in -*|install) ;; *)
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || { command apt-get "$@"; return; } ;;
@@ -69,18 +71,27 @@ apt-get() {   # installs only what is missing (CI's machine has python3-venv alr
 }
 systemd-sysusers() { command systemd-sysusers --root="$ROOT" "$@"; }
 systemd-tmpfiles() { command systemd-tmpfiles --root="$ROOT" "$@"; }
-editor() { "$HOST_PY" -m tests.install_host edit "$@"; }
-systemctl() { "$HOST_PY" -m tests.install_host systemctl "$@"; }
+editor() { PYTHONPATH="$HOST_SRC" "$HOST_PY" -m tests.install_host edit "$@"; }
+systemctl() { PYTHONPATH="$HOST_SRC" "$HOST_PY" -m tests.install_host systemctl "$@"; }
 """
 
 
-def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_call(tmp_path, smsc_factory):
+@pytest.fixture
+def scratch():
+    """Outside pytest's tmp (0700, and other pytest sessions reset it): the unit's user must
+    reach the files, as it reaches /opt and /etc on a real box."""
+    d = Path(tempfile.mkdtemp(prefix="ptb-install-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_call(scratch, smsc_factory):
+    tmp_path = scratch
     root = tmp_path / "root"
-    for d in ("etc/systemd/system", "usr/lib", "var/lib", "run", "opt"):      # an installed OS
-        (root / d).mkdir(parents=True)
-    for p in (tmp_path, *tmp_path.parents):        # the service's user must reach its files
-        if p != Path("/"):
-            os.chmod(p, os.stat(p).st_mode | 0o005)
+    for d in ("etc/systemd/system", "usr/lib/sysusers.d", "usr/lib/tmpfiles.d", "var/lib", "run", "opt"):
+        (root / d).mkdir(parents=True)                      # an installed Debian, with systemd's
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)  # units
     dl = tmp_path / "download"
     dl.mkdir()
     release_tarball(dl)
@@ -91,7 +102,8 @@ def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_ca
     script = PRELUDE + "\n".join(in_root(ln, root) for ln in block) + "\n"
     with ThreadedAmi([FIX / "02-no-answer.ami"], username="textback", secret="ami-pw",
                      loop=True, pace=1.0) as ami:
-        env = dict(os.environ, ROOT=str(root), HOST_PY=sys.executable, PYTHONPATH=str(ROOT_DIR),
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}    # the admin's own shell
+        env.update(ROOT=str(root), HOST_PY=sys.executable, HOST_SRC=str(ROOT_DIR),
                    AMI_PORT=str(ami.port), AMI_SECRET="ami-pw", LINE="+15125550110",
                    SMSC_PORT=str(smsc.port), SMSC_SYSTEM_ID="acme", SMSC_PASSWORD="smsc-pw")
         try:
@@ -128,7 +140,8 @@ def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_ca
             assert (root / "etc/systemd/system/multi-user.target.wants/pbx-textback.service").is_symlink()
         finally:
             stop = subprocess.run([sys.executable, "-m", "tests.install_host", "stop"], cwd=ROOT_DIR,
-                                  env=env, capture_output=True, text=True, timeout=60)
+                                  env=dict(env, PYTHONPATH=str(ROOT_DIR)),
+                                  capture_output=True, text=True, timeout=60)
         assert stop.stdout.strip() == "0", stop.stdout + stop.stderr
     journal = (root / "journal.log").read_text()
     assert "ERROR" not in journal and "Traceback" not in journal, journal[-3000:]

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,12 +21,18 @@ as_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
                              reason="needs root and setpriv (CI runs as root)")
 
 
+@pytest.fixture
+def tmp_path():
+    """Outside pytest's own tmp (0700, reset by other pytest sessions): the service's user
+    must reach its state directory."""
+    d = Path(tempfile.mkdtemp(prefix="ptb-store-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def state_dir(tmp_path) -> Path:
     """Like the unit's StateDirectory: owned by the service's user, 0750."""
-    for p in (tmp_path, *tmp_path.parents):
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o005)     # the service user may reach it
     d = tmp_path / "state"
     d.mkdir()
     os.chown(d, NOBODY, NOBODY)
