@@ -123,3 +123,47 @@ def test_pause_twice_says_already_paused(tmp_path):
     second = cli("pause", "-c", str(cfg), env=env)
     assert second.returncode == 0 and second.stdout.startswith("already paused since"), second.stdout
     assert "PAUSED" not in second.stderr          # nothing logged: nothing changed
+
+
+def test_status_counts_the_texts_waiting_and_the_oldest_ones_age(tmp_path):
+    from pbx_textback.store.db import open_store
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RUNTIME_DIRECTORY=str(tmp_path))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "s.sqlite3"}"\n')
+    store = open_store(str(tmp_path / "s.sqlite3"))
+    now = time.time()
+    for age_min, state in ((7, "pending"), (2, "sending"), (30, "sent"), (40, "unknown")):
+        store.add_message(direction="out", kind="missed-call", line="+15125550110", peer="+17375550188",
+                          body="hi", state=state, due_at=now, created_at=now - age_min * 60,
+                          updated_at=now)
+    store.close()
+    out = cli("status", "-c", str(cfg), env=env).stdout
+    assert "texts waiting: 2, the oldest for 7 min" in out, out
+    assert "texts of unknown fate: 1" in out
+
+
+def test_status_shows_a_refused_bind_and_the_last_error(tmp_path, smsc_factory):
+    smsc = smsc_factory(system_id="acme", password="right")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RUNTIME_DIRECTORY=str(run_dir))
+    with ThreadedAmi([], username="t", secret="s") as ami:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(f'[pbx.ami]\nport = {ami.port}\nusername = "t"\nsecret = "s"\n'
+                       f'[store]\npath = "{tmp_path / "s.sqlite3"}"\n[transport]\ntype = "smpp"\n'
+                       f'[transport.smpp]\nhost = "127.0.0.1"\nport = {smsc.port}\nsystem_id = "acme"\n'
+                       f'password = "wrong"\n')
+        c = ["-c", str(cfg)]
+        proc = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "run", *c], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            r = until(lambda: (r := cli("status", *c, env=env)) and "last error: none" not in r.stdout
+                      and "bind-failed" in r.stdout and r, what="the refused bind in status")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+    assert r.returncode == 1
+    assert "transport smpp: bind-failed (SMSC)" in r.stdout
+    assert "PBX: connected" in r.stdout
+    last = next(ln for ln in r.stdout.splitlines() if ln.startswith("last error: "))
+    assert "bind" in last.lower() and "wrong" not in last, last          # no secret in it
