@@ -361,7 +361,7 @@ def _read_secret(key, value, full, lines, problems):
             problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}"
                             + _secret_hint(value))
             return None
-    # systemd LoadCredential= hands secrets over in $CREDENTIALS_DIRECTORY
+    # secret_env: the value of that environment variable (secret_file is what the unit uses)
     env = os.environ.get(value)
     if env is None:
         problems.append(f"'{full}'{_where(full, lines)}: environment variable {value} is not set")
