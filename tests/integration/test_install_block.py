@@ -58,12 +58,13 @@ def release_tarball(dest: Path) -> Path:
 
 
 def in_root(line: str, root: Path) -> str:
-    return re.sub(r"(?<![\w.$/-])/(opt|etc|usr/lib|var/lib|run)/", lambda m: f"{root}/{m.group(1)}/", line)
+    return re.sub(r"(?<![\w.$/-])/(opt|etc|usr/lib|usr/local|var/lib|run)/", lambda m: f"{root}/{m.group(1)}/", line)
 
 
 PRELUDE = r"""
 set -euo pipefail
 umask 022     # Debian's root shell
+export PATH="$ROOT/usr/local/bin:$PATH"     # /usr/local/bin of the box
 apt-get() {   # installs only what is missing (CI's machine has python3-venv already)
   local p; for p in "$@"; do case $p in -*|install) ;; *)
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || { command apt-get "$@"; return; } ;;
@@ -89,7 +90,8 @@ def scratch():
 def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_call(scratch, smsc_factory):
     tmp_path = scratch
     root = tmp_path / "root"
-    for d in ("etc/systemd/system", "usr/lib/sysusers.d", "usr/lib/tmpfiles.d", "var/lib", "run", "opt"):
+    for d in ("etc/systemd/system", "usr/lib/sysusers.d", "usr/lib/tmpfiles.d", "usr/local/bin", "var/lib",
+              "run", "opt"):
         (root / d).mkdir(parents=True)                      # an installed Debian, with systemd's
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)  # units
     dl = tmp_path / "download"
@@ -99,6 +101,10 @@ def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_ca
     block = install_block()
     assert block[0].startswith("mkdir -p /opt/pbx-textback-src"), block[0]
     assert not any("example.invalid" in ln for ln in block)
+    for ln in block:          # every path the block writes must land in the scratch root
+        for path in re.findall(r"(?<![\w.$/-])(/[\w/.-]+)", ln):
+            assert path == "/dev/null" or re.match(r"/(opt|etc|usr/lib|usr/local|var/lib|run)/", path), \
+                f"{path} in `{ln}` would not be in the scratch root: teach in_root() about it"
     script = PRELUDE + "\n".join(in_root(ln, root) for ln in block) + "\n"
     with ThreadedAmi([FIX / "02-no-answer.ami"], username="textback", secret="ami-pw",
                      loop=True, pace=1.0) as ami:
@@ -128,7 +134,7 @@ def test_the_readme_install_block_gives_a_running_service_that_texts_a_missed_ca
                 (root / "journal.log").read_text()[-3000:]
             assert "Acme Dental" in got[0]["text"]
             # status, as root from a shell: green
-            status = subprocess.run([str(root / "opt/pbx-textback/bin/pbx-textback"), "status", "-c",
+            status = subprocess.run([str(root / "usr/local/bin/pbx-textback"), "status", "-c",
                                      str(root / "etc/pbx-textback/config.toml")],
                                     env=dict(os.environ, RUNTIME_DIRECTORY=str(root / "run/pbx-textback")),
                                     capture_output=True, text=True, timeout=60)
