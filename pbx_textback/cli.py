@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, default_config, load
+from .store.db import StoreError
 
 DEFAULT_CONFIG = "/etc/pbx-textback/config.toml"
 
@@ -267,10 +268,17 @@ def cmd_hours(a) -> int:
 
 
 def cmd_pause(a) -> int:
+    from .store.db import setting_since
     cfg = _config(a.config, required=True)
     store = _store(cfg)
     try:
         paused = a.cmd == "pause"
+        was = setting_since(store, "paused")
+        if (was is not None and was[0] == "1") == paused:     # nothing to change: say so
+            since = f" since {datetime.fromtimestamp(was[1]).astimezone().isoformat(timespec='seconds')}" if was else ""
+            print(f"already paused{since}: `pbx-textback resume` sends what waits" if paused
+                  else "not paused: automated texting is on")
+            return 0
         store.set_setting("paused", "1" if paused else "0", time.time())
     finally:
         store.close()
@@ -279,6 +287,23 @@ def cmd_pause(a) -> int:
     print("automated texting paused: due texts wait, nothing is lost; `pbx-textback resume` "
           "sends them" if paused else "automated texting resumed")
     return 0
+
+
+def cmd_status(a) -> int:
+    from . import status
+    from .store.db import setting_since, waiting_texts
+    cfg = _config(a.config, required=True)
+    path = status.status_file()
+    store = _store(cfg)
+    try:
+        paused = setting_since(store, "paused")
+        waiting, oldest, unknown = waiting_texts(store)
+    finally:
+        store.close()
+    text, code = status.render(status.read(path), path, paused=paused if paused and paused[0] == "1" else None,
+                               waiting=waiting, oldest=oldest, unknown=unknown, now=time.time())
+    print(text)
+    return code
 
 
 def cmd_doctor(a) -> int:
@@ -435,10 +460,15 @@ def cmd_export(a) -> int:
 
 def cmd_run(a) -> int:
     from .service import Service
+    from .status import publish_dir
+    from .store.db import StoreError
     cfg = _config(a.config, required=True)
-    svc = Service(cfg)
-    asyncio.run(svc.run())
-    return 0
+    try:
+        svc = Service(cfg, status_dir=publish_dir())
+        return asyncio.run(svc.run())
+    except StoreError as e:       # exit 2: the unit does not restart; the admin must act
+        logging.getLogger("pbx_textback").error("%s", e)
+        return 2
 
 
 def cmd_demo(a) -> int:
@@ -534,13 +564,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--line", help="the line to send from (default: the first)")
     s.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the bind and the receipt")
     s.add_argument("-c", "--config")
+    s = cmd("status", cmd_status, "is the service running, connected to the PBX and the SMSC? paused? "
+            "texts waiting, the last error (exit 1 when something is wrong)")
+    s.add_argument("-c", "--config")
     s = cmd("doctor", cmd_doctor, "check the config, the PBX login and permissions, the store and the "
             "transport; print the fix for each failure")
     s.add_argument("-c", "--config")
     s.add_argument("--manager-conf", help="Asterisk manager.conf to read the user's classes from")
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
+    _add_help_texts(sub)
     return p
+
+
+# `pbx-textback COMMAND --help`: the config each command reads and one example (no man page:
+# the unit's Documentation= points at the README, and every command explains itself)
+EXAMPLES = {
+    "run": "pbx-textback run -c /etc/pbx-textback/config.toml   (what the systemd unit runs)",
+    "demo": "pbx-textback demo --once --pbx freeswitch",
+    "check-config": "pbx-textback check-config -c /etc/pbx-textback/config.toml",
+    "replay": "pbx-textback replay calls.ami --pbx asterisk --at 2026-11-26T17:30:00-06:00",
+    "explain": "pbx-textback explain +15125550188",
+    "number": "pbx-textback number '(512) 555-0188' --region US",
+    "sms-info": "pbx-textback sms-info 'Sorry we missed your call'",
+    "hours": "pbx-textback hours show\n  pbx-textback hours set +15125550100 closed",
+    "pause": "pbx-textback pause",
+    "resume": "pbx-textback resume",
+    "status": "pbx-textback status",
+    "check-reply": "pbx-textback check-reply 'STOP please'",
+    "optout": "pbx-textback optout +15125550188 --reason 'asked on the phone'",
+    "optin": "pbx-textback optin +15125550188 --reason 'signed the consent form'",
+    "consent": "pbx-textback consent export > consent.csv",
+    "purge": "pbx-textback purge --older-than 365",
+    "export": "pbx-textback export +15125550188 > caller.json",
+    "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
+    "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
+}
+
+
+def _add_help_texts(sub) -> None:
+    for name, parser in sub.choices.items():
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        if name in EXAMPLES:
+            parser.epilog = "example:\n  " + EXAMPLES[name]
+        for action in parser._actions:
+            if "--config" in action.option_strings and not action.help:
+                action.help = "the config file" + ("" if action.required else
+                                                   f" (default: {DEFAULT_CONFIG} when it exists)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error:\n{e}", file=sys.stderr)
         return 2
     except CliError as e:
+        print(f"pbx-textback: {e}", file=sys.stderr)
+        return 2
+    except StoreError as e:
         print(f"pbx-textback: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -378,17 +378,43 @@ def _read_secret(key, value, full, lines, problems):
         _type_error(full, "a string", value, lines, problems)
         return None
     if key.endswith("_file"):
-        value = os.path.expandvars(value)     # ${CREDENTIALS_DIRECTORY}/ami-secret under systemd
+        value = secret_path(value)
         try:
             return Path(value).read_text(encoding="utf-8").strip()
         except OSError as e:
-            problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}")
+            problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}"
+                            + _secret_hint(value))
             return None
-    # systemd LoadCredential= hands secrets over in $CREDENTIALS_DIRECTORY
+    # secret_env: the value of that environment variable (secret_file is what the unit uses)
     env = os.environ.get(value)
     if env is None:
         problems.append(f"'{full}'{_where(full, lines)}: environment variable {value} is not set")
     return env
+
+
+def secret_path(value: str) -> str:
+    """Where a `*_file` secret is read from. One spelling serves the service and a root shell:
+    the config names the file itself (/etc/pbx-textback/ami-secret, root-only); the unit hands
+    it to the service as the credential named after the file (LoadCredential=ami-secret:…),
+    so under systemd $CREDENTIALS_DIRECTORY/ami-secret is read, and from a shell the file."""
+    value = os.path.expandvars(value)
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and "$" not in value:
+        cred = Path(creds) / Path(value).name
+        if cred.is_file():
+            return str(cred)
+    return value
+
+
+def _secret_hint(path: str) -> str:
+    if "${CREDENTIALS_DIRECTORY}" in path or "$CREDENTIALS_DIRECTORY" in path:
+        return ("; name the file itself, e.g. /etc/pbx-textback/ami-secret: the unit passes it to "
+                "the service (LoadCredential=) and commands run as root read it directly")
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        name = Path(path).name
+        return (f"; the unit passes no credential '{name}': add `LoadCredential={name}:{path}` "
+                "with `systemctl edit pbx-textback`, or use one of the names the unit lists")
+    return ""
 
 
 # ---- validating ----------------------------------------------------------------------------

@@ -22,7 +22,18 @@ NEEDED_READ = {"call": "Newchannel, Dial*, Bridge*, Hangup, queue events",
                "agent": "AgentConnect / QueueCallerAbandon",
                "system": "FullyBooted and Shutdown: reconnect and reconcile"}
 NEEDED_WRITE = {"originate": ("Originate", "callbacks that ring the desk phone first"),
-                "message": ("MessageSend", "texts through the PBX's SIP MESSAGE")}
+                "message": ("MessageSend", "texts through the PBX's SIP MESSAGE"),
+                "reporting": ("CoreShowChannels", "calls still up after a reconnect are picked up")}
+
+
+def relied_on(cfg) -> set[str]:
+    """The write classes this config cannot do without (the others only warn)."""
+    used = {"reporting"}                  # CoreShowChannels after every (re)connect
+    if cfg.features.enabled:
+        used.add("originate")
+    if "pbx" in {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}:
+        used.add("message")
+    return used
 
 
 @dataclass
@@ -118,15 +129,15 @@ def check_ami(cfg, manager_confs: list[str] | None = None) -> list[Result]:
     else:
         # ListCommands lists only the actions this user may send
         actions = {k.lower() for k in listing if k not in ("Response", "ActionID", "Message")}
-        # a text that cannot go out is a failure; a feature code that cannot, a warning
-        needed = {"message"} if "pbx" in _transports(cfg) else set()
+        needed = relied_on(cfg)
         for cls, (action, why) in NEEDED_WRITE.items():
             ok = action.lower() in actions
-            fix = [] if ok else [f"add '{cls}' to `write =` of [{a.username}], then "
-                                 "`asterisk -rx 'manager reload'` (the service logs in again by itself)"]
             out.append(Result(f"ami write {cls}", ok or cls not in needed,
                               f"{action}: {'allowed' if ok else 'not allowed'} "
-                              f"({why}{'' if ok else ' will not work'})", fix, warn=not ok))
+                              f"({why}{'' if ok else ' will not work'})",
+                              [] if ok else [f"add '{cls}' to `write =` of [{a.username}] (see ami/manager_custom.conf), "
+                                             "then `asterisk -rx 'manager reload'` (the service logs in again by itself)"],
+                              warn=not ok))
     perms = manager_conf_perms(a.username, manager_confs if manager_confs is not None else
                                sorted(glob.glob("/etc/asterisk/manager*.conf")))
     if perms is None:
@@ -141,10 +152,6 @@ def check_ami(cfg, manager_confs: list[str] | None = None) -> list[Result]:
                        for c in missing]))
     return out
 
-
-def _transports(cfg) -> set[str]:
-    """Every transport a text may take: the default and each line's own."""
-    return {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}
 
 
 def check_store(cfg) -> Result:
@@ -224,16 +231,13 @@ def check_port_free(name: str, host: str, port: int) -> Result:
         s.close()
 
 
-def check_cdr(cfg) -> Result:
+def check_cdr_csv_conf(cfg) -> Result:
     """What CDR recovery needs of cdr_csv: a uniqueid in each row (loguniqueid=yes: without it
     recovery matches nothing) and the zone its times are in (usegmtime)."""
     import csv
     from .ami.cdr import zone_of
     from .core.cdr import LOCAL, csv_row
     c = cfg.pbx.cdr
-    if c.source != "csv":
-        return Result("cdr", True, f"{c.source}: read after a gap (times in "
-                      f"{c.timezone or 'this box' + chr(39) + 's local zone'})")
     zone, conf = zone_of(c)
     where = "this box's local zone" if zone == LOCAL else zone
     fix_uid = [f"in {c.cdr_conf}: [csv] loguniqueid=yes (keep loguserfield=yes), then "
@@ -264,10 +268,12 @@ def run_doctor(cfg, *, manager_confs: list[str] | None = None) -> list[Result]:
     results = [Result("config", True, f"{cfg.source}: valid")]
     if cfg.pbx.type == "asterisk":
         results += check_ami(cfg, manager_confs)
-        if cfg.pbx.cdr.source:
-            results.append(check_cdr(cfg))
     else:
         results.append(check_esl(cfg))
+    if cfg.pbx.cdr.source:
+        results.append(check_cdr(cfg))
+        if cfg.pbx.cdr.source == "csv":
+            results.append(check_cdr_csv_conf(cfg))
     results.append(check_store(cfg))
     results.append(check_transport(cfg))
     if cfg.smtp.enabled:
@@ -313,3 +319,75 @@ def report(results: list[Result]) -> tuple[str, int]:
     failed = sum(not r.ok for r in results)
     lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
     return "\n".join(lines), (1 if failed else 0)
+
+
+# ---- the CDR the config reads after a gap ([pbx.cdr]) --------------------------------------
+SERVICE_USER = "pbx-textback"
+
+
+def readable_by_service(path: str) -> str | None:
+    """Why the service's user cannot read `path`, or None. Doctor runs as root, who reads
+    everything: judge by the user's own uid and groups and each directory's x bit."""
+    import grp
+    import pwd
+    import stat
+    if os.geteuid() != 0:
+        return None if os.access(path, os.R_OK) else f"{path} is not readable by {os.getuid()}"
+    try:
+        u = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        return None                      # no service user on this box: nothing to judge
+    gids = {u.pw_gid} | {g.gr_gid for g in grp.getgrall() if SERVICE_USER in g.gr_mem}
+    parts = os.path.abspath(path).split("/")
+    for i in range(1, len(parts) + 1):
+        p = "/".join(parts[:i]) or "/"
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            return f"{p}: {e.strerror}"
+        need = stat.S_IROTH if i == len(parts) else stat.S_IXOTH
+        shift = 6 if st.st_uid == u.pw_uid else 3 if st.st_gid in gids else 0
+        if not st.st_mode & (need << shift):
+            try:
+                group = grp.getgrgid(st.st_gid).gr_name
+            except KeyError:
+                group = str(st.st_gid)
+            return f"{p} ({stat.filemode(st.st_mode)}, group {group}) is closed to the {SERVICE_USER} user:{group}"
+    return None
+
+
+def check_cdr(cfg) -> Result:
+    from .ami.cdr import columns
+    from .core.cdr import normalize
+    c = cfg.pbx.cdr
+    name = f"cdr {c.source}"
+    where = c.dsn.split("@")[-1] if c.source == "mysql" else c.path
+    if c.source != "mysql":
+        closed = readable_by_service(c.path)
+        if closed:
+            why, _, group = closed.rpartition(":")
+            return Result(name, False, f"the service cannot read the CDR: {why}",
+                          [f"`usermod -aG {group} {SERVICE_USER}` (or make it readable to that "
+                           f"group), then `systemctl restart {SERVICE_USER}`"])
+    try:
+        cols = columns(c)
+    except OSError as e:
+        fix = {"csv": "enable cdr_csv (cdr.conf [csv], modules.conf) or correct pbx.cdr.path",
+               "sqlite": "load cdr_sqlite3_custom or correct pbx.cdr.path / pbx.cdr.table",
+               "mysql": "check pbx.cdr.dsn, the password file and the read-only user's GRANT "
+                        "SELECT (README: the CDR)"}[c.source]
+        return Result(name, False, f"cannot read {where}: {getattr(e, 'strerror', None) or e}", [fix])
+    if not cols:
+        return Result(name, True, f"{where}: readable, no calls recorded yet (columns not checked)", warn=True)
+    have = set(normalize({k: "" for k in cols}))
+    missing = [k for k in CDR_NEEDS if k not in have]
+    if missing:
+        fix = ["in /etc/asterisk/cdr.conf [csv]: loguniqueid = yes, then "
+               "`asterisk -rx 'module reload cdr_csv.so'`"] if c.source == "csv" else \
+              [f"the CDR table must have the columns {', '.join(missing)} (FreePBX's asteriskcdrdb.cdr has them)"]
+        return Result(name, False, f"{where}: recovery needs the column(s) {', '.join(missing)}", fix)
+    return Result(name, True, f"{where}: readable by the service, the columns recovery needs are there")
+
+
+# what core/cdr.recover reads from every row (start is `calldate` in asteriskcdrdb)
+CDR_NEEDS = ("start", "src", "dst", "channel", "dstchannel", "lastapp", "disposition", "uniqueid")

@@ -15,7 +15,8 @@ from .core.model import INBOUND, OUTBOUND
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
 from .sdnotify import Notifier
-from .store.db import open_store
+from .status import HEARTBEAT_S, Publisher
+from .store.db import check_writable, open_store
 
 log = logging.getLogger("pbx_textback")
 
@@ -41,8 +42,9 @@ def freeswitch_settings(cfg):
 
 
 class Service:
-    def __init__(self, cfg, *, on_verdict=None, clock=time.time):
+    def __init__(self, cfg, *, on_verdict=None, clock=time.time, status_dir=None):
         self.cfg = cfg
+        self.status = Publisher(status_dir)       # what `pbx-textback status` reads
         self.clock = clock
         self.store = open_store(cfg.store.path, cfg.store.dsn)
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
@@ -250,11 +252,13 @@ class Service:
             self._connected_once = True
         if state != self.pbx_state:
             self.pbx_state = state
+            self._pbx_detail = detail
             level = logging.ERROR if state == "auth-failed" else logging.INFO
             log.log(level, "PBX connection %s%s", state, f": {detail}" if detail else "")
             # the PBX's state goes in STATUS=, never in our exit code: a PBX that is down at
             # boot must not make systemd restart us in a loop
             self.notifier.status(f"PBX {state}{': ' + detail if detail else ''}")
+            self._publish()
 
     def _source(self, host=None, port=None):
         if self.cfg.pbx.type == "freeswitch":
@@ -268,8 +272,13 @@ class Service:
                          on_event=self.on_event, on_state=self.on_state,
                          ping_interval=a.ping_interval)
 
-    async def run(self, *, host=None, port=None, extra_tasks=()) -> None:
+    async def run(self, *, host=None, port=None, extra_tasks=()) -> int:
+        """Until stopped: 0. A task that dies (the store, the outbox, the PBX source) stops the
+        service with 1 and its reason in the log: never ready and then quietly gone."""
         loop = asyncio.get_running_loop()
+        # a store the service cannot write fails here, before READY=1 (StoreError)
+        check_writable(self.store, self.cfg.store.path if not self.cfg.store.dsn else "", self.clock())
+        self._pbx_addr = f"{host or self._pbx_host()}:{port or self._pbx_port()}"
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self._stop.set)
@@ -294,21 +303,27 @@ class Service:
         if self.cfg.smtp.enabled:
             from .smtp.listener import VoicemailListener
             self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
-            port = await self.smtp.start()
-            log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, port)
+            smtp_port = await self.smtp.start()
+            log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        side.append(asyncio.create_task(self._heartbeat(), name="status"))
+        self.status.attach()
         self.notifier.ready(f"PBX {self.pbx_state}")
         log.info("pbx-textback running: %s at %s, store %s, transport %s, %d line(s)%s",
-                 self.cfg.pbx.type, f"{host or self._pbx_host()}:{port or self._pbx_port()}",
+                 self.cfg.pbx.type, self._pbx_addr,
                  self.cfg.store.dsn and "postgresql" or self.cfg.store.path, self.transport.name,
                  len(self.cfg.line), " (every inbound number)" if self.cfg.every_inbound_number else "")
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+        code = 0
         for t in done:
-            if t is not stopper and t.exception():
-                log.error("task %s died: %s", t.get_name(), t.exception())
+            if t is not stopper and not t.cancelled():
+                code = 1
+                e = t.exception()
+                log.error("the %s task stopped%s: pbx-textback exits so that systemd restarts it",
+                          t.get_name(), f": {type(e).__name__}: {e}" if e else " by itself")
         self.notifier.stopping()
         self.worker.stop()
         if source is not None:
@@ -323,8 +338,10 @@ class Service:
             t.cancel()
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
         self._mark_alive()
+        self.status.close()
         self.store.close()
-        log.info("pbx-textback stopped")
+        log.info("pbx-textback stopped" + (" after an error (exit 1)" if code else ""))
+        return code
 
     def stop(self) -> None:
         self._stop.set()
@@ -334,6 +351,25 @@ class Service:
             self.store.set_setting(ALIVE_KEY, f"{self.clock():.3f}", self.clock())
         except Exception as e:          # the store's trouble shows elsewhere; keep running
             log.warning("could not record that the service is alive: %s", e)
+    # ---- what `pbx-textback status` reads (status.py) ----
+    def _transport_states(self) -> dict:
+        router = getattr(self.transport, "inner", self.transport)     # Watched(Router(...))
+        kinds = getattr(router, "transports", None) or {self.transport.name: self.transport}
+        out = {}
+        for kind, t in kinds.items():
+            inner = getattr(t, "t", t)           # SmppSender wraps the SmppTransport
+            out[kind] = "log" if kind == "log" else str(getattr(inner, "state", "ready"))
+        return out
+
+    def _publish(self) -> None:
+        self.status.write({"pbx": {"type": self.cfg.pbx.type, "address": getattr(self, "_pbx_addr", ""),
+                                   "state": self.pbx_state, "detail": getattr(self, "_pbx_detail", "")},
+                           "transports": self._transport_states()})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._publish()
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _housekeeping(self) -> None:
         """Every 30 s: is the SMSC down too long, calls left open without an end, the store's

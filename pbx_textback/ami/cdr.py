@@ -60,25 +60,65 @@ def read_rows(cfg_cdr, since: float, tz: str, conf: CsvConf | None = None) -> li
 
 
 def _mysql_rows(cfg_cdr, after: str) -> list[dict]:
-    from urllib.parse import unquote, urlparse
-    try:
-        import pymysql
-        import pymysql.cursors
-    except ImportError:
-        raise OSError("reading FreePBX's CDR needs PyMySQL: pip install 'pbx-textback[freepbx]'") from None
-    u = urlparse(cfg_cdr.dsn)
-    try:
-        con = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306,
-                              user=unquote(u.username or ""), password=cfg_cdr.password or unquote(u.password or ""),
-                              database=u.path.lstrip("/") or "asteriskcdrdb", charset="utf8mb4",
-                              connect_timeout=5, read_timeout=20, cursorclass=pymysql.cursors.DictCursor)
-    except pymysql.MySQLError as e:
-        raise OSError(f"cannot connect to the CDR database {u.hostname}: {e}") from None
+    con = _mysql_connect(cfg_cdr)       # OSError when PyMySQL is missing
+    import pymysql
     try:
         with con.cursor() as cur:
             table = cfg_cdr.table.replace("`", "")
             cur.execute(f"SELECT * FROM `{table}` WHERE calldate >= %s ORDER BY calldate", (after,))
             return [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in cur.fetchall()]
+    except pymysql.MySQLError as e:
+        raise OSError(f"cannot read {cfg_cdr.table}: {e}") from None
+    finally:
+        con.close()
+
+
+def _mysql_connect(cfg_cdr):
+    from urllib.parse import unquote, urlparse
+    try:
+        import pymysql
+        import pymysql.cursors
+    except ImportError:
+        raise OSError("reading FreePBX's CDR needs PyMySQL: pip install '/opt/pbx-textback-src[freepbx]'") from None
+    u = urlparse(cfg_cdr.dsn)
+    try:
+        return pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306,
+                               user=unquote(u.username or ""), password=cfg_cdr.password or unquote(u.password or ""),
+                               database=u.path.lstrip("/") or "asteriskcdrdb", charset="utf8mb4",
+                               connect_timeout=5, read_timeout=20, cursorclass=pymysql.cursors.DictCursor)
+    except pymysql.MySQLError as e:
+        raise OSError(f"cannot connect to the CDR database {u.hostname}: {e}") from None
+
+
+def columns(cfg_cdr) -> list[str]:
+    """The CDR's column names as read_rows would see them (for `doctor`). Master.csv has no
+    header: its columns are those of CSV_COLUMNS that its last row fills."""
+    if cfg_cdr.source == "csv":
+        with open(cfg_cdr.path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 65536))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+        last = next((ln for ln in reversed(tail) if ln.strip()), None)
+        if last is None:
+            return []
+        return list(CSV_COLUMNS[:len(next(csv.reader([last])))])
+    if cfg_cdr.source == "sqlite":
+        con = sqlite3.connect(f"file:{cfg_cdr.path}?mode=ro", uri=True, timeout=5)
+        try:
+            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{cfg_cdr.table.replace(chr(34), "")}")')]
+            if not cols:
+                raise OSError(f"no table {cfg_cdr.table} in {cfg_cdr.path}")
+            return cols
+        except sqlite3.Error as e:
+            raise OSError(str(e)) from None
+        finally:
+            con.close()
+    con = _mysql_connect(cfg_cdr)
+    import pymysql
+    try:
+        with con.cursor() as cur:
+            cur.execute(f"SELECT * FROM `{cfg_cdr.table.replace('`', '')}` LIMIT 0")
+            return [d[0] for d in cur.description]
     except pymysql.MySQLError as e:
         raise OSError(f"cannot read {cfg_cdr.table}: {e}") from None
     finally:

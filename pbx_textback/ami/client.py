@@ -177,7 +177,7 @@ class AmiSource:
                  on_event: Callable[[Event], Any],
                  on_state: Callable[[str, str], Any] | None = None,
                  ping_interval: float = 20.0, ping_timeout: float = 5.0,
-                 reconnect_min: float = 0.5, reconnect_max: float = 30.0,
+                 reconnect_min: float = 0.5, reconnect_max: float = 4.0,
                  events: str = "on",
                  auth_retry: float = 45.0, connect_timeout: float = 10.0,
                  login_timeout: float = 10.0, fully_booted_timeout: float = 30.0):
@@ -273,10 +273,14 @@ class AmiSource:
                     auth_failures = 0
                     if outcome == "ended":          # was connected: start the backoff afresh
                         failures = 0
+                    # capped low: the PBX is on this box, one connect attempt costs it nothing,
+                    # and a call that starts while we wait is a call we only see half of
                     delay = min(self.reconnect_max, self.reconnect_min * (2 ** failures))
                     delay *= random.uniform(0.8, 1.2)
                     failures += 1
-                    log.log(logging.WARNING if failures <= 1 else logging.INFO,
+                    # retries every few seconds: one line a minute in the journal, not fifteen
+                    log.log(logging.WARNING if failures <= 1 else
+                            logging.INFO if failures % 15 == 0 else logging.DEBUG,
                             "AMI %s:%s: %s; reconnecting in %.1f s",
                             self.host, self.port, detail, delay)
                     self._set_state("disconnected", f"{detail}; retry in {delay:.1f} s")

@@ -45,6 +45,20 @@ _EVTIME = re.compile(rb"^EventTime: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\r
 LOOP_SEQ_OFFSET = 1_000_000          # loop n adds n * this to the sequence part of Uniqueids
 
 
+# Actions ListCommands knows, with the classes Asterisk 22 registers them under.
+ACTIONS = {
+    "Ping": ("Keepalive command.", ()),
+    "Logoff": ("Logoff Manager.", ()),
+    "ListCommands": ("List available manager commands.", ()),
+    "CoreShowChannels": ("List currently active channels.", ("system", "reporting")),
+    "Originate": ("Originate a call.", ("originate",)),
+    "MessageSend": ("Send an out of call message to an endpoint.", ("message",)),
+    "Command": ("Execute Asterisk CLI Command.", ("command",)),
+    "Reload": ("Send a reload event.", ("system", "config")),
+    "Hangup": ("Hangup channel.", ("system", "call")),
+}
+
+
 def trace_frames(data: bytes) -> list[bytes]:
     """The frames of a recorded trace that the server plays: from the first `Event:` frame on,
     byte for byte, without the trailing `Response: Goodbye`."""
@@ -95,9 +109,6 @@ def _get(action: dict, key: str) -> str:
 
 
 _WRITE_CLASS = {"messagesend": "message", "originate": "originate"}
-_COMMANDS = [("Login", "<none>"), ("Logoff", "<none>"), ("Ping", "<none>"),
-             ("ListCommands", "<none>"), ("CoreShowChannels", "<none>"),
-             ("Originate", "originate"), ("MessageSend", "message")]
 
 
 def _frame(*pairs: tuple[str, str]) -> bytes:
@@ -123,14 +134,15 @@ class AmiReplayServer:
                  close_after_each: bool = False, speed: float = 0.0,
                  channels: list[dict] | None = None, seed: int | None = None,
                  max_chunk: int = 96, max_delay: float = 5.0,
-                 write_classes: set[str] | None = None):
+                 write_classes=("originate", "message", "reporting")):
         self.traces = [Path(t) for t in traces]
         self.username, self.secret = username, secret
         self.host, self.port = host, port
         self.pace, self.speed = float(pace), float(speed)
         self.chunking, self.loop, self.close_after_each = chunking, loop, close_after_each
         self.channels = list(channels or [])      # rows CoreShowChannels answers with
-        self.write_classes = write_classes        # manager.conf's write=; change it = a reload
+        # manager.conf's `write =` (as shipped; None = all): change it = a `manager reload`
+        self.write_classes = None if write_classes is None else set(write_classes)
         self.max_chunk, self.max_delay = max_chunk, max_delay
         self._rng = random.Random(seed)
         self._frames = [trace_frames(p.read_bytes()) for p in self.traces]
@@ -256,12 +268,7 @@ class AmiReplayServer:
         if need and conn.write is not None and need not in conn.write and "all" not in conn.write:
             await self._send(conn, _frame(("Response", "Error"), *idh, ("Message", "Permission denied")))
             return True
-        if name == "listcommands":
-            allowed = [(a, c) for a, c in _COMMANDS if c == "<none>" or conn.write is None
-                       or c in conn.write or "all" in conn.write]
-            await self._send(conn, _frame(("Response", "Success"), *idh,
-                                          *((a, f"{a}.  (Priv: {c})") for a, c in allowed)))
-        elif name == "ping":
+        if name == "ping":
             await self._send(conn, _frame(("Response", "Success"), *idh, ("Ping", "Pong"),
                                           ("Timestamp", f"{time.time():.6f}")))
         elif name == "coreshowchannels":
@@ -291,6 +298,14 @@ class AmiReplayServer:
             else:
                 await self._send(conn, _frame(("Response", "Success"), *idh,
                                               ("Message", "Originate successfully queued")))
+        elif name == "listcommands":
+            # as Asterisk's action_listcommands: one "Action: synopsis (Priv: classes)" line per
+            # action this session's write classes allow (any one of its classes), <none> always
+            lines = [f"{act}: {syn} (Priv: {','.join(priv) or '<none>'})"
+                     for act, (syn, priv) in ACTIONS.items()
+                     if not priv or conn.write is None or "all" in conn.write or conn.write & set(priv)]
+            await self._send(conn, _frame(("Response", "Success"), *idh,
+                                          *(tuple(x.split(": ", 1)) for x in lines)))
         elif name == "messagesend":
             await self._send(conn, _frame(("Response", "Success"), *idh,
                                           ("Message", "Message successfully sent")))

@@ -545,12 +545,18 @@ def open_store(path: str = "", dsn: str = "") -> Store:
     else:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _owned_by_directory_owner(path)
         db = pw.SqliteDatabase(path, pragmas={
             "journal_mode": "wal", "busy_timeout": 5000, "synchronous": "normal",
             "foreign_keys": 1}, check_same_thread=False)
     proxy.initialize(db)
-    db.connect(reuse_if_open=True)
-    migrate(db)
+    try:
+        db.connect(reuse_if_open=True)
+        migrate(db)
+    except pw.OperationalError as e:
+        if dsn or path == ":memory:":
+            raise
+        raise StoreError(f"cannot open the store {path}: {e}{_ownership_fix(path)}") from None
     return Store(db)
 
 
@@ -577,3 +583,79 @@ def migrate(db: pw.Database) -> int:
                 SchemaVersion.create(version=version, applied_at=time.time())
                 current = version
     return current
+
+
+# ---- who owns the store ------------------------------------------------------------------
+class StoreError(Exception):
+    """The store cannot be used; the message says why and what to run."""
+
+
+def _owned_by_directory_owner(path: str) -> None:
+    """A command run as root (doctor, pause, explain… from a root shell) must never leave the
+    SQLite store unwritable for the service: the file belongs to its directory's owner (the
+    unit's StateDirectory, owned by the service's user). SQLite itself gives its -wal and -shm
+    files the database file's owner when it runs as root."""
+    import logging
+    import os
+    if os.geteuid() != 0:
+        return
+    p = Path(path)
+    d = p.parent.stat()
+    if d.st_uid == 0:
+        return                      # a root-owned directory: nothing to hand back
+    if not p.exists():
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.fchown(fd, d.st_uid, d.st_gid)
+        finally:
+            os.close(fd)
+        return
+    for f in (p, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if f.exists() and (uid := f.stat().st_uid) != d.st_uid:
+            os.chown(f, d.st_uid, d.st_gid)
+            logging.getLogger("pbx_textback.store").warning(
+                "%s belonged to uid %d: given back to uid %d, the owner of %s (the service's user)",
+                f, uid, d.st_uid, p.parent)
+
+
+def check_writable(store: Store, path: str, now: float) -> None:
+    """One real write, before the service says it is ready: a store it cannot write is a
+    StoreError that names the owner and the command that fixes it."""
+    try:
+        store.set_setting("service_started_at", f"{now:.3f}", now)
+    except pw.OperationalError as e:
+        if store.is_sqlite and path not in ("", ":memory:"):
+            raise StoreError(f"cannot write the store {path}: {e}{_ownership_fix(path)}") from None
+        raise StoreError(f"cannot write the store: {e}") from None
+
+
+def _ownership_fix(path: str) -> str:
+    import os
+    import pwd
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    bad = [f for f in (path, f"{path}-wal", f"{path}-shm", str(Path(path).parent))
+           if os.path.exists(f) and not os.access(f, os.W_OK)]
+    if not bad:
+        return ""
+    try:
+        owner = pwd.getpwuid(os.stat(bad[0]).st_uid).pw_name
+    except KeyError:
+        owner = f"uid {os.stat(bad[0]).st_uid}"
+    return (f" ({bad[0]} belongs to {owner}; this service runs as {me}). Fix: "
+            f"`chown {me}: {' '.join(bad)}`, then restart")
+
+
+# ---- what `status` reads ---------------------------------------------------------------
+def waiting_texts(store: Store) -> tuple[int, float | None, int]:
+    """Texts not yet handed over (pending or being sent): how many and since when the oldest
+    was written; and how many have an unknown fate."""
+    q = Message.select(pw.fn.COUNT(Message.id), pw.fn.MIN(Message.created_at)).where(
+        (Message.direction == "out") & Message.state.in_([PENDING, SENDING]))
+    n, oldest = q.scalar(as_tuple=True)
+    unknown = Message.select().where((Message.direction == "out") & (Message.state == UNKNOWN)).count()
+    return int(n or 0), oldest, unknown
+
+
+def setting_since(store: Store, key: str) -> tuple[str, float] | None:
+    row = Setting.get_or_none(Setting.key == key)
+    return (row.value, row.set_at) if row else None

@@ -83,3 +83,38 @@ path = "{tmp_path / 'store.sqlite3'}"
     assert re.search(r"STATUS=PBX (connecting|disconnected)", joined), joined
     assert "STOPPING=1" in joined
     assert proc.returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_the_unit_verifies_where_it_is_installed_documentation_included(tmp_path):
+    """Issue 11 finding 12: Documentation= named a man page and a file nobody installs, so
+    `systemd-analyze verify` failed on every box. Here: the unit where the README puts it, the
+    program and the README's source where the install block puts them, man pages checked."""
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copy(UNIT, root / "etc/systemd/system")
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    exe = root / "opt/pbx-textback/bin/pbx-textback"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (root / "opt/pbx-textback-src").mkdir(parents=True)
+    shutil.copy(ROOT / "README.md", root / "opt/pbx-textback-src")
+    docs = re.findall(r"^Documentation=(.*)$", UNIT.read_text(), re.M)
+    for url in " ".join(docs).split():
+        assert url.startswith("file://") and (root / url[len("file:///"):]).exists(), url
+    p = subprocess.run(["systemd-analyze", "verify", "--man=yes", f"--root={root}", "pbx-textback.service"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_every_command_explains_itself_with_its_config_and_an_example():
+    from pbx_textback.cli import DEFAULT_CONFIG, build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        if name != "esl":                              # the child process started by run
+            assert "example:\n  pbx-textback " + name.split()[0] in text, name
+        if any("--config" in a.option_strings for a in parser._actions) and name != "check-config":
+            assert f"default: {DEFAULT_CONFIG}" in text.replace("\n", "").replace(" ", "").replace(
+                "default:", "default: "), name
