@@ -92,7 +92,7 @@ def _mysql_connect(cfg_cdr):
 
 def columns(cfg_cdr) -> list[str]:
     """The CDR's column names as read_rows would see them (for `doctor`). Master.csv has no
-    header: its columns are those of CSV_COLUMNS that its last row fills."""
+    header: its columns are read from its last row's width, as read_rows reads it."""
     if cfg_cdr.source == "csv":
         with open(cfg_cdr.path, "rb") as fh:
             fh.seek(0, 2)
@@ -101,7 +101,7 @@ def columns(cfg_cdr) -> list[str]:
         last = next((ln for ln in reversed(tail) if ln.strip()), None)
         if last is None:
             return []
-        return list(CSV_COLUMNS[:len(next(csv.reader([last])))])
+        return list(csv_row(next(csv.reader([last])), zone_of(cfg_cdr)[1]))
     if cfg_cdr.source == "sqlite":
         con = sqlite3.connect(f"file:{cfg_cdr.path}?mode=ro", uri=True, timeout=5)
         try:

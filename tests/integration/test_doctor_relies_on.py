@@ -37,6 +37,11 @@ def test_the_reporting_class_coreshowchannels_needs(tmp_path, classes, ok):
         assert p.returncode == 1
 
 
+def master_csv_line(values) -> str:
+    """As cdr_csv writes a row: every value quoted, quotes doubled."""
+    return ",".join('"' + v.replace('"', '""') + '"' for v in values) + "\n"
+
+
 def cdr_cfg(**kw):
     body = "".join(f'{k} = "{v}"\n' for k, v in kw.items())
     return loads(f"[pbx.cdr]\n{body}")
@@ -52,7 +57,7 @@ def test_master_csv_without_the_uniqueid_column_says_to_turn_it_on(tmp_path):
     csv.write_text(",".join(f'"{v}"' for v in ROW[:16]) + "\n")         # loguniqueid = no
     r = doctor.check_cdr(cdr_cfg(source="csv", path=csv))
     assert not r.ok and "uniqueid" in r.detail and "loguniqueid = yes" in r.fix[0]
-    csv.write_text(",".join(f'"{v}"' for v in ROW) + "\n")
+    csv.write_text(master_csv_line(ROW))
     r = doctor.check_cdr(cdr_cfg(source="csv", path=csv))
     assert r.ok and not r.warn, r.detail
     assert len(ROW) == len(CSV_COLUMNS)
@@ -69,7 +74,7 @@ def test_a_cdr_the_services_user_cannot_read(tmp_path, monkeypatch):
     for p in (tmp_path, *tmp_path.parents):
         os.chmod(p, os.stat(p).st_mode | 0o005) if p != Path("/") else None
     csv = tmp_path / "Master.csv"
-    csv.write_text(",".join(ROW) + "\n")
+    csv.write_text(master_csv_line(ROW))
     os.chmod(csv, 0o600)                            # asterisk's own, like /var/log/asterisk
     r = doctor.check_cdr(cdr_cfg(source="csv", path=csv))
     assert not r.ok and "closed to the nobody user" in r.detail, r.detail
