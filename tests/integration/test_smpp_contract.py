@@ -120,7 +120,7 @@ async def _pump(h, n: int, concurrency: int) -> tuple[float, list]:
     return time.monotonic() - t0, results
 
 
-@pytest.mark.parametrize("quota,tps", [(50, 0), (150, 600)])
+@pytest.mark.parametrize("quota,tps", [(50, 0), (200, 800)])
 def test_steady_quota_is_used_to_at_least_90_percent(smsc, quota, tps):
     """The gateway answers 0x58 beyond `quota` accepted per second; tps: the admin's cap above
     it (0 = none). Fed 20 at a time, as the outbox does, with the shipped queue_timeout."""
