@@ -233,8 +233,13 @@ const server = smpp.createServer((session) => {
     messages.push(rec);
     stats.submit_sm++;
     const wantDlr = pdu.registered_delivery & 0x01;
-    if (wantDlr && dlrFirst) receipt(session, rec);
-    if (session.socket.writable) session.send(pdu.response({message_id: id}));
+    const answer = () => { if (session.socket.writable) session.send(pdu.response({message_id: id})); };
+    if (wantDlr && dlrFirst) {
+      receipt(session, rec);
+      setTimeout(answer, 50);          // the receipt surely on the wire first
+    } else {
+      answer();
+    }
     log({ev: 'submit_sm', id, from: rec.source_addr, to: rec.destination_addr, dc: rec.data_coding,
          esm: rec.esm_class, udh: rec.udh, text: rec.text});
     if (wantDlr && !dlrFirst) {
