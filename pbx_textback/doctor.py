@@ -169,8 +169,10 @@ def check_transport(cfg) -> Result:
 async def _check_smpp(s) -> Result:
     """One bind as a transmitter, then unbind: the gateway says at once whether it takes us.
     Never a receiving bind: the gateway would hand it some of the running service's replies."""
+    from dataclasses import replace
+
     from .smpp import probe_bind
-    fault = await probe_bind(s)
+    fault = await probe_bind(replace(s, response_timeout=min(s.response_timeout, 10.0)))
     if fault is None:
         return Result("transport", True, f"smpp: bound to {s.host}:{s.port} as "
                       f"{s.system_id or '(no system_id)'} (transmitter)")

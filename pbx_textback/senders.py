@@ -59,9 +59,9 @@ class Router:
         for t in self.transports.values():
             await t.stop()
 
-    async def send(self, msg) -> SendResult:
+    async def send(self, msg, last_look=None) -> SendResult:
         kind = self.by_line.get(msg.line) or self.default
-        res = await self.transports[kind].send(msg)
+        res = await _send(self.transports[kind], msg, last_look)
         return replace(res, via=kind)      # the outbox records which one carried it
 
 
@@ -165,10 +165,18 @@ class Watched:
     async def stop(self):
         await self.inner.stop()
 
-    async def send(self, msg) -> SendResult:
-        res = await self.inner.send(msg)
+    async def send(self, msg, last_look=None) -> SendResult:
+        res = await _send(self.inner, msg, last_look)
         self.watch.on_result(res)
         return res
+
+
+async def _send(transport, msg, last_look):
+    """Hand the outbox's last look down (the sending contract); a caller without one sends as
+    before."""
+    if last_look is None:
+        return await transport.send(msg)
+    return await transport.send(msg, last_look)
 
 
 def build(cfg, *, store, pipeline, source=None, clock=time.time):

@@ -1,17 +1,20 @@
 """SMPP 3.4 ESME client on asyncio: smpplib's PDU codec (pdu.py), our own connection.
 
 One `SmppTransport` = one SMSC account: a bind_transceiver link, or a bind_transmitter link
-plus a bind_receiver link. Each link reconnects by itself (backoff 1 s -> 60 s; a refused bind
-waits the maximum and says so loudly), sends enquire_link and drops the connection when it is
-not answered, answers the SMSC's enquire_link / unbind / deliver_sm, and generic_nack to
-anything else.
+plus a bind_receiver link (send-test and doctor: a transmitter only, `send_only`). Each link
+reconnects by itself (backoff 1 s -> 60 s; a refused bind waits the maximum and says so
+loudly, each connect/bind fault named for the admin: `name_fault`), sends enquire_link and
+drops the connection when it is not answered, answers the SMSC's enquire_link / unbind /
+deliver_sm / data_sm, and generic_nack to anything else.
 
 Submits go through one queue: at most `window` submit_sm outstanding, at most `tps` per
-second. A part answered ESME_RTHROTTLED / ESME_RMSGQFUL goes back to the head of the queue
-while the sending pauses and the rate drops (and then climbs back). A part written but never
-answered because the connection died has an unknown fate: its submit() ends "unknown" —
-never resubmitted unless `retry_unknown`. Parts never written wait in the queue across
-reconnects.
+second. The outbox's last look runs right before a text's first submit_sm is written; a text
+not written within `queue_timeout` (no bind, window full) or when stop() comes goes back as
+"retry" — nothing waits in memory without a bound. A part answered ESME_RTHROTTLED /
+ESME_RMSGQFUL goes back to the head of the queue and the rate drops, once per congestion, to
+just under what the gateway accepted in the last second (then climbs 10 %/s). A part written
+but never answered has an unknown fate: its submit() ends "unknown" (never resubmitted unless
+`retry_unknown`); a late submit_sm_resp is still reported (`on_late`), and so is its receipt.
 """
 from __future__ import annotations
 
