@@ -66,16 +66,18 @@ def test_gateway_frozen_then_dropped_delivers_and_its_receipt_resolves_the_text(
     gateway wakes and delivers it; its receipt, on the new bind, names an id we never learned:
     recipient, sender and the receipt's text: name the text. Delivered, never resent."""
     cfg = setup(tmp_path, smsc)
-    smsc.hang(6000)
+    smsc.hang(60_000)
     seen = {"dropped": False, "unknown": False}
 
     async def during(svc):
+        loop = asyncio.get_running_loop()
         row = the_text()
-        if row is not None and row.state == st.UNKNOWN:
+        if row is not None and row.state == st.UNKNOWN and not seen["unknown"]:
             seen["unknown"] = True
+            await loop.run_in_executor(None, smsc.hang, 0)      # the gateway wakes
         if not seen["dropped"] and smsc.log_events("submit_sm_held"):
             seen["dropped"] = True
-            await asyncio.get_running_loop().run_in_executor(None, smsc.drop)
+            await loop.run_in_executor(None, smsc.drop)
     with caplog.at_level(logging.WARNING):
         asyncio.run(run_service(cfg, [FIX / "03-abandoned.ami"], timeout=20, during=during,
                                 until=lambda svc: (r := the_text()) is not None and r.state == st.DELIVERED))
@@ -89,12 +91,14 @@ def test_gateway_frozen_then_dropped_delivers_and_its_receipt_resolves_the_text(
 
 def test_a_late_submit_sm_resp_resolves_the_unknown_text(tmp_path, smsc):
     cfg = setup(tmp_path, smsc, "response_timeout = 1")
-    smsc.hang(3000)
+    smsc.hang(60_000)
     seen = set()
 
     async def during(svc):
         row = the_text()
         if row is not None:
+            if row.state == st.UNKNOWN and st.UNKNOWN not in seen:
+                await asyncio.get_running_loop().run_in_executor(None, smsc.hang, 0)   # wakes
             seen.add(row.state)
     asyncio.run(run_service(cfg, [FIX / "03-abandoned.ami"], timeout=15, during=during,
                             until=lambda svc: (r := the_text()) is not None and r.state == st.DELIVERED))

@@ -27,7 +27,7 @@ def test_a_text_waiting_for_a_bind_comes_back_as_retry(smsc_factory):
             r = await h.t.submit("o1", TO, "hello", SRC)
             took = time.monotonic() - t0
             assert r.status == "retry" and "not written in 5s: not bound" in r.error, r
-            assert 4.5 < took < 7
+            assert 4.5 < took < 9
             assert h.t.stats["not_written"] == 1 and not h.t._queue
     run(go(), timeout=15)
 
@@ -42,11 +42,11 @@ def test_stop_makes_every_waiting_send_return_retry_at_once(smsc):
             tasks = [asyncio.create_task(h.t.submit(f"o{i}", TO, f"text {i}", SRC)) for i in range(3)]
             await until(lambda: smsc.log_events("submit_sm_held"), what="the first submit")
             t0 = time.monotonic()
-            stopper = asyncio.create_task(h.t.stop(grace=2.0))
-            done, _ = await asyncio.wait(tasks[1:], timeout=0.5)
+            stopper = asyncio.create_task(h.t.stop(grace=3.0))
+            done, _ = await asyncio.wait(tasks[1:], timeout=1.0)
             assert len(done) == 2, "waiting sends did not return promptly on stop()"
             assert [t.result().status for t in tasks[1:]] == ["retry", "retry"]
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 1.0          # not after the 3 s grace
             await stopper
             assert tasks[0].result().status == "unknown"      # written, never answered
         assert len(smsc.log_events("submit_sm_held")) == 1    # only the first was written

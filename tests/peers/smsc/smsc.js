@@ -48,6 +48,7 @@ let throttle = {count: 0, status: smpp.ESME_RTHROTTLED};
 const sessions = new Set();
 let hangUntil = 0;             // submit_sm answers held until this time (ms epoch)
 let held = [];                 // [{session, pdu}] waiting for the hang to end
+let hangTimer = null;
 let dlrMode = 'deliver_sm';
 let dlrFirst = false;
 let quota = {tps: 0, second: 0, used: 0};
@@ -285,7 +286,8 @@ http.createServer(async (req, res) => {
   if (req.url === '/reset') { messages = []; throttle = {count: 0, status: smpp.ESME_RTHROTTLED}; return send(200, {ok: true}); }
   if (req.url === '/hang') {
     hangUntil = Date.now() + (body.ms || 0);
-    setTimeout(endHang, body.ms || 0);
+    clearTimeout(hangTimer);              // a new hang replaces the last; {ms: 0} ends it now
+    hangTimer = setTimeout(endHang, body.ms || 0);
     log({ev: 'hang', ms: body.ms});
     return send(200, {until: hangUntil});
   }
