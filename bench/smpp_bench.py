@@ -7,6 +7,11 @@ the window helps little; `--rtt-ms` also runs through a relay that adds that rou
 (an SMSC across a WAN/VPN), where the window is what sets the throughput.
 
     .venv/bin/python bench/smpp_bench.py [--seconds 2] [--windows 1,10,50] [--rtt-ms 0,20] [--dlr]
+                                         [--quota 50,200 --quota-seconds 6]
+
+`--quota` has the SMSC answer ESME_RTHROTTLED beyond N accepted submits per second (a steady
+quota, as a gateway's account limit) and prints the accepted rate against it: the transport
+should find the quota and keep to it, not settle near half of it.
 """
 from __future__ import annotations
 
@@ -98,12 +103,55 @@ async def one_run(port: int, window: int, seconds: float, dlr: bool,
     return sent / elapsed, sent, lat
 
 
+async def quota_run(port: int, seconds: float, window: int, tps: float) -> dict:
+    """Submit as fast as the transport lets for `seconds`; accepted per second, as the SMSC
+    counts them (the first second, while the rate is found, reported apart)."""
+    t = SmppTransport(SmppSettings(port=port, system_id="bench", window=window, tps=tps,
+                                   registered_delivery=False, response_timeout=10))
+    await t.start()
+    await t.wait_bound(5)
+    stamps: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+
+    async def worker(k: int):
+        i = 0
+        while time.perf_counter() < stop_at:
+            r = await t.submit(f"q{k}-{i}", "15125550123", TEXT, "15125550100")
+            if r.status == "sent":
+                stamps.append(time.perf_counter() - t0)
+            i += 1
+    await asyncio.gather(*(worker(k) for k in range(window * 2)))
+    await t.stop()
+    steady = [x for x in stamps if 1.0 <= x < seconds]
+    return {"total": len(stamps), "steady_rate": len(steady) / (seconds - 1.0),
+            "throttled": t.stats["throttled"], "not_written": t.stats.get("not_written", 0)}
+
+
+def quota_section(smsc, quotas: list[int], seconds: float) -> None:
+    print(f"-- steady quota: the SMSC throttles (0x58) beyond N accepted per second; window 10, "
+          f"{seconds:g}s each, rate from second 1 on")
+    for q in quotas:
+        for tps in (0.0, 4.0 * q):
+            smsc.reset()
+            smsc.quota(q)
+            r = asyncio.run(quota_run(smsc.port, seconds, 10, tps))
+            smsc.quota(0)
+            print(f"quota {q:4}/s, tps cap {'none' if not tps else f'{tps:g}'}: "
+                  f"{r['steady_rate']:7.1f} accepted/s = {r['steady_rate'] / q:5.1%} of the quota "
+                  f"({r['total']} accepted, {r['throttled']} throttle answers, "
+                  f"{r['not_written']} handed back unwritten)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0, help="per window size")
     ap.add_argument("--windows", default="1,10,50")
     ap.add_argument("--rtt-ms", default="0,20", help="added round-trip times, 0 = bare loopback")
     ap.add_argument("--dlr", action="store_true", help="ask for delivery receipts too")
+    ap.add_argument("--quota", default="50,200", help="steady SMSC quotas to run against ('' = none)")
+    ap.add_argument("--quota-seconds", type=float, default=6.0)
+    ap.add_argument("--only-quota", action="store_true")
     args = ap.parse_args()
     reason = smsc_peer.node_missing()
     if reason:
@@ -112,7 +160,9 @@ def main() -> None:
     try:
         print(f"SmppTransport -> node-smpp SMSC on 127.0.0.1:{smsc.port}, {args.seconds:g}s per "
               f"window, DLRs {'on' if args.dlr else 'off'}, 1-part GSM text")
-        for rtt_ms in [float(x) for x in args.rtt_ms.split(",")]:
+        if args.quota:
+            quota_section(smsc, [int(x) for x in args.quota.split(",")], args.quota_seconds)
+        for rtt_ms in ([] if args.only_quota else [float(x) for x in args.rtt_ms.split(",")]):
             base = None
             print(f"-- {'bare loopback' if not rtt_ms else f'+{rtt_ms:g} ms round trip'}")
             for w in [int(x) for x in args.windows.split(",")]:

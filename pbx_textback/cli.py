@@ -315,14 +315,30 @@ def cmd_doctor(a) -> int:
     return code
 
 
+def send_test_checks(cfg, store, to: str, line: str) -> list:
+    """Where a real text to `to` would be refused: consent, allowed countries, denylist,
+    number type (the same checks as real texts)."""
+    from .core import caps, consent
+    from .core.numbers import number_info
+    c = cfg.compliance
+    info = number_info(to, cfg.business.country, allowed_countries=cfg.allowed_countries)
+    checks = [consent.consent_check(store.consent_history(to), to, line)]
+    checks += caps.destination_rules(info, cfg.allowed_countries, c.denylist, c.allowlist)
+    return [ch for ch in checks if not ch.ok]
+
+
 def cmd_send_test(a) -> int:
-    """One text through the configured transport: the submit result, then the receipt."""
+    """One text through the configured transport: the submit result, then the receipt.
+
+    SMPP binds as a transmitter only: a gateway spreads replies and receipts over every
+    receiving bind of the account, so a receiving bind here would take the running service's
+    STOPs. The text is a row (kind test) in the service's store, so the service records its
+    receipt; we read it from there."""
     from types import SimpleNamespace
 
     from . import senders
     from .core.numbers import to_e164
-    from .pipeline import Pipeline
-    from .store.db import open_store
+    from .store.db import DELIVERED, FAILED, SENDING
     cfg = _config(a.config, required=True)
     to = to_e164(a.to, cfg.business.country)
     if not to:
@@ -331,44 +347,60 @@ def cmd_send_test(a) -> int:
     kind = next((ln.transport for ln in cfg.line if ln.number == line and ln.transport), cfg.transport.type)
     if kind == "pbx":
         raise CliError("send-test does not drive the PBX's own messaging: use `run` and `explain`")
-    store = open_store(":memory:")
-    receipts = []
+    store = _store(cfg)
+    refused = send_test_checks(cfg, store, to, line)
+    if refused:
+        store.close()
+        raise CliError(f"not sending to {to}: " + "; ".join(f"{ch.name}: {ch.detail}" for ch in refused)
+                       + " (the same checks as real texts)")
+    now = time.time()
+    with store.write():
+        msg_id = store.add_message(direction="out", kind="test", line=line, peer=to, body=a.text,
+                                   state=SENDING, due_at=now, attempts=1)
 
     async def main():
-        transport, _ = senders.build(cfg, store=store, pipeline=Pipeline(cfg, store))
-        inner = transport.inner.transports[kind]
         if kind == "smpp":
-            inner.t.on_dlr = receipts.append
+            transport = senders.SmppSender(cfg.transport.smpp, send_only=True)
+        else:
+            from .pipeline import Pipeline       # replies that come in meanwhile go to the real store
+            transport, _ = senders.build(cfg, store=store, pipeline=Pipeline(cfg, store))
+            transport = transport.inner.transports[kind]
         await transport.start()
         try:
             if kind == "smpp":
                 try:
-                    await inner.t.wait_bound(a.wait)
+                    await transport.t.wait_bound(a.wait)
                 except asyncio.TimeoutError:
                     print(f"smpp: not bound to {cfg.transport.smpp.host}:{cfg.transport.smpp.port} "
-                          f"after {a.wait:g} s (state {inner.t.state}): see the log above")
+                          f"after {a.wait:g} s (state {transport.t.state}): see the log above")
                     return 1
-            res = await transport.send(SimpleNamespace(id=0, peer=to, line=line, body=a.text, kind="test"))
+            row = SimpleNamespace(id=msg_id, peer=to, line=line, body=a.text, kind="test")
+            res = await transport.send(row)
             print(f"{kind}: {res.status}" + (f" id {res.transport_id}" if res.transport_id else "")
                   + (f" - {res.error}" if res.error else ""))
             if res.status != "sent":
+                store.set_state(msg_id, FAILED if res.status == "failed" else res.status,
+                                now=time.time(), error=res.error or res.status)
                 return 1
+            store.mark_sent(msg_id, now=time.time(), transport=kind, transport_id=res.transport_id)
             if kind == "smpp" and cfg.transport.smpp.registered_delivery:
+                # the receipt reaches the running service's receiving bind, which records it
                 for _ in range(int(a.wait * 10)):
-                    if receipts:
-                        break
+                    m = store.message(msg_id)
+                    if m.state in (DELIVERED, FAILED):
+                        print(f"receipt: {m.state}" + (f" ({m.error})" if m.error else "")
+                              + f" for {res.transport_id}")
+                        return 0 if m.state == DELIVERED else 1
                     await asyncio.sleep(0.1)
-                if receipts:
-                    r = receipts[0]
-                    print(f"receipt: {r.state}" + (f" ({r.error})" if r.error else "") + f" for {r.message_id}")
-                    return 0 if r.state == "delivered" else 1
-                print(f"receipt: none within {a.wait:g} s")
+                print(f"receipt: none within {a.wait:g} s (the running service records it: "
+                      f"`pbx-textback explain {to}`, message {msg_id})")
             return 0
         finally:
             await transport.stop()
-    code = asyncio.run(main())
-    store.close()
-    return code
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
 
 
 def cmd_check_reply(a) -> int:

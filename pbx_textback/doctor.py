@@ -183,22 +183,16 @@ def check_transport(cfg) -> Result:
 
 
 async def _check_smpp(s) -> Result:
-    """Bind for real, then unbind: the SMSC says whether our credentials are good."""
-    from .smpp import SmppTransport
-    states = []
-    t = SmppTransport(s, on_state=lambda st, detail="": states.append((st, detail)))
-    await t.start()
-    try:
-        await t.wait_bound(10)
-        return Result("transport", True, f"smpp: bound to {s.host}:{s.port} as {s.system_id or '(no system_id)'}")
-    except asyncio.TimeoutError:
-        last = next((f"{st}: {d}" for st, d in reversed(states) if d), t.state)
-        fix = ["check system_id and password in [transport.smpp] with the provider"] if "bind" in last else \
-              [f"can this box reach {s.host}:{s.port}? (`nc -vz {s.host} {s.port}`, the firewall, the "
-               "provider's IP allow-list)"]
-        return Result("transport", False, f"smpp: not bound to {s.host}:{s.port} within 10 s ({last})", fix)
-    finally:
-        await t.stop(grace=0.5)
+    """One bind as a transmitter, then unbind: the gateway says at once whether it takes us.
+    Never a receiving bind: the gateway would hand it some of the running service's replies."""
+    from dataclasses import replace
+
+    from .smpp import probe_bind
+    fault = await probe_bind(replace(s, response_timeout=min(s.response_timeout, 10.0)))
+    if fault is None:
+        return Result("transport", True, f"smpp: bound to {s.host}:{s.port} as "
+                      f"{s.system_id or '(no system_id)'} (transmitter)")
+    return Result("transport", False, f"smpp: {fault}", [fault.fix])
 
 
 def check_smtp(cfg) -> Result:

@@ -7,7 +7,6 @@ permanent errors) one ERROR line in the log and one e-mail through the local MTA
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from dataclasses import replace
 import smtplib
@@ -23,9 +22,11 @@ class SmppSender:
     """The outbox's face of SmppTransport: one outbox row -> one submit (all its parts)."""
     name = "smpp"
 
-    def __init__(self, settings, *, on_dlr=None, on_mo=None, on_state=None):
+    def __init__(self, settings, *, on_dlr=None, on_mo=None, on_state=None, on_late=None,
+                 send_only=False):
         from .smpp import SmppTransport
-        self.t = SmppTransport(settings, on_dlr=on_dlr, on_mo=on_mo, on_state=on_state)
+        self.t = SmppTransport(settings, on_dlr=on_dlr, on_mo=on_mo, on_state=on_state,
+                               on_late=on_late, send_only=send_only)
 
     async def start(self):
         await self.t.start()
@@ -38,17 +39,9 @@ class SmppSender:
         return self.t.settings.window       # keep the SMSC's window full, no fuller
 
     async def send(self, msg, last_look=None) -> SendResult:
+        """last_look: the outbox's gate, called right before the submit_sm is written."""
         from .smpp.dlr import normalize_message_id
-        if "last_look" in inspect.signature(self.t.submit).parameters:
-            r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line, last_look=last_look)
-        else:
-            # a transport from before the sending contract: never leave a text waiting in it
-            # for a bind; look right before handing it over
-            if self.t.state != "bound":
-                return SendResult("retry", error=f"SMSC not bound ({self.t.state})")
-            if last_look is not None and not last_look():
-                return SendResult("retry")
-            r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line)
+        r = await self.t.submit(str(msg.id), msg.peer, msg.body, msg.line, last_look)
         ids = ",".join(normalize_message_id(i) for i in r.message_ids)   # receipts match on these
         if r.status == "retry":
             return SendResult("retry", ids, r.error or "", r.retry_after or 0.0)
@@ -118,15 +111,17 @@ class Watch:
     """Turns transport states and results into alerts: a refused bind at once, the SMSC down
     longer than `after_s`, five permanent failures in a row."""
 
-    def __init__(self, alerter: Alerter, *, after_s: float, clock=time.time):
+    def __init__(self, alerter: Alerter, *, after_s: float, clock=time.time, store=None,
+                 receipt_after_s: float = 0.0):
         self.alerter, self.after_s, self.clock = alerter, after_s, clock
+        self.store, self.receipt_after_s = store, receipt_after_s
         self.down_since: float | None = None
         self.failures = 0
+        self.no_receipt = 0
 
     def on_state(self, state: str, detail: str = "") -> None:
-        if state == "bind-failed":
-            self.alerter.alert("SMSC bind refused", f"the SMSC refused our bind: {detail}. Check "
-                               "system_id and password in [transport.smpp].")
+        if state == "bind-failed":       # the detail names the status and what to check
+            self.alerter.alert("SMSC bind refused", f"SMPP: {detail}")
         if state == "bound":
             self.down_since = None
         elif self.down_since is None:
@@ -136,6 +131,25 @@ class Watch:
         if self.down_since is not None and self.clock() - self.down_since > self.after_s:
             self.alerter.alert("SMSC down", f"no SMSC connection for {(self.clock() - self.down_since) / 60:.0f} "
                                "minutes: texts wait in the outbox")
+        if self.store is not None and self.receipt_after_s:
+            self.check_receipts()
+
+    def check_receipts(self) -> list[int]:
+        """Texts the gateway accepted but never confirmed: state no-receipt, counted, and an
+        alert (they may not have reached the phones)."""
+        from .store.db import NO_RECEIPT
+        now = self.clock()
+        ids = self.store.mark_no_receipt(now - self.receipt_after_s, now)
+        if ids:
+            self.no_receipt += len(ids)
+            log.warning("%d text(s) got no delivery receipt within %.0f min: state no-receipt "
+                        "(messages %s)", len(ids), self.receipt_after_s / 60,
+                        ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else ""))
+            total = self.store.count_state(NO_RECEIPT, now - 86400)
+            self.alerter.alert("texts without receipt", f"{total} text(s) in the last 24 h got "
+                               f"no delivery receipt within {self.receipt_after_s / 60:.0f} min: "
+                               "they may not have reached the phones; see `pbx-textback explain`")
+        return ids
 
     def on_result(self, res: SendResult) -> None:
         if res.status == "failed":
@@ -171,18 +185,51 @@ class Watched:
 
 def build(cfg, *, store, pipeline, source=None, clock=time.time):
     """The outbox's transport for this config, with receipts and replies wired."""
-    from .smpp.dlr import message_id_keys
+    from .smpp.dlr import message_id_keys, normalize_message_id
     alerter = Alerter(cfg.transport.alert_email, cfg.transport.alert_mta, clock=clock)
-    watch = Watch(alerter, after_s=cfg.transport.alert_after_minutes * 60, clock=clock)
     kinds = {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}
+    smpp = cfg.transport.smpp
+    receipts = "smpp" in kinds and smpp is not None and smpp.registered_delivery
+    watch = Watch(alerter, after_s=cfg.transport.alert_after_minutes * 60, clock=clock, store=store,
+                  receipt_after_s=smpp.receipt_timeout_minutes * 60 if receipts else 0.0)
     made = {}
 
     def on_dlr(rep):
         ref = getattr(rep, "msg_ref", None)
         msg_id = int(ref) if ref and str(ref).isdigit() else None
         n = store.apply_dlr(message_id_keys(rep.message_id), rep.state, rep.error or "", clock(), msg_id)
-        if not n:
+        if n:
+            return
+        # an id we never learned (the submit_sm_resp was lost, or comes after the receipt):
+        # the receipt itself says which text it is
+        stat = rep.fields.get("stat", rep.state) if getattr(rep, "fields", None) else rep.state
+        hit = store.resolve_unknown(now=clock(), state=rep.state if rep.final else "sent",
+                                    evidence=f"receipt {stat} id {rep.message_id}",
+                                    peer=rep.handset, sender=getattr(rep, "sender", ""),
+                                    text=(rep.fields or {}).get("text", ""),
+                                    transport_id=normalize_message_id(rep.message_id),
+                                    error=rep.error or "")
+        if hit is not None:
+            log.warning("message %s: receipt %s (id %s) resolves it: it reached the gateway%s; "
+                        "do not resend it", hit, stat, rep.message_id,
+                        " and the phone" if rep.state == "delivered" else "")
+        else:
             log.warning("delivery receipt for unknown message id %s (%s)", rep.message_id, rep.state)
+
+    def on_late(msg_ref, status, message_id):
+        from .smpp import pdu as P
+        if not str(msg_ref).isdigit():
+            return
+        ok = status == P.ESME_ROK
+        hit = store.resolve_unknown(now=clock(), msg_id=int(msg_ref), state="sent" if ok else "failed",
+                                    evidence=f"late submit_sm_resp {P.status_name(status)}",
+                                    transport_id=normalize_message_id(message_id) if ok else "",
+                                    error="" if ok else f"late answer {P.status_name(status)}: "
+                                                        "the gateway did not take it")
+        if hit is not None:
+            log.warning("message %s: late submit_sm_resp %s resolves it: %s", hit,
+                        P.status_name(status), "the gateway took it; do not resend it" if ok else
+                        "the gateway did not take it (`pbx-textback resend %s` to try again)" % hit)
 
     def on_mo(sms) -> bool:
         return pipeline.on_inbound(sms.source, sms.dest, sms.text, now=clock(),
@@ -193,7 +240,8 @@ def build(cfg, *, store, pipeline, source=None, clock=time.time):
         if kind == "log":
             made[kind] = LogTransport()
         elif kind == "smpp":
-            made[kind] = SmppSender(cfg.transport.smpp, on_dlr=on_dlr, on_mo=on_mo, on_state=watch.on_state)
+            made[kind] = SmppSender(cfg.transport.smpp, on_dlr=on_dlr, on_mo=on_mo, on_state=watch.on_state,
+                                    on_late=on_late)
         elif kind == "sip":
             from .sip.message import SipMessageTransport
             made[kind] = SipMessageTransport(cfg.transport.sip, on_inbound=on_mo)

@@ -97,6 +97,7 @@ class DeliveryReport:
     submit_id: str | None = None  # the id our submit_sm_resp got, when this process sent it
     msg_ref: str | None = None    # the submit()'s msg_ref, when this process sent it
     handset: str = ""             # source_addr of the receipt (the phone)
+    sender: str = ""              # destination_addr of the receipt (our number)
     received_at: datetime | None = None
     fields: dict = field(default_factory=dict, compare=False)
 
@@ -107,8 +108,8 @@ def _first(value: str | None) -> str:
 
 
 def make_report(*, receipted_message_id=None, message_state=None, network_error_code=None,
-                text: str = "", handset: str = "", received_at: datetime | None = None
-                ) -> DeliveryReport | None:
+                text: str = "", handset: str = "", received_at: datetime | None = None,
+                sender: str = "") -> DeliveryReport | None:
     """A DeliveryReport from what a DLR deliver_sm carries, or None when it names no id."""
     fields = parse_receipt(text)
     mid = receipted_message_id or ""
@@ -135,4 +136,4 @@ def make_report(*, receipted_message_id=None, message_state=None, network_error_
             bits.append("network_error:" + (nec.hex() if isinstance(nec, bytes) else str(nec)))
         error = " ".join(bits)
     return DeliveryReport(mid, state, error, text, state in FINAL_STATES, handset=handset,
-                          received_at=received_at, fields=fields)
+                          sender=sender, received_at=received_at, fields=fields)

@@ -1,17 +1,20 @@
 """SMPP 3.4 ESME client on asyncio: smpplib's PDU codec (pdu.py), our own connection.
 
 One `SmppTransport` = one SMSC account: a bind_transceiver link, or a bind_transmitter link
-plus a bind_receiver link. Each link reconnects by itself (backoff 1 s -> 60 s; a refused bind
-waits the maximum and says so loudly), sends enquire_link and drops the connection when it is
-not answered, answers the SMSC's enquire_link / unbind / deliver_sm, and generic_nack to
-anything else.
+plus a bind_receiver link (send-test and doctor: a transmitter only, `send_only`). Each link
+reconnects by itself (backoff 1 s -> 60 s; a refused bind waits the maximum and says so
+loudly, each connect/bind fault named for the admin: `name_fault`), sends enquire_link and
+drops the connection when it is not answered, answers the SMSC's enquire_link / unbind /
+deliver_sm / data_sm, and generic_nack to anything else.
 
 Submits go through one queue: at most `window` submit_sm outstanding, at most `tps` per
-second. A part answered ESME_RTHROTTLED / ESME_RMSGQFUL goes back to the head of the queue
-while the sending pauses and the rate drops (and then climbs back). A part written but never
-answered because the connection died has an unknown fate: its submit() ends "unknown" —
-never resubmitted unless `retry_unknown`. Parts never written wait in the queue across
-reconnects.
+second. The outbox's last look runs right before a text's first submit_sm is written; a text
+not written within `queue_timeout` (no bind, window full) or when stop() comes goes back as
+"retry" — nothing waits in memory without a bound. A part answered ESME_RTHROTTLED /
+ESME_RMSGQFUL goes back to the head of the queue and the rate drops, once per congestion, to
+just under what the gateway accepted in the last second (then climbs 10 %/s). A part written
+but never answered has an unknown fate: its submit() ends "unknown" (never resubmitted unless
+`retry_unknown`); a late submit_sm_resp is still reported (`on_late`), and so is its receipt.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Callable
 
 from . import pdu as P
 from .dlr import DeliveryReport, make_report, message_id_keys
+from .reassembly import MoParts, valid_concat
 
 log = logging.getLogger("pbx_textback.smpp")
 
@@ -61,6 +65,9 @@ class SmppSettings:
     registered_delivery: bool = True
     retry_unknown: bool = False
     mo_reassembly_timeout: float = 600.0     # a long reply missing parts is delivered as is
+    queue_timeout: float = 5.0               # a text not written by then (no bind, window
+                                             # full) goes back to the outbox as "retry"
+    receipt_timeout_minutes: float = 360.0   # sent, no receipt by then: state "no-receipt"
 
     def __post_init__(self):
         problems = []
@@ -80,6 +87,10 @@ class SmppSettings:
             problems.append("tps must be >= 0 (0 = no cap)")
         if not 0 < self.reconnect_min <= self.reconnect_max:
             problems.append("need 0 < reconnect_min <= reconnect_max")
+        if not 0 < self.queue_timeout <= 300:
+            problems.append("queue_timeout must be > 0 and <= 300 seconds")
+        if not 0 <= self.receipt_timeout_minutes <= 100_000:
+            problems.append("receipt_timeout_minutes must be between 0 (off) and 100000")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -111,6 +122,61 @@ class BindRefused(Exception):
         self.status = status
 
 
+class SmppFault(Exception):
+    """Why a connect + bind failed, named for the admin: `kind` is one of refused, timeout,
+    unreachable, closed, bind-timeout, bind-refused, protocol; `fix` says what to look at."""
+
+    def __init__(self, kind: str, text: str, fix: str, status: int | None = None):
+        super().__init__(text)
+        self.kind, self.fix, self.status = kind, fix, status
+
+
+_BIND_STATUS_FIX = {
+    P.ESME_RINVPASWD: "the password is wrong: check password in [transport.smpp] with the provider",
+    P.ESME_RINVSYSID: "the gateway does not know this system_id: check system_id in "
+                      "[transport.smpp] with the provider",
+    P.ESME_RBINDFAIL: "the gateway gives no reason (ESME_RBINDFAIL): ask the provider whether the "
+                      "account's bind limit is reached (another program bound with it), whether "
+                      "this box's IP is allowed for the account and whether system_type is right",
+    0x05: "the account is already bound (ESME_RALYBND): another program holds its binds",
+}
+
+
+def name_fault(exc: BaseException, s: "SmppSettings", stage: str = "connect") -> SmppFault:
+    """A connect/bind failure as the admin should read it (stage: connect | bind)."""
+    where = f"{s.host}:{s.port}"
+    if isinstance(exc, SmppFault):
+        return exc
+    if isinstance(exc, BindRefused):
+        fix = _BIND_STATUS_FIX.get(exc.status, "ask the provider what this status means for "
+                                               "your account")
+        return SmppFault("bind-refused", f"the gateway refused the bind with {exc} "
+                         f"(system_id={s.system_id!r})", fix, exc.status)
+    if isinstance(exc, ConnectionRefusedError):
+        return SmppFault("refused", f"connection refused by {where}",
+                         f"nothing listens on {where} (the gateway is down, or the wrong port), "
+                         "or a firewall rejects the connection")
+    if isinstance(exc, asyncio.TimeoutError):
+        if stage == "bind":
+            return SmppFault("bind-timeout", f"connected to {where} but no answer to the bind within "
+                             f"{s.response_timeout:g}s",
+                             "is this an SMPP port (not TLS, not HTTP)? ask the provider")
+        return SmppFault("timeout", f"no answer from {where} within {s.response_timeout:g}s",
+                         f"a firewall drops the packets, the host is wrong, or this box's public IP "
+                         f"is not on the provider's allow-list (`nc -vz {s.host} {s.port}`)")
+    if isinstance(exc, (asyncio.IncompleteReadError, ConnectionResetError, _LinkClosed)):
+        return SmppFault("closed", f"{where} closed the connection before answering the bind",
+                         "often this box's IP is not allowed, or the account's bind limit is "
+                         "reached: ask the provider")
+    if isinstance(exc, P.PduError):
+        return SmppFault("protocol", f"{where} does not speak SMPP: {exc}",
+                         "check host and port with the provider")
+    if isinstance(exc, OSError):
+        return SmppFault("unreachable", f"cannot reach {where}: {exc.strerror or exc}",
+                         "check the host name, DNS and the route from this box")
+    return SmppFault("protocol", f"{where}: {exc!r}", "see the log")
+
+
 class _LinkClosed(Exception):
     pass
 
@@ -122,6 +188,9 @@ class _Job:
     source: str
     parts: list["_Part"]
     future: asyncio.Future
+    last_look: Callable[[], bool] | None = None
+    looked: bool = False              # last_look called (and said True): bytes may be out
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -134,6 +203,7 @@ class _Part:
     status: int | None = None
     error: str | None = None
     written: int = 0                  # times written to a socket
+    wseq: int = 0                     # the transport's write counter when last written
     temp_failures: int = 0
     link: "_Link | None" = None
     seq: int = 0
@@ -156,6 +226,7 @@ class _Link:
         self.seqs = P.Sequencer()
         self.pending: dict[int, asyncio.Future] = {}     # our non-submit requests
         self.inflight: dict[int, _Part] = {}            # our submit_sm, by sequence
+        self.late: OrderedDict[int, _Part] = OrderedDict()  # timed out: a late answer is evidence
         self.abort_reason: str | None = None
         self.task: asyncio.Task | None = None
         self.sleeper: asyncio.Future | None = None
@@ -177,18 +248,15 @@ class _Link:
             self.t._link_state(self, "connecting", f"connecting to {s.host}:{s.port}")
             try:
                 await self._connect_and_bind()
-            except BindRefused as e:
+            except SmppFault as f:
                 self._close()
-                wait = s.reconnect_max
-                self.t._link_state(self, "bind-failed",
-                                   f"SMSC refused the bind: {e} (system_id={s.system_id!r}); "
-                                   f"check system_id/password/system_type; retry in {wait:.0f}s")
-                await self._sleep(wait)
-                continue
-            except (OSError, asyncio.TimeoutError, P.PduError, _LinkClosed,
-                    asyncio.IncompleteReadError) as e:
-                self._close()
-                self.t._link_state(self, "down", f"cannot bind: {e!r}; retry in {backoff:.1f}s")
+                if f.kind == "bind-refused":
+                    wait = s.reconnect_max
+                    self.t._link_state(self, "bind-failed", f"{f}; {f.fix}; retry in {wait:.0f}s")
+                    await self._sleep(wait)
+                    continue
+                self.t._link_state(self, "down", f"cannot bind: {f} ({f.fix}); "
+                                                 f"retry in {backoff:.1f}s")
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, s.reconnect_max)
                 continue
@@ -214,11 +282,24 @@ class _Link:
             self.sleeper = None
 
     async def _connect_and_bind(self) -> None:
+        """Raises SmppFault, named (see name_fault)."""
         s = self.t.settings
+        try:
+            await self._connect(s)
+        except Exception as e:
+            raise name_fault(e, s, "connect") from e
+        try:
+            await self._bind(s)
+        except Exception as e:
+            raise name_fault(e, s, "bind") from e
+
+    async def _connect(self, s: SmppSettings) -> None:
         self.abort_reason = None
         self.seqs = P.Sequencer()
         self.reader, self.writer = await asyncio.wait_for(
             asyncio.open_connection(s.host, s.port), s.response_timeout)
+
+    async def _bind(self, s: SmppSettings) -> None:
         name = {"transceiver": "bind_transceiver", "transmitter": "bind_transmitter",
                 "receiver": "bind_receiver"}[self.role]
         req = P.make(name, self.seqs, system_id=s.system_id, password=s.password,
@@ -333,14 +414,18 @@ class _Link:
             return
         if cid & 0x80000000:                                # a response (or generic_nack)
             part = self.inflight.pop(seq, None)
-            if part is not None:
+            late = self.late.pop(seq, None) if part is None else None
+            if part is not None or late is not None:
                 mid = ""
                 if name == "submit_sm_resp" and status == P.ESME_ROK:
                     try:
                         mid = P.text_field(P.parse(data).message_id)
                     except P.PduError as e:
                         log.error("SMPP %s: unreadable submit_sm_resp seq=%d: %s", self.name, seq, e)
-                self.t._submit_resp(part, status, mid)
+                if part is not None:
+                    self.t._submit_resp(part, status, mid)
+                else:
+                    self.t._late_resp(late, status, mid)
                 return
             fut = self.pending.get(seq)
             if fut is not None and not fut.done():
@@ -367,6 +452,16 @@ class _Link:
                 return
             resp_status = await self.t._deliver(self, p)
             self.write(P.response("deliver_sm_resp", seq, resp_status))
+        elif name == "data_sm":                 # receipts (and replies) some gateways send so
+            try:
+                p = P.parse(data)
+            except P.PduError as e:
+                log.error("SMPP %s: unreadable data_sm seq=%d: %s; asking for a resend",
+                          self.name, seq, e)
+                self.write(P.response("data_sm_resp", seq, P.ESME_RX_T_APPN))
+                return
+            resp_status = await self.t._deliver(self, p)
+            self.write(P.response("data_sm_resp", seq, resp_status))
         elif name == "unbind":
             self.write(P.response("unbind_resp", seq))
             log.warning("SMPP %s: the SMSC unbound; reconnecting", self.name)
@@ -390,10 +485,18 @@ class SmppTransport:
                  on_dlr: Callable[[DeliveryReport], object] | None = None,
                  on_mo: Callable[[InboundSms], bool] | None = None,
                  on_state: Callable[[str, str], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 on_late: Callable[[str, int, str], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 send_only: bool = False):
+        """send_only: one bind_transmitter and nothing else, for send-test and doctor: a
+        gateway spreads replies and receipts over every receiving bind of the account, so
+        a second receiving bind would take the running service's STOPs."""
         self.settings = settings
         self.on_dlr, self.on_mo, self.on_state, self.clock = on_dlr, on_mo, on_state, clock
-        if settings.bind_mode == "transceiver":
+        self.on_late = on_late      # (msg_ref, command_status, message_id): a late submit_sm_resp
+        if send_only:
+            self.links = [_Link(self, "transmitter")]
+        elif settings.bind_mode == "transceiver":
             self.links = [_Link(self, "transceiver")]
         else:
             self.links = [_Link(self, "transmitter"), _Link(self, "receiver")]
@@ -409,9 +512,14 @@ class SmppTransport:
         self._next_send = 0.0
         self._paused_until = 0.0
         self._sent_ids: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._mo_parts: dict[tuple, dict] = {}
+        self._mo_parts = MoParts()
+        self._rate_at = 0.0                  # when the rate last changed
+        self._writes = 0
+        self._cut_wseq = 0                   # parts written before the last cut: their throttle
+                                             # answers are the same congestion, not a new one
+        self._accepts: deque[float] = deque()    # when submits were accepted, the last second
         self.stats = {"submit_sm": 0, "throttled": 0, "unknown": 0, "resubmitted_unknown": 0,
-                      "dlr": 0, "mo": 0, "mo_refused": 0}
+                      "dlr": 0, "mo": 0, "mo_refused": 0, "late_resp": 0, "not_written": 0}
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -445,6 +553,10 @@ class SmppTransport:
             return
         self._stopping = True
         self._wake()
+        # every text not yet written goes back now: nothing waits in memory across a stop
+        while self._queue:
+            part = self._queue.popleft()
+            self._finish_part(part, "retry", error="transport stopped before sending")
         deadline = time.monotonic() + grace
         while self.outstanding and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -514,19 +626,25 @@ class SmppTransport:
             self._refs.pop(next(iter(self._refs)))
         return ref
 
-    async def submit(self, msg_ref: str, to: str, text: str, source: str) -> SubmitResult:
-        """Send one text (all its parts); the result covers the whole text."""
-        if not self._started or self._stopping:
-            raise RuntimeError("SMPP transport is not running")
+    async def submit(self, msg_ref: str, to: str, text: str, source: str,
+                     last_look: Callable[[], bool] | None = None) -> SubmitResult:
+        """Send one text (all its parts); the result covers the whole text. `last_look` is
+        called right before the first part's submit_sm is handed to the socket (same
+        synchronous step): False -> nothing is written and the result is "retry". A text
+        not written within queue_timeout (no bind, window full) is "retry" too."""
         s = self.settings
+        if not self._started or self._stopping:
+            return SubmitResult("retry", [], "SMPP transport is not running", None, s.retry_after)
         if not (to or "").strip():
             return SubmitResult("failed", [], "no destination number", None)
         specs = P.plan_parts(text, ref=self._next_ref(to), data_coding_default=s.data_coding_default,
                              gsm7_packed=s.gsm7_packed, long_mode=s.long_mode)
-        job = _Job(msg_ref, to, source, [], asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        job = _Job(msg_ref, to, source, [], loop.create_future(), last_look)
         for spec in specs:
             self._order += 1
             job.parts.append(_Part(job, spec, self._order))
+        job.timer = loop.call_later(s.queue_timeout, self._not_written, job)
         self._queue.extend(job.parts)
         self._wake()
         try:
@@ -540,6 +658,47 @@ class SmppTransport:
                 log.warning("SMPP submit %s cancelled with parts outstanding: their result is "
                             "only logged", msg_ref)
             raise
+
+    def _not_written(self, job: _Job) -> None:
+        """queue_timeout passed: a text none of whose parts is accepted or on the wire goes
+        back to the outbox (retry); one already partly out keeps going."""
+        if job.future.done() or any(p.outcome == "sent" or _in_flight(p) for p in job.parts):
+            return
+        link = self._send_link()
+        why = (f"not bound to the SMSC (state {self._state})" if link is None else
+               "the send window stayed full / throttled")
+        self.stats["not_written"] += 1
+        for p in job.parts:
+            if p.outcome is None:
+                p.outcome = "cancelled"
+        self._purge(job)
+        self._finish_job(job, SubmitResult(
+            "retry", [], f"not written in {self.settings.queue_timeout:g}s: {why}", None,
+            self.settings.retry_after if link is None else self.settings.throttle_pause))
+
+    def _finish_job(self, job: _Job, result: SubmitResult) -> None:
+        if job.timer:
+            job.timer.cancel()
+        if not job.future.done():
+            job.future.set_result(result)
+
+    def _look(self, job: _Job) -> bool:
+        """The outbox's last look at a text, right before its first byte is written."""
+        job.looked = True
+        if job.last_look is None:
+            return True
+        try:
+            ok = bool(job.last_look())
+        except Exception:
+            log.exception("SMPP %s: last look failed: not sending it now", job.msg_ref)
+            ok = False
+        if not ok:
+            for p in job.parts:
+                if p.outcome is None:
+                    p.outcome = "cancelled"
+            self._purge(job)
+            self._finish_job(job, SubmitResult("retry", [], "held at the last look", None, 0.0))
+        return ok
 
     def _purge(self, job: _Job) -> None:
         if any(p.job is job for p in self._queue):
@@ -572,8 +731,11 @@ class SmppTransport:
                 # everything the window and the rate allow now, in one write (one syscall)
                 batch = []
                 while self._queue and len(link.inflight) < s.window and now >= self._next_send:
-                    batch.append(self._send(link, self._queue.popleft(), now))
-                link.write(b"".join(batch))
+                    part = self._queue.popleft()
+                    if not part.job.looked and not self._look(part.job):
+                        continue                    # held, cancelled or expired: not written
+                    batch.append(self._send(link, part, now))
+                link.write(b"".join(batch))   # no await since the last looks above
                 w = link.writer
                 if w is not None and w.transport.get_write_buffer_size() > 65536:
                     await w.drain()
@@ -599,18 +761,39 @@ class SmppTransport:
         p = P.make("submit_sm", link.seqs, **kw)
         part.link, part.seq = link, p.sequence
         part.written += 1
+        self._writes += 1
+        part.wseq = self._writes
         link.inflight[p.sequence] = part
         part.timer = asyncio.get_running_loop().call_later(
             s.response_timeout, self._submit_timeout, link, p.sequence)
         self.stats["submit_sm"] += 1
-        self._next_send = max(now, self._next_send) + (1.0 / self._rate if self._rate else 0.0)
+        # a wake-up that comes late (a busy loop) may catch up by up to 50 ms of sends: without
+        # that credit every late wake-up is rate lost, 20 % and more at a few hundred per second
+        self._next_send = max(now - 0.05, self._next_send) + (1.0 / self._rate if self._rate else 0.0)
         return p.generate()
 
     def _submit_timeout(self, link: _Link, seq: int) -> None:
         part = link.inflight.pop(seq, None)
         if part is not None:
+            link.late[seq] = part                  # a late answer still tells what happened
+            if len(link.late) > 10_000:
+                link.late.popitem(last=False)
             self._unknown(part, f"no submit_sm_resp in {self.settings.response_timeout:g}s")
             self._wake()
+
+    def _late_resp(self, part: _Part, status: int, message_id: str) -> None:
+        """A submit_sm_resp after we gave up on it: evidence for an unknown text."""
+        self.stats["late_resp"] += 1
+        job = part.job
+        if status == P.ESME_ROK:
+            self._remember_id(message_id, job.msg_ref)     # its receipt will match
+        log.warning("SMPP %s part %d/%d: late submit_sm_resp %s%s", job.msg_ref, part.spec.index,
+                    part.spec.total, P.status_name(status), f" id={message_id}" if message_id else "")
+        if self.on_late is not None and part.outcome == "unknown":
+            try:
+                self.on_late(job.msg_ref, status, message_id)
+            except Exception:
+                log.exception("SMPP on_late failed for %s", job.msg_ref)
 
     def _submit_resp(self, part: _Part, status: int, message_id: str) -> None:
         s = self.settings
@@ -618,11 +801,14 @@ class SmppTransport:
             part.timer.cancel()
         if status == P.ESME_ROK:
             self._rate_recover()
+            now = asyncio.get_running_loop().time()
+            self._accepts.append(now)
+            self._accepted_last_second(now)          # keeps the deque to one second
             self._remember_id(message_id, part.job.msg_ref)
             self._finish_part(part, "sent", message_id=message_id)
         elif status in P.THROTTLE_STATUSES:
             self.stats["throttled"] += 1
-            self._throttled(status)
+            self._throttled(status, part)
             self._requeue(part)
         elif status in P.TEMPORARY_STATUSES and part.spec.total > 1 and \
                 part.temp_failures < s.part_retries:
@@ -653,26 +839,44 @@ class SmppTransport:
         self._queue.insert(i, part)
         self._wake()
 
-    def _throttled(self, status: int) -> None:
+    def _accepted_last_second(self, now: float) -> int:
+        while self._accepts and self._accepts[0] < now - 1.0:
+            self._accepts.popleft()
+        return len(self._accepts)
+
+    def _throttled(self, status: int, part: _Part) -> None:
+        """The gateway is over its quota. Once per congestion (not once per throttled answer:
+        a full window answers 0x58 ten times for one overrun) the rate drops to just under
+        what the gateway accepted in the last second, its quota; a gateway that accepted
+        nothing gets a pause of throttle_pause as well."""
+        if part.wseq <= self._cut_wseq:
+            return                         # written before the last cut: same congestion
+        self._cut_wseq = self._writes
         loop = asyncio.get_running_loop()
         s = self.settings
         now = loop.time()
         old = self._rate
-        base = old if old != float("inf") else max(float(s.window) * 10, 20.0)
-        self._rate = max(1.0, base / 2)
-        if now >= self._paused_until:
-            log.warning("SMPP %s: pausing %.1fs, rate %s -> %.1f/s", P.status_name(status),
-                        s.throttle_pause, "uncapped" if old == float("inf") else f"{old:.1f}/s",
-                        self._rate)
-        self._paused_until = now + s.throttle_pause
-        self._next_send = self._paused_until
+        accepted = self._accepted_last_second(now)
+        self._rate = max(1.0, min(old, accepted * 0.95))
+        self._rate_at = now
+        pause = s.throttle_pause if accepted == 0 else 0.0
+        self._paused_until = now + pause
+        self._next_send = max(self._next_send, now + pause + 1.0 / self._rate)
+        log.warning("SMPP %s: the gateway accepted %d submits in the last second; rate %s -> "
+                    "%.1f/s%s", P.status_name(status), accepted,
+                    "uncapped" if old == float("inf") else f"{old:.1f}/s", self._rate,
+                    f", pausing {pause:g}s" if pause else "")
 
     def _rate_recover(self) -> None:
+        """After a cut the rate climbs back 10 % per second towards tps (or uncapped)."""
         cap = float(self.settings.tps) if self.settings.tps else float("inf")
-        if self._rate < cap:
-            self._rate = self._rate * 1.05
-            if self._rate >= cap or (cap == float("inf") and self._rate > 5000):
-                self._rate = cap
+        if self._rate >= cap:
+            return
+        now = asyncio.get_running_loop().time()
+        dt, self._rate_at = now - self._rate_at, now
+        self._rate *= 1.0 + 0.10 * min(dt, 10.0)
+        if self._rate >= cap or (cap == float("inf") and self._rate > 5000):
+            self._rate = cap
 
     def _unknown(self, part: _Part, why: str) -> None:
         if part.timer:
@@ -702,8 +906,7 @@ class SmppTransport:
             self._purge(job)
         if any(p.outcome is None for p in job.parts):
             return
-        if not job.future.done():
-            job.future.set_result(self._result(job))
+        self._finish_job(job, self._result(job))
 
     def _result(self, job: _Job) -> SubmitResult:
         parts = job.parts
@@ -751,7 +954,7 @@ class SmppTransport:
         return self._mo(p)
 
     def _sm_text(self, p) -> tuple[str, bytes]:
-        sm = p.short_message or b""
+        sm = getattr(p, "short_message", None) or b""      # data_sm has none
         if not sm and getattr(p, "message_payload", None):
             sm = p.message_payload
         udh = b""
@@ -767,7 +970,7 @@ class SmppTransport:
                              message_state=getattr(p, "message_state", None),
                              network_error_code=getattr(p, "network_error_code", None),
                              text=text, handset=P.text_field(p.source_addr),
-                             received_at=self.clock())
+                             sender=P.text_field(p.destination_addr), received_at=self.clock())
         if report is None:
             log.warning("SMPP delivery receipt without a message id: %r", text[:200])
             return P.ESME_ROK
@@ -794,22 +997,33 @@ class SmppTransport:
         source, dest = P.text_field(p.source_addr), P.text_field(p.destination_addr)
         dc = p.data_coding or 0
         concat = P.concat_info(udh) if udh else None
-        if concat is None and getattr(p, "sar_msg_ref_num", None) is not None and \
-                (getattr(p, "sar_total_segments", None) or 0) > 1:
-            concat = (p.sar_msg_ref_num, p.sar_total_segments, p.sar_segment_seqnum or 1)
+        if concat is None and getattr(p, "sar_msg_ref_num", None) is not None:
+            sar = (p.sar_msg_ref_num, getattr(p, "sar_total_segments", None),
+                   getattr(p, "sar_segment_seqnum", None))
+            if valid_concat(*sar):
+                concat = sar
+            else:                    # as a UDH that names no valid part: one whole text
+                log.warning("SMPP MO from %s: SAR TLVs ref=%r total=%r seq=%r are not a valid "
+                            "part: taken as a whole text", source, *sar)
         if concat is None or concat[1] <= 1:
             return self._hand_over(InboundSms(source, dest, text, self.clock(), dc))
         ref, total, seq = concat
         key = (source, dest, ref, total)
-        entry = self._mo_parts.setdefault(key, {"parts": {}, "first": time.monotonic(), "dc": dc})
-        entry["parts"][seq] = text
-        if len(entry["parts"]) < total:
+        full = self._mo_parts.add(key, total, seq, text, time.monotonic(), dc)
+        for old in self._mo_parts.overflow():          # too many half texts: the oldest go now
+            self._hand_over_partial(old, self._mo_parts.partial(old), old[3], dc)
+        if full is None:
             return P.ESME_ROK          # held in memory until the rest arrives
-        full = "".join(entry["parts"][i] for i in range(1, total + 1))
         status = self._hand_over(InboundSms(source, dest, full, self.clock(), dc, total))
         if status == P.ESME_ROK:
-            self._mo_parts.pop(key, None)
+            self._mo_parts.done(key)
         return status
+
+    def _hand_over_partial(self, key, text: str, total: int, dc) -> None:
+        source, dest = key[0], key[1]
+        msg = InboundSms(source, dest, text, self.clock(), dc or 0, total, incomplete=True)
+        if self._hand_over(msg) == P.ESME_ROK:
+            self._mo_parts.done(key)
 
     def _hand_over(self, msg: InboundSms) -> int:
         if self.on_mo is None:
@@ -833,11 +1047,25 @@ class SmppTransport:
     def _sweep_mo(self) -> None:
         """Long replies still missing parts after mo_reassembly_timeout: hand over what came."""
         limit = time.monotonic() - self.settings.mo_reassembly_timeout
-        for key, entry in list(self._mo_parts.items()):
-            if entry["first"] > limit:
-                continue
-            source, dest, _ref, total = key
-            text = "".join(entry["parts"].get(i, "[…]") for i in range(1, total + 1))
-            msg = InboundSms(source, dest, text, self.clock(), entry["dc"], total, incomplete=True)
-            if self._hand_over(msg) == P.ESME_ROK:
-                self._mo_parts.pop(key, None)
+        for key, text, total, dc in self._mo_parts.expired(limit):
+            self._hand_over_partial(key, text, total, dc)
+
+
+async def probe_bind(settings: SmppSettings) -> SmppFault | None:
+    """One connect + bind_transmitter, then unbind: None when the gateway took the bind, else
+    the fault, named. Never retries, and never binds to receive (doctor must not take the
+    running service's replies)."""
+    link = SmppTransport(settings, send_only=True).links[0]
+    try:
+        await link._connect_and_bind()
+    except SmppFault as f:
+        return f
+    finally:
+        if link.bound or link.writer is not None:
+            try:
+                link.write(P.make("unbind", link.seqs).generate())
+                await asyncio.wait_for(link._read_frame(), 1.0)       # the unbind_resp
+            except Exception:
+                pass
+        link._close()
+    return None

@@ -17,6 +17,7 @@ proxy = pw.DatabaseProxy()
 # Outbox states (DESIGN rule 4)
 PENDING, SENDING, SENT, DELIVERED, FAILED = "pending", "sending", "sent", "delivered", "failed"
 CANCELLED, EXPIRED, UNKNOWN = "cancelled", "expired", "unknown"
+NO_RECEIPT = "no-receipt"      # accepted by the gateway, no receipt within the configured time
 FINAL = {DELIVERED, FAILED, CANCELLED, EXPIRED}
 
 
@@ -484,6 +485,50 @@ class Store:
             return len(rows)
         return 0
 
+    # ---- late evidence and missing receipts (SMPP) ---------------------------------------------
+    def resolve_unknown(self, *, now: float, state: str, evidence: str, msg_id: int | None = None,
+                        peer: str = "", sender: str = "", text: str = "", transport_id: str = "",
+                        error: str = "") -> int | None:
+        """Late evidence about a text whose fate was unknown: a late submit_sm_resp (msg_id
+        known) or a receipt whose message id we never learned, matched to an `unknown` (else
+        a still-`sending`) row by recipient, sender and the receipt's `text:` (the first
+        characters of the text; '?' stands for a character the gateway could not show).
+        state: sent | delivered | failed. Returns the row's id, or None."""
+        new = {"delivered": DELIVERED, "failed": FAILED}.get(state, SENT)
+        if msg_id is not None:
+            rows = list(Message.select().where((Message.id == msg_id) & (Message.direction == "out")
+                                               & Message.state.in_([UNKNOWN, SENDING])))
+        else:
+            rows = _match_evidence(peer, sender, text)
+        if not rows:
+            return None
+        m = rows[0]
+        fields = {"state": new, "updated_at": now, "note": f"resolved by late evidence: {evidence}",
+                  "error": error if new == FAILED else ""}
+        if transport_id:
+            fields["transport_id"] = ",".join(x for x in (m.transport_id, transport_id) if x)
+        with self.write():
+            Message.update(**fields).where((Message.id == m.id)
+                                           & Message.state.in_([UNKNOWN, SENDING])).execute()
+        return m.id
+
+    def mark_no_receipt(self, before: float, now: float, transport: str = "smpp") -> list[int]:
+        """Texts accepted before `before` whose receipt never came: state no-receipt. A receipt
+        that still comes later sets the final state as usual."""
+        with self.write():
+            ids = [m.id for m in Message.select(Message.id).where(
+                (Message.direction == "out") & (Message.state == SENT)
+                & (Message.transport == transport) & (Message.updated_at < before))]
+            if ids:
+                Message.update(state=NO_RECEIPT, updated_at=now,
+                               note="no delivery receipt from the gateway").where(
+                    Message.id.in_(ids) & (Message.state == SENT)).execute()
+        return ids
+
+    def count_state(self, state: str, since: float = 0.0) -> int:
+        return Message.select().where((Message.direction == "out") & (Message.state == state)
+                                      & (Message.updated_at >= since)).count()
+
     def setting(self, key: str, default: str = "") -> str:
         row = Setting.select(Setting.value).where(Setting.key == key).first()
         return row.value if row else default
@@ -528,6 +573,24 @@ class Store:
                 "answered_by": rec.get("answered_by", ""), "answered": call.answered,
             })
         return out
+
+
+def _digits(number: str) -> str:
+    return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+def _match_evidence(peer: str, sender: str, text: str) -> list[Message]:
+    """unknown rows first, then sending ones, oldest first, that fit a receipt."""
+    import re
+    digits = _digits(peer)
+    if not digits or not (text or "").strip():
+        return []        # no recipient or no text: too little to name one text
+    pattern = re.compile("".join("." if ch == "?" else re.escape(ch) for ch in text.strip()), re.S)
+    rows = Message.select().where((Message.direction == "out") & Message.state.in_([UNKNOWN, SENDING])
+                                  & Message.peer.in_([digits, "+" + digits]))
+    fits = [m for m in rows if (not sender or not m.line or _digits(m.line) == _digits(sender))
+            and pattern.search(m.body)]
+    return sorted(fits, key=lambda m: (m.state != UNKNOWN, m.id))
 
 
 def _message_dict(m: Message) -> dict:

@@ -156,11 +156,32 @@ class Smsc:
         esm_class, text (decoded by node-smpp, per part), udh {ref,total,seq} or None, ..."""
         return self._req("GET", "/messages")
 
-    def mo(self, from_: str, to: str, text: str, data_coding: int | None = None) -> dict:
+    def mo(self, from_: str, to: str, text: str, data_coding: int | None = None,
+           sar: dict | None = None) -> dict:
+        """One MO deliver_sm to the next receiving bind (round-robin over the account's binds).
+        sar: {"ref", "total", "seq"} sends the SAR TLVs."""
         body = {"from": from_, "to": to, "text": text}
         if data_coding is not None:
             body["data_coding"] = data_coding
+        if sar is not None:
+            body["sar"] = sar
         return self._req("POST", "/mo", body)
+
+    def hang(self, ms: int) -> dict:
+        """Answer no submit_sm for ms, then answer (and deliver) the held ones."""
+        return self._req("POST", "/hang", {"ms": ms})
+
+    def dlr_mode(self, mode: str) -> dict:
+        """Receipts as "deliver_sm" (default) or "data_sm"."""
+        return self._req("POST", "/dlr-mode", {"mode": mode})
+
+    def dlr_first(self, on: bool) -> dict:
+        """Send each receipt before its submit_sm_resp."""
+        return self._req("POST", "/dlr-first", {"on": on})
+
+    def quota(self, tps: int) -> dict:
+        """Answer 0x58 to submits beyond tps accepted per second; 0 = off."""
+        return self._req("POST", "/quota", {"tps": tps})
 
     def throttle(self, count: int, status: int = 0x58) -> dict:
         return self._req("POST", "/throttle", {"count": count, "status": status})

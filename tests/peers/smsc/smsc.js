@@ -19,6 +19,16 @@
 //       POST /drop                        -> destroy every client TCP connection (no unbind)
 //       POST /unbind                      -> send unbind to every session (server-initiated)
 //       POST /reset                       -> forget messages and throttle state
+//       POST /hang {"ms":N}               -> stop answering submit_sm for N ms (a frozen gateway),
+//                                            then answer the held ones (where the session still
+//                                            lives) and deliver them (receipts as below)
+//       POST /dlr-mode {"mode":"deliver_sm"|"data_sm"}  -> how receipts are sent
+//       POST /dlr-first {"on":true|false} -> send the receipt before the submit_sm_resp
+//       POST /quota {"tps":N}             -> steady throttling: answer 0x58 to submits beyond N
+//                                            accepted per second (per wall-clock second); 0 = off
+//   MOs and receipts go round-robin over every receiver/transceiver bind of the account
+//   (system_id), as Jasmin does; a receipt with no such bind waits for the next one.
+//   /mo also takes "sar": {"ref","total","seq"} (SAR TLVs) and "account" (a system_id).
 // Env: SMSC_HOST (127.0.0.1) SMSC_PORT (2775) CONTROL_PORT (8775) SMSC_SYSTEM_ID / SMSC_PASSWORD
 //      (unset = accept any), DLR_DELAY_MS (200), SMSC_NAGLE=1 (leave Nagle on; default off)
 'use strict';
@@ -36,7 +46,15 @@ let nextId = 0x1000;
 let messages = [];
 let throttle = {count: 0, status: smpp.ESME_RTHROTTLED};
 const sessions = new Set();
-const stats = {submit_sm: 0, deliver_sm_resp: 0, unbind_resp: 0, enquire_link: 0, binds: 0};
+let hangUntil = 0;             // submit_sm answers held until this time (ms epoch)
+let held = [];                 // [{session, pdu}] waiting for the hang to end
+let hangTimer = null;
+let dlrMode = 'deliver_sm';
+let dlrFirst = false;
+let quota = {tps: 0, second: 0, used: 0};
+const rr = new Map();          // system_id -> round-robin counter
+let waitingDlr = [];           // receipts for an account with no receiving bind yet
+const stats = {quota_throttled: 0, submit_sm: 0, deliver_sm_resp: 0, unbind_resp: 0, enquire_link: 0, binds: 0};
 
 function log(obj) {
   process.stdout.write(JSON.stringify(Object.assign({t: new Date().toISOString()}, obj)) + '\n');
@@ -77,7 +95,17 @@ function textOf(pdu) {
   return {text: Buffer.isBuffer(sm) ? sm.toString('hex') : String(sm || ''), udh: null};
 }
 
-function receipt(session, rec) {
+// The next receiving bind of the account, round-robin (Jasmin spreads MOs and receipts so).
+function receiverOf(systemId) {
+  const binds = [...sessions].filter((x) => (x.bound === 'transceiver' || x.bound === 'receiver')
+    && x.socket.writable && (systemId === undefined || x.system_id === systemId));
+  if (!binds.length) return null;
+  const n = rr.get(systemId) || 0;
+  rr.set(systemId, n + 1);
+  return binds[n % binds.length];
+}
+
+function receipt(_session, rec) {
   const undeliv = /0000$/.test(rec.destination_addr);
   const stat = undeliv ? 'UNDELIV' : 'DELIVRD';
   const err = undeliv ? '001' : '000';
@@ -86,6 +114,8 @@ function receipt(session, rec) {
   const text = (rec.text || '').replace(/[^\x20-\x7e]/g, '?').slice(0, 20);
   const body = `id:${rec.message_id} sub:001 dlvrd:${undeliv ? '000' : '001'} ` +
     `submit date:${smppDate(rec.received)} done date:${smppDate(now)} stat:${stat} err:${err} text:${text}`;
+  const session = receiverOf(rec.system_id);
+  if (!session) { waitingDlr.push(rec); log({ev: 'dlr_waiting', id: rec.message_id}); return; }
   const pdu = {
     service_type: '',
     source_addr_ton: rec.dest_addr_ton, source_addr_npi: rec.dest_addr_npi,
@@ -97,11 +127,22 @@ function receipt(session, rec) {
     receipted_message_id: rec.message_id,
     message_state: undeliv ? 5 : 2,
   };
-  if (!session.socket.writable) { log({ev: 'dlr_skipped_no_session', id: rec.message_id}); return; }
-  session.deliver_sm(pdu, (resp) => {
-    log({ev: 'dlr_resp', id: rec.message_id, status: resp.command_status});
+  if (dlrMode === 'data_sm') {       // data_sm has no short_message: the text rides in the payload
+    delete pdu.short_message; delete pdu.replace_if_present_flag;
+    pdu.message_payload = body;
+    pdu.registered_delivery = 0;
+  }
+  session[dlrMode](pdu, (resp) => {
+    log({ev: 'dlr_resp', id: rec.message_id, status: resp.command_status, via: dlrMode});
   });
-  log({ev: 'dlr_sent', id: rec.message_id, body});
+  log({ev: 'dlr_sent', id: rec.message_id, body, via: dlrMode});
+}
+
+function endHang() {
+  const h = held; held = [];
+  hangUntil = 0;
+  log({ev: 'hang_end', held: h.length});
+  for (const {session, pdu} of h) session.accept(session, pdu);
 }
 
 const server = smpp.createServer((session) => {
@@ -125,6 +166,10 @@ const server = smpp.createServer((session) => {
     session.system_id = pdu.system_id;
     session.send(pdu.response({system_id: 'node-smsc'}));
     log({ev: 'bind', kind, system_id: pdu.system_id});
+    if (kind !== 'transmitter' && waitingDlr.length) {
+      const w = waitingDlr; waitingDlr = [];
+      setTimeout(() => w.forEach((rec) => receipt(null, rec)), 20);
+    }
   };
   session.on('bind_transceiver', onBind('transceiver'));
   session.on('bind_transmitter', onBind('transmitter'));
@@ -144,9 +189,15 @@ const server = smpp.createServer((session) => {
   session.on('deliver_sm_resp', () => { stats.deliver_sm_resp++; });
   session.on('enquire_link_resp', () => {});
 
+  session.accept = accept;
   session.on('submit_sm', (pdu) => {
     if (!session.bound || session.bound === 'receiver') {
       session.send(pdu.response({command_status: smpp.ESME_RINVBNDSTS}));
+      return;
+    }
+    if (Date.now() < hangUntil) {        // frozen: no answer until the hang ends
+      held.push({session, pdu});
+      log({ev: 'submit_sm_held', seq: pdu.sequence_number});
       return;
     }
     if (throttle.count > 0) {
@@ -155,6 +206,19 @@ const server = smpp.createServer((session) => {
       log({ev: 'submit_sm_throttled', seq: pdu.sequence_number, status: throttle.status});
       return;
     }
+    if (quota.tps > 0) {
+      const sec = Math.floor(Date.now() / 1000);
+      if (sec !== quota.second) { quota.second = sec; quota.used = 0; }
+      if (quota.used >= quota.tps) {
+        stats.quota_throttled++;
+        session.send(pdu.response({command_status: smpp.ESME_RTHROTTLED}));
+        return;
+      }
+      quota.used++;
+    }
+    accept(session, pdu);
+  });
+  function accept(session, pdu) {
     const id = (nextId++).toString(16).toUpperCase();
     const t = textOf(pdu);
     const rec = {
@@ -169,18 +233,26 @@ const server = smpp.createServer((session) => {
     };
     messages.push(rec);
     stats.submit_sm++;
-    session.send(pdu.response({message_id: id}));
+    const wantDlr = pdu.registered_delivery & 0x01;
+    const answer = () => { if (session.socket.writable) session.send(pdu.response({message_id: id})); };
+    if (wantDlr && dlrFirst) {
+      receipt(session, rec);
+      setTimeout(answer, 50);          // the receipt surely on the wire first
+    } else {
+      answer();
+    }
     log({ev: 'submit_sm', id, from: rec.source_addr, to: rec.destination_addr, dc: rec.data_coding,
          esm: rec.esm_class, udh: rec.udh, text: rec.text});
-    if (pdu.registered_delivery & 0x01) {
+    if (wantDlr && !dlrFirst) {
       setTimeout(() => receipt(session, rec), DLR_DELAY_MS);
     }
-  });
+  }
 
   // Anything else (query_sm, data_sm, submit_multi, cancel_sm, replace_sm...): generic_nack.
   session.on('pdu', (pdu) => {
     const handled = ['bind_transceiver', 'bind_transmitter', 'bind_receiver', 'enquire_link',
-      'unbind', 'submit_sm', 'unbind_resp', 'deliver_sm_resp', 'enquire_link_resp', 'generic_nack'];
+      'unbind', 'submit_sm', 'unbind_resp', 'deliver_sm_resp', 'data_sm_resp', 'enquire_link_resp',
+      'generic_nack'];
     if (!handled.includes(pdu.command)) {
       if (!pdu.isResponse()) {
         session.send(new smpp.PDU('generic_nack', {sequence_number: pdu.sequence_number,
@@ -212,6 +284,23 @@ http.createServer(async (req, res) => {
   if (req.url === '/health') return send(200, {ok: true, sessions: sessions.size, stats});
   if (req.url === '/messages') return send(200, messages);
   if (req.url === '/reset') { messages = []; throttle = {count: 0, status: smpp.ESME_RTHROTTLED}; return send(200, {ok: true}); }
+  if (req.url === '/hang') {
+    hangUntil = Date.now() + (body.ms || 0);
+    clearTimeout(hangTimer);              // a new hang replaces the last; {ms: 0} ends it now
+    hangTimer = setTimeout(endHang, body.ms || 0);
+    log({ev: 'hang', ms: body.ms});
+    return send(200, {until: hangUntil});
+  }
+  if (req.url === '/dlr-mode') {
+    if (body.mode !== 'deliver_sm' && body.mode !== 'data_sm') return send(400, {error: 'mode'});
+    dlrMode = body.mode;
+    return send(200, {mode: dlrMode});
+  }
+  if (req.url === '/dlr-first') { dlrFirst = !!body.on; return send(200, {on: dlrFirst}); }
+  if (req.url === '/quota') {
+    quota = {tps: body.tps || 0, second: 0, used: 0};
+    return send(200, {tps: quota.tps});
+  }
   if (req.url === '/throttle') {
     throttle = {count: body.count || 1, status: body.status || smpp.ESME_RTHROTTLED};
     return send(200, throttle);
@@ -227,25 +316,28 @@ http.createServer(async (req, res) => {
     return send(200, {ok: true});
   }
   if (req.url === '/mo') {
-    const targets = [...sessions].filter((s) => s.bound === 'transceiver' || s.bound === 'receiver');
-    if (!targets.length) return send(409, {error: 'no bound receiver'});
+    const target = receiverOf(body.account);
+    if (!target) return send(409, {error: 'no bound receiver'});
     // data_coding 0 (SMSC default alphabet, GSM 03.38 unpacked) when the text fits GSM-7, else 8 (UCS-2)
     const text = body.text || 'hello';
     const dc = body.data_coding !== undefined ? body.data_coding
       : (smpp.encodings.ASCII.match(text) ? 0 : 8);
     // Reply at once: a single-threaded test client cannot read the deliver_sm while it waits
     // for this HTTP answer. deliver_sm_resp statuses are logged and counted in /health stats.
-    let n = 0;
-    for (const s2 of targets) {
-      const ok = s2.deliver_sm({
-        source_addr_ton: 1, source_addr_npi: 1, source_addr: body.from || '15550001111',
-        dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: body.to || '15559998888',
-        esm_class: 0, data_coding: dc, short_message: text,
-      }, (resp) => log({ev: 'mo_resp', status: resp.command_status}));
-      if (ok) n++;
+    const pdu = {
+      source_addr_ton: 1, source_addr_npi: 1, source_addr: body.from || '15550001111',
+      dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: body.to || '15559998888',
+      esm_class: 0, data_coding: dc, short_message: text,
+    };
+    if (body.sar) {
+      pdu.sar_msg_ref_num = body.sar.ref; pdu.sar_total_segments = body.sar.total;
+      pdu.sar_segment_seqnum = body.sar.seq;
     }
-    log({ev: 'mo', from: body.from, text, data_coding: dc, sessions: n});
-    return send(200, {queued: n, data_coding: dc});
+    const ok = target.deliver_sm(pdu, (resp) => log({ev: 'mo_resp', status: resp.command_status,
+      from: body.from}));
+    log({ev: 'mo', from: body.from, text, data_coding: dc, bind: target.bound,
+         port: target.socket.remotePort});
+    return send(200, {queued: ok ? 1 : 0, data_coding: dc, port: target.socket.remotePort});
   }
   send(404, {error: 'unknown'});
 }).listen(CONTROL_PORT, HOST, () => log({ev: 'control_listening', port: CONTROL_PORT}));
