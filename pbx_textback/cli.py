@@ -338,7 +338,7 @@ def cmd_send_test(a) -> int:
 
     from . import senders
     from .core.numbers import to_e164
-    from .store.db import DELIVERED, FAILED, SENDING
+    from .store.db import DELIVERED, FAILED, SENDING, UNKNOWN
     cfg = _config(a.config, required=True)
     to = to_e164(a.to, cfg.business.country)
     if not to:
@@ -356,7 +356,7 @@ def cmd_send_test(a) -> int:
     now = time.time()
     with store.write():
         msg_id = store.add_message(direction="out", kind="test", line=line, peer=to, body=a.text,
-                                   state=SENDING, due_at=now, attempts=1)
+                                   state=SENDING, due_at=now, attempts=0)
 
     async def main():
         if kind == "smpp":
@@ -375,11 +375,14 @@ def cmd_send_test(a) -> int:
                           f"after {a.wait:g} s (state {transport.t.state}): see the log above")
                     return 1
             row = SimpleNamespace(id=msg_id, peer=to, line=line, body=a.text, kind="test")
-            res = await transport.send(row)
+            # written_at as for every text: a crash before the write leaves no row that a
+            # restarting service would take for its own and send to the person
+            res = await transport.send(row, lambda: store.mark_written(msg_id, time.time()))
             print(f"{kind}: {res.status}" + (f" id {res.transport_id}" if res.transport_id else "")
                   + (f" - {res.error}" if res.error else ""))
             if res.status != "sent":
-                store.set_state(msg_id, FAILED if res.status == "failed" else res.status,
+                # a test text is never retried by itself: unknown when written, else failed
+                store.set_state(msg_id, UNKNOWN if res.status == "unknown" else FAILED,
                                 now=time.time(), error=res.error or res.status)
                 return 1
             store.mark_sent(msg_id, now=time.time(), transport=kind, transport_id=res.transport_id)

@@ -282,6 +282,9 @@ class Store:
         that was written may be unknown (shown, never resent silently); one never written
         goes back to the queue."""
         with self.write():
+            # send-test's own row is its process's to send, never the service's
+            Message.update(state=FAILED, updated_at=now, error="send-test stopped before it wrote the text").where(
+                (Message.state == SENDING) & Message.written_at.is_null() & (Message.kind == "test")).execute()
             back = Message.update(state=PENDING, updated_at=now).where(
                 (Message.state == SENDING) & Message.written_at.is_null()).execute()
             unknown = Message.update(state=UNKNOWN, updated_at=now,

@@ -121,6 +121,19 @@ def test_a_crash_before_the_write_requeues_after_the_write_leaves_unknown(store,
     assert [m.id for m in s.claim_due(3000.0)] == [a.id]
 
 
+def test_a_send_test_row_cut_before_its_write_is_never_sent_by_the_service(store, tmp_path):
+    """send-test writes its own row; a service starting meanwhile must not take it for a text
+    of its own (the person would get the test text from both)."""
+    s = store(tmp_path)
+    with s.write():
+        mid = s.add_message(direction="out", kind="test", line="+15125550100", peer="+15125550123",
+                            body="test", state=st.SENDING, due_at=1000.0, attempts=0)
+    assert s.recover_interrupted(2000.0) == (0, 0)
+    m = st.Message.get_by_id(mid)
+    assert m.state == st.FAILED and "send-test" in m.error
+    assert s.claim_due(3000.0) == []
+
+
 def test_two_workers_never_claim_the_same_row(store, tmp_path):
     s1 = store(tmp_path)
     for i in range(20):
