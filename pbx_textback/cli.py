@@ -544,7 +544,10 @@ def cmd_demo(a) -> int:
 
 
 def cmd_esl(a) -> int:
-    from .esl.child import main as esl_main
+    from .esl.child import PASSWORD_ENV, main as esl_main
+    if not os.environ.get(PASSWORD_ENV) and not {"-h", "--help"} & set(a.rest):
+        raise CliError(f"esl: no event-socket password in ${PASSWORD_ENV}; this child is started "
+                       "by `pbx-textback run` (use that)")
     return esl_main(a.rest) or 0
 
 

@@ -269,7 +269,8 @@ def _range_problems(cfg, lines) -> list[str]:
     for key, name, v in _numbers(cfg, ""):
         lo, hi, unit = _RANGES.get(name, (-10 ** 9, 10 ** 9, ""))
         if not (lo <= v <= hi):
-            out.append(f"'{key}'{_where(key, lines)}: {v:g} is out of range; give {lo}..{hi}"
+            shown = f"{v:g}" if isinstance(v, float) else (str(v) if abs(v) < 10 ** 15 else "a huge integer")
+            out.append(f"'{key}'{_where(key, lines)}: {shown} is out of range; give {lo}..{hi}"
                        + (f" {unit}" if unit else ""))
     return out
 
@@ -426,10 +427,14 @@ def _read_secret(key, value, full, lines, problems):
     if key.endswith("_file"):
         value = os.path.expandvars(value)     # ${CREDENTIALS_DIRECTORY}/ami-secret under systemd
         try:
-            return Path(value).read_text(encoding="utf-8").strip()
+            secret = Path(value).read_text(encoding="utf-8").strip()
         except OSError as e:
             problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}")
             return None
+        if not secret:
+            problems.append(f"'{full}'{_where(full, lines)}: {value} is empty; put the secret in it (one line)")
+            return None
+        return secret
     # systemd LoadCredential= hands secrets over in $CREDENTIALS_DIRECTORY
     env = os.environ.get(value)
     if env is None:

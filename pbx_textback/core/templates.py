@@ -26,7 +26,7 @@ REASON_TEXT = {
 # Built-in texts fit one GSM-7 segment (160) with a business name of up to ~30 characters.
 DEFAULT_TEMPLATE = (
     "Hi, this is {{ business.name }}. Sorry we missed your call"
-    "{% if reason == 'after-hours' %} - we are closed right now{% endif %}. "
+    "{% if reason == 'after-hours' %} - we are closed now{% endif %}. "
     "Reply here to reach us"
     "{% if business.phone %} or call {{ business.phone }}{% endif %}. "
     "Reply STOP to opt out.")
