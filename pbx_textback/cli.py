@@ -474,7 +474,7 @@ def cmd_consent(a) -> int:
         return 0
     for n in sorted({e.number for e in hist}):
         st = standing(hist, n)
-        print(f"{n}: {st.status}" + (f" since {datetime.fromtimestamp(st.since, timezone.utc).isoformat()}"
+        print(f"{n}: {st.status}" + (f" since {_iso(st.since, cfg.business.timezone)}"
                                      if st.since else "") + (f" ({st.source})" if st.source else ""))
     return 0
 
@@ -645,7 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
+    a, unknown = p.parse_known_args(argv)
+    if unknown and a.cmd == "esl":     # the child's own options (--port …) pass through
+        a.rest = unknown + a.rest
+    elif unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     if a.cmd == "hours" and a.action == "set" and (not a.line or not a.mode):
         p.error("hours set needs LINE and open|closed|auto")
     setup_logging(a.log_level, a.log_format)
