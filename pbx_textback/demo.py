@@ -142,7 +142,7 @@ async def run_demo(a) -> int:
     svc = Service(cfg, on_verdict=lambda v: (seen.append(v), _print_verdict(v)))
     extra = []
     if a.once:
-        extra.append(_stop_when_done(svc, server))
+        extra.append(_stop_when_done(svc, server, seen))
     try:
         await svc.run(extra_tasks=extra)
     finally:
@@ -159,19 +159,24 @@ async def run_demo(a) -> int:
     return 0
 
 
-async def _stop_when_done(svc, server) -> None:
-    """--once: stop once every trace was played, the calls decided and the outbox drained. A
-    call the recording leaves up (a trace cut mid-call) is not waited for past a second."""
+async def _stop_when_done(svc, server, seen: list) -> None:
+    """--once: stop once every trace was played, every call decided and the outbox drained.
+    Calls the tracker still holds (a queue call waiting for mod_callcenter's last event, a
+    channel the recording leaves up) are decided on what was seen: no later event will come."""
     await server.wait_idle()
-    quiet = 0
-    for _ in range(100):
+    # the last frames may still be on their way (FreeSWITCH's go through the ESL child):
+    # wait until a second passes with no new verdict and no change in the calls up
+    last, still = None, 0
+    while still < 10:
         await asyncio.sleep(0.1)
-        if svc.store.next_due() is not None:
-            quiet = 0
-            continue
-        quiet += 1
-        if svc.tracker.open_calls() == 0 or quiet >= 10:
+        now = (len(seen), svc.tracker.open_calls())
+        still = still + 1 if now == last else 0
+        last = now
+    svc.flush_calls()
+    for _ in range(100):
+        if svc.store.next_due() is None:
             break
+        await asyncio.sleep(0.1)
     svc.stop()
 
 

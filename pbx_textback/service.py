@@ -72,8 +72,15 @@ class Service:
             sms = inbound_sms(ev, self.tracker.s)
             if sms is not None:      # a caller's reply routed through the PBX
                 self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
-        for rec in self.tracker.feed(ev):
-            rec = self._seen_at(ev, rec)
+        self._decide([self._seen_at(ev, rec) for rec in self.tracker.feed(ev)])
+
+    def flush_calls(self) -> None:
+        """Decide the calls the tracker still holds on what was seen (the demo's --once end,
+        where no later event comes to release them)."""
+        self._decide([self._seen_at({}, rec) for rec in self.tracker.flush()])
+
+    def _decide(self, records) -> None:
+        for rec in records:
             try:
                 verdict = self.pipeline.on_record(rec)
             except Exception:
