@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, default_config, load
+from .config import SERVICE_ERROR, ConfigError, default_config, load
 
 DEFAULT_CONFIG = "/etc/pbx-textback/config.toml"
 
@@ -530,17 +530,21 @@ def cmd_run(a) -> int:
     path = a.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None)
     if path is None:
         raise CliError(f"no config: pass -c FILE (or create {DEFAULT_CONFIG})")
-    cfg = load(path, for_service=True)
+    cfg = load(path, for_service=True, strict=False)
+    log = logging.getLogger("pbx_textback.config")
     for w in cfg.warnings:      # template lint, closed weekdays, texts going nowhere
-        logging.getLogger("pbx_textback.config").warning("config: %s", w)
+        (log.error if w.startswith(SERVICE_ERROR) else log.warning)("config: %s", w)
     svc = Service(cfg)
     asyncio.run(svc.run())
     return 0
 
 
 def cmd_demo(a) -> int:
-    from .demo import run_demo
-    return asyncio.run(run_demo(a))
+    from .demo import DemoError, run_demo
+    try:
+        return asyncio.run(run_demo(a))
+    except DemoError as e:
+        raise CliError(str(e)) from None
 
 
 def cmd_esl(a) -> int:

@@ -280,9 +280,13 @@ def default_config() -> Config:
     return Config(every_inbound_number=True, source="(built-in defaults)")
 
 
-def load(path: str | os.PathLike, *, for_service: bool = False) -> Config:
-    """for_service: also refuse what only matters when texting for real (check-config, run):
-    no business name, no PBX secret."""
+SERVICE_ERROR = "check-config refuses this: "   # a warning `run` logs as an error
+
+
+def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = True) -> Config:
+    """for_service: also check what only matters when texting for real: no business name, no
+    PBX secret. strict (check-config) refuses them; not strict (`run`, which must not stop a
+    service that ran yesterday) turns them into warnings starting with SERVICE_ERROR."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -290,10 +294,10 @@ def load(path: str | os.PathLike, *, for_service: bool = False) -> Config:
         raise ConfigError([f"cannot read config: {e.strerror}"], str(p)) from None
     except UnicodeDecodeError:
         raise ConfigError(["config is not UTF-8"], str(p)) from None
-    return loads(text, str(p), for_service=for_service)
+    return loads(text, str(p), for_service=for_service, strict=strict)
 
 
-def loads(text: str, path: str = "<config>", *, for_service: bool = False) -> Config:
+def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -308,13 +312,17 @@ def loads(text: str, path: str = "<config>", *, for_service: bool = False) -> Co
         cfg = _build(Config, data, "", lines, problems)
     except RecursionError:
         raise ConfigError(["TOML nested too deeply: a config needs a few levels"], path) from None
+    service_errors: list[str] = []
     if not problems:
         problems += _validate(cfg, lines)
         if for_service:
-            problems += _service_problems(cfg, data, lines)
+            service_errors = _service_problems(cfg, data, lines)
+            if strict:
+                problems += service_errors
+                service_errors = []
     if problems:
         raise ConfigError(problems, path)
-    warnings = tuple(_lint(cfg, lines, problems))
+    warnings = tuple(SERVICE_ERROR + e for e in service_errors) + tuple(_lint(cfg, lines, problems))
     if problems:
         raise ConfigError(problems, path)
     warnings += tuple(_week_warnings(cfg, lines))

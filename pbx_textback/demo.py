@@ -43,6 +43,10 @@ quiet_hours = ""
 """
 
 
+class DemoError(Exception):
+    """The demo cannot run (the CLI prints it and exits 2)."""
+
+
 def demo_dir() -> Path:
     """Where the demo keeps its store and config: $XDG_STATE_HOME/pbx-textback-demo."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -57,8 +61,7 @@ def demo_traces(pbx: str) -> list[Path]:
                        and not p.name.endswith(".json.esl"))
         if files:
             return files
-    from .cli import CliError
-    raise CliError(f"demo: no recorded {pbx} traces found (looked in "
+    raise DemoError(f"demo: no recorded {pbx} traces found (looked in "
                    f"{', '.join(str(b / sub) for b in SEARCH)}); reinstall pbx-textback")
 
 

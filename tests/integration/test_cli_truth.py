@@ -121,6 +121,26 @@ def test_the_service_logs_config_warnings_at_start(tmp_path):
     assert any("config: 'transport.type'" in s and "WARNING" in s for s in seen), "".join(seen)
 
 
+def test_the_service_runs_without_a_business_name_but_says_so_loudly(tmp_path):
+    """check-config refuses it; `run` must not take down a service that ran yesterday."""
+    cfg = example_config(tmp_path, **{'name = "Acme Dental"': 'name = ""', 'port = 5038': 'port = 1'})
+    proc = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "run", "-c", str(cfg)], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen.append(line)
+            if "running" in line or not line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert any("ERROR" in s and "check-config refuses this: 'business.name'" in s for s in seen), "".join(seen)
+    assert any("running" in s for s in seen)
+
+
 # ---- finding 3 and 11: hours show / hours set ----------------------------------------------------
 def test_hours_show_prints_the_week_holidays_override_and_pause(tmp_path):
     cfg = lines_config(tmp_path, tmp_path / "h.sqlite3")
@@ -248,8 +268,11 @@ def test_explain_gives_the_time_the_service_saw_the_call(demo_store):
 
 
 def test_the_ami_snippet_recommends_timestampevents():
-    text = (ROOT / "README.md").read_text() + (ROOT / "ami" / "README.md").read_text()
-    assert "timestampevents = yes" in text
+    ami = (ROOT / "ami" / "README.md").read_text()
+    assert re.search(r"\[general\]\n(?:\s+\w+ = .*\n)*\s+timestampevents = yes\n", ami)    # in the snippet
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### The AMI user"):readme.index("### The event socket")]
+    assert "timestampevents = yes" in section
 
 
 # ---- the smaller items ----------------------------------------------------------------------------

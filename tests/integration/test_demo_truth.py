@@ -109,6 +109,10 @@ def test_an_installed_package_runs_its_demo(tmp_path):
         p, _ = demo(tmp_path, "--pbx", pbx, python=str(py), cwd=tmp_path)
         assert p.returncode == 0, p.stderr[-3000:]
         assert summary(p.stdout)[2] > 0
+    # without its traces the demo is an error like any other: exit 2 and the fix
+    shutil.rmtree(Path(site) / "pbx_textback" / "demo_traces")
+    p, _ = demo(tmp_path, python=str(py), cwd=tmp_path)
+    assert p.returncode == 2 and "no recorded asterisk traces found" in p.stderr, p.stderr[-2000:]
 
 
 def test_pyproject_lists_only_package_data_that_exists():
