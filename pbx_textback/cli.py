@@ -291,7 +291,7 @@ def _line_named(cfg, key: str):
 
 
 def cmd_hours(a) -> int:
-    from .core.hours import next_change, state_at, week_lines
+    from .core.hours import override_end, state_at, week_lines
     cfg = _config(a.config, required=True)
     store = _store(cfg)
     now = time.time()
@@ -306,11 +306,8 @@ def cmd_hours(a) -> int:
                 if until <= now:
                     raise CliError(f"--until {a.until} is in the past")
             elif a.mode != "auto":
-                until = next_change(ln.hours, tz, now)
-            if a.mode != "auto" and until is None and not a.until:
-                ends = "until you run `hours set LINE auto` (the line's hours never change)"
-            else:
-                ends = f"until {_iso(until, tz)}" if until else ""
+                until = override_end(ln.hours, tz, now)
+            ends = f"until {_iso(until, tz)}" if until else ""
             store.set_hours_override(ln.number, a.mode, now, until)
             log.info("hours override for line %s set to %s %s", ln.number, a.mode, ends)
             print(f"line {ln.number}{' (' + ln.name + ')' if ln.name else ''}: hours {a.mode}"

@@ -239,10 +239,10 @@ _RANGES = {
     "min_talk_seconds": (0, 3600, "seconds"), "max_age_minutes": (1, 10080, "minutes"),
     "max_hold_hours": (0, 168, "hours"), "callback_window_hours": (0, 720, "hours"),
     "match_minutes": (0, 1440, "minutes"), "settle_seconds": (0, 300, "seconds"),
-    "ping_interval": (1, 3600, "seconds"), "alert_after_minutes": (0, 10080, "minutes"),
+    "ping_interval": (0.1, 3600, "seconds"), "alert_after_minutes": (0, 10080, "minutes"),
     "internal_max_digits": (1, 15, "digits"), "cross_line_cap": (0, 100000, "texts"),
     "global_hourly_cap": (0, 1000000, "texts"), "retention_days": (0, 36600, "days"),
-    "port": (1, 65535, ""), "listen_port": (1, 65535, ""), "relay_port": (1, 65535, ""),
+    "port": (0, 65535, ""), "listen_port": (0, 65535, ""), "relay_port": (0, 65535, ""),   # 0: any free port
 }
 
 

@@ -59,7 +59,7 @@ def next_change(hours, tz: str, at: float) -> float | None:
     start_day = datetime.fromtimestamp(at, timezone.utc).astimezone(zone).date()
     now_state = state_at(hours, tz, at)[0]
     candidates = []
-    for n in range(0, 9):
+    for n in range(0, 16):       # two weeks: past a holiday on the only open day
         day = start_day + timedelta(days=n)
         marks = [time(0, 0)]
         for span in getattr(hours, DAYS[day.weekday()]):
@@ -70,6 +70,17 @@ def next_change(hours, tz: str, at: float) -> float | None:
         if c > at and state_at(hours, tz, c)[0] != now_state:
             return c
     return None
+
+
+def override_end(hours, tz: str, at: float) -> float:
+    """When `hours set LINE open|closed` ends by itself: at the line's next opening or closing,
+    or at the next local midnight when its hours never change (an override is for a day)."""
+    change = next_change(hours, tz, at)
+    if change is not None:
+        return change
+    zone = ZoneInfo(tz)
+    day = datetime.fromtimestamp(at, timezone.utc).astimezone(zone).date() + timedelta(days=1)
+    return datetime.combine(day, time(0, 0), zone).timestamp()
 
 
 def week_lines(hours) -> list[str]:
