@@ -103,12 +103,12 @@ def test_check_config_refuses_what_cannot_work(tmp_path):
         assert want in p.stderr, (want, p.stderr)
 
 
-def test_the_service_logs_config_warnings_at_start(tmp_path):
-    cfg = example_config(tmp_path, **{'port = 5038': 'port = 1'})
+def start_lines(cfg) -> list[str]:
+    """`run -c cfg`: its log lines up to "running" (or its exit), then stopped."""
     proc = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "run", "-c", str(cfg)], cwd=ROOT,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen: list[str] = []
     try:
-        seen = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = proc.stderr.readline()
@@ -118,25 +118,19 @@ def test_the_service_logs_config_warnings_at_start(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+    return seen
+
+
+def test_the_service_logs_config_warnings_at_start(tmp_path):
+    cfg = example_config(tmp_path, **{'port = 5038': 'port = 1'})
+    seen = start_lines(cfg)
     assert any("config: 'transport.type'" in s and "WARNING" in s for s in seen), "".join(seen)
 
 
 def test_the_service_runs_without_a_business_name_but_says_so_loudly(tmp_path):
     """check-config refuses it; `run` must not take down a service that ran yesterday."""
     cfg = example_config(tmp_path, **{'name = "Acme Dental"': 'name = ""', 'port = 5038': 'port = 1'})
-    proc = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "run", "-c", str(cfg)], cwd=ROOT,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    try:
-        seen = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            seen.append(line)
-            if "running" in line or not line:
-                break
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    seen = start_lines(cfg)
     assert any("ERROR" in s and "check-config refuses this: 'business.name'" in s for s in seen), "".join(seen)
     assert any("running" in s for s in seen)
 
