@@ -1,5 +1,5 @@
-"""pbx-textback command line. Errors go to stderr with a non-zero exit; --json prints one JSON
-object per line on stdout."""
+"""pbx-textback command line. Errors go to stderr and exit 2; --json prints JSON on stdout
+(one object per call for replay, one document for the others)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, default_config, load
+from .config import SERVICE_ERROR, ConfigError, default_config, load
 from .store.db import StoreError
 
 DEFAULT_CONFIG = "/etc/pbx-textback/config.toml"
@@ -83,10 +83,37 @@ def _parse_at(s: str) -> float:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_check_config(a) -> int:
-    cfg = load(a.config)
+    cfg = load(a.config, for_service=True)
     print(f"{a.config}: OK — {len(cfg.line)} line(s), pbx {cfg.pbx.type}, transport "
           f"{cfg.transport.type}, store {'postgresql' if cfg.store.dsn else cfg.store.path}")
+    for w in cfg.warnings:
+        print(f"warning: {w}")
     return 0
+
+
+def _iso(ts: float | None, tz: str | None = None) -> str | None:
+    """One time format for people: ISO-8601 with the offset (the business zone when given)."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    if tz:
+        from zoneinfo import ZoneInfo
+        dt = dt.astimezone(ZoneInfo(tz))
+    return dt.isoformat(timespec="seconds")
+
+
+_TIME_KEYS = ("at", "since", "started_at", "ended_at", "created_at", "updated_at", "due_at",
+              "written_at", "sent_at", "set_at", "until", "decided_at")
+
+
+def _iso_times(obj, tz: str | None = None):
+    """Epoch-second fields of store dicts as ISO-8601 (export, explain --json)."""
+    if isinstance(obj, dict):
+        return {k: (_iso(v, tz) if k in _TIME_KEYS and isinstance(v, (int, float))
+                    and not isinstance(v, bool) else _iso_times(v, tz)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_iso_times(v, tz) for v in obj]
+    return obj
 
 
 def replay_records(data: bytes, pbx: str, cfg):
@@ -99,6 +126,18 @@ def replay_records(data: bytes, pbx: str, cfg):
     return records_from_stream(data, freeswitch_settings(cfg))
 
 
+def stream_kind(data: bytes) -> str | None:
+    """asterisk | freeswitch | None: what a recorded event stream looks like from its first
+    events (AMI: "Event: X" lines; ESL: "Content-Type: text/event-plain" or "Event-Name: X")."""
+    head = data[:65536]
+    ami = head.count(b"\nEvent: ") + head.startswith(b"Event: ") + head.count(b"Asterisk Call Manager")
+    esl = (head.count(b"Content-Type: text/event-") + head.count(b"Event-Name: ")
+           + head.count(b"Event-Name%3A") + head.count(b"Content-Type: auth/request"))
+    if ami == esl:
+        return None
+    return "asterisk" if ami > esl else "freeswitch"
+
+
 def cmd_replay(a) -> int:
     from .pipeline import Pipeline
     from .store.db import open_store
@@ -107,6 +146,12 @@ def cmd_replay(a) -> int:
         data = Path(a.file).read_bytes()
     except OSError as e:
         raise CliError(f"cannot read {a.file}: {e.strerror}") from None
+    kind = stream_kind(data)
+    if kind is None:
+        raise CliError(f"{a.file}: not a recorded AMI or ESL event stream (no events found)")
+    if kind != a.pbx:
+        other = {"asterisk": "an AMI (Asterisk)", "freeswitch": "an ESL (FreeSWITCH)"}[kind]
+        raise CliError(f"{a.file} looks like {other} stream, not {a.pbx}: try --pbx {kind}")
     at = _parse_at(a.at) if a.at else None
     cfg = replace(cfg, store=replace(cfg.store, path=":memory:", dsn=""))
     store = open_store(":memory:")
@@ -147,6 +192,7 @@ def cmd_explain(a) -> int:
     if not calls and e164:
         calls = store.calls_for(e164)
     paused = store.setting("paused") == "1"
+    overrides = {c["called"]: store.hours_override_until(c["called"]) for c in calls if c.get("called")}
     peer = (e164 or calls[0]["caller"]) if calls else e164     # the number asked about
     consent_state = standing(store.consent_history(peer), peer) if peer else None
     msgs = store.messages_to(peer) if peer else []
@@ -157,21 +203,26 @@ def cmd_explain(a) -> int:
     others = [m for m in msgs if m["direction"] == "out" and m["id"] not in in_calls and not by_call_id]
     if not calls and not msgs:
         raise CliError(f"no call from, to or with id {key} in the store, and no message to or from it")
-    if not a.json:
-        if paused:
-            print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")
-        if consent_state is not None:
-            print(f"consent of {peer}: {consent_state.status}"
-                  + (f" ({consent_state.source})" if consent_state.source else ""))
-        for m in replies:
-            print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
+    if a.json:    # one JSON document: the calls (with their checks and messages), consent,
+        # replies and the texts that belong to no call (confirmations, HELP answers, resends)
+        doc = {"number": peer, "paused": paused, "consent": consent_state.__dict__ if consent_state else None,
+               "replies": replies, "calls": calls, "other_texts": others}
+        print(json.dumps(_iso_times(doc, cfg.business.timezone), ensure_ascii=False, indent=2, default=str))
+        return 0
+    if paused:
+        print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")
+    if consent_state is not None:
+        print(f"consent of {peer}: {consent_state.status}"
+              + (f" ({consent_state.source})" if consent_state.source else ""))
+    for m in replies:
+        print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
     for c in calls:
-        if a.json:
-            print(json.dumps(c, ensure_ascii=False))
-            continue
-        when = (datetime.fromtimestamp(c["started_at"], timezone.utc).isoformat()
-                if c["started_at"] else "time unknown")
+        when = _iso(c["started_at"], cfg.business.timezone) or "time unknown"
         print(f"call {c['call_id']} ({c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
+        mode, until = overrides.get(c["called"], ("auto", None))
+        if mode != "auto":
+            print(f"  hours override now: {mode} until "
+                  + (_iso(until, cfg.business.timezone) if until else "changed by hand (`hours set LINE auto`)"))
         verdict = f"missed: {c['reason']}" if c["missed"] else f"not missed: {c['reason']}"
         print(f"  verdict: {verdict} — {c['why']}")
         for n in c["notes"]:
@@ -181,9 +232,7 @@ def cmd_explain(a) -> int:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
             _print_message(m, "  ")
-    if others and a.json:
-        print(json.dumps({"number": peer, "messages": others}, ensure_ascii=False))
-    elif others:     # confirmations, HELP answers, manual texts and resends belong to no call
+    if others:     # confirmations, HELP answers, manual texts and resends belong to no call
         print(f"texts to {peer} outside any call:")
         for m in others:
             _print_message(m, "  ")
@@ -225,8 +274,19 @@ def cmd_number(a) -> int:
         print(json.dumps(d, ensure_ascii=False))
     else:
         for k, v in d.items():
-            print(f"{k}: {v}")
+            print(f"{k}: {_plain(v)}")
     return 0
+
+
+def _plain(v) -> str:
+    """A value as a person reads it: yes/no, '-' for nothing, lists comma-separated."""
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain(x) for x in v) or "-"
+    return str(v)
 
 
 def cmd_sms_info(a) -> int:
@@ -244,24 +304,59 @@ def cmd_sms_info(a) -> int:
     return 0
 
 
-def cmd_hours(a) -> int:
+def _line_named(cfg, key: str):
+    """A configured line by its number (as the PBX shows it or E.164) or its name."""
     from .core.decide import find_line
-    from .core.hours import state_at
+    by_name = [ln for ln in cfg.line if ln.name and ln.name.casefold() == key.casefold()]
+    if len(by_name) == 1:
+        return by_name[0]
+    line = find_line(cfg, key)
+    if line is None or not line.configured:
+        names = ", ".join(f"{ln.number}" + (f" ({ln.name})" if ln.name else "") for ln in cfg.line)
+        raise CliError(f"{key} is not a configured line (lines: {names or 'none'})")
+    return next(ln for ln in cfg.line if ln.number == line.number)
+
+
+def cmd_hours(a) -> int:
+    from .core.hours import override_end, state_at, week_lines
     cfg = _config(a.config, required=True)
     store = _store(cfg)
+    now = time.time()
+    log = logging.getLogger("pbx_textback")
     try:
         if a.action == "set":
-            line = find_line(cfg, a.line)
-            if line is None or not line.configured:
-                raise CliError(f"{a.line} is not a configured line")
-            store.set_hours_override(line.number, a.mode, time.time())
-            logging.getLogger("pbx_textback").info("hours override for line %s set to %s", line.number, a.mode)
-            print(f"line {line.number}: hours {a.mode}")
+            ln = _line_named(cfg, a.line)
+            tz = ln.timezone or cfg.business.timezone
+            until = None
+            if a.until:
+                until = _parse_at(a.until)
+                if until <= now:
+                    raise CliError(f"--until {a.until} is in the past")
+            elif a.mode != "auto":
+                until = override_end(ln.hours, tz, now)
+            ends = f"until {_iso(until, tz)}" if until else ""
+            store.set_hours_override(ln.number, a.mode, now, until)
+            log.info("hours override for line %s set to %s %s", ln.number, a.mode, ends)
+            print(f"line {ln.number}{' (' + ln.name + ')' if ln.name else ''}: hours {a.mode}"
+                  + (f" {ends}" if a.mode != "auto" else " (the line's own hours)"))
         else:
+            if store.setting("paused") == "1":
+                print("automated texting is PAUSED (`pbx-textback resume`): due texts wait")
+            else:
+                print("automated texting: running")
             for ln in cfg.line:
                 tz = ln.timezone or cfg.business.timezone
-                state, why = state_at(ln.hours, tz, time.time(), store.hours_override(ln.number))
-                print(f"{ln.number} {ln.name}: {state} ({why})")
+                mode, until = store.hours_override_until(ln.number, now)
+                state, why = state_at(ln.hours, tz, now, mode, until)
+                print(f"\n{ln.number} {ln.name}: {state} now ({why})  [{tz}]")
+                print("  override: " + ("none" if mode == "auto" else
+                      f"{mode} until " + (_iso(until, tz) if until else "changed by hand")))
+                for w in week_lines(ln.hours):
+                    print(f"  {w}")
+                if ln.hours is not None:
+                    print(f"  holidays: {', '.join(ln.hours.holidays) or 'none'}")
+            if not cfg.line:
+                print("no [[line]] in the config: every inbound number is a line, always open")
     finally:
         store.close()
     return 0
@@ -462,16 +557,36 @@ def cmd_consent(a) -> int:
         return 0
     for n in sorted({e.number for e in hist}):
         st = standing(hist, n)
-        print(f"{n}: {st.status}" + (f" since {datetime.fromtimestamp(st.since, timezone.utc).isoformat()}"
+        print(f"{n}: {st.status}" + (f" since {_iso(st.since, cfg.business.timezone)}"
                                      if st.since else "") + (f" ({st.source})" if st.source else ""))
     return 0
 
 
 def cmd_purge(a) -> int:
+    if a.older_than < 1:
+        raise CliError(f"--older-than {a.older_than}: give a number of days, 1 or more "
+                       "(0 or less would delete every record)")
     cfg = _config(a.config, required=True)
     store = _store(cfg)
+    before = time.time() - a.older_than * 86400
     try:
-        n = store.purge(time.time() - a.older_than * 86400)
+        would = store.purge_count(before)
+        what = (f"{would['calls']} calls, {would['decisions']} decisions, {would['messages']} messages "
+                f"older than {a.older_than} days (before {_iso(before, cfg.business.timezone)})")
+        if a.dry_run:
+            print(f"would purge {what}; consent records are kept")
+            return 0
+        if not any(would.values()):
+            print(f"nothing older than {a.older_than} days")
+            return 0
+        if not a.yes:
+            if not sys.stdin.isatty():
+                raise CliError(f"would purge {what}: add --yes to delete without asking")
+            answer = input(f"purge {what}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        n = store.purge(before)
     finally:
         store.close()
     logging.getLogger("pbx_textback").info("purged records older than %d days: %s", a.older_than, n)
@@ -489,15 +604,20 @@ def cmd_export(a) -> int:
         data = store.export_number(peer)
     finally:
         store.close()
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    print(json.dumps(_iso_times(data, cfg.business.timezone), ensure_ascii=False, indent=2, default=str))
     return 0
 
 
 def cmd_run(a) -> int:
     from .service import Service
     from .status import publish_dir
-    from .store.db import StoreError
-    cfg = _config(a.config, required=True)
+    path = a.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None)
+    if path is None:
+        raise CliError(f"no config: pass -c FILE (or create {DEFAULT_CONFIG})")
+    cfg = load(path, for_service=True, strict=False)
+    log = logging.getLogger("pbx_textback.config")
+    for w in cfg.warnings:      # template lint, closed weekdays, texts going nowhere
+        (log.error if w.startswith(SERVICE_ERROR) else log.warning)("config: %s", w)
     try:
         svc = Service(cfg, status_dir=publish_dir())
         return asyncio.run(svc.run())
@@ -507,12 +627,18 @@ def cmd_run(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .demo import run_demo
-    return asyncio.run(run_demo(a))
+    from .demo import DemoError, run_demo
+    try:
+        return asyncio.run(run_demo(a))
+    except DemoError as e:
+        raise CliError(str(e)) from None
 
 
 def cmd_esl(a) -> int:
-    from .esl.child import main as esl_main
+    from .esl.child import PASSWORD_ENV, main as esl_main
+    if not os.environ.get(PASSWORD_ENV) and not {"-h", "--help"} & set(a.rest):
+        raise CliError(f"esl: no event-socket password in ${PASSWORD_ENV}; this child is started "
+                       "by `pbx-textback run` (use that)")
     return esl_main(a.rest) or 0
 
 
@@ -547,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("explain", cmd_explain, "why did this caller (not) get a text? (NUMBER or CALL_ID)")
     s.add_argument("key", metavar="NUMBER|CALL_ID")
     s.add_argument("-c", "--config")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON document (times ISO-8601)")
     s = cmd("resend", cmd_resend, "send a text again (unknown, failed, expired or no receipt): "
             "recorded as a resend of the original")
     s.add_argument("id", type=int, metavar="ID", help="the message id (`explain` shows it)")
@@ -564,6 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["show", "set"])
     s.add_argument("line", nargs="?")
     s.add_argument("mode", nargs="?", choices=["open", "closed", "auto"])
+    s.add_argument("--until", help="when the override ends (ISO-8601 with offset); default: the "
+                   "line's next scheduled opening or closing")
     s.add_argument("-c", "--config")
     for name, what in (("pause", "stop all automated texting at once (held texts wait)"),
                        ("resume", "resume automated texting")):
@@ -588,6 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config")
     s = cmd("purge", cmd_purge, "delete calls and messages older than DAYS (consent records stay)")
     s.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    s.add_argument("--dry-run", action="store_true", help="show what would be deleted, delete nothing")
+    s.add_argument("--yes", action="store_true", help="do not ask before deleting")
     s.add_argument("-c", "--config")
     s = cmd("export", cmd_export, "everything held about one number, as JSON (a data-subject request)")
     s.add_argument("number", metavar="NUMBER")
@@ -650,7 +780,11 @@ def _add_help_texts(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
+    a, unknown = p.parse_known_args(argv)
+    if unknown and a.cmd == "esl":     # the child's own options (--port …) pass through
+        a.rest = unknown + a.rest
+    elif unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     if a.cmd == "hours" and a.action == "set" and (not a.line or not a.mode):
         p.error("hours set needs LINE and open|closed|auto")
     setup_logging(a.log_level, a.log_format)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -220,6 +221,59 @@ _CHOICES = {
 }
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PHONE = re.compile(r"^\+?\d{3,15}$")
+
+
+def _is_date(s: str) -> bool:
+    from datetime import date
+    try:
+        return bool(_DATE.match(s)) and bool(date.fromisoformat(s))
+    except ValueError:
+        return False
+
+
+# Sane ranges (field name -> (low, high, unit)): a number outside them is a typo, and inf, nan
+# or 1e300 seconds make every call on the line fail when the due time is computed.
+_RANGES = {
+    "delay_seconds": (0, 86400, "seconds"), "delays": (0, 86400, "seconds"),
+    "follow_up_after_hours": (0, 720, "hours"), "dedupe_hours": (0, 8784, "hours"),
+    "min_talk_seconds": (0, 3600, "seconds"), "max_age_minutes": (1, 10080, "minutes"),
+    "max_hold_hours": (0, 168, "hours"), "callback_window_hours": (0, 720, "hours"),
+    "match_minutes": (0, 1440, "minutes"), "settle_seconds": (0, 300, "seconds"),
+    "ping_interval": (0.1, 3600, "seconds"), "alert_after_minutes": (0, 10080, "minutes"),
+    "internal_max_digits": (1, 15, "digits"), "cross_line_cap": (0, 100000, "texts"),
+    "global_hourly_cap": (0, 1000000, "texts"), "retention_days": (0, 36600, "days"),
+    "port": (0, 65535, ""), "listen_port": (0, 65535, ""), "relay_port": (0, 65535, ""),   # 0: any free port
+}
+
+
+def _numbers(obj, prefix: str):
+    """(dotted key, field name, value) for every number in the built config."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield key, f.name, v
+        elif isinstance(v, dict):
+            yield from ((f"{key}.{k}", f.name, x) for k, x in v.items()
+                        if isinstance(x, (int, float)) and not isinstance(x, bool))
+        elif dataclasses.is_dataclass(v):
+            yield from _numbers(v, key)
+        elif isinstance(v, tuple):
+            for i, item in enumerate(v):
+                if dataclasses.is_dataclass(item):
+                    yield from _numbers(item, f"{key}[{i}]")
+
+
+def _range_problems(cfg, lines) -> list[str]:
+    out = []
+    for key, name, v in _numbers(cfg, ""):
+        lo, hi, unit = _RANGES.get(name, (-10 ** 9, 10 ** 9, ""))
+        if not (lo <= v <= hi):
+            shown = f"{v:g}" if isinstance(v, float) else (str(v) if abs(v) < 10 ** 15 else "a huge integer")
+            out.append(f"'{key}'{_where(key, lines)}: {shown} is out of range; give {lo}..{hi}"
+                       + (f" {unit}" if unit else ""))
+    return out
 
 
 def default_config() -> Config:
@@ -227,7 +281,13 @@ def default_config() -> Config:
     return Config(every_inbound_number=True, source="(built-in defaults)")
 
 
-def load(path: str | os.PathLike) -> Config:
+SERVICE_ERROR = "check-config refuses this: "   # a warning `run` logs as an error
+
+
+def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = True) -> Config:
+    """for_service: also check what only matters when texting for real: no business name, no
+    PBX secret. strict (check-config) refuses them; not strict (`run`, which must not stop a
+    service that ran yesterday) turns them into warnings starting with SERVICE_ERROR."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -235,24 +295,40 @@ def load(path: str | os.PathLike) -> Config:
         raise ConfigError([f"cannot read config: {e.strerror}"], str(p)) from None
     except UnicodeDecodeError:
         raise ConfigError(["config is not UTF-8"], str(p)) from None
-    return loads(text, str(p))
+    return loads(text, str(p), for_service=for_service, strict=strict)
 
 
-def loads(text: str, path: str = "<config>") -> Config:
+def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"TOML syntax error: {e}"], path) from None
+    except RecursionError:
+        raise ConfigError(["TOML nested too deeply: a config needs a few levels"], path) from None
+    except ValueError as e:        # e.g. an integer of thousands of digits
+        raise ConfigError([f"TOML value refused: {e}"], path) from None
     lines = _key_lines(text)
     problems: list[str] = _removed_keys(data, lines)
-    cfg = _build(Config, data, "", lines, problems)
+    try:
+        cfg = _build(Config, data, "", lines, problems)
+    except RecursionError:
+        raise ConfigError(["TOML nested too deeply: a config needs a few levels"], path) from None
+    service_errors: list[str] = []
     if not problems:
         problems += _validate(cfg, lines)
+        if for_service:
+            service_errors = _service_problems(cfg, data, lines)
+            if strict:
+                problems += service_errors
+                service_errors = []
     if problems:
         raise ConfigError(problems, path)
-    warnings = tuple(_lint(cfg, lines, problems))
+    warnings = tuple(SERVICE_ERROR + e for e in service_errors) + tuple(_lint(cfg, lines, problems))
     if problems:
         raise ConfigError(problems, path)
+    warnings += tuple(_week_warnings(cfg, lines))
+    if for_service:
+        warnings += tuple(_service_warnings(cfg, lines))
     return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line, warnings=warnings)
 
 
@@ -360,6 +436,9 @@ def _convert(tp, value, key, lines, problems):
         return value if ok else _type_error(key, "an integer", value, lines, problems)
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            problems.append(f"'{key}'{_where(key, lines)}: {value} is not a usable number (give a finite one)")
+            return _BAD
         return float(value) if ok else _type_error(key, "a number", value, lines, problems)
     if tp is str:
         return value if isinstance(value, str) else _type_error(key, "a string", value, lines, problems)
@@ -380,11 +459,15 @@ def _read_secret(key, value, full, lines, problems):
     if key.endswith("_file"):
         value = secret_path(value)
         try:
-            return Path(value).read_text(encoding="utf-8").strip()
+            secret = Path(value).read_text(encoding="utf-8").strip()
         except OSError as e:
             problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}"
                             + _secret_hint(value))
             return None
+        if not secret:
+            problems.append(f"'{full}'{_where(full, lines)}: {value} is empty; put the secret in it (one line)")
+            return None
+        return secret
     # secret_env: the value of that environment variable (secret_file is what the unit uses)
     env = os.environ.get(value)
     if env is None:
@@ -428,6 +511,7 @@ def _validate(cfg: Config, lines) -> list[str]:
             obj = getattr(obj, part)
         if obj not in allowed:
             problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
+    problems += _range_problems(cfg, lines)
 
     def zone(key, name):
         try:
@@ -452,6 +536,9 @@ def _validate(cfg: Config, lines) -> list[str]:
         if ln.number in seen:
             problems.append(f"'{k}.number'{_where(k + '.number', lines)}: {ln.number} is already line[{seen[ln.number]}]")
         seen[ln.number] = i
+        if not _PHONE.match(re.sub(r"[\s().\-]", "", ln.number)):
+            problems.append(f"'{k}.number'{_where(k + '.number', lines)}: '{ln.number}' is not a phone number; "
+                            "give the DID callers dial, e.g. \"+15125550100\" (the name goes in name = …)")
         if ln.timezone:
             zone(f"{k}.timezone", ln.timezone)
         for r in ln.reasons:
@@ -463,11 +550,19 @@ def _validate(cfg: Config, lines) -> list[str]:
         if ln.hours is not None:
             for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
                 for span in getattr(ln.hours, day):
+                    key = f"{k}.hours.{day}"
                     if not _TIME.match(span):
-                        problems.append(f"'{k}.hours.{day}'{_where(k + '.hours.' + day, lines)}: '{span}' is not HH:MM-HH:MM")
+                        problems.append(f"'{key}'{_where(key, lines)}: '{span}' is not HH:MM-HH:MM")
+                    elif span[6:].replace("24:00", "99:99") <= span[:5]:
+                        problems.append(
+                            f"'{key}'{_where(key, lines)}: '{span}' ends before it starts. Spans run "
+                            f"within one day; for overnight hours write the evening on this day and "
+                            f"the morning on the next, e.g. {day} = [\"{span[:5]}-24:00\"] and "
+                            f"\"00:00-{span[6:]}\" on the following day")
             for d in ln.hours.holidays:
-                if not _DATE.match(d):
-                    problems.append(f"'{k}.hours.holidays'{_where(k + '.hours.holidays', lines)}: '{d}' is not YYYY-MM-DD")
+                if not _is_date(d):
+                    problems.append(f"'{k}.hours.holidays'{_where(k + '.hours.holidays', lines)}: '{d}' is not "
+                                    "YYYY-MM-DD (a real date, e.g. \"2026-12-25\")")
         for r, d in ln.delays.items():
             if r not in MISSED_REASONS:
                 problems.append(f"'{k}.delays.{r}'{_where(k + '.delays.' + r, lines)}: not a missed-call reason")
@@ -505,22 +600,91 @@ def _lint(cfg: Config, lines, problems: list[str]) -> list[str]:
         k = f"line[{i}]"
         for name, tpl in [("template", ln.template or DEFAULT_TEMPLATE)] + \
                 [(f"templates.{r}", t) for r, t in ln.templates.items()]:
+            where = f"'{k}.{name}'{_where(k + '.' + name, lines)}"
             for issue in lint_template(tpl, first_contact=c.require_opt_out_text, hipaa=c.hipaa,
                                        render=texts, business_name=cfg.business.name):
-                where = f"'{k}.{name}'{_where(k + '.' + name, lines)}"
                 if issue.level == "error":
                     problems.append(f"{where}: {issue.message}")
                 else:
                     warnings.append(f"{where}: {issue.message}")
+            warnings += [f"{where}: {w}" for w in _segment_warnings(texts(tpl))]
+        if ln.follow_up_template:
+            where = f"'{k}.follow_up_template'{_where(k + '.follow_up_template', lines)}"
+            warnings += [f"{where}: {w}" for w in _segment_warnings(texts(ln.follow_up_template))]
+    if not cfg.line:
+        warnings += [f"the built-in template: {w}" for w in _segment_warnings(texts(DEFAULT_TEMPLATE))]
     for key, spans in [("compliance.quiet_hours", c.quiet_hours)] + \
             [(f"line[{i}].quiet_hours", ln.quiet_hours) for i, ln in enumerate(cfg.line)]:
-        if spans and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", spans):
-            problems.append(f"'{key}'{_where(key, lines)}: '{spans}' is not HH:MM-HH:MM (a daytime window)")
+        if spans and (not _TIME.match(spans) or spans[6:].replace("24:00", "99:99") <= spans[:5]):
+            problems.append(f"'{key}'{_where(key, lines)}: '{spans}' is not HH:MM-HH:MM, start before end "
+                            "(a daytime window; \"00:00-24:00\" allows any time, \"\" turns quiet hours off)")
     for intent in c.keywords:
         if intent not in ("stop", "start", "help"):
             problems.append(f"'compliance.keywords.{intent}'{_where('compliance.keywords', lines)}: "
                             "only stop, start and help take extra keywords")
     return warnings
+
+
+def _segment_warnings(texts: list[str]) -> list[str]:
+    """A text longer than one SMS segment costs double and may arrive split: say where."""
+    from .core.sms import sms_info, split_text
+    worst = max(texts, key=lambda t: (sms_info(t).segments, len(t)))
+    info = sms_info(worst)
+    if info.segments <= 1:
+        return []
+    _, parts = split_text(worst)
+    cut = len(parts[0])
+    return [f"needs {info.segments} SMS segments ({info.units} {info.encoding.upper()} characters with "
+            f"sample values); it splits after \"…{worst[max(0, cut - 20):cut]}\" | \"{worst[cut:cut + 20]}…\". "
+            f"Shorten it to fit one ({160 if info.encoding == 'gsm7' else 70} characters)"]
+
+
+def _service_problems(cfg: Config, data: dict, lines) -> list[str]:
+    """What texting for real needs on top of a valid config (check-config, run)."""
+    out = []
+    name = data.get("business", {}).get("name") if isinstance(data.get("business"), dict) else None
+    if not (isinstance(name, str) and name.strip()):
+        out.append(f"'business.name'{_where('business.name', lines) or _where('business', lines)}: missing or "
+                   "empty; texts would read \"Hi, this is Our office\". Set it under [business]: "
+                   "name = \"Acme Dental\"")
+    if cfg.pbx.type == "asterisk" and not cfg.pbx.ami.secret:
+        out.append(f"'pbx.ami.secret'{_where('pbx.ami', lines)}: missing; the AMI login needs it. Add "
+                   "secret_file = \"…\" (a file holding the manager.conf secret), secret_env or secret "
+                   "under [pbx.ami]")
+    if cfg.pbx.type == "freeswitch" and not cfg.pbx.esl.password:
+        out.append(f"'pbx.esl.password'{_where('pbx.esl', lines)}: missing; the event socket needs it. Add "
+                   "password_file = \"…\" (event_socket.conf.xml's password), password_env or password "
+                   "under [pbx.esl]")
+    return out
+
+
+def _service_warnings(cfg: Config, lines) -> list[str]:
+    out = []
+    if not cfg.line:
+        out.append("no [[line]]: every inbound number counts as a line, texted with the built-in "
+                   "template at any hour; add a [[line]] per DID to choose")
+    if cfg.transport.type == "log" and not any(ln.transport not in ("", "log") for ln in cfg.line):
+        out.append(f"'transport.type'{_where('transport.type', lines)}: \"log\" writes texts to the log "
+                   "only; nobody receives them. Set smpp, sip or pbx to text callers")
+    return out
+
+
+def _week_warnings(cfg: Config, lines) -> list[str]:
+    """A line closed on whole weekdays is usually an unfinished [line.hours] table."""
+    from .core.hours import DAYS
+    out = []
+    for i, ln in enumerate(cfg.line):
+        if ln.hours is None:
+            continue
+        # a day written as `sun = []` is closed on purpose; a day left out is worth a word
+        closed = [d.capitalize() for d in DAYS if not getattr(ln.hours, d) and f"line[{i}].hours.{d}" not in lines]
+        if closed:
+            key = f"line[{i}].hours"
+            out.append(f"'{key}'{_where(key, lines)}: line {ln.number}{' (' + ln.name + ')' if ln.name else ''} "
+                       f"is closed all day on {', '.join(closed)}: calls then are after-hours. List the "
+                       f"day's spans if the office is open (e.g. {closed[0].lower()} = [\"08:00-17:00\"]), "
+                       f"or write {closed[0].lower()} = [] to say it is closed")
+    return out
 
 
 _HDR = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")

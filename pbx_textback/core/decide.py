@@ -94,7 +94,7 @@ def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Fa
         (f"line {line.number}" + ("" if line.configured else " (every inbound number is a line)"))
         if line else f"{call.called or 'no number'} is not a configured line")
     if line is not None:
-        add("line-enabled", line.enabled, "" if line.enabled else f"line {line.number} is disabled")
+        add("line-enabled", line.enabled, f"line {line.number} is {'enabled' if line.enabled else 'disabled'}")
         add("reason-enabled", outcome.reason in line.reasons,
             f"texts for {outcome.reason} are {'on' if outcome.reason in line.reasons else 'off'} for this line")
         add("hours", True, f"{h_state}: {h_why}")

@@ -27,6 +27,8 @@ UTC = timezone.utc
 
 
 def _hhmm(s: str) -> time:
+    if s == "24:00":             # the end of the day, as in line hours: "00:00-24:00" = any time
+        return time.max
     try:
         return time.fromisoformat(s)
     except (TypeError, ValueError):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateError as _JinjaError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateError as _JinjaError, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from .model import MISSED_REASONS
 
@@ -23,11 +23,12 @@ REASON_TEXT = {
 }
 
 
+# Built-in texts fit one GSM-7 segment (160) with a business name of up to ~30 characters.
 DEFAULT_TEMPLATE = (
     "Hi, this is {{ business.name }}. Sorry we missed your call"
-    "{% if reason == 'after-hours' %} - we are closed right now{% endif %}. "
-    "Reply here and we will get back to you"
-    "{% if business.phone %}, or call us at {{ business.phone }}{% endif %}. "
+    "{% if reason == 'after-hours' %} - we are closed now{% endif %}. "
+    "Reply here to reach us"
+    "{% if business.phone %} or call {{ business.phone }}{% endif %}. "
     "Reply STOP to opt out.")
 
 
@@ -41,12 +42,87 @@ class TemplateError(ValueError):
     pass
 
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                            trim_blocks=True, lstrip_blocks=True)
+# A text is a few hundred characters. Bounding the template, every value an expression makes
+# and the syntax (no loops, no macros: nothing repeats) bounds a render's time and memory, so
+# an admin's typo or a pasted "range" bomb cannot stall or exhaust the service.
+MAX_TEMPLATE = 2000      # characters of template source
+MAX_VALUE = 2000         # characters (or items) any expression may produce; widths and counts too
+_REFUSED = {nodes.For: "loops ({% for %})", nodes.Macro: "macros", nodes.CallBlock: "call blocks",
+            nodes.FilterBlock: "filter blocks", nodes.Include: "include", nodes.Import: "import",
+            nodes.FromImport: "import", nodes.Extends: "extends"}
+
+
+def _too_big(v) -> bool:
+    if isinstance(v, (str, bytes, list, tuple, dict, set)):
+        return len(v) > MAX_VALUE
+    if isinstance(v, int) and not isinstance(v, bool):
+        return abs(v) > 10 ** 12
+    return False
+
+
+def _check_args(args, kwargs) -> None:
+    for v in list(args) + list(kwargs.values()):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_VALUE:
+            raise SecurityError(f"a width or count of {v} is more than a text needs (at most {MAX_VALUE})")
+
+
+def _checked(result):
+    if _too_big(result):
+        raise SecurityError(f"an expression makes a value longer than {MAX_VALUE}: not a text message")
+    return result
+
+
+class _TextEnvironment(SandboxedEnvironment):
+    """The sandbox, with every operation that can multiply a value's size bounded."""
+    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and (not isinstance(right, (int, float)) or abs(right) > 64):
+            raise SecurityError("power too large for a text template")
+        if operator == "*" and isinstance(right, int) and isinstance(left, (str, list, tuple)) \
+                or operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple)):
+            seq, n = (left, right) if isinstance(right, int) else (right, left)
+            if len(seq) * max(n, 0) > MAX_VALUE:
+                raise SecurityError(f"repeating a value makes it longer than {MAX_VALUE}")
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("%-formatting is not available in text templates")
+        return _checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context, __obj, *args, **kwargs):     # noqa: N805 (jinja's signature)
+        if getattr(__obj, "__name__", "") in ("format", "format_map"):
+            raise SecurityError("str.format is not available in text templates")
+        _check_args(args, kwargs)
+        return _checked(super().call(__context, __obj, *args, **kwargs))
+
+
+def _bounded_filter(fn):
+    def filt(*args, **kwargs):
+        _check_args(args[1:], kwargs)       # args[0] is the value (or the context/env)
+        return _checked(fn(*args, **kwargs))
+    for attr in ("jinja_pass_arg",):        # keep @pass_context / @pass_environment
+        if hasattr(fn, attr):
+            setattr(filt, attr, getattr(fn, attr))
+    return filt
+
+
+_env = _TextEnvironment(undefined=StrictUndefined, autoescape=False,
+                        trim_blocks=True, lstrip_blocks=True)
+_env.filters = {name: _bounded_filter(fn) for name, fn in _env.filters.items() if name != "format"}
+_env.globals = {}   # no range, lipsum, cycler…: nothing a text needs
 
 
 @lru_cache(maxsize=256)
 def _compile(source: str):
+    if len(source) > MAX_TEMPLATE:
+        raise TemplateError(f"template is {len(source)} characters; at most {MAX_TEMPLATE}")
+    try:
+        ast = _env.parse(source)
+    except _JinjaError as e:
+        raise TemplateError(f"template syntax: {e}") from None
+    for kind, what in _REFUSED.items():
+        if any(True for _ in ast.find_all(kind)):
+            raise TemplateError(f"template uses {what}: a text template is plain text with "
+                                "{{ variables }} and {% if %}")
     try:
         return _env.from_string(source)
     except _JinjaError as e:

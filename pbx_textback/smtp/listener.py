@@ -43,6 +43,9 @@ from ..core.vmail import VoicemailFact, parse_voicemail
 from ..pipeline import mask
 
 log = logging.getLogger("pbx_textback.smtp")
+# aiosmtpd logs every SMTP command at INFO on "mail.log" (about ten lines per mail, the
+# recipients' addresses included): this module logs one line per mail instead.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 RELAY_SECURITY = ("none", "starttls", "tls")
 

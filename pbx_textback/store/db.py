@@ -95,6 +95,7 @@ class HoursOverride(Base):
     line = pw.CharField(unique=True)
     mode = pw.CharField()                      # open | closed (auto = no row)
     set_at = pw.DoubleField()
+    until = pw.DoubleField(null=True)          # epoch seconds it ends (None: until changed by hand)
 
 
 MODELS = [Call, DecisionRow, Message, HoursOverride]
@@ -158,6 +159,16 @@ def _v6(db):
 
 MODELS.extend([Setting, Consent])
 MIGRATIONS = [(1, _v1), (2, _v2), (3, _v3), (4, _v4), (5, _v5), (6, _v6)]
+
+
+def _v9(db):
+    """`hours set` overrides end (at the line's next change of state, or --until)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("hoursoverride", "until", pw.DoubleField(null=True)))
+
+
+MIGRATIONS.append((9, _v9))
 
 
 class Store:
@@ -450,6 +461,14 @@ class Store:
             n_call = Call.delete().where(Call.created_at < before).execute()
         return {"calls": n_call, "decisions": n_dec, "messages": n_msg}
 
+    def purge_count(self, before: float) -> dict:
+        """What purge(before) would delete, deleting nothing (purge --dry-run, the question)."""
+        old_calls = Call.select(Call.id).where(Call.created_at < before)
+        return {"calls": old_calls.count(),
+                "decisions": DecisionRow.select().where(DecisionRow.call.in_(old_calls)).count(),
+                "messages": Message.select().where((Message.created_at < before)
+                                                   & (Message.state.not_in([PENDING, SENDING]))).count()}
+
     def export_number(self, peer: str) -> dict:
         """Everything we hold about one number (a data-subject request)."""
         msgs = [_message_dict(m) for m in Message.select().where(Message.peer == peer).order_by(Message.id)]
@@ -542,15 +561,22 @@ class Store:
             Setting.create(key=key, value=value, set_at=now)
 
     # ---- hours override ------------------------------------------------------------------------
-    def hours_override(self, line: str) -> str:
-        row = HoursOverride.select(HoursOverride.mode).where(HoursOverride.line == line).first()
-        return row.mode if row else "auto"
+    def hours_override(self, line: str, now: float | None = None) -> str:
+        return self.hours_override_until(line, now)[0]
 
-    def set_hours_override(self, line: str, mode: str, now: float) -> None:
+    def hours_override_until(self, line: str, now: float | None = None) -> tuple[str, float | None]:
+        """(open|closed|auto, when it ends). An override whose end has passed is auto."""
+        row = HoursOverride.select().where(HoursOverride.line == line).first()
+        now = time.time() if now is None else now
+        if row is None or (row.until is not None and now >= row.until):
+            return "auto", None
+        return row.mode, row.until
+
+    def set_hours_override(self, line: str, mode: str, now: float, until: float | None = None) -> None:
         with self.write():
             HoursOverride.delete().where(HoursOverride.line == line).execute()
             if mode != "auto":
-                HoursOverride.create(line=line, mode=mode, set_at=now)
+                HoursOverride.create(line=line, mode=mode, set_at=now, until=until)
 
     # ---- explain ------------------------------------------------------------------------------
     def calls_for(self, key: str) -> list[dict]:

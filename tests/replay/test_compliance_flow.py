@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -132,7 +133,11 @@ def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(store_targe
     p = run("pause")
     assert "paused" in p.stdout
     assert "PAUSED" in run("explain", CALLER).stdout
-    purge = run("purge", "--older-than", "0")
+    s = st.open_store(h.path, h.dsn)     # this test's calls, two days back: purge takes whole days
+    with s.write():
+        st.Call.update(created_at=time.time() - 2 * 86400).execute()
+    s.close()
+    purge = run("purge", "--older-than", "1", "--yes")
     assert "consent records are kept" in purge.stdout
     st.open_store(h.path, h.dsn)
     assert st.Call.select().count() == 0 and st.Consent.select().count() >= 3

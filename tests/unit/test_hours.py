@@ -50,3 +50,25 @@ def test_holiday_override_and_unknown_clock():
 def test_describe():
     assert describe(H) == "Mon 08:00-12:00, 13:00-17:00; Tue 08:00-17:00; Sat 22:00-24:00"
     assert describe(None) == "open"
+
+
+def test_an_override_ends_at_the_next_opening_or_closing_or_at_midnight():
+    """issue 11 finding 11: `hours set LINE closed` is for a day, not for ever."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    from pbx_textback.config import Hours
+    from pbx_textback.core.hours import override_end
+    tz = "America/Chicago"
+    z = ZoneInfo(tz)
+    h = Hours(mon=("08:00-12:00", "13:00-17:00"), tue=("08:00-17:00",))
+    at = datetime(2026, 11, 23, 10, 30, tzinfo=z).timestamp()          # Monday, open
+    assert datetime.fromtimestamp(override_end(h, tz, at), z) == datetime(2026, 11, 23, 12, 0, tzinfo=z)
+    at = datetime(2026, 11, 23, 18, 0, tzinfo=z).timestamp()           # Monday evening, closed
+    assert datetime.fromtimestamp(override_end(h, tz, at), z) == datetime(2026, 11, 24, 8, 0, tzinfo=z)
+    at = datetime(2026, 11, 24, 18, 0, tzinfo=z).timestamp()           # Tuesday evening: next is Monday
+    assert datetime.fromtimestamp(override_end(h, tz, at), z) == datetime(2026, 11, 30, 8, 0, tzinfo=z)
+    at = datetime(2026, 11, 25, 9, 0, tzinfo=z).timestamp()            # always open: ends at midnight
+    assert datetime.fromtimestamp(override_end(None, tz, at), z) == datetime(2026, 11, 26, 0, 0, tzinfo=z)
+    hol = Hours(mon=("08:00-17:00",), holidays=("2026-11-30",))
+    at = datetime(2026, 11, 23, 18, 0, tzinfo=z).timestamp()           # next Monday is a holiday
+    assert datetime.fromtimestamp(override_end(hol, tz, at), z) == datetime(2026, 12, 7, 8, 0, tzinfo=z)
