@@ -258,7 +258,7 @@ def test_a_star88_callback_reaches_the_caller_and_ends_the_wait(tmp_path):
     for key in ("+15125550321", "5125550321"):
         p = subprocess.run([sys.executable, "-m", "pbx_textback.cli", "explain", key, "-c", str(cfgf), "--json"],
                            capture_output=True, text=True, timeout=60)
-        rows = [json.loads(x) for x in p.stdout.splitlines()]
+        rows = json.loads(p.stdout)["calls"]      # one JSON document
         assert [(r["direction"], r["caller"], r["called"]) for r in rows] == [
             ("inbound", "+15125550321", "+15125550110"), ("outbound", "100", "+15125550321")], p.stderr
 
