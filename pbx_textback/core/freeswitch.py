@@ -229,10 +229,7 @@ class FreeswitchTracker:
             leg.cid_num = str(row.get("initial_cid_num") or row.get("cid_num") or "")
             leg.cid_name = str(row.get("initial_cid_name") or row.get("cid_name") or "")
             leg.profile = _profile_of(leg.name)
-            try:
-                leg.created = float(row.get("created_epoch") or 0) or None
-            except (TypeError, ValueError):
-                leg.created = None
+            leg.created = _epoch(row.get("created_epoch"))
             if str(row.get("callstate") or "") in ("ACTIVE", "HELD"):
                 leg.answered = leg.created
             call = self._attach(uid, leg)
@@ -297,6 +294,8 @@ class FreeswitchTracker:
         call = self._call_of(uid)
         if ts is not None:
             call.last_ts = ts
+        else:                   # no usable time on this event: the call's latest one stands in
+            ts = call.last_ts
         handler = _HANDLERS.get(name)
         if handler is not None:
             handler(self, call, leg, ev, ts)
@@ -438,7 +437,7 @@ class FreeswitchTracker:
     def _on_answer(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
         if leg.answered is None:
-            leg.answered = ts
+            leg.answered = ts if ts is not None else (leg.created or 0.0)
             if not (leg.bridge_open and not leg.bridge_data.startswith("loopback/")):
                 leg.app_answered = leg.direction == "inbound" and bool(leg.app)
 
@@ -494,7 +493,9 @@ class FreeswitchTracker:
 
     def _on_hangup_complete(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
-        leg.ended = ts if ts is not None else (leg.ended or 0.0)
+        if ts is None:       # no usable time on the event: the last one the call had
+            ts = leg.ended or call.last_ts or leg.created or 0.0
+        leg.ended = ts
         leg.cause = _get(ev, "Hangup-Cause") or leg.cause
         leg.hangup_disposition = _get(ev, "variable_sip_hangup_disposition")
         leg.originate_disposition = _get(ev, "variable_originate_disposition")
@@ -780,7 +781,7 @@ class FreeswitchTracker:
         why_withheld = ""
         if origin.hide_number:
             withheld, why_withheld = True, "Caller-Privacy-Hide-Number is true"
-        elif "id" in [p.strip().lower() for p in origin.privacy.replace(";", ",").split(",")]:
+        elif "id" in re.split(r"[^a-z0-9-]+", origin.privacy.lower()):   # id;critical, ARRAY::id|:...
             withheld, why_withheld = True, f"SIP Privacy: {origin.privacy}"
         elif caller.strip().lower() in _ANON:
             withheld, why_withheld = True, f"caller number {caller or 'absent'!r}"
@@ -982,12 +983,25 @@ def _get(ev: dict, key: str) -> str:
     return str(v)
 
 
+_LAST_EPOCH = 253402300799          # 9999-12-31: later than this is not a time
+
+
 def _usec(v) -> float | None:
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
+    """FreeSWITCH's microsecond timestamps; None for anything else (a 300-digit number
+    overflows a float: it must cost the timestamp, never the event)."""
+    if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 19:
         return None
-    return n / 1e6 if n > 0 else None
+    n = int(v)
+    return n / 1e6 if 0 < n <= _LAST_EPOCH * 1_000_000 else None
+
+
+def _epoch(v) -> float | None:
+    """A `show channels` epoch in seconds, or None."""
+    try:
+        t = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return t if 0 < t <= _LAST_EPOCH else None        # also false for nan and inf
 
 
 def _ts(ev: dict) -> float | None:
