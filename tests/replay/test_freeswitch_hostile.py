@@ -9,25 +9,10 @@ import pytest
 
 from pbx_textback.config import loads
 from pbx_textback.core.eslframe import parse_stream
-from pbx_textback.esl.replay_server import split_frames
+from pbx_textback.esl.replay_server import rewrite_events
 from pbx_textback.service import Service
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch"
-
-
-def rewrite_frames(data: bytes, change) -> bytes:
-    """The recorded stream with each event frame's body passed through change(body)."""
-    out = []
-    for fr in split_frames(data):
-        head, sep, body = fr.partition(b"\n\n")
-        if b"Content-Type: text/event-" not in head:
-            out.append(fr)
-            continue
-        body = change(body)
-        head = b"\n".join(b"Content-Length: %d" % len(body) if ln.startswith(b"Content-Length:")
-                          else ln for ln in head.split(b"\n"))
-        out.append(head + sep + body)
-    return b"".join(out)
 
 
 def service_verdicts(tmp_path, raw: bytes, tag: str):
@@ -58,7 +43,7 @@ def test_list_valued_json_headers_keep_every_verdict(tmp_path, name):
     raw = (FIX / name).read_bytes()
     want = service_verdicts(tmp_path, raw, "want")
     assert want
-    assert service_verdicts(tmp_path, rewrite_frames(raw, listify), "got") == want
+    assert service_verdicts(tmp_path, rewrite_events(raw, listify), "got") == want
 
 
 _STAMP = re.compile(rb"^((?:Event-Date-Timestamp|Caller-Channel-[A-Za-z-]+-Time): )\d+$", re.M)
@@ -71,7 +56,7 @@ def test_huge_timestamps_cost_the_time_not_the_verdict(tmp_path, name, digits):
     overflowed) or 310 (no float at all: the tracker dropped every event)."""
     raw = (FIX / name).read_bytes()
     huge = b"9" * digits
-    bad = rewrite_frames(raw, lambda b: _STAMP.sub(lambda m: m.group(1) + huge, b))
+    bad = rewrite_events(raw, lambda b: _STAMP.sub(lambda m: m.group(1) + huge, b))
     assert bad.count(huge) > 100
     want = service_verdicts(tmp_path, raw, "want")
     got = service_verdicts(tmp_path, bad, "got")
