@@ -137,6 +137,12 @@ class Service:
             textagain_body=f"{self.cfg.business.name}: sorry we missed your call. Reply here or call "
                            f"us back. Reply STOP to opt out.",
             is_opted_out=lambda peer: consent.is_opted_out(self.store.consent_history(peer), peer))
+        if self.cfg.pbx.type != "asterisk":
+            # FreeSWITCH has no AGI: the dialplan fires textback::feature events on the event
+            # socket (on_event); a FastAGI listener here would be an open port for nothing
+            log.info("feature codes (*88 call back, *89 text again) from the dialplan's "
+                     "CUSTOM textback::feature events")
+            return
         port = await self.features.start(f.host, f.port)
         log.info("feature codes (*88 call back, *89 text again) on FastAGI %s:%d", f.host, port)
 

@@ -24,6 +24,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from . import dialplan_vars as dv
 from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
@@ -75,8 +76,11 @@ _CLOSED_PROMPTS = ("closed", "office-closed", "office_closed", "after-hours", "a
 DEFAULT_MARKERS = (
     tuple(Marker("variable", k, v, v == "false") for k in _FLAG_OPEN for v in ("false", "true"))
     + tuple(Marker("variable", k, v, v == "true") for k in _FLAG_CLOSED for v in ("true", "false"))
+    # our snippet exports textback_after_hours=1 on its closed branch
+    + (Marker("variable", dv.FS_VAR_AFTER_HOURS, "1", True),)
     + tuple(Marker("playback", "", p, True) for p in _CLOSED_PROMPTS)
 )
+_OUTCOME_MARKER = Marker("userevent", dv.FS_OUTCOME_SUBCLASS, f"{dv.H_AFTER_HOURS}=1", True)
 
 
 def _marker(m) -> Marker:
@@ -260,6 +264,8 @@ class FreeswitchTracker:
                 self._on_callcenter(ev, ts)
             elif sub == "vm::maintenance":
                 self._on_vm(ev, ts)
+            elif sub == dv.FS_OUTCOME_SUBCLASS:
+                self._on_outcome(ev)
             out.extend(self._release(ts))
             return out
         uid = _get(ev, "Unique-ID")
@@ -585,6 +591,13 @@ class FreeswitchTracker:
         call.voicemail = True
         call.voicemail_left = True
         call.vm_leg = call.vm_leg or vmu
+
+    def _on_outcome(self, ev):
+        """Our snippet's closed branch (dialplan_snippets/freeswitch): the `event` app fires
+        textback::outcome with AfterHours: 1 on the caller's channel."""
+        call = self._call_of(_get(ev, "Unique-ID"))
+        if call is not None and _get(ev, dv.H_AFTER_HOURS) == "1":
+            self._mark(call, _OUTCOME_MARKER)
 
     def _dial_done(self, call: _Call, leg: _Leg, ev: dict, data: str) -> None:
         raw = (_get(ev, "variable_originate_disposition") or _get(ev, "variable_DIALSTATUS")

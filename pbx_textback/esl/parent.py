@@ -167,7 +167,10 @@ class EslChild:
                     continue
                 if not line:
                     break
-                await self._line(line)
+                try:
+                    await self._line(line)
+                except Exception as e:       # one bad line costs that line, never the adapter
+                    log.error("ESL child line dropped: %s: %s", type(e).__name__, e)
         finally:
             for fut in self._pending.values():
                 if not fut.done():
@@ -190,8 +193,11 @@ class EslChild:
     async def _line(self, line: bytes) -> None:
         try:
             msg = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.error("ESL child wrote a line that is not JSON: dropped")
+            return
+        if not isinstance(msg, dict):
+            log.error("ESL child wrote a line that is not an object: dropped")
             return
         t = msg.get("type")
         if t == "event":
@@ -211,7 +217,7 @@ class EslChild:
                 # hand the snapshot on HERE, in order with the events around it
                 rows = _rows(str(msg.get("body", "")))
                 for row in rows:
-                    ev = {str(k): "" if v is None else str(v) for k, v in row.items()}
+                    ev = dict(row)
                     ev["Event-Name"] = RECONCILE_ROW
                     ev[RECONCILE_KEY] = "1"
                     await self._deliver(ev)
@@ -277,11 +283,28 @@ class EslChild:
 
 
 def _rows(body: str) -> list[dict]:
+    """The rows of `show channels as json` (`{"row_count": N, "rows": [{...}, ...]}`), each a
+    dict of strings; anything else in the answer is no row (`{"rows": 5}` once stopped the
+    whole service)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
-    if isinstance(data, dict):
-        rows = data.get("rows") or []
-        return [r for r in rows if isinstance(r, dict)]
-    return []
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        if rows is not None:
+            log.warning("ESL: `show channels as json` answered rows of type %s: ignored",
+                        type(rows).__name__)
+        return []
+    return [{str(k): _text(v) for k, v in r.items()} for r in rows if isinstance(r, dict)]
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    try:
+        return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    except (ValueError, RecursionError):
+        return ""

@@ -401,6 +401,27 @@ def test_site_markers():
     assert one(sim)[1].reason == "after-hours"
 
 
+def test_the_freeswitch_snippets_closed_branch_marks_the_call():
+    """dialplan_snippets/freeswitch/textback.xml: `export textback_after_hours=1`, then the
+    `event` app fires CUSTOM textback::outcome AfterHours=1 on the caller's channel. Each of
+    the two alone marks the call (issue 10 finding 19)."""
+    from pbx_textback.core import dialplan_vars as dv
+    sim = Sim()
+    c = caller()
+    start_inbound(sim, c, "1000")
+    sim.execute(c, "export", f"{dv.FS_VAR_AFTER_HOURS}=1")
+    sim.hangup(c, dt=5)
+    rec, out = one(sim)
+    assert out.reason == "after-hours" and rec.after_hours_marker == "textback_after_hours=1"
+    sim = Sim()
+    c = caller()
+    start_inbound(sim, c, "1000")
+    sim.ev("CUSTOM", c, Event_H_Subclass=dv.FS_OUTCOME_SUBCLASS, AfterHours="1")
+    sim.hangup(c, dt=5)
+    rec, out = one(sim)
+    assert out.reason == "after-hours" and dv.FS_OUTCOME_SUBCLASS in rec.after_hours_marker
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 def test_events_of_unknown_calls_and_duplicates(caplog):
