@@ -844,13 +844,18 @@ class FreeswitchTracker:
         dial_results = tuple(r for r, _, _ in call.dials)
         for r, raw, what in call.dials:
             notes.append(f"{what}: {raw} ({r})")
-        # caller gave up
-        cancelled = (not answered_by_human) and (
+        # caller gave up; a PBX shutting down hangs up every channel with SYSTEM_SHUTDOWN and
+        # cancels the ringing phones under the caller's bridge: that is not the caller
+        shutdown = origin.cause == "SYSTEM_SHUTDOWN"
+        cancelled = (not answered_by_human) and not shutdown and (
             origin.cause == "ORIGINATOR_CANCEL" or origin.hangup_disposition == "recv_cancel"
             or (bool(call.dials) and call.dials[-1][0] == DIAL_CANCEL
                 and call.dials[-1][1] in ("ORIGINATOR_CANCEL", "CANCEL")))
         if cancelled:
             notes.append("the caller hung up while it was ringing")
+        elif shutdown and not answered_by_human:
+            notes.append("FreeSWITCH shut down (Hangup-Cause SYSTEM_SHUTDOWN) before anyone "
+                         "answered: the caller did not hang up, the PBX cut the call")
         # queue
         queue_abandoned = False
         if call.queue_started:
