@@ -207,8 +207,13 @@ class Service:
 
     def _source(self, host=None, port=None):
         if self.cfg.pbx.type == "freeswitch":
+            from .esl.events import DEFAULT_PASSWORD
             from .esl.parent import EslChild
             e = self.cfg.pbx.esl
+            if e.password == DEFAULT_PASSWORD:
+                log.warning("pbx.esl.password is FreeSWITCH's default (%s): anyone who reaches "
+                            "the event socket controls the PBX; `pbx-textback doctor` says how "
+                            "to change it", DEFAULT_PASSWORD)
             return EslChild(host or e.host, port or e.port, e.password,
                             on_event=self.on_event, on_state=self.on_state)
         from .ami.client import AmiSource

@@ -20,7 +20,7 @@ import sys
 from typing import Any, Callable
 
 from ..core.freeswitch import RECONCILE_DONE, RECONCILE_KEY, RECONCILE_ROW
-from .child import DEFAULT_EVENTS, PASSWORD_ENV
+from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")
 
