@@ -129,7 +129,8 @@ class Service:
             esl_api = None
         else:
             originate = None
-            esl_api = getattr(source, "api", None)
+            # `api originate` answers when the desk phone picks up (or gives up ringing)
+            esl_api = (lambda cmd: source.api(cmd, timeout=45)) if hasattr(source, "api") else None  # noqa: E731
         from .core import consent
         self.features = FeatureCodes(
             self.store, originate=originate, queue_text=self.queue_manual, clock=self.clock,

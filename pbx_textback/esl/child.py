@@ -47,6 +47,10 @@ class EslClosed(ConnectionError):
     pass
 
 
+class NotWritten(NotConnectedError):
+    """The command never left: not connected, or the write itself failed."""
+
+
 class _Result(gevent.event.AsyncResult):
     """A command's pending reply, with the callback that writes it out in stream order."""
 
@@ -139,12 +143,18 @@ class _Inbound(InboundESL):
             pass
 
     def request(self, data: str, timeout: float, cb=None):
-        """Send one command; the reply event (or NotConnectedError / gevent.Timeout)."""
+        """Send one command; the reply event. Raises NotWritten (nothing sent), or after the
+        write gevent.Timeout / NotConnectedError (the connection died before the answer)."""
         if not self.connected:
-            raise NotConnectedError(self.closed_reason or "not connected")
+            raise NotWritten(self.closed_reason or "not connected")
         res = _Result(cb)
         self._commands_sent.append(res)
-        self.sock.sendall((data + "\n\n").encode("utf-8"))
+        try:
+            self.sock.sendall((data + "\n\n").encode("utf-8"))
+        except OSError as e:
+            # FreeSWITCH reads a command only up to its blank line: a failed write ran nothing
+            self._dead(f"write failed: {e}")
+            raise NotWritten(f"write failed: {e}") from e
         return res.get(timeout=timeout)
 
     def send(self, data):           # greenswitch's authenticate() calls this
@@ -289,9 +299,12 @@ class Child:
             rid = msg.get("id")
             cmd = str(msg.get("cmd", ""))
             args = str(msg.get("args", ""))
-        except (ValueError, AttributeError):
+            timeout = float(msg.get("timeout") or self.command_timeout)
+        except (ValueError, AttributeError, TypeError):
             log.error("ESL child: a command line that is not JSON: ignored")
             return
+        # the caller's own deadline (a `chat` waits for the far end's answer: up to 32 s)
+        timeout = min(max(timeout, 0.1), 600.0) if timeout == timeout else self.command_timeout
         if cmd not in ("api", "bgapi"):
             self._write({"type": "reply", "id": rid, "ok": False,
                          "body": f"unknown command {cmd!r}"})
@@ -302,7 +315,8 @@ class Child:
             return
         conn = self.conn
         if conn is None or not conn.connected or self.state != "connected":
-            self._write({"type": "reply", "id": rid, "ok": False, "body": "not connected"})
+            self._write({"type": "reply", "id": rid, "ok": False, "body": "not connected",
+                         "error": "not-connected"})
             return
         done = []
 
@@ -319,15 +333,21 @@ class Child:
                     body = h.get("Job-UUID") or body.split("Job-UUID:", 1)[-1].strip()
             self._write({"type": "reply", "id": rid, "ok": ok, "body": body})
 
+        # what became of a command that got no answer: never written -> "not-connected";
+        # written -> "timeout" or "lost", it may have run (the parent must not say "refused")
         try:
-            conn.request(f"{cmd} {args}", timeout=self.command_timeout, cb=reply)
+            conn.request(f"{cmd} {args}", timeout=timeout, cb=reply)
+        except NotWritten as e:
+            self._write({"type": "reply", "id": rid, "ok": False,
+                         "body": f"not connected: {e}", "error": "not-connected"})
         except gevent.Timeout:
             if not done:
-                self._write({"type": "reply", "id": rid, "ok": False, "body": "timeout"})
+                self._write({"type": "reply", "id": rid, "ok": False, "error": "timeout",
+                             "body": f"no answer from FreeSWITCH within {timeout:g} s"})
         except (NotConnectedError, OSError) as e:
             if not done:
-                self._write({"type": "reply", "id": rid, "ok": False,
-                             "body": f"connection lost: {e}"})
+                self._write({"type": "reply", "id": rid, "ok": False, "error": "lost",
+                             "body": f"connection lost before the answer: {e}"})
 
 
 def main(argv: list[str] | None = None) -> int:

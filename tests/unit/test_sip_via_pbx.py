@@ -209,3 +209,21 @@ def test_unescaped_pipe_is_what_freeswitch_would_do():
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200))
 def test_chat_escape_round_trip(text):
     assert split_chat_args("sip|f|t|" + escape_chat_field(text)) == ["sip", "f", "t", text]
+
+
+def test_chat_follows_the_sending_contract():
+    """send(row, last_look): held by the last look or never written -> retry; written and no
+    answer -> unknown; only FreeSWITCH's own -ERR is failed (issue 10 finding 18)."""
+    from pbx_textback.esl.parent import EslAnswerLost, EslTimeout
+    t, fake = fs()
+    looks = []
+    res = asyncio.run(t.send(MSG, lambda: looks.append(1) or False))
+    assert res.status == "retry" and fake.cmds == [] and looks == [1]
+    for exc, status in ((EslTimeout("no answer within 40 s"), "unknown"),
+                        (EslAnswerLost("connection lost"), "unknown"),
+                        (EslNotConnected("down"), "retry"),
+                        (EslError("-ERR no reply"), "failed")):
+        t, _ = fs(exc=exc)
+        res = asyncio.run(t.send(MSG, lambda: True))
+        assert res.status == status, exc
+        assert "mod_dptools" not in res.error
