@@ -426,20 +426,18 @@ def test_the_freeswitch_snippets_closed_branch_marks_the_call():
     `event` app fires CUSTOM textback::outcome AfterHours=1 on the caller's channel. Each of
     the two alone marks the call (issue 10 finding 19)."""
     from pbx_textback.core import dialplan_vars as dv
-    sim = Sim()
-    c = caller()
-    start_inbound(sim, c, "1000")
-    sim.execute(c, "export", f"{dv.FS_VAR_AFTER_HOURS}=1")
-    sim.hangup(c, dt=5)
-    rec, out = one(sim)
-    assert out.reason == "after-hours" and rec.after_hours_marker == "textback_after_hours=1"
-    sim = Sim()
-    c = caller()
-    start_inbound(sim, c, "1000")
-    sim.ev("CUSTOM", c, Event_H_Subclass=dv.FS_OUTCOME_SUBCLASS, AfterHours="1")
-    sim.hangup(c, dt=5)
-    rec, out = one(sim)
-    assert out.reason == "after-hours" and dv.FS_OUTCOME_SUBCLASS in rec.after_hours_marker
+    steps = {"textback_after_hours=1": lambda sim, c: sim.execute(
+                 c, "export", f"{dv.FS_VAR_AFTER_HOURS}=1"),
+             f"UserEvent {dv.FS_OUTCOME_SUBCLASS} AfterHours=1": lambda sim, c: sim.ev(
+                 "CUSTOM", c, Event_H_Subclass=dv.FS_OUTCOME_SUBCLASS, AfterHours="1")}
+    for marker, step in steps.items():
+        sim = Sim()
+        c = caller()
+        start_inbound(sim, c, "1000")
+        step(sim, c)
+        sim.hangup(c, dt=5)
+        rec, out = one(sim)
+        assert out.reason == "after-hours" and rec.after_hours_marker == marker
 
 
 # -- bad input --------------------------------------------------------------------------------
