@@ -4,7 +4,8 @@
 `run` (pbx_textback.esl.parent.EslChild); gevent never enters the asyncio process.
 
 JSON lines on stdout, one object a line:
-  {"type": "state", "state": "connecting|connected|disconnected|auth-failed", "detail": "..."}
+  {"type": "state", "state": "connecting|connected|shutting-down|disconnected|auth-failed",
+   "detail": "..."}
   {"type": "event", "event": {...headers...}}
   {"type": "reply", "id": ..., "ok": true|false, "body": "..."}
 Commands on stdin, one JSON object a line:
@@ -41,6 +42,9 @@ from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")
 
+
+
+SHUTTING_DOWN = "FreeSWITCH is shutting down"
 
 
 class EslClosed(ConnectionError):
@@ -185,6 +189,7 @@ class Child:
         self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
         self.conn: _Inbound | None = None
         self.state = ""
+        self.going_down = False          # FreeSWITCH sent SHUTDOWN on this connection
         self._stop = gevent.event.Event()
 
     # -- output ---------------------------------------------------------------------------------
@@ -206,6 +211,11 @@ class Child:
 
     def _event(self, frame: dict) -> None:
         self._write({"type": "event", "event": frame})
+        if frame.get("Event-Name") == "SHUTDOWN":
+            # commands are refused as not connected (nothing written) until we reconnect
+            self.going_down = True
+            if self.state == "connected":
+                self._state("shutting-down", SHUTTING_DOWN)
 
     # -- the connection loop ------------------------------------------------------------------
 
@@ -242,6 +252,7 @@ class Child:
         return 0
 
     def _session(self) -> tuple[str, str]:
+        self.going_down = False
         conn = _Inbound(self.host, self.port, self.password, timeout=self.connect_timeout,
                         on_event=self._event)
         self.conn = conn
@@ -262,7 +273,10 @@ class Child:
             text = reply.headers.get("Reply-Text", "")
             if not text.startswith("+OK"):
                 return "failed", f"subscribe refused: {text}"
-            self._state("connected", f"{self.host}:{self.port}, event {self.fmt}")
+            if self.going_down:           # SHUTDOWN came with the first events
+                self._state("shutting-down", SHUTTING_DOWN)
+            else:
+                self._state("connected", f"{self.host}:{self.port}, event {self.fmt}")
             while conn.connected and not self._stop.is_set():
                 g = conn._receive_events_greenlet
                 if g is None or g.dead:

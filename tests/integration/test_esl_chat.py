@@ -32,13 +32,13 @@ async def until(cond, timeout=15.0):
         await asyncio.sleep(0.05)
 
 
-async def connected(server, **kw):
+async def connected(server, states=("connected",)):
     await server.start()
     child = EslChild("127.0.0.1", server.port, "s3cret", on_event=lambda ev: None,
                      reconnect_min=0.1, reconnect_max=0.3, restart_min=0.1, connect_timeout=2.0,
-                     reconcile=False, **kw)
+                     reconcile=False)
     task = asyncio.create_task(child.run())
-    await until(lambda: child.state == "connected")
+    await until(lambda: child.state in states)
     return child, task
 
 
@@ -128,3 +128,29 @@ def test_freeswitch_refusing_chat_is_failed_with_the_hint():
             await shut(server, child, task)
     res = asyncio.run(go())
     assert res.status == "failed" and "mod_dptools" in res.error
+
+
+def test_after_freeswitch_says_it_is_shutting_down_nothing_is_written(tmp_path):
+    """switch_core_destroy fires SHUTDOWN, then hangs up every call and unloads the event
+    socket: a chat written then is never answered (unknown). The service stops writing at the
+    SHUTDOWN event: the text stays pending (retry) and goes after the restart."""
+    from urllib.parse import quote
+    body = "".join(f"{k}: {quote(v)}\n" for k, v in {
+        "Event-Name": "SHUTDOWN", "Core-UUID": "3150d247-a4e5-43ca-9e0c-23f8f87ad02e",
+        "Event-Date-Timestamp": str(int(time.time() * 1e6)),
+        "Event-Info": "System Shutting Down"}.items()).encode() + b"\n"
+    trace = tmp_path / "shutdown.esl"
+    trace.write_bytes(b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body)
+    server = EslReplayServer([trace], password="s3cret", api_hold={"chat"})
+
+    async def go():
+        child, task = await connected(server, ("connected", "shutting-down"))
+        try:
+            await until(lambda: child.state == "shutting-down")
+            look = LastLook()
+            return await transport(child, 2.0).send(MSG, look), look.calls, child.state_detail
+        finally:
+            await shut(server, child, task)
+    res, looks, detail = asyncio.run(go())
+    assert res.status == "retry" and looks == 0, res
+    assert "shutting down" in detail and not server.held
