@@ -276,6 +276,7 @@ def run_doctor(cfg, *, manager_confs: list[str] | None = None) -> list[Result]:
 
 
 def check_esl(cfg) -> Result:
+    from .esl.events import DEFAULT_EVENTS, DEFAULT_PASSWORD
     e = cfg.pbx.esl
 
     async def probe():
@@ -288,7 +289,7 @@ def check_esl(cfg) -> Result:
             reply = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
             if b"+OK" not in reply:
                 return "authentication refused"
-            writer.write(b"event plain CHANNEL_HANGUP_COMPLETE\n\n")
+            writer.write(f"event plain {DEFAULT_EVENTS}\n\n".encode())   # what the service asks
             reply = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
             return None if b"+OK" in reply else "event subscription refused"
         finally:
@@ -297,6 +298,14 @@ def check_esl(cfg) -> Result:
         err = asyncio.run(probe())
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as ex:
         err = f"cannot talk to {e.host}:{e.port}: {getattr(ex, 'strerror', None) or ex or 'timeout'}"
+    if err is None and e.password == DEFAULT_PASSWORD:
+        # FreeSWITCH ships with it; whoever reaches the socket can run any command (originate,
+        # system) as the PBX
+        return Result("esl", True, f"authenticated at {e.host}:{e.port} with FreeSWITCH's default "
+                      f"password {DEFAULT_PASSWORD}: anyone who reaches the event socket controls "
+                      "the PBX", ["set a long random password in event_socket.conf.xml and in "
+                                  "pbx.esl.password, keep listen-ip 127.0.0.1, then "
+                                  "`fs_cli -x 'reload mod_event_socket'`"], warn=True)
     if err is None:
         return Result("esl", True, f"authenticated and subscribed at {e.host}:{e.port}")
     return Result("esl", False, err, ["see esl/event_socket.conf.xml: listen-ip 127.0.0.1, the "

@@ -185,7 +185,8 @@ class Service:
             esl_api = None
         else:
             originate = None
-            esl_api = getattr(source, "api", None)
+            # `api originate` answers when the desk phone picks up (or gives up ringing)
+            esl_api = (lambda cmd: source.api(cmd, timeout=45)) if hasattr(source, "api") else None  # noqa: E731
         from .core import consent
         self.features = FeatureCodes(
             self.store, originate=originate, queue_text=self.queue_manual, clock=self.clock,
@@ -193,6 +194,12 @@ class Service:
             textagain_body=f"{self.cfg.business.name}: sorry we missed your call. Reply here or call "
                            f"us back. Reply STOP to opt out.",
             is_opted_out=lambda peer: consent.is_opted_out(self.store.consent_history(peer), peer))
+        if self.cfg.pbx.type != "asterisk":
+            # FreeSWITCH has no AGI: the dialplan fires textback::feature events on the event
+            # socket (on_event); a FastAGI listener here would be an open port for nothing
+            log.info("feature codes (*88 call back, *89 text again) from the dialplan's "
+                     "CUSTOM textback::feature events")
+            return
         port = await self.features.start(f.host, f.port)
         log.info("feature codes (*88 call back, *89 text again) on FastAGI %s:%d", f.host, port)
 
@@ -287,8 +294,13 @@ class Service:
 
     def _source(self, host=None, port=None):
         if self.cfg.pbx.type == "freeswitch":
+            from .esl.events import DEFAULT_PASSWORD
             from .esl.parent import EslChild
             e = self.cfg.pbx.esl
+            if e.password == DEFAULT_PASSWORD:
+                log.warning("pbx.esl.password is FreeSWITCH's default (%s): anyone who reaches "
+                            "the event socket controls the PBX; `pbx-textback doctor` says how "
+                            "to change it", DEFAULT_PASSWORD)
             return EslChild(host or e.host, port or e.port, e.password,
                             on_event=self.on_event, on_state=self.on_state)
         from .ami.client import AmiSource

@@ -45,4 +45,6 @@ def classify(call: CallRecord, *, service_closed: bool | None = None,
         return Outcome(True, NO_ANSWER, why("rang out with no answer"))
     if short_note:
         return Outcome(True, NO_ANSWER, short_note)
+    if call.hangup_cause == "SYSTEM_SHUTDOWN" and not call.caller_cancelled:
+        return Outcome(True, ABANDONED, why("the PBX shut down before anyone answered"))
     return Outcome(True, ABANDONED, why("caller hung up before anyone answered"))

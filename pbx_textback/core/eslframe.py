@@ -7,15 +7,21 @@ A frame is a block of `Key: Value` lines ended by an empty line; when it has a
   each value is URL-decoded on its own afterwards, so a `%0A` in a caller-controlled value
   (caller name) stays inside that value and can never inject a header (greenswitch decodes
   first and splits after: LIBRARY-NOTES). An inner `Content-Length` + body goes to `_body`.
-- `text/event-json`: the JSON object, every value a string (lists: lists of strings), `_body`
+- `text/event-json`: the JSON object, every value a string (below), `_body`
   kept as FreeSWITCH sent it.
 - anything else (`auth/request`, `command/reply`, `api/response`, `text/disconnect-notice`,
   `log/data`, ...): the outer headers (not URL-decoded: FreeSWITCH does not encode them),
   with the body, if any, under `_body`.
 
-Bytes are kept until a frame is complete, so any split of the stream gives the same frames.
-A garbage or oversized frame is dropped with a logged error and framing resynchronizes on
-the next line that starts a frame; `feed()` never raises on bytes off the socket.
+Every value of a frame is a `str`: a JSON list becomes its one element, or FreeSWITCH's own
+plain form of an array header (`ARRAY::a|:b`); anything else JSON can hold becomes text.
+
+Bytes are kept until a frame is complete, and every decision is taken on whole header blocks,
+whole bodies or whole matches of a frame start, so any split of the stream gives the same
+frames. A garbage or oversized frame is dropped with a logged error and framing
+resynchronizes on the next `Content-Type: ` / `Content-Length: ` (a frame start); a hostile
+value (a Content-Length of "²", JSON nested 100,000 deep) costs its own frame, nothing more.
+`feed()` never raises on bytes off the socket.
 """
 from __future__ import annotations
 
@@ -34,10 +40,21 @@ CT_PLAIN, CT_JSON = "text/event-plain", "text/event-json"
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_\-.]*$")
 # where a frame can start again after garbage: a header line of the outer block
 _RESYNC = re.compile(rb"Content-(?:Type|Length): ")
+_RESYNC_LONGEST = len(b"Content-Length: ")
+_TERM_LONGEST = len(b"\r\n\r\n")
+_MAX_DIGITS = 12                   # a Content-Length longer than this is garbage anyway
 
 Frame = dict
 _LINE = re.compile(r"^([^:\n]+):[ ]?([^\n\r]*)\r?$", re.M)
 _UNQ: dict[str, str] = {}           # decoded values seen lately (caller ids, names repeat)
+
+
+def _length(value) -> int | None:
+    """A Content-Length: ASCII digits only ("²" and "١" are digits to str.isdigit)."""
+    if isinstance(value, str) and 0 < len(value) <= _MAX_DIGITS and value.isascii() \
+            and value.isdigit():
+        return int(value)
+    return None
 
 
 class EslFraming:
@@ -47,10 +64,12 @@ class EslFraming:
         self.max_body, self.max_header = max_body, max_header
         self.errors = 0                 # frames dropped (for tests and `doctor`)
         self.frames = 0                 # frames returned
+        self.bugs = 0                   # exceptions caught inside the framing (must stay 0)
         self._buf = bytearray()
         self._head: dict | None = None  # outer headers of the frame whose body we wait for
         self._need = 0                  # body bytes still to come for _head
         self._skip = 0                  # bytes of an oversized body still to throw away
+        self._seek = False              # after garbage: looking for the next frame start
 
     @property
     def pending(self) -> int:
@@ -62,10 +81,10 @@ class EslFraming:
         try:
             self._feed(bytes(data), out)
         except Exception as e:          # a bug here must not kill the reader: drop and go on
+            self.bugs += 1
             self._error(f"framing failed ({type(e).__name__}: {e}); {len(self._buf)} "
                         "buffered bytes dropped")
-            self._buf.clear()
-            self._head, self._need, self._skip = None, 0, 0
+            self._reset()
         self.frames += len(out)
         return out
 
@@ -75,11 +94,14 @@ class EslFraming:
             what = "body" if self._head is not None else "header block"
             self._error(f"connection closed inside a frame's {what} "
                         f"({len(self._buf)} bytes buffered): frame dropped")
-        self._buf.clear()
-        self._head, self._need, self._skip = None, 0, 0
+        self._reset()
         return []
 
     # -- internals ------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._buf.clear()
+        self._head, self._need, self._skip, self._seek = None, 0, 0, False
 
     def _feed(self, data: bytes, out: list[Frame]) -> None:
         if self._skip:
@@ -90,6 +112,14 @@ class EslFraming:
         buf = self._buf
         pos = 0
         while True:
+            if self._seek:
+                # garbage before: the next frame starts at the next Content-Type/-Length; a
+                # start cut by the end of this read is kept for the next one
+                m = _RESYNC.search(buf, pos)
+                if m is None:
+                    pos = max(pos, len(buf) - (_RESYNC_LONGEST - 1))
+                    break
+                pos, self._seek = m.start(), False
             if self._head is not None:
                 if len(buf) - pos < self._need:
                     break
@@ -114,12 +144,15 @@ class EslFraming:
             end_crlf = buf.find(b"\r\n\r\n", pos, end + 2 if end >= 0 else len(buf))
             if end_crlf >= 0 and (end < 0 or end_crlf < end):
                 end, sep = end_crlf, 4
+            # a header block over the limit is dropped whether its end came in this read or
+            # not: the same bytes give the same frames however the socket cut them
+            if (end < 0 and len(buf) - pos > self.max_header + _TERM_LONGEST) or \
+                    end - pos > self.max_header:
+                self._error(f"header block over {self.max_header} bytes: dropped")
+                pos += 1
+                self._seek = True
+                continue
             if end < 0:
-                if len(buf) - pos > self.max_header:
-                    self._error(f"header block over {self.max_header} bytes: dropped")
-                    m = _RESYNC.search(buf, pos + 1)
-                    pos = m.start() if m else len(buf) - 32
-                    continue
                 break
             block = bytes(buf[pos:end])
             head = self._outer(block)
@@ -135,10 +168,10 @@ class EslFraming:
                 else:
                     out.append(head)
                 continue
-            if not length.isdigit():
+            n = _length(length)
+            if n is None:
                 self._error(f"bad Content-Length {length[:20]!r}: frame dropped")
                 continue
-            n = int(length)
             if n > self.max_body:
                 self._error(f"frame body of {n} bytes over {self.max_body}: dropped")
                 have = len(buf) - pos
@@ -171,17 +204,22 @@ class EslFraming:
         return head
 
     def _finish(self, head: dict, body: bytes) -> Frame | None:
-        ctype = head.get("Content-Type", "")
-        if ctype == CT_PLAIN:
-            return self._plain(body)
-        if ctype == CT_JSON:
-            return self._json(body)
-        if not ctype:
-            self._error("frame with a body but no Content-Type: dropped")
+        try:
+            ctype = head.get("Content-Type", "")
+            if ctype == CT_PLAIN:
+                return self._plain(body)
+            if ctype == CT_JSON:
+                return self._json(body)
+            if not ctype:
+                self._error("frame with a body but no Content-Type: dropped")
+                return None
+            frame = dict(head)
+            frame[BODY_KEY] = body.decode("utf-8", errors="replace")
+            return frame
+        except Exception as e:          # a bug on odd input costs this frame only
+            self.bugs += 1
+            self._error(f"frame dropped: {type(e).__name__} while reading it")
             return None
-        frame = dict(head)
-        frame[BODY_KEY] = body.decode("utf-8", errors="replace")
-        return frame
 
     def _plain(self, body: bytes) -> Frame | None:
         text = body.decode("utf-8", errors="replace")
@@ -204,10 +242,10 @@ class EslFraming:
             self._error("text/event-plain frame without Event-Name: dropped")
             return None
         if sep:
-            inner = ev.get("Content-Length", "")
             raw = rest.encode("utf-8", errors="replace")
-            if inner.isdigit():
-                raw = raw[:int(inner)]
+            inner = _length(ev.get("Content-Length"))
+            if inner is not None:
+                raw = raw[:inner]
             if raw:
                 ev[BODY_KEY] = raw.decode("utf-8", errors="replace")
         return ev
@@ -215,25 +253,28 @@ class EslFraming:
     def _json(self, body: bytes) -> Frame | None:
         try:
             obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
+            if not isinstance(obj, dict) or "Event-Name" not in obj:
+                self._error("text/event-json frame is not an event object: dropped")
+                return None
+            return {str(k): _str(v) for k, v in obj.items()}
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            # not JSON, an integer over Python's 4300 digits, nesting deeper than the stack
             self._error(f"text/event-json frame is not JSON ({type(e).__name__}): dropped")
             return None
-        if not isinstance(obj, dict) or "Event-Name" not in obj:
-            self._error("text/event-json frame is not an event object: dropped")
-            return None
-        return {str(k): _str(v) for k, v in obj.items()}
 
     def _error(self, msg: str) -> None:
         self.errors += 1
         log.error("ESL: %s", msg)
 
 
-def _str(v):
+def _str(v) -> str:
+    """A JSON value as the string FreeSWITCH's plain format would show."""
     if isinstance(v, str):
         return v
     if isinstance(v, list):
-        return [x if isinstance(x, str) else json.dumps(x) if isinstance(x, (dict, list))
-                else str(x) for x in v]
+        if len(v) == 1:
+            return _str(v[0])
+        return "ARRAY::" + "|:".join(_str(x) for x in v)
     if v is None:
         return ""
     if isinstance(v, bool):

@@ -24,6 +24,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from . import dialplan_vars as dv
 from .streams import split_at
 from .model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
@@ -75,8 +76,11 @@ _CLOSED_PROMPTS = ("closed", "office-closed", "office_closed", "after-hours", "a
 DEFAULT_MARKERS = (
     tuple(Marker("variable", k, v, v == "false") for k in _FLAG_OPEN for v in ("false", "true"))
     + tuple(Marker("variable", k, v, v == "true") for k in _FLAG_CLOSED for v in ("true", "false"))
+    # our snippet exports textback_after_hours=1 on its closed branch
+    + (Marker("variable", dv.FS_VAR_AFTER_HOURS, "1", True),)
     + tuple(Marker("playback", "", p, True) for p in _CLOSED_PROMPTS)
 )
+_OUTCOME_MARKER = Marker("userevent", dv.FS_OUTCOME_SUBCLASS, f"{dv.H_AFTER_HOURS}=1", True)
 
 
 def _marker(m) -> Marker:
@@ -229,10 +233,7 @@ class FreeswitchTracker:
             leg.cid_num = str(row.get("initial_cid_num") or row.get("cid_num") or "")
             leg.cid_name = str(row.get("initial_cid_name") or row.get("cid_name") or "")
             leg.profile = _profile_of(leg.name)
-            try:
-                leg.created = float(row.get("created_epoch") or 0) or None
-            except (TypeError, ValueError):
-                leg.created = None
+            leg.created = _epoch(row.get("created_epoch"))
             if str(row.get("callstate") or "") in ("ACTIVE", "HELD"):
                 leg.answered = leg.created
             call = self._attach(uid, leg)
@@ -263,6 +264,8 @@ class FreeswitchTracker:
                 self._on_callcenter(ev, ts)
             elif sub == "vm::maintenance":
                 self._on_vm(ev, ts)
+            elif sub == dv.FS_OUTCOME_SUBCLASS:
+                self._on_outcome(ev)
             out.extend(self._release(ts))
             return out
         uid = _get(ev, "Unique-ID")
@@ -297,6 +300,8 @@ class FreeswitchTracker:
         call = self._call_of(uid)
         if ts is not None:
             call.last_ts = ts
+        else:                   # no usable time on this event: the call's latest one stands in
+            ts = call.last_ts
         handler = _HANDLERS.get(name)
         if handler is not None:
             handler(self, call, leg, ev, ts)
@@ -438,7 +443,7 @@ class FreeswitchTracker:
     def _on_answer(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
         if leg.answered is None:
-            leg.answered = ts
+            leg.answered = ts if ts is not None else (leg.created or 0.0)
             if not (leg.bridge_open and not leg.bridge_data.startswith("loopback/")):
                 leg.app_answered = leg.direction == "inbound" and bool(leg.app)
 
@@ -494,7 +499,9 @@ class FreeswitchTracker:
 
     def _on_hangup_complete(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
-        leg.ended = ts if ts is not None else (leg.ended or 0.0)
+        if ts is None:       # no usable time on the event: the last one the call had
+            ts = leg.ended or call.last_ts or leg.created or 0.0
+        leg.ended = ts
         leg.cause = _get(ev, "Hangup-Cause") or leg.cause
         leg.hangup_disposition = _get(ev, "variable_sip_hangup_disposition")
         leg.originate_disposition = _get(ev, "variable_originate_disposition")
@@ -584,6 +591,13 @@ class FreeswitchTracker:
         call.voicemail = True
         call.voicemail_left = True
         call.vm_leg = call.vm_leg or vmu
+
+    def _on_outcome(self, ev):
+        """Our snippet's closed branch (dialplan_snippets/freeswitch): the `event` app fires
+        textback::outcome with AfterHours: 1 on the caller's channel."""
+        call = self._call_of(_get(ev, "Unique-ID"))
+        if call is not None and _get(ev, dv.H_AFTER_HOURS) == "1":
+            self._mark(call, _OUTCOME_MARKER)
 
     def _dial_done(self, call: _Call, leg: _Leg, ev: dict, data: str) -> None:
         raw = (_get(ev, "variable_originate_disposition") or _get(ev, "variable_DIALSTATUS")
@@ -780,7 +794,7 @@ class FreeswitchTracker:
         why_withheld = ""
         if origin.hide_number:
             withheld, why_withheld = True, "Caller-Privacy-Hide-Number is true"
-        elif "id" in [p.strip().lower() for p in origin.privacy.replace(";", ",").split(",")]:
+        elif "id" in re.split(r"[^a-z0-9-]+", origin.privacy.lower()):   # id;critical, ARRAY::id|:...
             withheld, why_withheld = True, f"SIP Privacy: {origin.privacy}"
         elif caller.strip().lower() in _ANON:
             withheld, why_withheld = True, f"caller number {caller or 'absent'!r}"
@@ -830,13 +844,18 @@ class FreeswitchTracker:
         dial_results = tuple(r for r, _, _ in call.dials)
         for r, raw, what in call.dials:
             notes.append(f"{what}: {raw} ({r})")
-        # caller gave up
-        cancelled = (not answered_by_human) and (
+        # caller gave up; a PBX shutting down hangs up every channel with SYSTEM_SHUTDOWN and
+        # cancels the ringing phones under the caller's bridge: that is not the caller
+        shutdown = origin.cause == "SYSTEM_SHUTDOWN"
+        cancelled = (not answered_by_human) and not shutdown and (
             origin.cause == "ORIGINATOR_CANCEL" or origin.hangup_disposition == "recv_cancel"
             or (bool(call.dials) and call.dials[-1][0] == DIAL_CANCEL
                 and call.dials[-1][1] in ("ORIGINATOR_CANCEL", "CANCEL")))
         if cancelled:
             notes.append("the caller hung up while it was ringing")
+        elif shutdown and not answered_by_human:
+            notes.append("FreeSWITCH shut down (Hangup-Cause SYSTEM_SHUTDOWN) before anyone "
+                         "answered: the caller did not hang up, the PBX cut the call")
         # queue
         queue_abandoned = False
         if call.queue_started:
@@ -982,12 +1001,25 @@ def _get(ev: dict, key: str) -> str:
     return str(v)
 
 
+_LAST_EPOCH = 253402300799          # 9999-12-31: later than this is not a time
+
+
 def _usec(v) -> float | None:
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
+    """FreeSWITCH's microsecond timestamps; None for anything else (a 300-digit number
+    overflows a float: it must cost the timestamp, never the event)."""
+    if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 19:
         return None
-    return n / 1e6 if n > 0 else None
+    n = int(v)
+    return n / 1e6 if 0 < n <= _LAST_EPOCH * 1_000_000 else None
+
+
+def _epoch(v) -> float | None:
+    """A `show channels` epoch in seconds, or None."""
+    try:
+        t = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return t if 0 < t <= _LAST_EPOCH else None        # also false for nan and inf
 
 
 def _ts(ev: dict) -> float | None:

@@ -4,7 +4,8 @@
 `run` (pbx_textback.esl.parent.EslChild); gevent never enters the asyncio process.
 
 JSON lines on stdout, one object a line:
-  {"type": "state", "state": "connecting|connected|disconnected|auth-failed", "detail": "..."}
+  {"type": "state", "state": "connecting|connected|shutting-down|disconnected|auth-failed",
+   "detail": "..."}
   {"type": "event", "event": {...headers...}}
   {"type": "reply", "id": ..., "ok": true|false, "body": "..."}
 Commands on stdin, one JSON object a line:
@@ -37,20 +38,21 @@ from gevent.fileobject import FileObjectPosix
 from greenswitch.esl import InboundESL, NotConnectedError
 
 from ..core.eslframe import CT_JSON, CT_PLAIN, EslFraming
+from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")
 
-PASSWORD_ENV = "PBX_TEXTBACK_ESL_PASSWORD"
-# What the tracker reads (and HEARTBEAT, to notice a dead socket and move the event clock).
-DEFAULT_EVENTS = ("CHANNEL_CREATE CHANNEL_ORIGINATE CHANNEL_OUTGOING CHANNEL_ANSWER "
-                  "CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE "
-                  "CHANNEL_HANGUP_COMPLETE CHANNEL_DESTROY PLAYBACK_START HEARTBEAT "
-                  "BACKGROUND_JOB MESSAGE "
-                  "CUSTOM callcenter::info vm::maintenance")
+
+
+SHUTTING_DOWN = "FreeSWITCH is shutting down"
 
 
 class EslClosed(ConnectionError):
     pass
+
+
+class NotWritten(NotConnectedError):
+    """The command never left: not connected, or the write itself failed."""
 
 
 class _Result(gevent.event.AsyncResult):
@@ -145,12 +147,18 @@ class _Inbound(InboundESL):
             pass
 
     def request(self, data: str, timeout: float, cb=None):
-        """Send one command; the reply event (or NotConnectedError / gevent.Timeout)."""
+        """Send one command; the reply event. Raises NotWritten (nothing sent), or after the
+        write gevent.Timeout / NotConnectedError (the connection died before the answer)."""
         if not self.connected:
-            raise NotConnectedError(self.closed_reason or "not connected")
+            raise NotWritten(self.closed_reason or "not connected")
         res = _Result(cb)
         self._commands_sent.append(res)
-        self.sock.sendall((data + "\n\n").encode("utf-8"))
+        try:
+            self.sock.sendall((data + "\n\n").encode("utf-8"))
+        except OSError as e:
+            # FreeSWITCH reads a command only up to its blank line: a failed write ran nothing
+            self._dead(f"write failed: {e}")
+            raise NotWritten(f"write failed: {e}") from e
         return res.get(timeout=timeout)
 
     def send(self, data):           # greenswitch's authenticate() calls this
@@ -181,6 +189,7 @@ class Child:
         self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
         self.conn: _Inbound | None = None
         self.state = ""
+        self.going_down = False          # FreeSWITCH sent SHUTDOWN on this connection
         self._stop = gevent.event.Event()
 
     # -- output ---------------------------------------------------------------------------------
@@ -202,6 +211,11 @@ class Child:
 
     def _event(self, frame: dict) -> None:
         self._write({"type": "event", "event": frame})
+        if frame.get("Event-Name") == "SHUTDOWN":
+            # commands are refused as not connected (nothing written) until we reconnect
+            self.going_down = True
+            if self.state == "connected":
+                self._state("shutting-down", SHUTTING_DOWN)
 
     # -- the connection loop ------------------------------------------------------------------
 
@@ -238,6 +252,7 @@ class Child:
         return 0
 
     def _session(self) -> tuple[str, str]:
+        self.going_down = False
         conn = _Inbound(self.host, self.port, self.password, timeout=self.connect_timeout,
                         on_event=self._event)
         self.conn = conn
@@ -258,7 +273,10 @@ class Child:
             text = reply.headers.get("Reply-Text", "")
             if not text.startswith("+OK"):
                 return "failed", f"subscribe refused: {text}"
-            self._state("connected", f"{self.host}:{self.port}, event {self.fmt}")
+            if self.going_down:           # SHUTDOWN came with the first events
+                self._state("shutting-down", SHUTTING_DOWN)
+            else:
+                self._state("connected", f"{self.host}:{self.port}, event {self.fmt}")
             while conn.connected and not self._stop.is_set():
                 g = conn._receive_events_greenlet
                 if g is None or g.dead:
@@ -295,9 +313,12 @@ class Child:
             rid = msg.get("id")
             cmd = str(msg.get("cmd", ""))
             args = str(msg.get("args", ""))
-        except (ValueError, AttributeError):
+            timeout = float(msg.get("timeout") or self.command_timeout)
+        except (ValueError, AttributeError, TypeError):
             log.error("ESL child: a command line that is not JSON: ignored")
             return
+        # the caller's own deadline (a `chat` waits for the far end's answer: up to 32 s)
+        timeout = min(max(timeout, 0.1), 600.0) if timeout == timeout else self.command_timeout
         if cmd not in ("api", "bgapi"):
             self._write({"type": "reply", "id": rid, "ok": False,
                          "body": f"unknown command {cmd!r}"})
@@ -308,7 +329,8 @@ class Child:
             return
         conn = self.conn
         if conn is None or not conn.connected or self.state != "connected":
-            self._write({"type": "reply", "id": rid, "ok": False, "body": "not connected"})
+            self._write({"type": "reply", "id": rid, "ok": False, "body": "not connected",
+                         "error": "not-connected"})
             return
         done = []
 
@@ -325,15 +347,21 @@ class Child:
                     body = h.get("Job-UUID") or body.split("Job-UUID:", 1)[-1].strip()
             self._write({"type": "reply", "id": rid, "ok": ok, "body": body})
 
+        # what became of a command that got no answer: never written -> "not-connected";
+        # written -> "timeout" or "lost", it may have run (the parent must not say "refused")
         try:
-            conn.request(f"{cmd} {args}", timeout=self.command_timeout, cb=reply)
+            conn.request(f"{cmd} {args}", timeout=timeout, cb=reply)
+        except NotWritten as e:
+            self._write({"type": "reply", "id": rid, "ok": False,
+                         "body": f"not connected: {e}", "error": "not-connected"})
         except gevent.Timeout:
             if not done:
-                self._write({"type": "reply", "id": rid, "ok": False, "body": "timeout"})
+                self._write({"type": "reply", "id": rid, "ok": False, "error": "timeout",
+                             "body": f"no answer from FreeSWITCH within {timeout:g} s"})
         except (NotConnectedError, OSError) as e:
             if not done:
-                self._write({"type": "reply", "id": rid, "ok": False,
-                             "body": f"connection lost: {e}"})
+                self._write({"type": "reply", "id": rid, "ok": False, "error": "lost",
+                             "body": f"connection lost before the answer: {e}"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,17 +20,32 @@ import sys
 from typing import Any, Callable
 
 from ..core.freeswitch import RECONCILE_DONE, RECONCILE_KEY, RECONCILE_ROW
-from .child import DEFAULT_EVENTS, PASSWORD_ENV
+from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")
 
 
 class EslError(Exception):
-    pass
+    """FreeSWITCH answered -ERR (or the command was refused before it left)."""
 
 
 class EslNotConnected(EslError, ConnectionError):
-    pass
+    """Nothing reached FreeSWITCH: not connected, or the connection failed at the write."""
+
+
+class EslWriteCancelled(EslError):
+    """The caller's before_write said no: nothing was written."""
+
+
+class EslTimeout(EslError, TimeoutError):
+    """Written, no answer in time: the command may have run."""
+
+
+class EslAnswerLost(EslError):
+    """Written, then the connection (or the child) died before the answer: it may have run."""
+
+
+_CHILD_ERRORS = {"not-connected": EslNotConnected, "timeout": EslTimeout, "lost": EslAnswerLost}
 
 
 class EslChild:
@@ -103,10 +118,13 @@ class EslChild:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-    async def api(self, cmd: str, timeout: float = 5.0) -> str:
+    async def api(self, cmd: str, timeout: float = 5.0, before_write=None) -> str:
         """`api <cmd>` through the child; the body of FreeSWITCH's answer. Raises
-        EslNotConnected, EslError (a `-ERR` answer), asyncio.TimeoutError."""
-        ok, body = await self._request("api", cmd, timeout)
+        EslNotConnected / EslWriteCancelled (nothing written), EslTimeout / EslAnswerLost (written,
+        no answer: it may have run), EslError (a `-ERR` answer). `before_write()`, if given, is
+        called after the connection checks and right before the command is written, with no
+        await in between; False cancels the command."""
+        ok, body = await self._request("api", cmd, timeout, before_write=before_write)
         if not ok:
             raise EslError(body)
         return body
@@ -167,11 +185,14 @@ class EslChild:
                     continue
                 if not line:
                     break
-                await self._line(line)
+                try:
+                    await self._line(line)
+                except Exception as e:       # one bad line costs that line, never the adapter
+                    log.error("ESL child line dropped: %s: %s", type(e).__name__, e)
         finally:
             for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(EslNotConnected("the ESL child exited"))
+                if not fut.done():       # it may have written the command before it died
+                    fut.set_exception(EslAnswerLost("the ESL child exited before the answer"))
             self._pending.clear()
             if proc.returncode is None:
                 try:
@@ -190,8 +211,11 @@ class EslChild:
     async def _line(self, line: bytes) -> None:
         try:
             msg = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             log.error("ESL child wrote a line that is not JSON: dropped")
+            return
+        if not isinstance(msg, dict):
+            log.error("ESL child wrote a line that is not an object: dropped")
             return
         t = msg.get("type")
         if t == "event":
@@ -211,7 +235,7 @@ class EslChild:
                 # hand the snapshot on HERE, in order with the events around it
                 rows = _rows(str(msg.get("body", "")))
                 for row in rows:
-                    ev = {str(k): "" if v is None else str(v) for k, v in row.items()}
+                    ev = dict(row)
                     ev["Event-Name"] = RECONCILE_ROW
                     ev[RECONCILE_KEY] = "1"
                     await self._deliver(ev)
@@ -221,7 +245,12 @@ class EslChild:
                 self.reconciled += 1
             fut = self._pending.pop(rid, None)
             if fut is not None and not fut.done():
-                fut.set_result((bool(msg.get("ok")), str(msg.get("body", ""))))
+                fut.set_result((bool(msg.get("ok")), str(msg.get("body", "")),
+                                str(msg.get("error") or "")))
+            elif fut is None and rid is not None:
+                # the answer to a command we stopped waiting for: log what became of it
+                log.warning("ESL: late answer to command %s (%s): %s", rid,
+                            "ok" if msg.get("ok") else "error", str(msg.get("body", ""))[:120])
 
     async def _deliver(self, ev: dict) -> None:
         try:
@@ -244,7 +273,8 @@ class EslChild:
         self._next_id += 1
         return self._next_id
 
-    async def _request(self, cmd: str, args: str, timeout: float, rid: int | None = None):
+    async def _request(self, cmd: str, args: str, timeout: float, rid: int | None = None,
+                       before_write=None):
         proc = self._proc
         if proc is None or proc.stdin is None or self.state != "connected":
             raise EslNotConnected(f"not connected to FreeSWITCH ({self.state})")
@@ -252,17 +282,24 @@ class EslChild:
             raise ValueError("an ESL command must be one line")
         rid = rid if rid is not None else self._new_id()
         fut = asyncio.get_running_loop().create_future()
+        line = json.dumps({"id": rid, "cmd": cmd, "args": args, "timeout": timeout}).encode()
+        if before_write is not None and not before_write():
+            raise EslWriteCancelled("held at the last look: not written")
         self._pending[rid] = fut
         try:
-            proc.stdin.write(json.dumps({"id": rid, "cmd": cmd, "args": args}).encode() + b"\n")
+            proc.stdin.write(line + b"\n")
             await proc.stdin.drain()
-            ok, body = await asyncio.wait_for(fut, timeout)
+            # the child times the command itself and answers "timeout" first; this is for a
+            # child that hangs
+            ok, body, error = await asyncio.wait_for(fut, timeout + 2.0)
         except (BrokenPipeError, ConnectionResetError) as e:
             raise EslNotConnected("the ESL child is gone") from e
+        except asyncio.TimeoutError as e:
+            raise EslTimeout(f"no answer from the ESL child within {timeout + 2.0:g} s") from e
         finally:
             self._pending.pop(rid, None)
-        if not ok and body in ("not connected",) or body.startswith("connection lost"):
-            raise EslNotConnected(body)
+        if error in _CHILD_ERRORS:
+            raise _CHILD_ERRORS[error](body)
         return ok, body
 
     def _set_state(self, state: str, detail: str = "") -> None:
@@ -277,11 +314,28 @@ class EslChild:
 
 
 def _rows(body: str) -> list[dict]:
+    """The rows of `show channels as json` (`{"row_count": N, "rows": [{...}, ...]}`), each a
+    dict of strings; anything else in the answer is no row (`{"rows": 5}` once stopped the
+    whole service)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
-    if isinstance(data, dict):
-        rows = data.get("rows") or []
-        return [r for r in rows if isinstance(r, dict)]
-    return []
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        if rows is not None:
+            log.warning("ESL: `show channels as json` answered rows of type %s: ignored",
+                        type(rows).__name__)
+        return []
+    return [{str(k): _text(v) for k, v in r.items()} for r in rows if isinstance(r, dict)]
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    try:
+        return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    except (ValueError, RecursionError):
+        return ""

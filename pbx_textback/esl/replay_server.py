@@ -10,11 +10,16 @@ channels as json` lists the channels created and not yet destroyed in what was p
 `exit` -> `+OK bye`, a disconnect notice, close.
 
 What it plays: each trace's frames after the recorded `+OK event listener enabled` reply,
-without the recorded `+OK bye` and disconnect notice, byte for byte. A plain subscription
-gets the plain traces, a json one the json traces (`*.json.esl`), unless `traces` mixes them
-on purpose. One server-wide cursor: a new connection goes on with the next trace.
-`close_after` closes the socket once, after that many event frames of a connection (a
-FreeSWITCH restart in the middle of a call); `close_after_each` after each trace.
+without the recorded `+OK bye` and disconnect notice, byte for byte, and like FreeSWITCH
+only the events the connection subscribed to (`event plain CHANNEL_CREATE ... CUSTOM a::b`:
+names, then after `CUSTOM` the subclasses; `ALL` is everything; `event` commands add up). The
+traces were recorded with `event plain ALL`. A plain subscription gets the plain traces, a
+json one the json traces (`*.json.esl`), unless `traces` mixes them on purpose. One server-wide cursor: a new connection goes on with the next trace.
+`close_after` closes the socket once, after that many recorded frames of a connection (sent
+or filtered out: a FreeSWITCH restart in the middle of a call); `close_after_each` after each
+trace. `api_replies` answers by the whole command or by its first word (`"chat": "Sent"`);
+`api_hold` lists first words whose api commands are read and never answered (FreeSWITCH
+busy or going down) until the connection closes.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 log = logging.getLogger("pbx_textback.esl.replay")
 
@@ -58,6 +64,33 @@ def trace_frames(data: bytes) -> list[bytes]:
     return frames
 
 
+def rewrite_events(data: bytes, change) -> bytes:
+    """A recorded stream with each event frame's body passed through `change(body) -> body`
+    and its Content-Length made right again (tests, benchmarks: same traffic, other values)."""
+    out = []
+    for fr in split_frames(data):
+        head, sep, body = fr.partition(b"\n\n")
+        if b"Content-Type: text/event-" in head:
+            body = change(body)
+            head = b"\n".join(b"Content-Length: %d" % len(body)
+                               if ln.startswith(b"Content-Length:") else ln
+                               for ln in head.split(b"\n"))
+        out.append(head + sep + body)
+    return b"".join(out)
+
+
+_TIMES = re.compile(rb'((?:^|")(?:Event-Date-Timestamp|Caller-Channel-[A-Za-z-]+-Time)'
+                    rb'(?:: |":"))(\d{13,19})', re.M)
+
+
+def shift_times(data: bytes, seconds: float) -> bytes:
+    """The stream as if it happened `seconds` later: every microsecond timestamp moved (plain
+    and json; a zero, i.e. "never", stays zero)."""
+    us = int(seconds * 1_000_000)
+    return rewrite_events(data, lambda b: _TIMES.sub(
+        lambda m: m.group(1) + str(int(m.group(2)) + us).encode(), b))
+
+
 def _reply(text: str) -> bytes:
     return f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode()
 
@@ -73,6 +106,43 @@ _PLAIN_CHAN = re.compile(rb"^Channel-Name: (\S+)$", re.M)
 _JSON_ID = re.compile(rb'"Unique-ID":"([^"]+)"')
 _JSON_NAME = re.compile(rb'"Event-Name":"(\w+)"')
 _JSON_CHAN = re.compile(rb'"Channel-Name":"([^"]+)"')
+_PLAIN_SUB = re.compile(rb"^Event-Subclass: (\S+)$", re.M)
+_JSON_SUB = re.compile(rb'"Event-Subclass":"([^"]+)"')
+
+
+class Subscription:
+    """What one connection asked for with `event <fmt> ...`, as mod_event_socket reads it."""
+
+    def __init__(self):
+        self.all = False
+        self.names: set[str] = set()
+        self.subclasses: set[str] = set()
+
+    def add(self, words: list[str]) -> None:
+        custom = False
+        for w in words:
+            if custom:
+                self.subclasses.add(w)
+            elif w == "ALL":
+                self.all = True
+            else:
+                self.names.add(w)
+                custom = custom or w == "CUSTOM"
+
+    def wants(self, frame: bytes) -> bool:
+        head, _, body = frame.partition(b"\n\n")
+        if b"text/event-" not in head:
+            return True
+        if self.all:
+            return True
+        name, _, _ = _frame_channel(frame)
+        if name not in self.names:
+            return False
+        if name != "CUSTOM":
+            return True
+        m = (_JSON_SUB if b"text/event-json" in head else _PLAIN_SUB).search(body)
+        sub = unquote(m.group(1).decode("utf-8", "replace")) if m else ""
+        return not sub or sub in self.subclasses
 
 
 def _frame_channel(frame: bytes) -> tuple[str, str, str]:
@@ -97,12 +167,14 @@ class EslReplayServer:
     def __init__(self, traces: list, *, password: str = "ClueCon", host: str = "127.0.0.1",
                  port: int = 0, pace: float = 0.0, loop: bool = False,
                  close_after: int | None = None, close_after_each: bool = False,
-                 api_replies: dict[str, str] | None = None, chunk: int = 0):
+                 api_replies: dict[str, str] | None = None, api_hold=(), chunk: int = 0):
         self.traces = [Path(t) for t in traces]
         self.password, self.host, self.port = password, host, port
         self.pace, self.loop = float(pace), loop
         self.close_after, self.close_after_each = close_after, close_after_each
         self.api_replies = dict(api_replies or {})
+        self.api_hold = set(api_hold)
+        self.held: list[str] = []           # api commands read and never answered
         self._live: dict[str, str] = {}     # channels up in what was played (uuid -> name)
         self.chunk = chunk
         raw = [(p, p.read_bytes()) for p in self.traces]
@@ -152,6 +224,7 @@ class EslReplayServer:
         self.connections += 1
         authed = False
         player: asyncio.Task | None = None
+        sub = Subscription()
         lock = asyncio.Lock()
 
         async def send(data: bytes, chunk: int = 0) -> None:
@@ -188,13 +261,17 @@ class EslReplayServer:
                 elif not authed:
                     await send(_reply("-ERR command not found"))
                 elif cmd.startswith("event "):
-                    fmt = cmd.split()[1] if len(cmd.split()) > 1 else "plain"
+                    words = cmd.split()[1:]
+                    fmt = words[0] if words else "plain"
                     fmt = "json" if fmt == "json" else "plain"
+                    sub.add(words[1:])
                     self.subscriptions += 1
                     await send(_reply(f"+OK event listener enabled {fmt}"))
                     if player is None:
-                        player = asyncio.create_task(self._play(send, writer, fmt))
+                        player = asyncio.create_task(self._play(send, writer, fmt, sub))
                         self._tasks.add(player)
+                elif cmd.startswith("api ") and cmd[4:].split(" ", 1)[0] in self.api_hold:
+                    self.held.append(cmd[4:])      # read, never answered
                 elif cmd.startswith("api "):
                     async with lock:     # answered at this point of the stream
                         writer.write(_api(self._api(cmd[4:].strip())))
@@ -224,6 +301,8 @@ class EslReplayServer:
     def _api(self, cmd: str) -> str:
         if cmd in self.api_replies:
             return self.api_replies[cmd]
+        if cmd.split(" ", 1)[0] in self.api_replies:
+            return self.api_replies[cmd.split(" ", 1)[0]]
         if cmd == "show channels as json":
             # like FreeSWITCH: the channels up now, i.e. created and not destroyed in what
             # was played so far
@@ -242,7 +321,7 @@ class EslReplayServer:
         elif name in ("CHANNEL_CREATE", "CHANNEL_OUTGOING", "CHANNEL_ORIGINATE"):
             self._live.setdefault(uid, chan)
 
-    async def _play(self, send, writer, fmt: str) -> None:
+    async def _play(self, send, writer, fmt: str, sub: Subscription) -> None:
         traces = self._json if fmt == "json" else self._plain
         if not traces:                 # only the other format recorded: play that
             fmt = "plain" if fmt == "json" else "json"
@@ -268,10 +347,11 @@ class EslReplayServer:
                         self._live.clear()       # a restart ends every channel
                         writer.transport.abort()
                         return
-                    await send(fr, self.chunk if n % 7 == 3 else 0)
-                    self._track(fr)
+                    if sub.wants(fr):
+                        await send(fr, self.chunk if n % 7 == 3 else 0)
+                        self.frames_sent += 1
+                    self._track(fr)          # channels are up whether we were told or not
                     sent_here += 1
-                    self.frames_sent += 1
                 if self._cursor[fmt] >= len(traces) and not self.loop:
                     self.idle.set()
                 if self.close_after_each:

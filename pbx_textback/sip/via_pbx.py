@@ -22,6 +22,11 @@ EslChatTransport: FreeSWITCH `chat sip|FROM|<profile>/sip:TO|TEXT[|content-type]
   so it comes after the far end's 2xx - recorded: a MESSAGE event with Delivery-Result-Code 202
   before the API event) -> sent. `Error! Message Not Sent` -> retry: no 2xx came (refused, no
   answer, or no route); the error says where to look. `Invalid` -> failed (malformed command).
+- The sending contract (outbox): `send(row, last_look)`; last_look() runs after the ESL checks,
+  right before the command is written (EslChild.api's before_write). Not connected, or held by
+  the last look -> retry (nothing written). Written and no answer - a timeout or the
+  connection dropping, e.g. FreeSWITCH restarting - -> unknown: the chat may have gone out.
+  Only FreeSWITCH's own refusal is `failed`; a timeout is never a refusal.
 - Without the `<profile>/` prefix FreeSWITCH looks up registered users only and never reaches
   the trunk (recorded): a to_template without `/sip:` is refused at construction.
 - The argument is split by switch_separate_string(..., '|', argv, 5): `|` separates fields
@@ -303,22 +308,15 @@ class EslChatTransport:
             # "chat sip|F|T|" has 3 fields for FreeSWITCH: it answers "Invalid"
             return SendResult("failed", error="empty text: FreeSWITCH's chat cannot send it")
         cmd = self.command(msg)
-        if last_look is not None and not last_look():   # the outbox's gate; api writes to the child before its first await
-            return SendResult("retry")
+        looked: list[bool] = []
+
+        def before_write() -> bool:
+            looked.append(last_look() if last_look is not None else True)
+            return looked[-1]
         try:
-            reply = await _call(self.api, cmd, self.timeout)
-        except asyncio.TimeoutError:
-            return SendResult("unknown", error=f"no answer to `chat` within {self.timeout:g} s")
-        except ConnectionError as e:
-            return SendResult("retry", error=f"ESL not connected: {e}")
-        except Exception as e:                     # EslError: a -ERR answer (no chat command...)
-            name = type(e).__name__
-            if name == "EslNotConnected":
-                return SendResult("retry", error=f"ESL not connected: {e}")
-            if name == "EslError":
-                return SendResult("failed", error=f"FreeSWITCH refused `chat`: {e} (is mod_dptools "
-                                                  "loaded and the ESL user allowed api chat?)")
-            raise
+            reply = await _call_esl(self.api, cmd, self.timeout, before_write)
+        except Exception as e:                    # no answer to read: what became of it?
+            return self._fault(e, written=looked == [True])
         r = (reply or "").strip()
         if r.startswith("Sent") or r.startswith("+OK"):
             return SendResult("sent", f"fs-chat-{getattr(msg, 'id', '') or next(self._ids)}")
@@ -329,3 +327,34 @@ class EslChatTransport:
         if r.startswith("Invalid") or r.startswith("-ERR"):
             return SendResult("failed", error=f"FreeSWITCH: {r} (command: {cmd[:120]})")
         return SendResult("unknown", error=f"unexpected answer to chat: {r[:200]!r}")
+
+    @staticmethod
+    def _fault(e: Exception, written: bool) -> SendResult:
+        name = type(e).__name__
+        if name == "EslError":            # FreeSWITCH's own -ERR: the one refusal
+            text = str(e)
+            hint = (" (is mod_dptools loaded and the ESL user allowed api chat?)"
+                    if "command not found" in text.lower() else "")
+            return SendResult("failed", error=f"FreeSWITCH refused `chat`: {text}{hint}")
+        if name == "EslWriteCancelled":   # the last look said hold: the outbox has recorded why
+            return SendResult("retry")
+        if not written or name == "EslNotConnected":
+            return SendResult("retry", error=f"ESL not connected: {e or name}")
+        # written, then a timeout, the connection dropping (FreeSWITCH restarting) or worse
+        return SendResult("unknown", error=f"no answer to `chat` ({name}: {e}): FreeSWITCH may "
+                                           "have sent it")
+
+
+async def _call_esl(api, cmd: str, timeout: float, before_write):
+    """api(cmd, timeout=, before_write=) when it takes them (EslChild.api); else the last look
+    goes right before the call, whose first step is the write."""
+    try:
+        params = inspect.signature(api).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "before_write" in params:
+        return await api(cmd, timeout=timeout, before_write=before_write)
+    if not before_write():
+        from ..esl.parent import EslWriteCancelled
+        raise EslWriteCancelled("held at the last look: not written")
+    return await _call(api, cmd, timeout)

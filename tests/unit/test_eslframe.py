@@ -52,7 +52,7 @@ def test_inner_body_goes_to__body():
 def test_json_values_are_strings_and_body_kept():
     (f,) = parse_stream(json_event({"Event-Name": "CUSTOM", "n": 5, "b": True, "l": [1, "x"],
                                     "_body": "text"}))
-    assert f["n"] == "5" and f["b"] == "true" and f["l"] == ["1", "x"] and f["_body"] == "text"
+    assert f["n"] == "5" and f["b"] == "true" and f["l"] == "ARRAY::1|:x" and f["_body"] == "text"
 
 
 def test_header_injection_in_a_caller_name_stays_in_its_value():
@@ -155,3 +155,99 @@ def test_random_bytes_never_raise(junk):
 def test_bad_content_length(bad):
     out = parse_stream(bad + EV1)
     assert out[-1]["Event-Name"] == "CHANNEL_CREATE"
+
+
+# -- issue 10 finding 23: hostile values never cost more than their own frame, and framing
+#    never depends on how the stream was split -------------------------------------------------
+
+def test_a_content_length_of_superscript_two_drops_only_its_frame(caplog):
+    """"²".isdigit() is True in Python, int("²") raises: that used to drop the whole read."""
+    caplog.set_level(logging.ERROR, "pbx_textback.esl")
+    bad = b"Content-Length: \xc2\xb2\nContent-Type: text/event-plain\n\n"
+    inner = "Event-Name: MESSAGE\nContent-Length: ²\n\nhello".encode()
+    inner_bad = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(inner) + inner
+    f = EslFraming()
+    out = f.feed(EV1 + bad + EV2 + inner_bad + EV1)
+    names = [x["Event-Name"] for x in out]
+    assert names == ["CHANNEL_CREATE", "CHANNEL_ANSWER", "MESSAGE", "CHANNEL_CREATE"]
+    assert f.bugs == 0 and "bad Content-Length" in caplog.text
+
+
+def test_list_valued_json_headers_become_strings_like_plain_arrays():
+    (f,) = parse_stream(json_event({"Event-Name": "CHANNEL_CREATE", "Channel-Name": ["sofia/x"],
+                                    "variable_originated_legs": ["a;b", "c;d"],
+                                    "Caller-Caller-ID-Name": [["x"], {"y": 1}, None, 5]}))
+    assert f["Channel-Name"] == "sofia/x"                          # one value: that value
+    assert f["variable_originated_legs"] == "ARRAY::a;b|:c;d"      # as the plain format says it
+    assert all(isinstance(v, str) for v in f.values())
+
+
+def test_deeply_nested_json_drops_only_its_frame():
+    deep = b"[" * 100000 + b"]" * 100000
+    bad = b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(deep) + deep
+    f = EslFraming(max_body=1 << 20)
+    out = f.feed(EV1 + bad + EV2)
+    assert [x["Event-Name"] for x in out] == ["CHANNEL_CREATE", "CHANNEL_ANSWER"]
+    assert f.bugs == 0
+
+
+def test_a_header_block_over_the_limit_is_dropped_the_same_in_one_read_or_many():
+    big = (b"X-Pad: " + b"a" * (70 * 1024) + b"\nContent-Type: command/reply\n"
+           b"Reply-Text: +OK\n\n" + EV1 + EV2)
+    whole = EslFraming().feed(big)
+    f = EslFraming()
+    pieces = []
+    for i in range(0, len(big), 4096):
+        pieces += f.feed(big[i:i + 4096])
+    assert pieces == whole
+    assert [x.get("Event-Name") for x in whole][-2:] == ["CHANNEL_CREATE", "CHANNEL_ANSWER"]
+
+
+# hostile pieces a stream is made of; max_header is small so an oversized block is cheap
+_PIECES = [
+    EV1, EV2, API, GREETING, b"\n", b"\r\n", b"junk", b"\x00\xff\xfe",
+    b"Content-Length: \xc2\xb2\nContent-Type: text/event-plain\n\n",
+    b"Content-Length: 99999999999999999999\nContent-Type: api/response\n\n",
+    b"Content-Length: 40\nContent-Type: text/event-json\n\n{\"Event-Name\": [1, [2]]}",
+    b"Content-Length: 3\nContent-Type: text/event-plain\n\nabc",
+    b"X-Pad: " + b"p" * 300 + b"\n",
+    b"Content-Type: command/reply\r\nReply-Text: +OK crlf\r\n\r\n",
+    b"Content-Len", b"gth: 5\n", b"Content-Type: api/response\n\n", b"12345",
+    json_event({"Event-Name": "CUSTOM", "Event-Subclass": ["a::b"], "n": 10 ** 300,
+                "f": 1e308, "l": [[[]]], "d": {"k": [1]}}),
+    b"Content-Length: 44\nContent-Type: text/event-plain\n\n"
+    + "Event-Name: MESSAGE\nContent-Length: ²\n\nbody".encode(),
+    plain_event({"Event-Name": "X", "Event-Date-Timestamp": "9" * 300}),
+]
+
+
+def _frames_any_split(stream: bytes, cuts, **kw):
+    f = EslFraming(**kw)
+    out = []
+    pos = 0
+    for c in sorted(set(x for x in cuts if 0 < x < len(stream))) + [len(stream)]:
+        out += f.feed(stream[pos:c])
+        pos = c
+    out += f.eof()
+    return out, f
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14), st.lists(st.integers(0, 4000), max_size=30))
+def test_any_split_of_a_hostile_stream_gives_the_same_frames(pieces, cuts):
+    stream = b"".join(pieces)
+    whole, f1 = _frames_any_split(stream, [], max_header=256)
+    split, f2 = _frames_any_split(stream, cuts, max_header=256)
+    assert split == whole
+    assert f1.bugs == 0 and f2.bugs == 0                 # hostile input is never a crash
+    for fr in whole:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in fr.items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
+                    max_leaves=12))
+def test_any_json_value_becomes_a_string(value):
+    (f,) = parse_stream(json_event({"Event-Name": "CUSTOM", "v": value}))
+    assert isinstance(f["v"], str)

@@ -382,6 +382,26 @@ def test_busy_unavailable_and_rejected_causes():
         assert o.reason == reason, cause
 
 
+def test_a_pbx_shutdown_while_ringing_is_not_the_caller_hanging_up():
+    """`fsctl shutdown` (or a restart) hangs up every channel with SYSTEM_SHUTDOWN; the rung
+    phone's leg is cancelled under the caller's bridge (issue 10 finding 20)."""
+    sim = Sim()
+    c = caller()
+    start_inbound(sim, c)
+    e = ext("1000", c)
+    sim.execute(c, "bridge", "user/1000@d", complete=False)
+    sim.create(e, dt=0.1)
+    sim.hangup(e, "ORIGINATOR_CANCEL", dt=6)
+    sim.ev("CHANNEL_EXECUTE_COMPLETE", c, Application="bridge",
+           variable_originate_disposition="ORIGINATOR_CANCEL")
+    sim.hangup(c, "SYSTEM_SHUTDOWN", variable_sip_hangup_disposition="send_bye")
+    r, o = one(sim)
+    assert not r.caller_cancelled and r.hangup_cause == "SYSTEM_SHUTDOWN"
+    assert not any("caller hung up" in n for n in r.notes)
+    assert any("FreeSWITCH shut down" in n for n in r.notes)
+    assert o.missed and "PBX shut down" in o.why and "caller hung up" not in o.why
+
+
 def test_site_markers():
     m = (FsMarker("destination", "", "5999"),)
     sim = Sim(FsTrackerSettings(after_hours_markers=m))
@@ -399,6 +419,25 @@ def test_site_markers():
     sim.execute(c, "set", "textback_after_hours=true")
     sim.hangup(c, dt=5)
     assert one(sim)[1].reason == "after-hours"
+
+
+def test_the_freeswitch_snippets_closed_branch_marks_the_call():
+    """dialplan_snippets/freeswitch/textback.xml: `export textback_after_hours=1`, then the
+    `event` app fires CUSTOM textback::outcome AfterHours=1 on the caller's channel. Each of
+    the two alone marks the call (issue 10 finding 19)."""
+    from pbx_textback.core import dialplan_vars as dv
+    steps = {"textback_after_hours=1": lambda sim, c: sim.execute(
+                 c, "export", f"{dv.FS_VAR_AFTER_HOURS}=1"),
+             f"UserEvent {dv.FS_OUTCOME_SUBCLASS} AfterHours=1": lambda sim, c: sim.ev(
+                 "CUSTOM", c, Event_H_Subclass=dv.FS_OUTCOME_SUBCLASS, AfterHours="1")}
+    for marker, step in steps.items():
+        sim = Sim()
+        c = caller()
+        start_inbound(sim, c, "1000")
+        step(sim, c)
+        sim.hangup(c, dt=5)
+        rec, out = one(sim)
+        assert out.reason == "after-hours" and rec.after_hours_marker == marker
 
 
 # -- bad input --------------------------------------------------------------------------------

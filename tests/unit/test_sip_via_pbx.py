@@ -241,3 +241,21 @@ def test_the_outbox_last_look_saying_hold_sends_nothing_to_the_pbx(kind):
     res = asyncio.run(t.send(MSG, last_look))
     assert res.status == "retry" and looks == [1] and sent() == []
     assert asyncio.run(t.send(MSG, lambda: True)).status == "sent" and len(sent()) == 1
+
+
+def test_chat_follows_the_sending_contract():
+    """send(row, last_look): held by the last look or never written -> retry; written and no
+    answer -> unknown; only FreeSWITCH's own -ERR is failed (issue 10 finding 18)."""
+    from pbx_textback.esl.parent import EslAnswerLost, EslTimeout
+    t, fake = fs()
+    looks = []
+    res = asyncio.run(t.send(MSG, lambda: looks.append(1) or False))
+    assert res.status == "retry" and fake.cmds == [] and looks == [1]
+    for exc, status in ((EslTimeout("no answer within 40 s"), "unknown"),
+                        (EslAnswerLost("connection lost"), "unknown"),
+                        (EslNotConnected("down"), "retry"),
+                        (EslError("-ERR no reply"), "failed")):
+        t, _ = fs(exc=exc)
+        res = asyncio.run(t.send(MSG, lambda: True))
+        assert res.status == status, exc
+        assert "mod_dptools" not in res.error
