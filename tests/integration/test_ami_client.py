@@ -207,6 +207,8 @@ def test_restart_reconnects_relogs_in_and_reconciles():
             want = expected_events(p1) + expected_events(p2)
             await h.until(lambda: len(live(h.events)) >= len(want), what="both connections")
             assert_trace_events(live(h.events), want)
+            # the reconcile follows part2's last event: on a loaded machine it may not be in yet
+            await h.until(lambda: sum("_reconcile" in e for e in h.events) >= 2, what="the reconcile")
             # part1 is played at once: its Shutdown comes in the same read as the login reply,
             # so that connection ends before its reconcile. The re-login reconciles.
             names = [a.get("Action") for a in h.server.actions]
