@@ -228,7 +228,8 @@ class ServiceProc:
             cmd = ["faketime", "-f", faketime] + cmd
             env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
         self.started = time.time()
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+        # its own process group: the faketime wrapper forks, and a signal must reach the service
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.lines: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -242,8 +243,10 @@ class ServiceProc:
         return self.proc.poll() is None
 
     def send(self, sig: int) -> None:
-        if self.alive():
-            self.proc.send_signal(sig)
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         """Send sig and wait for the exit (SIGKILL after timeout); the exit code, None if killed by us."""
@@ -252,10 +255,11 @@ class ServiceProc:
         while self.alive() and time.monotonic() < end:
             await asyncio.sleep(0.02)
         if self.alive():
-            self.proc.kill()
+            self.send(signal.SIGKILL)
             self.proc.wait()
             self._reader.join(2)
             return None
+        self.send(signal.SIGKILL)            # nothing of the group may outlive the run
         self._reader.join(2)
         return self.proc.returncode
 
@@ -304,7 +308,8 @@ class Tally:
     texted_once: int = 0
     lost: list[str] = field(default_factory=list)          # texted 0 times, row not cancelled/expired
     duplicated: list[str] = field(default_factory=list)    # texted more than once
-    wrong_unknown: list[str] = field(default_factory=list)  # `unknown` though the SMSC has it / never got it
+    wrong_unknown: list[str] = field(default_factory=list)  # `unknown` though the SMSC never got it
+    unknown_at_smsc: list[str] = field(default_factory=list)  # `unknown` though the SMSC has it
     unseen: list[str] = field(default_factory=list)        # no call row: the service never read the call
     not_texted: Counter = field(default_factory=Counter)   # decided not to text / cancelled / expired: why
     lost_states: Counter = field(default_factory=Counter)  # what the store says of each lost caller
@@ -313,7 +318,9 @@ class Tally:
 
     def line(self) -> str:
         return (f"callers {self.callers}: texted once {self.texted_once}, LOST {len(self.lost)}, "
-                f"DUPLICATED {len(self.duplicated)}, wrong-unknown {len(self.wrong_unknown)}, "
+                f"DUPLICATED {len(self.duplicated)}, unknown-for-a-person "
+                f"{len(self.wrong_unknown) + len(self.unknown_at_smsc)} (text never at the SMSC "
+                f"{len(self.wrong_unknown)}, at the SMSC {len(self.unknown_at_smsc)}), "
                 f"unseen {len(self.unseen)}, not texted by decision {sum(self.not_texted.values())}"
                 + (f", texted after STOP {len(self.after_stop)}" if self.after_stop else ""))
 
@@ -323,8 +330,8 @@ class Tally:
             out.append(f"    lost callers' rows: {dict(self.lost_states)}; e.g. {self.lost[:5]}")
         if self.duplicated:
             out.append(f"    duplicated e.g. {self.duplicated[:5]}")
-        if self.wrong_unknown:
-            out.append(f"    wrong-unknown e.g. {self.wrong_unknown[:5]}")
+        if self.wrong_unknown or self.unknown_at_smsc:
+            out.append(f"    unknown e.g. {(self.wrong_unknown + self.unknown_at_smsc)[:5]}")
         if self.not_texted:
             out.append(f"    not texted: {dict(self.not_texted)}")
         return "\n".join(out)
@@ -349,7 +356,7 @@ def tally(callers: list[str], smsc_messages: list[dict], store: Path,
         for r in rows:
             t.states[r["state"]] += 1
             if r["state"] == "unknown":
-                t.wrong_unknown.append(f"{c} (text {'at' if n else 'never at'} the SMSC)")
+                (t.unknown_at_smsc if n else t.wrong_unknown).append(c)
         if c in opted_out:
             if n:
                 t.after_stop.append(c)
