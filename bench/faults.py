@@ -7,8 +7,8 @@ read the call: bytes written to the AMI socket as it was killed). Goal: 0 lost, 
     .venv/bin/python bench/faults.py [--calls 1000] [--kills 100] [--rate 8] [--seed 1]
 
 Scenarios (tests/faultrig.py): SIGKILL at random moments over the call stream; SIGTERM during a
-gateway outage and during a throttled burst; SIGKILL during an outage; AMI drops mid-call where
-the rest never arrives; gateway outage, hang, throttling, quota and receipts before the submit
+gateway outage and during a throttled burst; SIGKILL during an outage; AMI and ESL drops
+mid-call where the rest never arrives; gateway outage, hang, throttling, quota and receipts before the submit
 answer while calls stream; a second bind (send-test) on the account while callers text STOP.
 Bounded: each scenario waits at most --settle s for the outbox to drain. 127.0.0.1 only.
 Runs the config.example.toml as shipped except: PBX/SMSC/store addresses, quiet hours off and
@@ -36,6 +36,7 @@ def plan(a) -> list[tuple]:
         (f.term_during_throttled_burst, dict(calls=20, settle=s)),
         (f.term_during_outage, dict(calls=40, settle=s, sig=signal.SIGKILL)),
         (f.ami_cuts, dict(cuts=20, settle=s)),
+        (f.esl_cut, dict(cut_after=30, settle=max(s, 60))),      # the voicemail text waits 30 s
         (f.gateway_fault, dict(calls=60, rate=a.rate, settle=s, fault="outage")),
         (f.gateway_fault, dict(calls=60, rate=a.rate, settle=s, fault="hang")),
         (f.gateway_fault, dict(calls=60, rate=a.rate, settle=s, fault="throttle")),

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness import (LINE, CallFeeder, ServiceProc, Tally, call_bytes, caller_number,
-                           cut_call_bytes, service_command, shipped_config, store_rows, tally)
+                           cut_call_bytes, e164, first_parts, service_command, shipped_config,
+                           store_rows, tally)
 
 OVERRIDES = {("compliance", "quiet_hours"): '""', ("compliance", "global_hourly_cap"): "0"}
 _callers = itertools.count()
@@ -329,6 +331,60 @@ async def two_binds(rig: Rig, calls: int, stops: int, settle: float, second: boo
             await test.wait()
     return await rig.finish(f"two binds on one account: {stops} STOPs then calls, +{calls} calls",
                             t0, settle, opted_out=set(stoppers))
+
+
+FS = Path(__file__).resolve().parent / "fixtures" / "freeswitch"
+FS_MISSED = {"03-abandoned.esl": "+15125550125", "02-no-answer.esl": "+15125550124",
+             "04-busy.esl": "+15125550126", "05-voicemail.esl": "+15125550127",
+             "07-queue-abandon.esl": "+15125550129", "09-after-hours.esl": "+15125550131"}
+
+
+_DIDS = re.compile(rb"1512555010[1-9]")     # the recorded DIDs (ext 100's, the ring group's, ...)
+_US = re.compile(rb"^([A-Za-z-]+(?:Time|Timestamp)): (1[0-9]{15})$", re.M)
+
+
+def _recent(trace: bytes) -> bytes:
+    """The recorded microsecond times moved so the call happens now (same digit count, so every
+    Content-Length stays right): the service dates a FreeSWITCH call by its events."""
+    first = int(_US.search(trace).group(2))
+    delta = int(time.time() * 1e6) - first
+    return _US.sub(lambda m: b"%s: %d" % (m.group(1), int(m.group(2)) + delta), trace)
+
+
+async def esl_cut(rig: Rig, cut_after: int, settle: float) -> Result:
+    """FreeSWITCH: the event socket closes `cut_after` events into the first missed call and the
+    rest of that call never arrives (the loopback ESL server goes on with the next recorded call
+    on the new connection); five more missed calls follow. The example config with
+    pbx.type = "freeswitch" and a [pbx.esl] table; the recorded calls' DIDs rewritten to its line."""
+    from pbx_textback.esl.replay_server import EslReplayServer
+    t0 = time.monotonic()
+    traces = []
+    for name in FS_MISSED:
+        p = rig.tmp / name
+        p.write_bytes(_recent(_DIDS.sub(LINE[1:].encode(), (FS / name).read_bytes())))
+        traces.append(p)
+    esl = EslReplayServer(traces, password="harness-esl", close_after=cut_after)
+    port = await esl.start()
+    rig.setup = shipped_config(rig.tmp, ami_port=rig.feeder.port, smsc_port=rig.smsc.port,
+                               overrides={**OVERRIDES, ("pbx", "type"): '"freeswitch"'},
+                               extra=f'[pbx.esl]\nport = {port}\npassword = "harness-esl"\n')
+    cut, *rest = FS_MISSED.values()
+    rig.callers = list(rest)
+    try:
+        rig.spawn()
+        end = time.monotonic() + 90
+        while esl.idle.is_set() is False and time.monotonic() < end:
+            await asyncio.sleep(0.1)
+        if not esl.idle.is_set():
+            rig.notes.append("the ESL server did not play every call within 90 s")
+        res = await rig.finish(f"ESL dropped mid-call ({cut_after} events in), +{len(rest)} calls", t0, settle)
+    finally:
+        await esl.stop()
+    n = sum(1 for m in first_parts(rig.smsc_messages()) if e164(m["destination_addr"]) == cut)
+    if n > 1:
+        res.tally.duplicated.append(f"{cut} (cut call) x{n}")
+    res.notes.append(f"cut call: texted {n} time(s); ESL connections {esl.connections}")
+    return res
 
 
 def report(results: list[Result]) -> str:

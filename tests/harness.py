@@ -99,11 +99,12 @@ class Setup:
 
 
 def shipped_config(tmp: Path, *, ami_port: int, smsc_port: int | None = None,
-                   overrides: dict[tuple[str, str], str] | None = None) -> Setup:
+                   overrides: dict[tuple[str, str], str] | None = None, extra: str = "") -> Setup:
     """config.example.toml as shipped; changed: the AMI port and secret file, the store path, and
     with smsc_port the transport switched to the example's own [transport.smpp] block pointed at
     the test SMSC (its password read from ${CREDENTIALS_DIRECTORY} as the example says).
-    `overrides` {(section, key): toml value} for runs that need more; checked key by key."""
+    `overrides` {(section, key): toml value} for runs that need more; checked key by key;
+    `extra`: whole tables the example does not have (e.g. [pbx.esl]), appended."""
     tmp.mkdir(parents=True, exist_ok=True)
     shipped = EXAMPLE.read_text(encoding="utf-8")
     secret = tmp / "ami-secret"
@@ -123,10 +124,11 @@ def shipped_config(tmp: Path, *, ami_port: int, smsc_port: int | None = None,
     text = base
     for (section, key), value in changes.items():
         text = _set(text, section, key, value)
+    text += ("\n" + extra) if extra else ""
     # what differs from the example is exactly what was named above
     want, got = _flat(tomllib.loads(base)), _flat(tomllib.loads(text))
     differ = {k for k in want.keys() | got.keys() if want.get(k) != got.get(k)}
-    assert differ <= {f"{s}.{k}" for s, k in changes}, differ
+    assert differ <= {f"{s}.{k}" for s, k in changes} | set(_flat(tomllib.loads(extra))), differ
     path = tmp / "config.toml"
     path.write_text(text, encoding="utf-8")
     env = dict(os.environ, CREDENTIALS_DIRECTORY=str(tmp), PYTHONUNBUFFERED="1")
