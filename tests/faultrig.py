@@ -163,9 +163,13 @@ class Rig:
             await asyncio.sleep(0.25)
         self.notes.append(f"not settled within {timeout:.0f} s (texts still pending or sending)")
 
-    async def finish(self, name: str, t0: float, settle: float, opted_out=frozenset()) -> Result:
+    async def finish(self, name: str, t0: float, settle: float, opted_out=frozenset(),
+                     pbx_login: bool = True) -> Result:
         if self.svc is None:
             await self.up()
+        elif pbx_login and not await self.feeder.wait_login(60):   # the last start is through
+            self.notes.append("the service did not log in to the PBX within 60 s of its last start")
+        await asyncio.sleep(0.5)
         await self.settle(settle)
         await self.down(signal.SIGTERM)
         t = tally(self.callers, self.smsc_messages(), self.setup.store, opted_out)
@@ -377,7 +381,8 @@ async def esl_cut(rig: Rig, cut_after: int, settle: float) -> Result:
             await asyncio.sleep(0.1)
         if not esl.idle.is_set():
             rig.notes.append("the ESL server did not play every call within 90 s")
-        res = await rig.finish(f"ESL dropped mid-call ({cut_after} events in), +{len(rest)} calls", t0, settle)
+        res = await rig.finish(f"ESL dropped mid-call ({cut_after} events in), +{len(rest)} calls", t0, settle,
+                               pbx_login=False)
     finally:
         await esl.stop()
     n = sum(1 for m in first_parts(rig.smsc_messages()) if e164(m["destination_addr"]) == cut)
