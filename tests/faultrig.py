@@ -268,9 +268,12 @@ async def ami_cuts(rig: Rig, cuts: int, settle: float) -> Result:
     return res
 
 
-async def gateway_fault(rig: Rig, calls: int, rate: float, settle: float, fault: str) -> Result:
+async def gateway_fault(rig: Rig, calls: int, rate: float, settle: float, fault: str,
+                        hang_s: float = 40.0) -> Result:
     """Calls stream in while the gateway misbehaves one way for a while:
-    outage: the SMSC process is gone for 4 s; hang: it answers no submit_sm for 8 s (POST /hang);
+    outage: the SMSC process is gone for 4 s; hang: it answers no submit_sm for hang_s (POST
+    /hang; longer than the example's 30 s response_timeout, so texts become unknown and the
+    late answers and receipts are the evidence);
     throttle: the next 30 submits answered ESME_RTHROTTLED; quota: at most 3 submits a second
     (POST /quota); dlr-first: every receipt before its submit_sm_resp (POST /dlr-first)."""
     t0 = time.monotonic()
@@ -282,7 +285,7 @@ async def gateway_fault(rig: Rig, calls: int, rate: float, settle: float, fault:
                 rig.smsc_stop()
                 asyncio.get_running_loop().call_later(4.0, rig.smsc_start)
             elif fault == "hang":
-                applied = rig.control("/hang", {"ms": 8000})
+                applied = rig.control("/hang", {"ms": int(hang_s * 1000)})
             elif fault == "throttle":
                 rig.smsc.throttle(30)
             elif fault == "quota":
