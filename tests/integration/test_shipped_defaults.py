@@ -59,16 +59,22 @@ async def _play(feeder: CallFeeder, caller: str, seq: int) -> float:
     return end
 
 
-def _arrivals(smsc, svc: ServiceProc, number: str) -> list[float]:
-    """When the text to `number` reached the SMSC (its own receive time), or, with the log
-    transport, when the service wrote its `TEXT to` line."""
+def _arrivals(smsc, svc: ServiceProc, number: str) -> list[tuple[float, str]]:
+    """(when, text) of each text to `number`: when the SMSC received it (its own clock), or,
+    with the log transport, when the service wrote its `TEXT to` line (the line is the text)."""
     if smsc is not None:
-        return [iso_ts(m["received"]) for m in smsc.messages() if e164(m["destination_addr"]) == number]
+        return [(iso_ts(m["received"]), m["text"]) for m in smsc.messages()
+                if e164(m["destination_addr"]) == number]
     masked = number[:-4]
-    return [t for t, ln in svc.grep(r"TEXT to ") if masked in ln]
+    return [(t, ln) for t, ln in svc.grep(r"TEXT to ") if masked in ln]
 
 
-async def _wait_arrival(smsc, svc, number: str, until: float) -> list[float]:
+def _check_text(text: str) -> None:
+    """What the caller reads: the example's templates name the business and say how to stop."""
+    assert "Acme Dental" in text and "Reply STOP to opt out." in text, text
+
+
+async def _wait_arrival(smsc, svc, number: str, until: float) -> list[tuple[float, str]]:
     while time.time() < until:
         got = await asyncio.to_thread(_arrivals, smsc, svc, number)
         if got:
@@ -110,7 +116,8 @@ def test_inside_quiet_hours_window_the_text_goes_within_a_second(tmp_path, smsc_
             await feeder.stop()
         assert got, f"no text to {NY_CALLER} within 5 s of the call's end at noon:\n{svc.tail()}"
         assert len(got) == 1
-        assert got[0] - end < ONE_SECOND, f"text took {got[0] - end:.2f} s after the call's end"
+        _check_text(got[0][1])
+        assert got[0][0] - end < ONE_SECOND, f"text took {got[0][0] - end:.2f} s after the call's end"
     asyncio.run(main())
 
 
@@ -127,7 +134,7 @@ def test_before_the_window_opens_the_text_is_held_then_goes_when_it_opens(tmp_pa
         try:
             assert end < open_real - 1, "the service took too long to start to test a held text"
             early = await _wait_arrival(smsc, svc, NY_CALLER, open_real - 0.3)
-            assert not early, (f"text sent {open_real - early[0]:.1f} s before 08:00 in the "
+            assert not early, (f"text sent {open_real - early[0][0]:.1f} s before 08:00 in the "
                                "caller's zone (quiet hours)")
             got = await _wait_arrival(smsc, svc, NY_CALLER, open_real + 5)
             msgs, _ = store_rows(tmp_path / "textback.sqlite3")
@@ -137,8 +144,9 @@ def test_before_the_window_opens_the_text_is_held_then_goes_when_it_opens(tmp_pa
         assert got, (f"the held text did not go within 5 s of 08:00 in the caller's zone; store: "
                      f"{[(m['state'], m['note']) for m in msgs]}\n{svc.tail()}")
         assert len(got) == 1
-        assert got[0] >= open_real - 0.01, f"sent {open_real - got[0]:.2f} s before the window opened"
-        assert got[0] - open_real < HELD_SLACK, f"sent {got[0] - open_real:.2f} s after the window opened"
+        _check_text(got[0][1])
+        assert got[0][0] >= open_real - 0.01, f"sent {open_real - got[0][0]:.2f} s before the window opened"
+        assert got[0][0] - open_real < HELD_SLACK, f"sent {got[0][0] - open_real:.2f} s after the window opened"
     asyncio.run(main())
 
 
@@ -201,7 +209,8 @@ def test_real_clock_caller_inside_window_texted_at_once_outside_held_until_it_op
             n = inside + "177"
             assert got_in, f"no text to {n} ({_zone_of(inside).key}, inside the window now):\n{svc.tail()}"
             assert len(got_in) == 1
-            assert got_in[0] - ends[n] < ONE_SECOND, f"took {got_in[0] - ends[n]:.2f} s"
+            _check_text(got_in[0][1])
+            assert got_in[0][0] - ends[n] < ONE_SECOND, f"took {got_in[0][0] - ends[n]:.2f} s"
         if outside:
             n = outside + "177"
             assert not got_out, f"{n} texted outside 08:00-20:00 in {_zone_of(outside).key}"
