@@ -50,6 +50,7 @@ class Rig:
         self.seq = itertools.count(1)
         self.smsc_earlier: list[dict] = []       # what the SMSC had before a restart or /reset
         self.smsc_up = True
+        self.smsc_died: list[float] = []         # when the SMSC process was stopped
         self.kills = self.terms = 0
         self.notes: list[str] = []
 
@@ -128,6 +129,7 @@ class Rig:
 
     def smsc_stop(self) -> None:
         self.smsc_earlier += self.smsc.messages()
+        self.smsc_died.append(time.time())
         self.smsc.stop()
         self.smsc_up = False
 
@@ -172,7 +174,7 @@ class Rig:
         await asyncio.sleep(0.5)
         await self.settle(settle)
         await self.down(signal.SIGTERM)
-        t = tally(self.callers, self.smsc_messages(), self.setup.store, opted_out)
+        t = tally(self.callers, self.smsc_messages(), self.setup.store, opted_out, self.smsc_died)
         return Result(name, t, time.monotonic() - t0, self.notes)
 
 
@@ -403,7 +405,8 @@ def report(results: list[Result]) -> str:
         out += [f"    note: {n}" for n in r.notes]
         total.callers += r.tally.callers
         total.texted_once += r.tally.texted_once
-        for k in ("lost", "duplicated", "wrong_unknown", "unknown_at_smsc", "unseen", "after_stop"):
+        for k in ("lost", "duplicated", "wrong_unknown", "unknown_at_smsc", "died_with_gateway", "unseen",
+                  "after_stop"):
             getattr(total, k).extend(getattr(r.tally, k))
         total.not_texted.update(r.tally.not_texted)
     out.append(f"TOTAL  {total.line()}")

@@ -312,6 +312,9 @@ class Tally:
     duplicated: list[str] = field(default_factory=list)    # texted more than once
     wrong_unknown: list[str] = field(default_factory=list)  # `unknown` though the SMSC never got it
     unknown_at_smsc: list[str] = field(default_factory=list)  # `unknown` though the SMSC has it
+    # `unknown`, not at the SMSC, written (written_at) just before the gateway process died: the
+    # bytes died with it unread; the one case where a text may rightly be unknown and not there
+    died_with_gateway: list[str] = field(default_factory=list)
     unseen: list[str] = field(default_factory=list)        # no call row: the service never read the call
     not_texted: Counter = field(default_factory=Counter)   # decided not to text / cancelled / expired: why
     lost_states: Counter = field(default_factory=Counter)  # what the store says of each lost caller
@@ -322,7 +325,9 @@ class Tally:
         return (f"callers {self.callers}: texted once {self.texted_once}, LOST {len(self.lost)}, "
                 f"DUPLICATED {len(self.duplicated)}, unknown-for-a-person "
                 f"{len(self.wrong_unknown) + len(self.unknown_at_smsc)} (text never at the SMSC "
-                f"{len(self.wrong_unknown)}, at the SMSC {len(self.unknown_at_smsc)}), "
+                f"{len(self.wrong_unknown)}, at the SMSC {len(self.unknown_at_smsc)}"
+                + (f", written as the gateway died {len(self.died_with_gateway)}"
+                   if self.died_with_gateway else "") + "), "
                 f"unseen {len(self.unseen)}, not texted by decision {sum(self.not_texted.values())}"
                 + (f", texted after STOP {len(self.after_stop)}" if self.after_stop else ""))
 
@@ -340,7 +345,8 @@ class Tally:
 
 
 def tally(callers: list[str], smsc_messages: list[dict], store: Path,
-          opted_out: set[str] = frozenset()) -> Tally:
+          opted_out: set[str] = frozenset(), gateway_died: list[float] = ()) -> Tally:
+    """gateway_died: the times the SMSC process was stopped (its unread input dies with it)."""
     msgs, calls = store_rows(store)
     rows_by_peer: dict[str, list[dict]] = {}
     for m in msgs:
@@ -358,7 +364,13 @@ def tally(callers: list[str], smsc_messages: list[dict], store: Path,
         for r in rows:
             t.states[r["state"]] += 1
             if r["state"] == "unknown":
-                (t.unknown_at_smsc if n else t.wrong_unknown).append(c)
+                w = r.get("written_at")
+                if n:
+                    t.unknown_at_smsc.append(c)
+                elif w and any(0 <= d - w <= 2.0 for d in gateway_died):
+                    t.died_with_gateway.append(c)
+                else:
+                    t.wrong_unknown.append(c)
         if c in opted_out:
             if n:
                 t.after_stop.append(c)
@@ -372,6 +384,8 @@ def tally(callers: list[str], smsc_messages: list[dict], store: Path,
                 t.unseen.append(c)
             else:
                 t.not_texted[f"decision {called[c]['actions'] or '-'} ({called[c]['reason']})"] += 1
+        elif c in t.died_with_gateway:
+            continue
         elif all(r["state"] in ("cancelled", "expired") for r in rows):
             for r in rows:
                 t.not_texted[f"{r['state']}: {r['note'][:60]}"] += 1
