@@ -50,7 +50,7 @@ class Rig:
         self.seq = itertools.count(1)
         self.smsc_earlier: list[dict] = []       # what the SMSC had before a restart or /reset
         self.smsc_up = True
-        self.smsc_died: list[float] = []         # when the SMSC process was stopped
+        self.smsc_died: list[tuple[float, float]] = []   # (stop asked, process gone) of the SMSC
         self.kills = self.terms = 0
         self.notes: list[str] = []
 
@@ -129,8 +129,9 @@ class Rig:
 
     def smsc_stop(self) -> None:
         self.smsc_earlier += self.smsc.messages()
-        self.smsc_died.append(time.time())
+        asked = time.time()
         self.smsc.stop()
+        self.smsc_died.append((asked, time.time()))
         self.smsc_up = False
 
     def smsc_start(self) -> None:

@@ -345,8 +345,9 @@ class Tally:
 
 
 def tally(callers: list[str], smsc_messages: list[dict], store: Path,
-          opted_out: set[str] = frozenset(), gateway_died: list[float] = ()) -> Tally:
-    """gateway_died: the times the SMSC process was stopped (its unread input dies with it)."""
+          opted_out: set[str] = frozenset(), gateway_died: list[tuple[float, float]] = ()) -> Tally:
+    """gateway_died: (stop asked, process gone) each time the SMSC process was stopped; what it
+    had not read yet died with it."""
     msgs, calls = store_rows(store)
     rows_by_peer: dict[str, list[dict]] = {}
     for m in msgs:
@@ -367,7 +368,7 @@ def tally(callers: list[str], smsc_messages: list[dict], store: Path,
                 w = r.get("written_at")
                 if n:
                     t.unknown_at_smsc.append(c)
-                elif w and any(0 <= d - w <= 2.0 for d in gateway_died):
+                elif w and any(a - 2.0 <= w <= b for a, b in gateway_died):
                     t.died_with_gateway.append(c)
                 else:
                     t.wrong_unknown.append(c)
