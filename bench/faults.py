@@ -1,8 +1,10 @@
 """Fault harness (issue 10): the real service, the loopback PBX and the real SMSC through the
 faults that lose or double texts. Prints per-caller counts at the SMSC for each scenario:
-lost (texted 0 times and the row is not a legitimate cancel/expire), duplicated (> 1), wrong
-unknown (`unknown` rows; the text reached the SMSC or never did), unseen (the service never
-read the call: bytes written to the AMI socket as it was killed). Goal: 0 lost, 0 duplicated.
+lost (texted 0 times and the row is not a legitimate cancel/expire), duplicated (> 1),
+unknown-for-a-person (`unknown` rows: the text never reached the SMSC, or did; apart: written
+just as the gateway process died, the one rightful case), unseen (the service never decided the
+call: its bytes were in the socket or in memory when SIGKILL landed; only CDR recovery could
+bring it back). Goal: 0 lost, 0 duplicated.
 
     .venv/bin/python bench/faults.py [--calls 1000] [--kills 100] [--rate 8] [--seed 1]
 
