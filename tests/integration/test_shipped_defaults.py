@@ -84,8 +84,9 @@ async def _wait_arrival(smsc, svc, number: str, until: float) -> list[tuple[floa
 
 
 async def _one_call_at(tmp_path, smsc, local_at: float, lead: float):
-    """Run the shipped service whose wall clock reads `local_at` `lead` seconds after launch;
-    play one missed call from NY_CALLER as soon as it is up. (call end, window opening) in real time."""
+    """Run the shipped service whose wall clock reads `local_at` `lead` seconds after launch
+    (libfaketime offset, whole seconds: the service's clock = real clock + offset) and play one
+    missed call from NY_CALLER as soon as it is up: (feeder, service, call end, offset)."""
     feeder = CallFeeder()
     port = await feeder.start()
     setup = shipped_config(tmp_path, ami_port=port, smsc_port=smsc.port if smsc else None)
@@ -125,7 +126,7 @@ def test_inside_quiet_hours_window_the_text_goes_within_a_second(tmp_path, smsc_
 @pytest.mark.parametrize("transport", ["smpp", "log"])
 def test_before_the_window_opens_the_text_is_held_then_goes_when_it_opens(tmp_path, smsc_factory, transport):
     smsc = smsc_factory() if transport == "smpp" else None
-    lead = 12.0            # the service's clock reads 08:00:00 in the caller's zone this long after launch
+    lead = 20.0            # the service's clock reads 08:00:00 in the caller's zone this long after launch
 
     async def main():
         opening = at(NY, 8, 0)
