@@ -762,6 +762,7 @@ EXAMPLES = {
     "consent": "pbx-textback consent export > consent.csv",
     "purge": "pbx-textback purge --older-than 365",
     "export": "pbx-textback export +15125550188 > caller.json",
+    "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
