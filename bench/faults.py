@@ -55,8 +55,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=8.0, help="missed calls per second")
     ap.add_argument("--settle", type=float, default=120.0, help="seconds to wait for the outbox to drain")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--smsc-dir", type=Path, help="an installed test SMSC (smsc.js + node_modules) to "
-                    "use as it is (default: tests/peers/smsc, installed by smsc_peer.install)")
+    ap.add_argument("--smsc-dir", type=Path, help="where the test SMSC's node_modules are installed "
+                    "(default: smsc_peer.install's; smsc.js always runs from this checkout)")
     ap.add_argument("--only", help="run only scenarios whose function name contains this")
     a = ap.parse_args()
     p = [x for x in plan(a) if not a.only or a.only in x[0].__name__]

@@ -46,12 +46,13 @@ def node_missing() -> str | None:
 
 
 def install() -> Path:
-    """npm ci into /tmp/pbx-textback-smsc-<hash>; returns the work dir (with smsc.js)."""
+    """npm ci into /tmp/pbx-textback-smsc-<hash>; returns the work dir (its node_modules).
+    smsc.js itself runs from this checkout, so two checkouts sharing the dir never swap it."""
     lock = (SRC / "package-lock.json").read_bytes()
     work = Path(os.environ.get("SMSC_WORKDIR")
                 or f"{tempfile.gettempdir()}/pbx-textback-smsc-{hashlib.sha256(lock).hexdigest()[:12]}")
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json", "smsc.js"):
+    for name in ("package.json", "package-lock.json"):
         shutil.copyfile(SRC / name, work / name)
     if not (work / "node_modules" / "smpp").is_dir():
         npm = shutil.which("npm")
@@ -101,7 +102,8 @@ class Smsc:
     def _start(self, timeout: float) -> "Smsc":
         env = dict(self._env, SMSC_PORT=str(self.port), CONTROL_PORT=str(self.control_port))
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(["node", str(self.workdir / "smsc.js")], env=env,
+        env["NODE_PATH"] = str(self.workdir / "node_modules")
+        self.proc = subprocess.Popen(["node", str(SRC / "smsc.js")], env=env,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         log.close()
         deadline = time.monotonic() + timeout
