@@ -36,6 +36,7 @@ land in the store) and sends
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import ipaddress
 import logging
@@ -1088,7 +1089,16 @@ class SipMessageTransport:
             if cached[1] is not None:
                 self._reply_raw(cached[1], req, top, addr, stream)   # retransmission: same answer
             return
-        resp = self._answer(req, top, addr, stream)
+        try:
+            resp = self._answer(req, top, addr, stream)
+        except Exception:
+            # every request gets an answer: without one the sender retransmits for 32 s and
+            # gives up, and a STOP in it is lost; a 500 makes it try again later
+            log.exception("SIP %s from %s: answered 500", req.method, addr[0])
+            resp = build_response(req, 500, "Server Internal Error", to_tag=new_tag(),
+                                  extra=[("Retry-After", "30")], received=addr[0],
+                                  rport=addr[1] if "rport" in top.params else None)
+            self._reply_raw(resp, req, top, addr, stream)
         self._server_cache[key] = (now + 64 * self.s.timer_t1 + 1.0, resp)
 
     def _server_key(self, req: SipMessage, top: Via) -> tuple:
@@ -1197,7 +1207,23 @@ def _message_text(req: SipMessage) -> tuple[str, str]:
         body = ibody
     if mime not in ("text/plain", ""):
         return "", f"content type {mime}"
+    return decode_body(body, charset), ""
+
+
+# codecs Python has that are not character sets of a text body: idna cannot decode with
+# replacement (it raised out of the handler: the MESSAGE went unanswered), the escape codecs
+# read backslashes, punycode is slow on long input
+_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
+
+
+def decode_body(body: bytes, charset: str) -> str:
+    """The body as text in its declared charset; UTF-8 (with U+FFFD for bad bytes) when the
+    charset is unknown, not a character set, or unusable. Never raises: a caller's STOP in an
+    odd charset is still a STOP."""
     try:
-        return body.decode(charset, "replace"), ""
-    except LookupError:
-        return body.decode("utf-8", "replace"), ""
+        info = codecs.lookup(charset)
+        if info._is_text_encoding and info.name not in _NOT_CHARSETS:
+            return body.decode(info.name, "replace")
+    except (LookupError, ValueError, UnicodeError, TypeError):    # NUL in the name, ...
+        pass
+    return body.decode("utf-8", "replace")
