@@ -357,18 +357,18 @@ def run_dlr_text(data: bytes) -> None:
 def run_sip(data: bytes) -> None:
     """The sans-IO parser behind its safety net, the TCP framer, and the server side: every
     request with a usable Via (except ACK) gets exactly one answer."""
-    from pbx_textback.sip import message as sm
-    msg = sm._parse(data)                          # parse_message() hides its own exceptions
-    sm.StreamFramer().feed(data)
+    from pbx_textback.sip import wire
+    msg = wire._parse(data)                        # parse_message() hides its own exceptions
+    wire.StreamFramer().feed(data)
     if msg is None or not msg.is_request:
         if msg is not None:
-            sm.parse_challenge(msg.get("www-authenticate"))
+            wire.parse_challenge(msg.get("www-authenticate"))
         return
     srv = _SipAnswers()
     with _LogWatch("pbx_textback.sip", "answered 500"):
         srv._handle_request(msg, ("127.0.0.1", 5062), None)
     vias = msg.vias()
-    if vias and sm.parse_via(vias[0]) is not None and msg.method != "ACK" and len(srv.answers) != 1:
+    if vias and wire.parse_via(vias[0]) is not None and msg.method != "ACK" and len(srv.answers) != 1:
         raise AssertionError(f"{msg.method} got {len(srv.answers)} answers")
 
 

@@ -222,7 +222,7 @@ SIP_VALUE = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blackli
                 max_size=6),
        st.binary(max_size=200))
 def test_sip_request_reads_back(method, ruri, headers, body):
-    from pbx_textback.sip.message import COMPACT, build_request, parse_message
+    from pbx_textback.sip.wire import COMPACT, build_request, parse_message
     m = parse_message(build_request(method, ruri, headers, body))
     assert (m.is_request, m.method, m.uri, m.body, m.bad) == (True, method, ruri, body, "")
     names = [COMPACT.get(k.lower(), k.lower()) for k, _ in headers]
@@ -233,7 +233,7 @@ def test_sip_request_reads_back(method, ruri, headers, body):
 @FUZZ
 @given(st.lists(st.binary(max_size=300), max_size=4), st.lists(st.integers(0, 10**5), max_size=5))
 def test_sip_stream_framer_same_in_any_split(bodies, cuts):
-    from pbx_textback.sip.message import StreamFramer, build_request
+    from pbx_textback.sip.wire import StreamFramer, build_request
     data = b"".join(build_request("MESSAGE", "sip:a@b", [("Call-ID", str(i))], b)
                     + (b"\r\n\r\n" if i % 2 else b"") for i, b in enumerate(bodies))
     whole = StreamFramer().feed(data)
