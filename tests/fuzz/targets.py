@@ -271,26 +271,26 @@ def run_esl_watched(data: bytes) -> None:
         f.eof()
 
 
-def feed_asterisk_events(events) -> None:
-    """Header dicts into the Asterisk tracker; an event its catch-all had to skip is a crash."""
-    from pbx_textback.core.asterisk import AsteriskTracker
+def _feed_tracker(tracker, events, each=None) -> None:
+    """Header dicts into a tracker; an event its catch-all had to skip is a crash."""
     with _LogWatch("pbx_textback.tracker"):
-        t = AsteriskTracker()
         for ev in events:
-            t.feed(ev)
-        t.flush()
+            if each is not None:
+                each(ev)
+            tracker.feed(ev)
+        tracker.flush()
+
+
+def feed_asterisk_events(events) -> None:
+    from pbx_textback.core.asterisk import AsteriskTracker
+    _feed_tracker(AsteriskTracker(), events)
 
 
 def feed_freeswitch_events(events) -> None:
     from pbx_textback.core.freeswitch import FreeswitchTracker, inbound_sms
-    with _LogWatch("pbx_textback.tracker"):
-        t = FreeswitchTracker()
-        for ev in events:
-            if "Event-Name" not in ev:
-                continue
-            inbound_sms(ev, t.s)                   # called by the service outside any guard
-            t.feed(ev)
-        t.flush()
+    t = FreeswitchTracker()
+    # inbound_sms: the service calls it on every event outside any guard
+    _feed_tracker(t, [ev for ev in events if "Event-Name" in ev], lambda ev: inbound_sms(ev, t.s))
 
 
 def run_asterisk_tracker(data: bytes) -> None:
