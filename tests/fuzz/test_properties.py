@@ -11,8 +11,8 @@ from hypothesis import given, strategies as st
 from pbx_textback.core.amiframe import AmiFraming
 from pbx_textback.core.eslframe import EslFraming
 from tests.fuzz.profile import FUZZ
-from tests.fuzz.targets import (feed_asterisk_events, feed_freeswitch_events, recover_rows,
-                                smpp_transport)
+from tests.fuzz.targets import (ami_seeds, feed_asterisk_events, feed_freeswitch_events, mutate,
+                                recover_rows, smpp_transport)
 
 KEY = st.from_regex(r"\A[A-Za-z][A-Za-z0-9_-]{0,20}\Z")
 LINE_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
@@ -57,6 +57,19 @@ def test_ami_frames_read_back_in_any_split(frames, eol, cuts):
     got = [fr for piece in split(data, cuts) for fr in f.feed(piece)]
     assert got == [ami_expected(fr) for fr in frames]
     assert f.banner == "Asterisk Call Manager/11.0.0" and f.errors == 0
+
+
+@FUZZ
+@given(st.randoms(use_true_random=False), st.lists(st.integers(0, 10**6), max_size=8))
+def test_ami_hostile_stream_gives_the_same_frames_in_any_split(rng, cuts):
+    """Mutated recordings (garbage, cut frames, bad UTF-8): whatever the frames, the split of
+    the reads does not change them."""
+    data = b"Asterisk Call Manager/11.0.0\r\n" + mutate(rng, AMI_SEEDS)
+    f = AmiFraming()
+    assert [fr for piece in split(data, cuts) for fr in f.feed(piece)] == AmiFraming().feed(data)
+
+
+AMI_SEEDS = ami_seeds()
 
 
 # ---- ESL ---------------------------------------------------------------------------------------
