@@ -37,7 +37,7 @@ def read_rows(cfg_cdr, since: float, tz: str, conf: CsvConf | None = None) -> li
     if cfg_cdr.source == "csv":
         rows = []
         with open(cfg_cdr.path, newline="", encoding="utf-8", errors="replace") as fh:
-            for rec in csv.reader(fh):
+            for rec in _csv_records(fh, cfg_cdr.path):
                 row = csv_row(rec, conf)
                 if row.get("start", "") >= after:
                     rows.append(row)
@@ -57,6 +57,24 @@ def read_rows(cfg_cdr, since: float, tz: str, conf: CsvConf | None = None) -> li
     if cfg_cdr.source == "mysql":
         return _mysql_rows(cfg_cdr, after)
     return []
+
+
+def _csv_records(fh, path: str):
+    """Master.csv records; one the csv module refuses (a field over its 128 KiB limit: a corrupt
+    or hostile line) is skipped, so it cannot hide the other calls of the gap. The reader
+    starts afresh at each record, so reading goes on after it."""
+    reader, bad = csv.reader(fh), 0
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            bad += 1
+            continue
+        yield rec
+    if bad:
+        log.warning("CDR %s: %d unreadable line(s) skipped", path, bad)
 
 
 def _mysql_rows(cfg_cdr, after: str) -> list[dict]:

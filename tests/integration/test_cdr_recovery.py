@@ -216,3 +216,22 @@ def test_freepbx_asteriskcdrdb_in_mariadb(mariadb, tmp_path):
     import pytest
     with pytest.raises(OSError, match="cannot connect to the CDR database"):
         read_rows(bad, since, "UTC")
+
+
+def test_master_csv_with_a_record_the_csv_module_refuses_still_gives_the_other_calls(tmp_path):
+    """A field over the csv module's 128 KiB limit (a corrupt or hostile Master.csv line) raised
+    csv.Error out of read_rows: the recovery task died and no call of the gap was recovered.
+    Found by tests/fuzz (bench/fuzz.py, target cdr)."""
+    from types import SimpleNamespace
+    from pbx_textback.ami.cdr import read_rows
+    rows = cdr_rows(["02-no-answer.ami", "04-busy.ami"])
+    master = tmp_path / "Master.csv"
+    write_master_csv(master, rows, shift=0)
+    good = master.read_text()
+    lines = good.splitlines(keepends=True)
+    bad = '"","1","2","ctx","x","PJSIP/x-1","","Dial","' + "y" * 200_000 + '","2026-11-26 23:59:00"\n'
+    master.write_text("".join(lines[:2]) + bad + "".join(lines[2:]))
+    got = read_rows(SimpleNamespace(source="csv", path=str(master)), 0.0, "UTC")
+    assert {g["uniqueid"] for g in got} == {r["UniqueID"] for r in rows}
+    recs = recover(got, trunk_endpoints={"itsp"}, tz="UTC")
+    assert {r.caller for r in recs} == {"+17375550188", "+12145550142"}

@@ -224,3 +224,68 @@ def test_last_look_is_asked_once_per_text_through_a_digest_challenge(k_auth):
     res = asyncio.run(go())
     assert res.status == "sent" and look.calls == 1
     assert k_auth.wait_lines(f"AUTH-OK user=authuser callid={res.transport_id} cseq=2$")
+
+
+# -- finding 22: a MESSAGE whose charset Python cannot decode with is still answered and stored
+
+def _inbound_server(k, got):
+    def on_inbound(sms):
+        got.append(sms)
+        return True
+    return SipMessageTransport(settings(k), on_inbound)
+
+
+def test_stop_with_charset_idna_is_answered_and_stored(k):
+    """Kamailio sends a caller's STOP with `charset=idna`: a codec Python has, but one that
+    cannot decode with replacement. It used to raise inside the handler: no answer, STOP lost."""
+    got: list[InboundSms] = []
+
+    async def main():
+        t = _inbound_server(k, got)
+        await t.start()
+        uri = f"sip:textback@127.0.0.1:{t.local_port}"
+        hdrs = [f"From: <sip:{CALLER}@127.0.0.1:{k.port}>;tag=idna1", f"To: <{uri}>",
+                "Content-Type: text/plain;charset=idna"]
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, lambda: k.uac("MESSAGE", uri, hdrs, "STOP", timeout=8))
+        finally:
+            await t.stop()
+
+    out = asyncio.run(main())
+    assert "code: 200" in out, out
+    assert [(g.source, g.text) for g in got] == [(CALLER, "STOP")]
+
+
+def test_stop_with_nul_in_charset_is_answered_and_stored(k):
+    """A NUL in the charset (no SIP stack we can drive writes one: a plain UDP socket sends the
+    datagram) used to raise ValueError in the handler: no answer."""
+    got: list[InboundSms] = []
+
+    async def main():
+        t = _inbound_server(k, got)
+        await t.start()
+        loop = asyncio.get_running_loop()
+        answers: asyncio.Queue = asyncio.Queue()
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                answers.put_nowait(data)
+
+        tr, _ = await loop.create_datagram_endpoint(Client, local_addr=("127.0.0.1", 0))
+        port = tr.get_extra_info("sockname")[1]
+        req = (f"MESSAGE sip:textback@127.0.0.1:{t.local_port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKnul1;rport\r\n"
+               f"From: <sip:{CALLER}@127.0.0.1>;tag=nul1\r\nTo: <sip:textback@127.0.0.1>\r\n"
+               f"Call-ID: nul-charset-1\r\nCSeq: 1 MESSAGE\r\n"
+               f"Content-Type: text/plain;charset=utf\x00-8\r\nContent-Length: 4\r\n\r\nSTOP").encode()
+        try:
+            tr.sendto(req, ("127.0.0.1", t.local_port))
+            return await asyncio.wait_for(answers.get(), 3)
+        finally:
+            tr.close()
+            await t.stop()
+
+    answer = asyncio.run(main())
+    assert answer.startswith(b"SIP/2.0 200 "), answer[:80]
+    assert [(g.source, g.text) for g in got] == [(CALLER, "STOP")]

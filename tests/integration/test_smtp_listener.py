@@ -339,3 +339,19 @@ def test_binds_loopback_only_and_refuses_to_relay_to_itself():
         with pytest.raises(ValueError, match="mail loop"):
             await lst.start()
     run(main())
+
+
+def test_hostile_70kb_header_is_relayed_byte_for_byte_with_its_fact():
+    """Issue 10 finding 24: a malformed 70 KB MIME header kept a parse worker busy for minutes
+    (quadratic in the stdlib's header parser) and the relay waited for it. Bounded now: the
+    mail goes through at once, untouched, and the voicemail is still seen."""
+    from tests.unit.test_vmail import HOSTILE, hostile
+    name, line, junk = HOSTILE[0]
+    data = crlf(hostile(name, line, junk))
+
+    async def main():
+        async with harness() as (port, staff, facts, _):
+            assert await asyncio.to_thread(send, port, data, ["a@example.com"]) == (250, "ok")
+            assert staff.got == [(SENDER, ["a@example.com"], data)]
+            assert facts == [EXPECTED[name]]
+    run(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import quopri
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,51 @@ def test_fuzz_mutated_samples(base, edits):
     assert res is None or isinstance(res, VoicemailFact)
     if res is not None:
         assert isinstance(res.caller, str) and isinstance(res.mailbox, str)
+
+
+# ---- hostile headers: bounded work (issue 10 finding 24) ----------------------------------------
+JUNK = 70_000
+
+
+def hostile(name: str, line: bytes, junk: bytes) -> bytes:
+    """A sample whose header `line` runs on with ~70 KB of `junk` (the shapes that made the
+    stdlib's MIME header parser quadratic), folded into 76-byte lines as SMTP carries it."""
+    data = sample(name)
+    assert data.count(line) == 1
+    per_line = junk * max(1, 75 // len(junk))
+    return data.replace(line, line + b"\n " + b"\n ".join([per_line] * (JUNK // len(per_line))))
+
+
+HOSTILE = [
+    ("asterisk-pbxskip-noattach-nocidname.eml", b"Content-Type: text/plain; charset=ISO-8859-1", b";"),
+    ("asterisk-pbxskip-noattach-nocidname.eml", b"Content-Type: text/plain; charset=ISO-8859-1",
+     b'; x="' + b'"' * 30),
+    ("asterisk-pbxskip-noattach-nocidname.eml", b"Content-Type: text/plain; charset=ISO-8859-1", b"a;"),
+    ("freeswitch-default-attach.eml",
+     b'Content-Disposition: attachment; filename="msg_3f1c2b9e-6a57-4d2e-9f0a-1b2c3d4e5f60.wav"', b";"),
+    ("asterisk-default-attach.eml", b"Content-Transfer-Encoding: 8bit", b'"'),
+]
+
+
+@pytest.mark.parametrize("name,line,junk", HOSTILE, ids=["ctype-semicolons", "ctype-quotes",
+                                                         "ctype-params", "disposition-semicolons",
+                                                         "encoding-quotes"])
+def test_hostile_70kb_header_parses_in_well_under_a_second_and_the_fact_stays(name, line, junk):
+    data = hostile(name, line, junk)
+    t0 = time.perf_counter()
+    fact = parse_voicemail(data)
+    took = time.perf_counter() - t0
+    assert took < 1.0, f"{took:.2f} s"          # was 30 s and more (quadratic in the header)
+    assert fact == EXPECTED[name]
+
+
+def test_hundreds_of_nested_multiparts_are_not_parsed():
+    """Every line is checked against every enclosing boundary: 400 levels in 60 KB took 3 s.
+    A PBX's notification has one or two; such mail is not one."""
+    data = b"X-Asterisk-CallerID: 5125550177\nSubject: New message 1 in mailbox 100\n"
+    for i in range(400):
+        data += b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i)
+    data += b"\n" + b"x\n" * 20000
+    t0 = time.perf_counter()
+    assert parse_voicemail(data) is None
+    assert time.perf_counter() - t0 < 1.0
