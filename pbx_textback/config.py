@@ -436,8 +436,10 @@ def _convert(tp, value, key, lines, problems):
         return value if ok else _type_error(key, "an integer", value, lines, problems)
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            problems.append(f"'{key}'{_where(key, lines)}: {value} is not a usable number (give a finite one)")
+        # an integer too large for a float would raise OverflowError in float() and isfinite()
+        if ok and not (abs(value) < 1e300 if isinstance(value, int) else math.isfinite(value)):
+            shown = "a number that large" if isinstance(value, int) else str(value)
+            problems.append(f"'{key}'{_where(key, lines)}: {shown} is not a usable number (give a finite one)")
             return _BAD
         return float(value) if ok else _type_error(key, "a number", value, lines, problems)
     if tp is str:
@@ -526,7 +528,7 @@ def _validate(cfg: Config, lines) -> list[str]:
             problems.append(f"'line[{i}].transport'{_where(f'line[{i}].transport', lines)}: "
                             f"'{ln.transport}' is not one of {', '.join(_CHOICES['transport.type'])}")
     used = {cfg.transport.type} | {ln.transport for ln in cfg.line if ln.transport}
-    for kind in used - {"log"}:
+    for kind in (used - {"log"}) & set(_CHOICES["transport.type"]):   # an unknown one is refused elsewhere
         if getattr(cfg.transport, kind) is None:
             problems.append(f"'transport.{kind}'{_where('transport', lines)}: transport {kind} is used "
                             f"but [transport.{kind}] is missing")

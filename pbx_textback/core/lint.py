@@ -38,7 +38,7 @@ OPT_OUT_PATTERNS: tuple[str, ...] = (
 # (pattern, what it is). Exceptions for common non-promotional uses are in the patterns.
 PROMO_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"\bsales?\b(?!\s+(?:team|department|dept|rep|representative|office|tax))", "sale"),
-    (r"\d+\s*%\s*off\b|\b\d+\s*percent\s+off\b", "% off"),
+    (r"(?<!\d)\d+\s*%\s*off\b|\b\d+\s*percent\s+off\b", "% off"),
     (r"\bdiscounts?\b|\bdiscounted\b", "discount"),
     (r"\bdeals?\b(?!\s+with)", "deal"),
     (r"(?<!feel\s)(?<!toll[\s-])\bfree\b(?![\s-]+(?:to|of\s+charge\s+to\s+call))", "free"),

@@ -120,3 +120,13 @@ def test_the_shipped_default_templates_pass():
     for src in (DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE):
         many = lambda s: [jrender(s, sample_vars(r)) for r in MISSED_REASONS]   # noqa: E731
         assert lint_template(src, render=many, business_name="Acme", hipaa=True) == []
+
+
+def test_a_long_run_of_digits_is_linted_in_linear_time():
+    """The '% off' pattern tried every start inside a digit run: 15,000 digits took seconds in
+    check-config (found by fuzzing the config loader)."""
+    import time
+    from pbx_textback.core.lint import lint_template
+    t0 = time.process_time()
+    lint_template("Hi " + "7" * 15000 + " there", render=lambda s: s, business_name="Acme")
+    assert time.process_time() - t0 < 0.5
