@@ -179,7 +179,7 @@ class _Inbound(InboundESL):
 class Child:
     def __init__(self, host: str, port: int, password: str, *, fmt: str = "json",
                  events: str = DEFAULT_EVENTS, out=None, reconnect_min: float = 0.5,
-                 reconnect_max: float = 30.0, auth_retry: float = 30.0,
+                 reconnect_max: float = 4.0, auth_retry: float = 30.0,
                  connect_timeout: float = 5.0, command_timeout: float = 10.0):
         self.host, self.port, self.password = host, int(port), password
         self.fmt, self.events = fmt, events
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=["json", "plain"], default="json")
     p.add_argument("--events", default=DEFAULT_EVENTS)
     p.add_argument("--reconnect-min", type=float, default=0.5)
-    p.add_argument("--reconnect-max", type=float, default=30.0)
+    p.add_argument("--reconnect-max", type=float, default=4.0)
     p.add_argument("--auth-retry", type=float, default=30.0)
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--log-level", default="INFO")

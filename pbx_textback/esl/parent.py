@@ -54,7 +54,7 @@ class EslChild:
                  on_state: Callable[[str, str], Any] | None = None,
                  fmt: str = "json", events: str = DEFAULT_EVENTS,
                  restart_min: float = 0.5, restart_max: float = 30.0,
-                 reconnect_min: float = 0.5, reconnect_max: float = 30.0,
+                 reconnect_min: float = 0.5, reconnect_max: float = 4.0,
                  auth_retry: float = 30.0, connect_timeout: float = 5.0,
                  reconcile: bool = True, python: str | None = None,
                  child_argv: list[str] | None = None):
