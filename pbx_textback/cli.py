@@ -56,11 +56,13 @@ class _JournalFormatter(logging.Formatter):
 
 
 # ---- config -------------------------------------------------------------------------------------
-def _config(path: str | None, *, required: bool = False):
+def _config(path: str | None, *, required: bool = False, secrets: bool = False):
+    """secrets: the command connects (doctor, send-test) and needs the secret files read;
+    the others work from a shell that cannot read them."""
     if path:
-        return load(path)
+        return load(path, secrets=secrets)
     if Path(DEFAULT_CONFIG).exists():
-        return load(DEFAULT_CONFIG)
+        return load(DEFAULT_CONFIG, secrets=secrets)
     if required:
         raise CliError(f"no config: pass -c FILE (or create {DEFAULT_CONFIG})")
     return default_config()
@@ -403,7 +405,7 @@ def cmd_status(a) -> int:
 
 def cmd_doctor(a) -> int:
     from .doctor import report, run_doctor
-    cfg = _config(a.config, required=True)
+    cfg = _config(a.config, required=True, secrets=True)
     confs = [a.manager_conf] if a.manager_conf else None
     text, code = report(run_doctor(cfg, manager_confs=confs))
     print(text)
@@ -434,7 +436,7 @@ def cmd_send_test(a) -> int:
     from . import senders
     from .core.numbers import to_e164
     from .store.db import DELIVERED, FAILED, SENDING, UNKNOWN
-    cfg = _config(a.config, required=True)
+    cfg = _config(a.config, required=True, secrets=True)
     to = to_e164(a.to, cfg.business.country)
     if not to:
         raise CliError(f"--to {a.to}: not a phone number")

@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 import typing
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,10 +285,18 @@ def default_config() -> Config:
 SERVICE_ERROR = "check-config refuses this: "   # a warning `run` logs as an error
 
 
-def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = True) -> Config:
+# Commands that never connect (replay, explain, hours…) do not need the secrets: a file they
+# cannot read (not root, not on the PBX box) is no reason to refuse them
+_SECRETS_NEEDED: ContextVar[bool] = ContextVar("secrets_needed", default=True)
+
+
+def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = True,
+         secrets: bool = True) -> Config:
     """for_service: also check what only matters when texting for real: no business name, no
     PBX secret. strict (check-config) refuses them; not strict (`run`, which must not stop a
-    service that ran yesterday) turns them into warnings starting with SERVICE_ERROR."""
+    service that ran yesterday) turns them into warnings starting with SERVICE_ERROR.
+    secrets=False: a secret file that cannot be read leaves that secret empty (commands that
+    connect to nothing)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -295,10 +304,19 @@ def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = T
         raise ConfigError([f"cannot read config: {e.strerror}"], str(p)) from None
     except UnicodeDecodeError:
         raise ConfigError(["config is not UTF-8"], str(p)) from None
-    return loads(text, str(p), for_service=for_service, strict=strict)
+    return loads(text, str(p), for_service=for_service, strict=strict, secrets=secrets)
 
 
-def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True) -> Config:
+def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True,
+          secrets: bool = True) -> Config:
+    token = _SECRETS_NEEDED.set(secrets)
+    try:
+        return _loads(text, path, for_service=for_service, strict=strict)
+    finally:
+        _SECRETS_NEEDED.reset(token)
+
+
+def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -463,8 +481,9 @@ def _read_secret(key, value, full, lines, problems):
         try:
             secret = Path(value).read_text(encoding="utf-8").strip()
         except OSError as e:
-            problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}"
-                            + _secret_hint(value))
+            if _SECRETS_NEEDED.get():
+                problems.append(f"'{full}'{_where(full, lines)}: cannot read {value}: {e.strerror}"
+                                + _secret_hint(value))
             return None
         if not secret:
             problems.append(f"'{full}'{_where(full, lines)}: {value} is empty; put the secret in it (one line)")

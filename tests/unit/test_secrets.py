@@ -72,3 +72,24 @@ def test_the_readme_install_block_creates_every_file_the_unit_loads():
     assert touch, "the install block must create the secret files"
     made = {f"/etc/pbx-textback/{n}" for n in touch.group(1).split()}
     assert set(unit_credentials().values()) <= made
+
+
+def test_commands_that_connect_to_nothing_work_without_reading_the_secret(tmp_path, monkeypatch):
+    """`replay`, `explain`, `hours`… from a shell that cannot read the secret (not root, or a
+    copy of the config off the PBX box) still work; `doctor` and `send-test`, which connect,
+    say what is wrong."""
+    import subprocess
+    import sys
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(cfg_text(tmp_path / "no-such-secret") + f'[store]\npath = "{tmp_path / "s.sqlite3"}"\n')
+    trace = ROOT / "tests" / "fixtures" / "asterisk" / "02-no-answer.ami"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pbx_textback.cli", *args, "-c", str(cfg)],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    replay = cli("replay", str(trace), "--pbx", "asterisk")
+    assert replay.returncode == 0 and "no-answer" in replay.stdout, replay.stderr
+    assert cli("hours", "show").returncode == 0
+    doctor = cli("doctor")
+    assert doctor.returncode == 2 and "cannot read" in doctor.stderr + doctor.stdout
