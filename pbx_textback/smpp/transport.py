@@ -442,26 +442,15 @@ class _Link:
             return
         if name == "enquire_link":
             self.write(P.response("enquire_link_resp", seq))
-        elif name == "deliver_sm":
+        elif name in ("deliver_sm", "data_sm"):    # data_sm: receipts (and replies) some gateways send so
             try:
                 p = P.parse(data)
             except P.PduError as e:
-                log.error("SMPP %s: unreadable deliver_sm seq=%d: %s; asking for a resend",
-                          self.name, seq, e)
-                self.write(P.response("deliver_sm_resp", seq, P.ESME_RX_T_APPN))
+                log.error("SMPP %s: unreadable %s seq=%d: %s; asking for a resend", self.name, name, seq, e)
+                self.write(P.response(f"{name}_resp", seq, P.ESME_RX_T_APPN))
                 return
             resp_status = await self.t._deliver(self, p)
-            self.write(P.response("deliver_sm_resp", seq, resp_status))
-        elif name == "data_sm":                 # receipts (and replies) some gateways send so
-            try:
-                p = P.parse(data)
-            except P.PduError as e:
-                log.error("SMPP %s: unreadable data_sm seq=%d: %s; asking for a resend",
-                          self.name, seq, e)
-                self.write(P.response("data_sm_resp", seq, P.ESME_RX_T_APPN))
-                return
-            resp_status = await self.t._deliver(self, p)
-            self.write(P.response("data_sm_resp", seq, resp_status))
+            self.write(P.response(f"{name}_resp", seq, resp_status))
         elif name == "unbind":
             self.write(P.response("unbind_resp", seq))
             log.warning("SMPP %s: the SMSC unbound; reconnecting", self.name)
