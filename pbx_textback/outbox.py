@@ -196,22 +196,26 @@ class OutboxWorker:
         elif res.status == "retry" and not written:
             # never written: it waits its turn again; only max_age_minutes ends it
             delay = res.retry_after or 5.0
-            self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)
+            self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay,
+                                 only_from=st.SENDING)
             # said once per cause: an outage must not write a line per text every few seconds
             log.log(logging.WARNING if res.error != row.error else logging.DEBUG,
                     "message %s not sent yet (%s): it waits in the queue, next try in %.0f s",
                     row.id, res.error, delay)
         elif res.status == "retry" and attempts < self.max_attempts:
             delay = res.retry_after or min(300, 5 * 2 ** attempts)
-            self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay)
+            self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay,
+                                 only_from=st.SENDING)
             log.warning("message %s: temporary failure (%s), retry in %.0f s", row.id, res.error, delay)
         elif res.status == "unknown":
-            self.store.set_state(row.id, st.UNKNOWN, now=now, error=res.error)
+            if not self.store.set_state(row.id, st.UNKNOWN, now=now, error=res.error, only_from=st.SENDING):
+                log.info("message %s: no answer to the submit, but a receipt already settled it", row.id)
+                return
             log.error("message %s to %s: fate unknown (%s): it was written and may have gone out; a "
                       "receipt that still arrives settles it (`pbx-textback explain %s`)",
                       row.id, mask(row.peer), res.error, row.peer)
         else:
-            self.store.set_state(row.id, st.FAILED, now=now, error=res.error)
+            self.store.set_state(row.id, st.FAILED, now=now, error=res.error, only_from=st.SENDING)
             log.error("message %s to %s failed: %s", row.id, mask(row.peer), res.error)
 
     def stop(self) -> None:

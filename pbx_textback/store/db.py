@@ -271,7 +271,9 @@ class Store:
 
     def set_state(self, msg_id: int, state: str, *, now: float, transport: str = "",
                   transport_id: str = "", error: str = "", due_at: float | None = None,
-                  note: str = "") -> None:
+                  note: str = "", only_from: str | None = None) -> bool:
+        """only_from: change the row only while it is in that state (a receipt that came
+        before the submit's answer has already settled it). False when nothing changed."""
         fields = {"state": state, "updated_at": now}
         if note:
             fields["note"] = note
@@ -285,8 +287,11 @@ class Store:
             fields["due_at"] = due_at
         if state == PENDING:
             fields["written_at"] = None
+        where = Message.id == msg_id
+        if only_from is not None:
+            where &= Message.state == only_from
         with self.write():
-            Message.update(**fields).where(Message.id == msg_id).execute()
+            return Message.update(**fields).where(where).execute() == 1
 
     def recover_interrupted(self, now: float) -> tuple[int, int]:
         """Rows left in `sending` by a stop or a crash: (back to pending, unknown). Only a text

@@ -178,3 +178,25 @@ def test_a_receipt_faster_than_the_submit_answer_is_not_lost(store, tmp_path):
     m = st.Message.get()
     assert m.state == st.DELIVERED and m.transport_id == "1a2b" and m.transport == "smpp"
     assert s.apply_dlr(("1a2b",), "delivered", "", 1001.0) == 1       # by id, later receipts
+
+
+def test_a_receipt_before_a_lost_submit_answer_keeps_the_text_delivered(store, tmp_path):
+    """The gateway delivered and sent its receipt, then the submit's answer was lost (the
+    connection dropped): the text is delivered, not unknown, failed or queued again."""
+    s = store(tmp_path)
+    s.record_verdict(verdict("a"), now=1000.0)
+    s.record_verdict(verdict("b", "+15125550124"), now=1000.0)
+
+    class ReceiptFirst:
+        name = "smpp"
+
+        def __init__(self, answers):
+            self.answers = answers
+
+        async def send(self, row, last_look):
+            assert last_look()
+            s.apply_dlr([], "delivered", "", 1000.5, msg_id=row.id)    # the receipt comes first
+            return self.answers.pop(0)
+    t = ReceiptFirst([SendResult("unknown", error="connection lost"), SendResult("failed", error="x")])
+    run(OutboxWorker(s, t, clock=lambda: 1001.0).drain())
+    assert [m.state for m in st.Message.select().order_by(st.Message.id)] == [st.DELIVERED, st.DELIVERED]
