@@ -67,8 +67,12 @@ def _config(path: str | None, *, required: bool = False):
 
 
 def _store(cfg):
+    from . import senders
+    from .config import box_id
     from .store.db import open_store
-    return open_store(cfg.store.path, cfg.store.dsn)
+    store = open_store(cfg.store.path, cfg.store.dsn, box_id(cfg))
+    store.accounts = senders.accounts(cfg)
+    return store
 
 
 def _parse_at(s: str) -> float:
@@ -218,7 +222,8 @@ def cmd_explain(a) -> int:
         print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
     for c in calls:
         when = _iso(c["started_at"], cfg.business.timezone) or "time unknown"
-        print(f"call {c['call_id']} ({c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
+        box = f"box {c['box']}, " if c.get("box") else ""
+        print(f"call {c['call_id']} ({box}{c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
         mode, until = overrides.get(c["called"], ("auto", None))
         if mode != "auto":
             print(f"  hours override now: {mode} until "
@@ -241,8 +246,10 @@ def cmd_explain(a) -> int:
 
 def _print_message(m: dict, indent: str) -> None:
     ref = f" of #{m['ref']}" if m.get("ref") and m["kind"] in ("resend", "follow-up") else ""
-    print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}: {m['state']}"
+    print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}"
+          + (f" on box {m['box']}" if m.get("box") else "") + f": {m['state']}"
           + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
+          + (f" (account {m['account']})" if m.get("account") not in (None, "", m["transport"]) else "")
           + (f" — {m['error']}" if m["error"] else "")
           + (f" — {m['note']}" if m.get("note") else "") + f"\n{indent}  {m['body']}")
 
