@@ -201,6 +201,7 @@ def cmd_explain(a) -> int:
     consent_state = standing(store.consent_history(peer), peer) if peer else None
     msgs = store.messages_to(peer) if peer else []
     replies = [m for m in msgs if m["direction"] == "in"]
+    shared = len(store.boxes()) > 1        # several PBX boxes: say which one took each call
     store.close()
     in_calls = {m["id"] for c in calls for m in c["messages"]}
     by_call_id = any(c["call_id"] == key for c in calls)
@@ -222,7 +223,7 @@ def cmd_explain(a) -> int:
         print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
     for c in calls:
         when = _iso(c["started_at"], cfg.business.timezone) or "time unknown"
-        box = f"box {c['box']}, " if c.get("box") else ""
+        box = f"box {c['box']}, " if shared and c.get("box") else ""
         print(f"call {c['call_id']} ({box}{c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
         mode, until = overrides.get(c["called"], ("auto", None))
         if mode != "auto":
@@ -236,18 +237,18 @@ def cmd_explain(a) -> int:
         for ch in c["checks"]:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
-            _print_message(m, "  ")
+            _print_message(m, "  ", shared)
     if others:     # confirmations, HELP answers, manual texts and resends belong to no call
         print(f"texts to {peer} outside any call:")
         for m in others:
-            _print_message(m, "  ")
+            _print_message(m, "  ", shared)
     return 0
 
 
-def _print_message(m: dict, indent: str) -> None:
+def _print_message(m: dict, indent: str, shared: bool = False) -> None:
     ref = f" of #{m['ref']}" if m.get("ref") and m["kind"] in ("resend", "follow-up") else ""
     print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}"
-          + (f" on box {m['box']}" if m.get("box") else "") + f": {m['state']}"
+          + (f" on box {m['box']}" if shared and m.get("box") else "") + f": {m['state']}"
           + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
           + (f" (account {m['account']})" if m.get("account") not in (None, "", m["transport"]) else "")
           + (f" — {m['error']}" if m["error"] else "")

@@ -637,6 +637,10 @@ class Store:
                 HoursOverride.create(line=line, mode=mode, set_at=now, until=until)
 
     # ---- explain ------------------------------------------------------------------------------
+    def boxes(self) -> list[str]:
+        """The PBX boxes whose calls this store holds (one, unless several share it)."""
+        return [c.box for c in Call.select(Call.box).where(Call.box != "").distinct().order_by(Call.box)]
+
     def calls_for(self, key: str) -> list[dict]:
         q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key)
                                 | (Call.called == key))      # an outbound call to the number
