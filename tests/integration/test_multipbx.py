@@ -294,8 +294,8 @@ def test_two_services_starting_at_once_on_an_empty_database_both_run(tmp_path, p
                 a.spawn()
                 b.spawn()
                 await asyncio.gather(a.up(bound=False), b.up(bound=False))
-                await a.call(a.caller(), seq=1)
-                await b.call(b.caller(), seq=1)
+                await a.call(a.caller(), seq=1 + 2 * _)
+                await b.call(b.caller(), seq=2 + 2 * _)
                 await until(lambda: len(a.at_smsc()) + len(b.at_smsc()) >= 2 * (_ + 1), 30, "both texted")
                 assert len(rows(pg, "SELECT id FROM schemaversion")) == 1
                 await a.down()
