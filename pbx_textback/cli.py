@@ -69,8 +69,12 @@ def _config(path: str | None, *, required: bool = False, secrets: bool = False):
 
 
 def _store(cfg):
+    from . import senders
+    from .config import box_id
     from .store.db import open_store
-    return open_store(cfg.store.path, cfg.store.dsn)
+    store = open_store(cfg.store.path, cfg.store.dsn, box_id(cfg))
+    store.accounts = senders.accounts(cfg)
+    return store
 
 
 def _parse_at(s: str) -> float:
@@ -199,6 +203,7 @@ def cmd_explain(a) -> int:
     consent_state = standing(store.consent_history(peer), peer) if peer else None
     msgs = store.messages_to(peer) if peer else []
     replies = [m for m in msgs if m["direction"] == "in"]
+    shared = len(store.boxes()) > 1        # several PBX boxes: say which one took each call
     store.close()
     in_calls = {m["id"] for c in calls for m in c["messages"]}
     by_call_id = any(c["call_id"] == key for c in calls)
@@ -220,7 +225,8 @@ def cmd_explain(a) -> int:
         print(f"reply {m['id']}: {m['body']!r} -> {m['note']}")
     for c in calls:
         when = _iso(c["started_at"], cfg.business.timezone) or "time unknown"
-        print(f"call {c['call_id']} ({c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
+        box = f"box {c['box']}, " if shared and c.get("box") else ""
+        print(f"call {c['call_id']} ({box}{c['pbx']}, {when}) {c['caller']} -> {c['called']} {c['direction']}")
         mode, until = overrides.get(c["called"], ("auto", None))
         if mode != "auto":
             print(f"  hours override now: {mode} until "
@@ -233,18 +239,20 @@ def cmd_explain(a) -> int:
         for ch in c["checks"]:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
-            _print_message(m, "  ")
+            _print_message(m, "  ", shared)
     if others:     # confirmations, HELP answers, manual texts and resends belong to no call
         print(f"texts to {peer} outside any call:")
         for m in others:
-            _print_message(m, "  ")
+            _print_message(m, "  ", shared)
     return 0
 
 
-def _print_message(m: dict, indent: str) -> None:
+def _print_message(m: dict, indent: str, shared: bool = False) -> None:
     ref = f" of #{m['ref']}" if m.get("ref") and m["kind"] in ("resend", "follow-up") else ""
-    print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}: {m['state']}"
+    print(f"{indent}message {m['id']} ({m['kind']}{ref}) from {m['line'] or '?'}"
+          + (f" on box {m['box']}" if shared and m.get("box") else "") + f": {m['state']}"
           + (f" via {m['transport']} {m['transport_id']}" if m["transport"] else "")
+          + (f" (account {m['account']})" if m.get("account") not in (None, "", m["transport"]) else "")
           + (f" — {m['error']}" if m["error"] else "")
           + (f" — {m['note']}" if m.get("note") else "") + f"\n{indent}  {m['body']}")
 

@@ -79,6 +79,14 @@ class Pbx:
     after_hours_markers: tuple[Marker, ...] = ()   # added to the built-in ones
     cdr: Cdr = field(default_factory=Cdr)
     freepbx_timeconditions: bool = True
+    # this box's name on a shared store (one service per PBX box); "" = the host name
+    id: str = ""
+
+
+def box_id(cfg) -> str:
+    """The PBX box this service speaks for: [pbx] id, else the host name."""
+    from .store.db import default_box
+    return cfg.pbx.id or default_box()
 
 
 @dataclass(frozen=True)
@@ -540,6 +548,9 @@ def _validate(cfg: Config, lines) -> list[str]:
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"'{key}'{_where(key, lines)}: unknown time zone '{name}'")
     zone("business.timezone", cfg.business.timezone)
+    if cfg.pbx.id and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", cfg.pbx.id):
+        problems.append(f"'pbx.id'{_where('pbx.id', lines)}: '{cfg.pbx.id}' must be letters, digits, "
+                        "'.', '_' or '-' (at most 64), e.g. \"pbx-a\"")
     if cfg.pbx.cdr.timezone and cfg.pbx.cdr.timezone != "local":
         zone("pbx.cdr.timezone", cfg.pbx.cdr.timezone)
     for i, ln in enumerate(cfg.line):

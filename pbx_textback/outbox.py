@@ -83,6 +83,10 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        adopted = self.store.adopt_unboxed(self.clock())
+        if adopted:
+            log.info("%d queued text(s) from before boxes were named: sent by this box (%s)",
+                     adopted, self.store.box)
         back, unknown = self.store.recover_interrupted(self.clock())
         if back:
             log.warning("%d text(s) were claimed but not yet written when the service stopped: "

@@ -183,6 +183,16 @@ class Watched:
         return res
 
 
+def accounts(cfg) -> dict[str, str]:
+    """Transport kind -> the account a text goes out through, as the store records it: a
+    gateway's message ids are unique only within one account."""
+    out = {"log": "log", "sip": "sip", "pbx": "pbx"}
+    s = cfg.transport.smpp
+    if s is not None:
+        out["smpp"] = f"{s.system_id}@{s.host}:{s.port}"
+    return out
+
+
 def build(cfg, *, store, pipeline, source=None, clock=time.time):
     """The outbox's transport for this config, with receipts and replies wired."""
     from .smpp.dlr import message_id_keys, normalize_message_id

@@ -46,7 +46,10 @@ class Service:
         self.cfg = cfg
         self.status = Publisher(status_dir)       # what `pbx-textback status` reads
         self.clock = clock
-        self.store = open_store(cfg.store.path, cfg.store.dsn)
+        from . import senders
+        from .config import box_id
+        self.store = open_store(cfg.store.path, cfg.store.dsn, box_id(cfg))
+        self.store.accounts = senders.accounts(cfg)
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
         self.transport = LogTransport()      # the real ones are built in run(): "pbx" needs the source
         self.watch = None

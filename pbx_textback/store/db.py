@@ -32,7 +32,8 @@ class SchemaVersion(Base):
 
 
 class Call(Base):
-    call_id = pw.CharField(unique=True)
+    box = pw.CharField(default="")            # the PBX box's id ([pbx] id): one service per box
+    call_id = pw.CharField(index=True)         # unique per box (Asterisk's Uniqueids repeat across boxes)
     pbx = pw.CharField()
     caller = pw.CharField(index=True)          # E.164 where it parses, else as the PBX gave it
     caller_raw = pw.CharField()
@@ -49,6 +50,9 @@ class Call(Base):
     record = pw.TextField()                    # the CallRecord as JSON, for explain
     created_at = pw.DoubleField(index=True)
     answered = pw.BooleanField(default=False)  # a person answered (inbound or outbound)
+
+    class Meta:
+        indexes = ((("box", "call_id"), True),)
 
 
 class DecisionRow(Base):
@@ -82,6 +86,11 @@ class Message(Base):
     note = pw.TextField(default="")            # why it was cancelled / expired / held
     ref = pw.IntegerField(null=True)           # a follow-up's or a resend's original text
     written_at = pw.DoubleField(null=True)     # when its first byte was handed to the transport
+    box = pw.CharField(default="")             # the box whose service sends it (and got the reply)
+    account = pw.CharField(default="")         # the gateway account it went out through
+
+    class Meta:
+        indexes = ((("box", "state", "due_at"), False),)
 
 
 class Setting(Base):
@@ -171,9 +180,39 @@ def _v9(db):
 MIGRATIONS.append((9, _v9))
 
 
+def _v14(db):
+    """Several PBX boxes on one store: rows name their box, a call id is unique per box, and a
+    text records its gateway account (message ids repeat across accounts). Rows of before keep
+    box '' (see Store.adopt_unboxed)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("call", "box", pw.CharField(default="")),
+        m.add_column("message", "box", pw.CharField(default="")),
+        m.add_column("message", "account", pw.CharField(default="")))
+    # the old unique call id: peewee's index; a store's own UNIQUE constraint stays on SQLite,
+    # where one store serves one box anyway
+    db.execute_sql('DROP INDEX IF EXISTS "call_call_id"')
+    if not isinstance(db, pw.SqliteDatabase):
+        db.execute_sql('ALTER TABLE "call" DROP CONSTRAINT IF EXISTS "call_call_id_key"')
+    run(m.add_index("call", ("call_id",), False),
+        m.add_index("call", ("box", "call_id"), True),
+        m.add_index("message", ("box", "state", "due_at"), False))
+
+
+MIGRATIONS.append((14, _v14))
+
+
+def default_box() -> str:
+    """A box's id when [pbx] id is not set: its host name (stable on one box)."""
+    import socket
+    return socket.gethostname() or "pbx"
+
+
 class Store:
-    def __init__(self, db: pw.Database):
+    def __init__(self, db: pw.Database, box: str = ""):
         self.db = db
+        self.box = box or default_box()      # this service's PBX box: the rows it sends
+        self.accounts: dict[str, str] = {}   # transport kind -> account label (senders.accounts)
 
     @property
     def is_sqlite(self) -> bool:
@@ -195,7 +234,7 @@ class Store:
 
     def has_call(self, call_id: str) -> bool:
         # narrow selects throughout: building the SQL for all columns is most of the cost
-        return Call.select(Call.id).where(Call.call_id == call_id).exists()
+        return Call.select(Call.id).where((Call.call_id == call_id) & _own_call(self.box)).exists()
 
     def last_text_at(self, peer: str, line: str) -> float | None:
         row = (Message.select(pw.fn.MAX(Message.created_at)).where(
@@ -210,11 +249,11 @@ class Store:
         c, o, d = verdict.call, verdict.outcome, verdict.decision
         shown = verdict.extra
         with self.write():
-            existing = Call.select(Call.id).where(Call.call_id == c.call_id).first()
+            existing = Call.select(Call.id).where((Call.call_id == c.call_id) & _own_call(self.box)).first()
             if existing is not None:
                 return existing.id, None
             call = Call.create(
-                call_id=c.call_id, pbx=c.pbx, caller=shown.get("caller", c.caller),
+                box=self.box, call_id=c.call_id, pbx=c.pbx, caller=shown.get("caller", c.caller),
                 caller_raw=c.caller, called=shown.get("called", c.called), line=d.line,
                 direction=c.direction, missed=o.missed, reason=o.reason, why=o.why,
                 voicemail_left=c.voicemail_left, recovered=c.recovered, started_at=c.started_at,
@@ -225,7 +264,7 @@ class Store:
             msg_id = None
             if d.action == "text":
                 msg_id = Message.create(
-                    call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
+                    box=self.box, call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
                     body=d.body, state=PENDING, due_at=d.due_at if d.due_at is not None else now,
                     created_at=now, updated_at=now, calls_missed=verdict.extra.get("calls_missed", 1)).id
             elif verdict.extra.get("collapse_into"):
@@ -240,7 +279,8 @@ class Store:
         the text is written (mark_written), not here: a claimed text may never leave."""
         with self.write():
             q = (Message.select().where(
-                (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out"))
+                (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out")
+                & (Message.box == self.box))       # another box's texts go out through its own gateway
                 .order_by(Message.due_at, Message.id).limit(limit))
             if not self.is_sqlite:     # two workers (two PBX boxes) never claim the same row
                 q = q.for_update("FOR UPDATE SKIP LOCKED")
@@ -297,16 +337,25 @@ class Store:
         """Rows left in `sending` by a stop or a crash: (back to pending, unknown). Only a text
         that was written may be unknown (shown, never resent silently); one never written
         goes back to the queue."""
+        mine = Message.box == self.box       # another box's service may be sending its own right now
         with self.write():
             # send-test's own row is its process's to send, never the service's
             Message.update(state=FAILED, updated_at=now, error="send-test stopped before it wrote the text").where(
-                (Message.state == SENDING) & Message.written_at.is_null() & (Message.kind == "test")).execute()
+                (Message.state == SENDING) & Message.written_at.is_null() & (Message.kind == "test") & mine).execute()
             back = Message.update(state=PENDING, updated_at=now).where(
-                (Message.state == SENDING) & Message.written_at.is_null()).execute()
+                (Message.state == SENDING) & Message.written_at.is_null() & mine).execute()
             unknown = Message.update(state=UNKNOWN, updated_at=now,
                                      error="written, then the service stopped before the answer").where(
-                Message.state == SENDING).execute()
+                (Message.state == SENDING) & mine).execute()
         return back, unknown
+
+    def adopt_unboxed(self, now: float) -> int:
+        """Texts queued before stores named boxes (box ''): this service's to send. Run at
+        start-up; with several boxes, upgrade them one at a time (README)."""
+        with self.write():
+            return Message.update(box=self.box, updated_at=now).where(
+                (Message.box == "") & (Message.direction == "out")
+                & Message.state.in_([PENDING, SENDING])).execute()
 
     RESENDABLE = (UNKNOWN, FAILED, EXPIRED, "no-receipt")
 
@@ -329,7 +378,7 @@ class Store:
                 .first())
             if again is not None:
                 raise ValueError(f"text #{msg_id} is already being resent as #{again.id}")
-            return Message.create(call=m.call_id, direction="out", kind="resend", line=m.line, peer=m.peer,
+            return Message.create(box=m.box or self.box, call=m.call_id, direction="out", kind="resend", line=m.line, peer=m.peer,
                                   body=m.body, state=PENDING, due_at=now, created_at=now, updated_at=now,
                                   calls_missed=m.calls_missed, ref=m.id,
                                   note=f"resent by hand: copy of #{m.id} ({m.state})").id
@@ -353,7 +402,7 @@ class Store:
 
     def next_due(self) -> float | None:
         return Message.select(pw.fn.MIN(Message.due_at)).where(
-            (Message.state == PENDING) & (Message.direction == "out")).scalar()
+            (Message.state == PENDING) & (Message.direction == "out") & (Message.box == self.box)).scalar()
 
     def message(self, msg_id: int) -> Message | None:
         return Message.get_or_none(Message.id == msg_id)
@@ -385,7 +434,7 @@ class Store:
 
     def add_follow_up(self, original: Message, body: str, due_at: float, now: float) -> int:
         with self.write():
-            return Message.create(call=original.call_id, direction="out", kind="follow-up",
+            return Message.create(box=original.box or self.box, call=original.call_id, direction="out", kind="follow-up",
                                   line=original.line, peer=original.peer, body=body, state=PENDING,
                                   due_at=due_at, created_at=now, updated_at=now, ref=original.id).id
 
@@ -393,7 +442,7 @@ class Store:
         with self.write():
             return Message.update(state=EXPIRED, updated_at=now,
                                   note=f"due over {max_age_s / 60:.0f} min ago when the service came back").where(
-                (Message.state == PENDING) & (Message.direction == "out")
+                (Message.state == PENDING) & (Message.direction == "out") & (Message.box == self.box)
                 & (Message.due_at < now - max_age_s)).execute()
 
     def note_voicemail(self, peer: str, since: float, note: str) -> str | None:
@@ -446,6 +495,7 @@ class Store:
 
     def add_message(self, **fields) -> int:
         """Call inside write() when it must be atomic with other rows."""
+        fields.setdefault("box", self.box)
         fields.setdefault("created_at", fields.get("due_at", 0.0))
         fields.setdefault("updated_at", fields["created_at"])
         return Message.create(**fields).id
@@ -483,21 +533,28 @@ class Store:
     def mark_sent(self, msg_id: int, *, now: float, transport: str, transport_id: str) -> None:
         """The submit was accepted. A receipt may already have come in (a fast SMSC): never
         step back from delivered/failed to sent."""
+        account = self.accounts.get(transport, transport)
         with self.write():
-            Message.update(transport=transport, transport_id=transport_id, updated_at=now, error="").where(
-                Message.id == msg_id).execute()
+            Message.update(transport=transport, transport_id=transport_id, account=account, updated_at=now,
+                           error="").where(Message.id == msg_id).execute()
             Message.update(state=SENT).where((Message.id == msg_id) & (Message.state == SENDING)).execute()
 
-    def apply_dlr(self, keys, state: str, error: str, now: float, msg_id: int | None = None) -> int:
+    def apply_dlr(self, keys, state: str, error: str, now: float, msg_id: int | None = None,
+                  transport: str = "smpp") -> int:
         """A delivery receipt: the message this process submitted (msg_id, known before the
-        outbox has stored the SMSC's id), else the one whose transport id (any part) matches."""
+        outbox has stored the SMSC's id), else the one whose transport id (any part) matches
+        among the texts sent through this service's account (ids repeat across accounts)."""
         final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
                  "undeliverable": FAILED, "deleted": FAILED}.get(state)
         lookups = [Message.id == msg_id] if msg_id is not None else []
         lookups += [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
                     | Message.transport_id.endswith("," + k) | Message.transport_id.contains("," + k + ",")
                     for k in keys]
-        for cond in lookups:
+        account = self.accounts.get(transport, transport)
+        ours = Message.account.in_([account, ""])
+        for i, cond in enumerate(lookups):
+            if i > 0 or msg_id is None:
+                cond = cond & ours
             rows = list(Message.select().where((Message.direction == "out") & cond))
             if not rows:
                 continue
@@ -526,7 +583,7 @@ class Store:
             rows = list(Message.select().where((Message.id == msg_id) & (Message.direction == "out")
                                                & Message.state.in_([UNKNOWN, SENDING])))
         else:
-            rows = _match_evidence(peer, sender, text)
+            rows = _match_evidence(peer, sender, text, self.box)
         if not rows:
             return None
         m = rows[0]
@@ -534,6 +591,7 @@ class Store:
                   "error": error if new == FAILED else ""}
         if transport_id:
             fields["transport_id"] = ",".join(x for x in (m.transport_id, transport_id) if x)
+            fields["account"] = m.account or self.accounts.get("smpp", "smpp")   # later receipts match it
         with self.write():
             Message.update(**fields).where((Message.id == m.id)
                                            & Message.state.in_([UNKNOWN, SENDING])).execute()
@@ -544,7 +602,7 @@ class Store:
         that still comes later sets the final state as usual."""
         with self.write():
             ids = [m.id for m in Message.select(Message.id).where(
-                (Message.direction == "out") & (Message.state == SENT)
+                (Message.direction == "out") & (Message.state == SENT) & (Message.box == self.box)
                 & (Message.transport == transport) & (Message.updated_at < before))]
             if ids:
                 Message.update(state=NO_RECEIPT, updated_at=now,
@@ -584,6 +642,10 @@ class Store:
                 HoursOverride.create(line=line, mode=mode, set_at=now, until=until)
 
     # ---- explain ------------------------------------------------------------------------------
+    def boxes(self) -> list[str]:
+        """The PBX boxes whose calls this store holds (one, unless several share it)."""
+        return [c.box for c in Call.select(Call.box).where(Call.box != "").distinct().order_by(Call.box)]
+
     def calls_for(self, key: str) -> list[dict]:
         q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key)
                                 | (Call.called == key))      # an outbound call to the number
@@ -596,7 +658,7 @@ class Store:
                     .order_by(Message.id)]
             rec = json.loads(call.record)
             out.append({
-                "call_id": call.call_id, "pbx": call.pbx, "caller": call.caller,
+                "call_id": call.call_id, "pbx": call.pbx, "box": call.box, "caller": call.caller,
                 "called": call.called, "line": call.line, "direction": call.direction,
                 "missed": call.missed, "reason": call.reason, "why": call.why,
                 "voicemail_left": call.voicemail_left, "recovered": call.recovered,
@@ -609,11 +671,16 @@ class Store:
         return out
 
 
+def _own_call(box: str):
+    """A call of this box, or one recorded before stores named boxes (never texted twice)."""
+    return Call.box.in_([box, ""])
+
+
 def _digits(number: str) -> str:
     return "".join(ch for ch in number or "" if ch.isdigit())
 
 
-def _match_evidence(peer: str, sender: str, text: str) -> list[Message]:
+def _match_evidence(peer: str, sender: str, text: str, box: str) -> list[Message]:
     """unknown rows first, then sending ones, oldest first, that fit a receipt."""
     import re
     digits = _digits(peer)
@@ -621,7 +688,7 @@ def _match_evidence(peer: str, sender: str, text: str) -> list[Message]:
         return []        # no recipient or no text: too little to name one text
     pattern = re.compile("".join("." if ch == "?" else re.escape(ch) for ch in text.strip()), re.S)
     rows = Message.select().where((Message.direction == "out") & Message.state.in_([UNKNOWN, SENDING])
-                                  & Message.peer.in_([digits, "+" + digits]))
+                                  & Message.peer.in_([digits, "+" + digits]) & Message.box.in_([box, ""]))
     fits = [m for m in rows if (not sender or not m.line or _digits(m.line) == _digits(sender))
             and pattern.search(m.body)]
     return sorted(fits, key=lambda m: (m.state != UNKNOWN, m.id))
@@ -633,10 +700,11 @@ def _message_dict(m: Message) -> dict:
             "body": m.body, "state": m.state, "due_at": m.due_at, "attempts": m.attempts,
             "transport": m.transport, "transport_id": m.transport_id, "error": m.error, "note": m.note,
             "calls_missed": m.calls_missed, "created_at": m.created_at, "updated_at": m.updated_at,
-            "ref": m.ref, "call": m.call_id, "written_at": m.written_at}
+            "ref": m.ref, "call": m.call_id, "written_at": m.written_at, "box": m.box,
+            "account": m.account}
 
 
-def open_store(path: str = "", dsn: str = "") -> Store:
+def open_store(path: str = "", dsn: str = "", box: str = "") -> Store:
     if dsn:
         db = _postgres(dsn)
     else:
@@ -654,7 +722,7 @@ def open_store(path: str = "", dsn: str = "") -> Store:
         if dsn or path == ":memory:":
             raise
         raise StoreError(f"cannot open the store {path}: {e}{_ownership_fix(path)}") from None
-    return Store(db)
+    return Store(db, box)
 
 
 def _postgres(dsn: str) -> pw.Database:
@@ -664,9 +732,16 @@ def _postgres(dsn: str) -> pw.Database:
                                  host=u.hostname, port=u.port or 5432)
 
 
+MIGRATION_LOCK = 0x70627874          # PostgreSQL advisory lock key of migrate(): 'pbxt'
+
+
 def migrate(db: pw.Database) -> int:
     """A new store gets today's schema at once; an older one gets each later step in order."""
     with db.atomic():
+        if isinstance(db, pw.PostgresqlDatabase):
+            # several services (one per PBX box) may start at once on an empty or older store:
+            # one migrates, the others wait here and then find it done
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not db.table_exists("schemaversion"):
             from .callbacks import Callback
             db.create_tables([SchemaVersion] + MODELS + [Callback])

@@ -200,3 +200,40 @@ def test_a_receipt_before_a_lost_submit_answer_keeps_the_text_delivered(store, t
     t = ReceiptFirst([SendResult("unknown", error="connection lost"), SendResult("failed", error="x")])
     run(OutboxWorker(s, t, clock=lambda: 1001.0).drain())
     assert [m.state for m in st.Message.select().order_by(st.Message.id)] == [st.DELIVERED, st.DELIVERED]
+
+
+def test_two_boxes_on_one_store_claim_recover_and_match_only_their_own(store, tmp_path):
+    """Issue 12 item 11 at the store (SQLite and PostgreSQL alike): one store, two boxes."""
+    first = store(tmp_path)
+    a, b = st.Store(first.db, "pbx-a"), st.Store(first.db, "pbx-b")
+    a.accounts, b.accounts = {"smpp": "acme-a@gw:2775"}, {"smpp": "acme-b@gw:2775"}
+    a.record_verdict(verdict("1700000000.1", "+15125550111"), now=1000.0)
+    _, b_msg = b.record_verdict(verdict("1700000000.1", "+15125550122"), now=1000.0)
+    assert b_msg is not None and st.Call.select().count() == 2     # the same Uniqueid, another box
+    assert a.has_call("1700000000.1") and b.has_call("1700000000.1") and not a.has_call("x")
+    (ra,) = a.claim_due(1001.0)
+    assert ra.peer == "+15125550111" and a.claim_due(1001.0) == []     # B's row is not A's to send
+    (rb,) = b.claim_due(1001.0)
+    assert b.mark_written(rb.id, 1001.0)
+    assert a.recover_interrupted(1002.0) == (1, 0)                     # B's written row untouched
+    assert st.Message.get_by_id(rb.id).state == st.SENDING
+    b.mark_sent(rb.id, now=1003.0, transport="smpp", transport_id="1000")
+    (ra,) = a.claim_due(1004.0)
+    a.mark_sent(ra.id, now=1005.0, transport="smpp", transport_id="1000")   # ids repeat across accounts
+    assert b.apply_dlr(("1000",), "delivered", "", 1006.0) == 1
+    assert a.apply_dlr(("1000",), "undeliverable", "UNDELIV", 1007.0) == 1
+    assert (st.Message.get_by_id(ra.id).state, st.Message.get_by_id(rb.id).state) == (st.FAILED, st.DELIVERED)
+    assert st.Message.get_by_id(rb.id).account == "acme-b@gw:2775"
+    assert a.boxes() == ["pbx-a", "pbx-b"]
+
+
+def test_rows_from_before_box_names_stay_one_boxs(store, tmp_path):
+    """After the upgrade: an old call still counts as seen, an old queued text is adopted."""
+    s = store(tmp_path)
+    s.record_verdict(verdict("old-1", "+15125550111"), now=1000.0)
+    st.Call.update(box="").execute()
+    st.Message.update(box="").execute()
+    new = st.Store(s.db, "pbx-a")
+    assert new.has_call("old-1") and new.record_verdict(verdict("old-1"), now=1001.0)[1] is None
+    assert new.claim_due(1002.0) == [] and new.adopt_unboxed(1002.0) == 1
+    assert [r.peer for r in new.claim_due(1003.0)] == ["+15125550111"]
