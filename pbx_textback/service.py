@@ -70,8 +70,10 @@ class Service:
         self.features = None
         self._gap_since: float | None = None     # events may be lost from here (disconnected)
         self._connected_once = False
-        # the store's own record of when the service last ran: before that, it saw nothing
-        alive = self.store.setting(ALIVE_KEY)
+        # the store's own record of when this box's service last ran: before that, it saw
+        # nothing (one record per box: another box's service running says nothing of ours;
+        # the record without a box is from before boxes)
+        alive = self.store.setting(self._alive_key()) or self.store.setting(ALIVE_KEY)
         self._last_alive: float | None = float(alive) if alive else None
         self._last_gap: float | None = None
         self._parked: dict = {}                  # call_id -> record closed in a gap, for the CDR
@@ -386,9 +388,12 @@ class Service:
     def stop(self) -> None:
         self._stop.set()
 
+    def _alive_key(self) -> str:
+        return f"{ALIVE_KEY}:{self.store.box}" if self.store.box else ALIVE_KEY
+
     def _mark_alive(self) -> None:
         try:
-            self.store.set_setting(ALIVE_KEY, f"{self.clock():.3f}", self.clock())
+            self.store.set_setting(self._alive_key(), f"{self.clock():.3f}", self.clock())
         except Exception as e:          # the store's trouble shows elsewhere; keep running
             log.warning("could not record that the service is alive: %s", e)
     # ---- what `pbx-textback status` reads (status.py) ----
