@@ -167,8 +167,8 @@ class OutboxWorker:
                 pass               # start-up recovery puts it back (it was never written)
 
     async def _send_one(self, row) -> None:
-        if not self._gate(row, self.clock()):      # held or over age while it waited its turn
-            return
+        # the gate runs once, at the last look right before the first byte (every transport
+        # calls it): a text that waited its turn is judged when it would really go
         looked: list[bool] = []
 
         def last_look() -> bool:                   # once per text, whatever the transport asks
@@ -198,7 +198,10 @@ class OutboxWorker:
                                  transport_id=res.transport_id)
             self.after_sent(row, now)
         elif res.status == "retry" and not written:
-            # never written: it waits its turn again; only max_age_minutes ends it
+            # never written (gateway down…): it waits its turn again, unless meanwhile it is
+            # too old, cancelled or held (the gate, as at a last look)
+            if not self._gate(row, now):
+                return
             delay = res.retry_after or 5.0
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay,
                                  only_from=st.SENDING)

@@ -36,7 +36,7 @@ class SmppSender:
 
     @property
     def capacity(self) -> int:
-        return self.t.settings.window       # keep the SMSC's window full, no fuller
+        return 2 * self.t.settings.window   # the window full, and as many ready behind it
 
     async def send(self, msg, last_look=None) -> SendResult:
         """last_look: the outbox's gate, called right before the submit_sm is written."""
