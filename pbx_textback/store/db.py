@@ -171,6 +171,15 @@ def _v9(db):
 MIGRATIONS.append((9, _v9))
 
 
+def _v13(db):
+    """The front-desk inbox: accounts, sessions, conversation states (store/web.py)."""
+    from .web import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((13, _v13))
+
+
 class Store:
     def __init__(self, db: pw.Database):
         self.db = db
@@ -664,7 +673,8 @@ def migrate(db: pw.Database) -> int:
     with db.atomic():
         if not db.table_exists("schemaversion"):
             from .callbacks import Callback
-            db.create_tables([SchemaVersion] + MODELS + [Callback])
+            from .web import WEB_MODELS
+            db.create_tables([SchemaVersion] + MODELS + [Callback] + WEB_MODELS)
             latest = MIGRATIONS[-1][0]
             SchemaVersion.create(version=latest, applied_at=time.time())
             return latest

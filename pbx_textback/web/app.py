@@ -1,0 +1,298 @@
+"""The front-desk inbox: aiohttp + Jinja2, server-rendered, served by the service's own loop.
+
+Security in one place: every route needs a signed-in session except those in PUBLIC; every
+POST carries the session's CSRF token; the session id is new at each sign-in; failed sign-ins
+are limited per address and per user name. No access log: URLs hold callers' numbers.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from ..core.numbers import to_e164
+from ..core.sms import sms_info
+from ..store import web as sw
+from . import timeline
+from .passwords import verify
+
+log = logging.getLogger("pbx_textback.web")
+HERE = Path(__file__).parent
+COOKIE = "pbxtb_session"
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/static/style.css")}
+MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
+LIVE_POLL_S = 0.25
+MAX_BODY = 1600
+
+
+class LoginLimiter:
+    """Failed sign-ins per key (an address, a user name) within a window."""
+
+    def __init__(self, clock):
+        self.clock, self.fails = clock, {}
+
+    def blocked(self, *keys) -> bool:
+        now = self.clock()
+        return any(len([t for t in self.fails.get(k, []) if now - t < FAIL_WINDOW_S]) >= MAX_FAILS for k in keys)
+
+    def failed(self, *keys) -> None:
+        now = self.clock()
+        for k in keys:
+            self.fails[k] = [t for t in self.fails.get(k, []) if now - t < FAIL_WINDOW_S] + [now]
+
+    def forget(self, *keys) -> None:
+        for k in keys:
+            self.fails.pop(k, None)
+
+
+class Inbox:
+    def __init__(self, cfg, store, *, clock=time.time, send=None):
+        """send(peer, line, body, by) -> message id: the service's outbox (Service.queue_manual)."""
+        self.cfg, self.store, self.clock, self.send = cfg, store, clock, send
+        self.limiter = LoginLimiter(clock)
+        self.stopping = asyncio.Event()
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                      autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["visible"] = visible_controls
+        self.runner: web.AppRunner | None = None
+
+    # ---- the app ------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers, self._auth], client_max_size=64 * 1024)
+        app.add_routes([
+            web.get("/health", self.health),
+            web.get("/login", self.login_page),
+            web.post("/login", self.login),
+            web.post("/logout", self.logout),
+            web.get("/static/style.css", self.static),
+            web.get("/static/app.js", self.static),
+            web.get("/", self.inbox),
+            web.get("/c/{peer}", self.conversation),
+            web.post("/c/{peer}/reply", self.reply),
+            web.post("/c/{peer}/state", self.set_state),
+            web.get("/sms-info", self.segments),
+            web.get("/events", self.events),
+        ])
+        return app
+
+    async def start(self, host: str, port: int) -> int:
+        self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.stopping.set()          # live streams end, so the runner does not wait for them
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    # ---- middlewares --------------------------------------------------------------------------
+    @web.middleware
+    async def _headers(self, request, handler):
+        resp = await handler(request)
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @web.middleware
+    async def _auth(self, request, handler):
+        route = request.match_info.route.resource
+        key = (request.method, route.canonical if route is not None else request.path)
+        if key in PUBLIC:
+            return await handler(request)
+        found = sw.session(self.store, request.cookies.get(COOKIE, ""), self.clock())
+        if found is None:
+            if request.method == "GET" and key[1] not in ("/events", "/sms-info"):
+                raise web.HTTPSeeOther("/login")
+            raise web.HTTPUnauthorized(text="sign in first")
+        request["user"], request["csrf"] = found
+        if request.method != "GET":
+            sent = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf", "")
+            if not hmac.compare_digest(str(sent), found[1]):
+                raise web.HTTPForbidden(text="this form is out of date: reload the page and try again")
+        return await handler(request)
+
+    def _page(self, template: str, request=None, status: int = 200, **ctx) -> web.Response:
+        ctx.setdefault("user", request.get("user") if request is not None else None)
+        ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
+        ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
+        return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
+                            content_type="text/html", charset="utf-8")
+
+    # ---- public -------------------------------------------------------------------------------
+    async def health(self, request):
+        return web.json_response({"ok": True})
+
+    async def static(self, request):
+        name = request.path.rsplit("/", 1)[1]
+        ctype = "text/css" if name.endswith(".css") else "text/javascript"
+        return web.Response(body=(HERE / "static" / name).read_bytes(), content_type=ctype, charset="utf-8")
+
+    async def login_page(self, request):
+        return self._page("login.html", error="", name="")
+
+    async def login(self, request):
+        form = await request.post()
+        name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        addr = f"addr:{request.remote}"
+        who = f"user:{name.casefold()}"
+        if self.limiter.blocked(addr, who):
+            log.warning("web sign-in refused for %r from %s: too many failures", name, request.remote)
+            return self._page("login.html", status=429, name=name,
+                              error="Too many failed sign-ins: wait 15 minutes and try again.")
+        u = sw.user(self.store, name) if name else None
+        ok = u is not None and not u.disabled and verify(u.password_hash, password)
+        if not ok:
+            self.limiter.failed(addr, who)
+            log.info("web sign-in failed for %r from %s", name, request.remote)
+            return self._page("login.html", status=401, name=name, error="Wrong name or password.")
+        self.limiter.forget(who)
+        old = request.cookies.get(COOKIE)
+        if old:
+            sw.end_session(self.store, old)       # never keep the id the browser came with
+        token, _ = sw.new_session(self.store, u.id, self.clock())
+        log.info("web sign-in: %s from %s", u.name, request.remote)
+        resp = web.HTTPSeeOther("/")
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=_tls(request), path="/",
+                        max_age=sw.SESSION_DAYS * 86400)
+        raise resp
+
+    # ---- signed in ----------------------------------------------------------------------------
+    async def logout(self, request):
+        sw.end_session(self.store, request.cookies.get(COOKIE, ""))
+        resp = web.HTTPSeeOther("/login")
+        resp.del_cookie(COOKIE, path="/")
+        raise resp
+
+    async def inbox(self, request):
+        name = request.query.get("view", "needs-reply")
+        if name not in sw.VIEWS:
+            name = "needs-reply"
+        q = request.query.get("q", "").strip()[:40]
+        convs = sw.conversations(self.store, self.clock())
+        rows = sw.view(convs, name, q)
+        tz = self.cfg.business.timezone
+        for c in rows:
+            c["when"] = timeline.clock(c["last_in"], tz)
+        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs), q=q,
+                          views=VIEW_NAMES)
+
+    def _peer(self, request) -> str:
+        raw = request.match_info["peer"]
+        peer = to_e164(raw, self.cfg.business.country) or ""
+        if not peer or peer != raw:
+            raise web.HTTPNotFound(text="not a caller's number")
+        return peer
+
+    def _thread(self, peer: str) -> dict:
+        from ..core import consent
+        hist = self.store.consent_history(peer)
+        calls = [c for c in self.store.calls_for(peer) if peer in (c["caller"], c["called"])]
+        msgs = self.store.messages_to(peer)
+        now = self.clock()
+        items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        line = self._reply_line(peer)
+        s = consent.standing(hist, peer, line)
+        closed = ""
+        if s.status == consent.OPTED_OUT:
+            closed = (f"This caller opted out ({timeline.clock(s.since, self.cfg.business.timezone)}, "
+                      f"by {s.source!r}): no text can be sent until they text START or opt back in.")
+        convs = {c["peer"]: c for c in sw.conversations(self.store, now)}
+        return {"peer": peer, "items": items, "line": line, "closed": closed,
+                "conv": convs.get(peer, {"state": sw.OPEN})}
+
+    def _reply_line(self, peer: str) -> str:
+        from ..pipeline import Pipeline
+        return Pipeline(self.cfg, self.store).sender_for(peer)
+
+    async def conversation(self, request):
+        return self._page("conversation.html", request, error="", draft="", **self._thread(self._peer(request)))
+
+    async def reply(self, request):
+        from ..cli import send_test_checks
+        peer = self._peer(request)
+        body = str((await request.post()).get("body", "")).strip()
+        t = self._thread(peer)
+        error = ""
+        if not body:
+            error = "The reply is empty."
+        elif len(body) > MAX_BODY:
+            error = f"The reply is {len(body)} characters; at most {MAX_BODY}."
+        elif t["closed"]:
+            error = t["closed"]
+        else:
+            refused = send_test_checks(self.cfg, self.store, peer, t["line"])
+            if refused:
+                error = "Not sent: " + "; ".join(ch.detail for ch in refused)
+        if error or self.send is None:
+            error = error or "Texting is not running in this process."
+            return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
+        mid = self.send(peer, t["line"], body, request["user"].name)
+        log.info("message %s queued by %s from the inbox", mid, request["user"].name)
+        raise web.HTTPSeeOther(f"/c/{peer}")
+
+    async def set_state(self, request):
+        peer = self._peer(request)
+        state = str((await request.post()).get("state", ""))
+        if state not in (sw.OPEN, sw.DONE):
+            raise web.HTTPBadRequest(text="state must be open or done")
+        sw.set_state(self.store, peer, state, request["user"].name, self.clock())
+        raise web.HTTPSeeOther(f"/c/{peer}")
+
+    async def segments(self, request):
+        return web.json_response(sms_info(request.query.get("text", "")[:MAX_BODY * 2]).to_dict())
+
+    async def events(self, request):
+        """Server-sent events: 'change' whenever a call, text or state changes. The browser's
+        EventSource reconnects by itself (after a restart too) and the page then reloads its lists."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})      # nginx: do not buffer
+        await resp.prepare(request)
+        await resp.write(b"retry: 1000\n\n")
+        mark, idle = sw.change_mark(self.store), 0.0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), LIVE_POLL_S)
+                except asyncio.TimeoutError:
+                    pass
+                now_mark = sw.change_mark(self.store)
+                idle += LIVE_POLL_S
+                if now_mark != mark:
+                    mark, idle = now_mark, 0.0
+                    await resp.write(b"event: change\ndata: 1\n\n")
+                elif idle >= 15:
+                    idle = 0.0
+                    await resp.write(b": still here\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+
+# bidi overrides and isolates: in a caller's text they would reorder what the desk reads
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
+
+
+def visible_controls(text: str) -> str:
+    """A caller's text with its direction controls shown as [U+202E] (then escaped as usual)."""
+    return "".join(f"[U+{ord(ch):04X}]" if ch in _BIDI else ch for ch in str(text))
+
+
+VIEW_NAMES = {"needs-reply": "Needs reply", "open": "All open", "done": "Done"}
+
+
+def _tls(request) -> bool:
+    """Served over TLS: by us, or by the proxy in front on this box (X-Forwarded-Proto)."""
+    if request.secure:
+        return True
+    local = request.remote in ("127.0.0.1", "::1")
+    return local and request.headers.get("X-Forwarded-Proto", "") == "https"

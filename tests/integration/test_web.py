@@ -1,0 +1,234 @@
+"""The front-desk inbox over real HTTP (aiohttp's test server on a loopback port): who may see
+what, sessions, CSRF, sign-in limits, the views, the timeline and the reply box."""
+import asyncio
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient, TestServer
+
+from pbx_textback.config import loads
+from pbx_textback.core import consent
+from pbx_textback.store import db as st
+from pbx_textback.store import web as sw
+from pbx_textback.web.app import PUBLIC, Inbox
+from pbx_textback.web.passwords import hash_password
+
+PEER = "+15125550177"
+LINE = "+15125550140"
+PW = "correct horse battery"
+
+
+def cfg_for(tmp_path):
+    return loads(f"""
+[business]
+name = "Acme Dental"
+phone = "+15125550100"
+timezone = "America/Chicago"
+[store]
+path = "{tmp_path / 's.sqlite3'}"
+""")
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    cfg = cfg_for(tmp_path)
+    store = st.open_store(cfg.store.path)
+    sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
+    sent = []
+
+    def send(peer, line, body, by):
+        with store.write():
+            mid = store.add_message(direction="out", kind="agent", line=line, peer=peer, body=body,
+                                    state="pending", due_at=time.time(), note=f"by {by}")
+        sent.append((peer, line, body, by))
+        return mid
+    box = Inbox(cfg, store, send=send)
+    box.sent = sent
+    yield box
+    store.close()
+
+
+def run(box, scenario):
+    async def main():
+        async with TestClient(TestServer(box.app())) as client:
+            return await scenario(client)
+    return asyncio.run(main())
+
+
+async def sign_in(client, name="maria", password=PW):
+    return await client.post("/login", data={"name": name, "password": password}, allow_redirects=False)
+
+
+async def csrf_of(client, path="/"):
+    page = await (await client.get(path)).text()
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def missed_call(store, peer, at, call_id=None, line=LINE):
+    with store.write():
+        st.Call.create(call_id=call_id or f"c{at}", pbx="asterisk", caller=peer, caller_raw=peer, called=line,
+                       line=line, direction="inbound", missed=True, reason="no-answer",
+                       why="nobody answered within 20 s", record="{}", created_at=at, started_at=at)
+
+
+def reply(store, peer, body, at):
+    with store.write():
+        store.add_message(direction="in", kind="reply", line=LINE, peer=peer, body=body, state="received",
+                          due_at=at, created_at=at, note="message")
+
+
+def test_every_route_but_sign_in_and_health_needs_a_session(inbox):
+    routes = [(r.method, r.resource.canonical) for r in inbox.app().router.routes()
+              if r.method != "HEAD"]
+    assert PUBLIC == {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/static/style.css")}
+    private = [r for r in routes if r not in PUBLIC]
+    assert len(private) >= 8
+
+    async def scenario(client):
+        out = {}
+        for method, path in private:
+            r = await client.request(method, path.replace("{peer}", PEER), allow_redirects=False)
+            out[(method, path)] = (r.status, r.headers.get("Location", ""))
+        out["health"] = (await client.get("/health")).status
+        return out
+    got = run(inbox, scenario)
+    assert got.pop("health") == 200
+    for route, (status, where) in got.items():
+        assert (status, where) in ((303, "/login"), (401, "")), route
+
+
+def test_sign_in_gives_a_new_http_only_lax_session_and_logout_ends_it(inbox):
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({"pbxtb_session": "planted-by-someone-else"})
+        r = await sign_in(client)
+        cookie = r.headers["Set-Cookie"]
+        token = r.cookies["pbxtb_session"].value
+        inbox_page = await client.get("/", allow_redirects=False)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', await inbox_page.text()).group(1)
+        out = await client.post("/logout", data={"csrf": csrf}, allow_redirects=False)
+        client.session.cookie_jar.update_cookies({"pbxtb_session": token})
+        after = await client.get("/", allow_redirects=False)
+        tls = await client.post("/login", data={"name": "maria", "password": PW},
+                                headers={"X-Forwarded-Proto": "https"}, allow_redirects=False)
+        return r.status, cookie, token, inbox_page.status, out.status, after.status, tls.headers["Set-Cookie"]
+    status, cookie, token, page, out, after, tls_cookie = run(inbox, scenario)
+    assert status == 303 and page == 200
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert token != "planted-by-someone-else" and len(token) >= 40
+    assert out == 303 and after == 303          # the old cookie no longer opens the inbox
+    assert "Secure" in tls_cookie               # behind a TLS proxy on this box
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_sends_nothing(inbox):
+    missed_call(inbox.store, PEER, time.time() - 60)
+
+    async def scenario(client):
+        await sign_in(client)
+        bare = await client.post(f"/c/{PEER}/reply", data={"body": "hello"}, allow_redirects=False)
+        wrong = await client.post(f"/c/{PEER}/reply", data={"body": "hello", "csrf": "x" * 43},
+                                  allow_redirects=False)
+        return bare.status, wrong.status
+    assert run(inbox, scenario) == (403, 403)
+    assert inbox.sent == []
+
+
+def test_sign_in_is_limited_per_user_and_per_address(inbox):
+    async def scenario(client):
+        wrong = [(await sign_in(client, password="nope-nope")).status for _ in range(5)]
+        right = await sign_in(client)
+        other_user = await sign_in(client, name="nobody", password="whatever1")
+        return wrong, right.status, await right.text(), other_user.status
+    wrong, right, text, other = run(inbox, scenario)
+    assert wrong == [401] * 5
+    assert right == 429 and "Too many failed sign-ins" in text    # even the right password, for now
+    assert other == 429                                            # the same address
+
+
+def test_views_count_and_order_and_done_reopens_on_a_new_reply(inbox):
+    now = time.time()
+    missed_call(inbox.store, "+15125550101", now - 600)
+    missed_call(inbox.store, "+15125550102", now - 300)
+    missed_call(inbox.store, "+15125550103", now - 900)
+    sw.set_state(inbox.store, "+15125550103", sw.DONE, "maria", now - 100)
+
+    async def scenario(client):
+        await sign_in(client)
+        first = await (await client.get("/")).text()
+        done = await (await client.get("/?view=done")).text()
+        reply(inbox.store, "+15125550103", "are you open saturday?", time.time())
+        again = await (await client.get("/")).text()
+        found = await (await client.get("/?view=open&q=0102")).text()
+        return first, done, again, found
+    first, done, again, found = run(inbox, scenario)
+    assert re.findall(r'class="peer">([^<]+)', first) == ["+15125550101", "+15125550102"]  # oldest waiting first
+    assert 'data-view="needs-reply">2<' in first and 'data-view="done">1<' in first
+    assert re.findall(r'class="peer">([^<]+)', done) == ["+15125550103"]
+    # reopened by its new reply, waiting since that reply: last in line
+    assert re.findall(r'class="peer">([^<]+)', again) == ["+15125550101", "+15125550102", "+15125550103"]
+    assert re.findall(r'class="peer">([^<]+)', found) == ["+15125550102"]
+
+
+def test_a_callers_script_html_and_rtl_override_show_as_plain_text(inbox):
+    missed_call(inbox.store, PEER, time.time() - 60)
+    reply(inbox.store, PEER, '<script>alert("x")</script><b>bold</b> \u202egnp.exe', time.time())
+
+    async def scenario(client):
+        await sign_in(client)
+        return await (await client.get(f"/c/{PEER}")).text()
+    page = run(inbox, scenario)
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "<b>bold" not in page and "\u202e" not in page and "[U+202E]gnp.exe" in page
+
+
+def test_the_reply_box_queues_an_agent_text_and_an_opted_out_caller_is_closed(inbox):
+    missed_call(inbox.store, PEER, time.time() - 60)
+    other = "+15125550188"
+    missed_call(inbox.store, other, time.time() - 60)
+    with inbox.store.write():
+        inbox.store.add_consent(consent.ConsentEvent(consent.OPT_OUT, other, time.time(), source="STOP"))
+
+    async def scenario(client):
+        await sign_in(client)
+        csrf = await csrf_of(client, f"/c/{PEER}")
+        ok = await client.post(f"/c/{PEER}/reply", data={"body": "We can see you at 3 today", "csrf": csrf},
+                               allow_redirects=False)
+        closed_page = await (await client.get(f"/c/{other}")).text()
+        refused = await client.post(f"/c/{other}/reply", data={"body": "hello", "csrf": csrf})
+        info = await (await client.get("/sms-info", params={"text": "Café ✓"})).json()
+        return ok.status, closed_page, refused.status, await refused.text(), info
+    ok, closed_page, refused, refused_text, info = run(inbox, scenario)
+    assert ok == 303
+    assert inbox.sent == [(PEER, LINE, "We can see you at 3 today", "maria")]
+    assert "This caller opted out" in closed_page and "<textarea" not in closed_page
+    assert refused == 400 and "opted out" in refused_text
+    assert info == {"encoding": "ucs2", "units": 6, "segments": 1, "ucs2_chars": ["✓"]}
+
+
+def test_user_commands_add_list_passwd_disable(tmp_path):
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'[business]\nname = "Acme"\n[store]\npath = "{tmp_path / "s.sqlite3"}"\n')
+    pw = tmp_path / "pw"
+    pw.write_text(PW + "\n")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pbx_textback.cli", *args, "-c", str(cfg_path)],
+                              capture_output=True, text=True)
+    add = cli("user", "add", "maria", "--role", "agent", "--extension", "101", "--password-file", str(pw))
+    assert add.returncode == 0, add.stderr
+    assert cli("user", "add", "maria", "--role", "agent", "--password-file", str(pw)).returncode == 2
+    short = tmp_path / "short"
+    short.write_text("abc")
+    bad = cli("user", "add", "joe", "--role", "admin", "--password-file", str(short))
+    assert bad.returncode == 2 and "at least 8" in bad.stderr
+    assert cli("user", "list").stdout.splitlines() == ["maria\tagent\t101\tactive"]
+    store = st.open_store(str(tmp_path / "s.sqlite3"))
+    token, _ = sw.new_session(store, sw.user(store, "maria").id, time.time())
+    assert sw.session(store, token, time.time()) is not None
+    assert cli("user", "disable", "maria").returncode == 0
+    assert sw.session(store, token, time.time()) is None          # signed out everywhere
+    assert cli("user", "list").stdout.splitlines() == ["maria\tagent\t101\tdisabled"]
+    store.close()
