@@ -516,7 +516,7 @@ def web_listen(value: str) -> tuple[str, int] | None:
     """'127.0.0.1:8080' / '[::1]:8080' -> (host, port); None when it is not HOST:PORT."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:   # 0: any free port
         return None
     return host, int(port)
 
