@@ -232,3 +232,49 @@ def test_user_commands_add_list_passwd_disable(tmp_path):
     assert sw.session(store, token, time.time()) is None          # signed out everywhere
     assert cli("user", "list").stdout.splitlines() == ["maria\tagent\t101\tdisabled"]
     store.close()
+
+
+def _serve(tmp_path, extra=""):
+    """The service (no PBX: type mail) as it starts: does it open the inbox's port?"""
+    from tests.peers.smsc_peer import free_port
+    from pbx_textback.service import Service
+    port = free_port()
+    cfg = loads(f"""
+[business]
+name = "Acme Dental"
+[pbx]
+type = "mail"
+[store]
+path = "{tmp_path / 's.sqlite3'}"
+[web]
+listen = "127.0.0.1:{port}"
+{extra}
+""")
+    seen = {}
+
+    async def main():
+        svc = Service(cfg)
+
+        async def probe():
+            await asyncio.sleep(0.5)
+            try:
+                async with ClientSession() as http:
+                    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                        seen["health"] = r.status
+            except OSError:
+                seen["health"] = None
+            svc.stop()
+        await svc.run(extra_tasks=[probe()])
+    asyncio.run(main())
+    return seen["health"]
+
+
+def test_the_inbox_opens_a_port_only_once_a_user_exists_and_not_when_disabled(tmp_path, caplog):
+    caplog.set_level("INFO", logger="pbx_textback")
+    assert _serve(tmp_path) is None
+    assert "web inbox off: no user yet" in caplog.text
+    store = st.open_store(str(tmp_path / "s.sqlite3"))
+    sw.add_user(store, "maria", "agent", hash_password(PW), "", time.time())
+    store.close()
+    assert _serve(tmp_path) == 200
+    assert _serve(tmp_path, "enabled = false") is None
