@@ -27,11 +27,13 @@ PW = "front desk 2026"
 
 
 class Running:
-    def __init__(self, tmp_path, smsc):
+    def __init__(self, tmp_path, smsc, traces, web_port, *, first=True):
         self.db = tmp_path / "s.sqlite3"
-        store = st.open_store(str(self.db))
-        sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
-        store.close()
+        self.traces = traces
+        if first:
+            store = st.open_store(str(self.db))
+            sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
+            store.close()
         self.cfg = loads(f"""
 [business]
 name = "Acme Dental"
@@ -49,7 +51,7 @@ port = {smsc.port}
 system_id = "acme"
 password = "pw"
 [web]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{web_port}"
 """)
         self.svc = None
         self.ready = threading.Event()
@@ -57,8 +59,7 @@ listen = "127.0.0.1:0"
 
     async def _main(self):
         # the second call comes a few seconds after the first: it must show up live
-        server = AmiReplayServer([FIX / "02-no-answer.ami", FIX / "03-abandoned.ami"], username="t",
-                                 secret="s", pace=4.0)
+        server = AmiReplayServer(self.traces, username="t", secret="s", pace=4.0)
         port = await server.start()
         cfg = replace(self.cfg, pbx=replace(self.cfg.pbx, ami=replace(self.cfg.pbx.ami, port=port,
                                                                        username="t", secret="s")))
@@ -91,8 +92,20 @@ listen = "127.0.0.1:0"
         self.thread.join(15)
 
 
+def mo_after_bind(smsc, from_, to, text, timeout=10.0):
+    """The caller's text, once the restarted service is bound again (the SMSC refuses it before)."""
+    end = time.monotonic() + timeout
+    while True:
+        got = smsc.mo(from_, to, text)
+        if got.get("http_status", 200) != 409 or time.monotonic() > end:
+            return got
+        time.sleep(0.1)
+
+
 def test_front_desk_in_a_real_browser(tmp_path, smsc):
-    run = Running(tmp_path, smsc)
+    from tests.peers.smsc_peer import free_port
+    web_port = free_port()
+    run = Running(tmp_path, smsc, [FIX / "02-no-answer.ami", FIX / "03-abandoned.ami"], web_port)
     run.thread.start()
     try:
         assert run.ready.wait(20), "the service did not serve the inbox"
@@ -129,6 +142,14 @@ def test_front_desk_in_a_real_browser(tmp_path, smsc):
                 '<script>window.pwned = 1</script><b>thanks!</b>', timeout=5000)
             assert page.evaluate("window.pwned") is None
             assert page.locator(".item.reply b").count() == 0
+
+            # the service restarts: the open page's live stream reconnects by itself
+            run.stop()
+            run = Running(tmp_path, smsc, [], web_port, first=False)
+            run.thread.start()
+            assert run.ready.wait(20)
+            mo_after_bind(smsc, SECOND[1:], "15125550140", "are you there?")
+            sync_api.expect(page.locator(".item.reply .body").last).to_have_text("are you there?", timeout=8000)
 
             # a phone-sized screen: nothing wider than the screen
             phone = browser.new_page(viewport={"width": 390, "height": 844})
