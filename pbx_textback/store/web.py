@@ -17,7 +17,7 @@ from .db import Base, Call, Message, Store
 
 ROLES = ("admin", "agent")
 OPEN, SNOOZED, DONE = "open", "snoozed", "done"
-VIEWS = ("needs-reply", "open", "done")
+VIEWS = ("needs-reply", "mine", "open", "snoozed", "done")
 SESSION_DAYS = 14
 
 
@@ -46,7 +46,8 @@ class ConversationState(Base):
     until = pw.DoubleField(null=True)          # snoozed until (None: until the caller writes or calls)
     owner = pw.CharField(default="")           # a WebUser name, '' = unassigned
     set_by = pw.CharField(default="")
-    set_at = pw.DoubleField()
+    set_at = pw.DoubleField()                  # when the state was set (a later call or text reopens)
+    changed_at = pw.DoubleField(default=0.0)   # any change, the owner's too: what live pages watch
 
 
 WEB_MODELS = [WebUser, WebSession, ConversationState]
@@ -180,13 +181,17 @@ def conversations(store: Store, now: float) -> list[dict]:
     return list(conv.values())
 
 
-def view(convs: list[dict], name: str, search: str = "") -> list[dict]:
-    """needs-reply: open, unassigned and waiting, oldest waiting first; open; done."""
+def view(convs: list[dict], name: str, search: str = "", me: str = "") -> list[dict]:
+    """needs-reply: open, unassigned and waiting, oldest waiting first; mine: open and mine;
+    open, snoozed, done: newest first."""
     if name == "needs-reply":
         rows = [c for c in convs if c["state"] == OPEN and not c["owner"] and c["waiting"]]
         rows.sort(key=lambda c: c["since"])
     else:
-        rows = [c for c in convs if c["state"] == (DONE if name == "done" else OPEN)]
+        if name == "mine":
+            rows = [c for c in convs if c["state"] == OPEN and me and c["owner"] == me]
+        else:
+            rows = [c for c in convs if c["state"] == {"done": DONE, "snoozed": SNOOZED}.get(name, OPEN)]
         rows.sort(key=lambda c: -c["last_in"])
     if search:
         digits = "".join(ch for ch in search if ch.isdigit())
@@ -194,18 +199,28 @@ def view(convs: list[dict], name: str, search: str = "") -> list[dict]:
     return rows
 
 
-def counts(convs: list[dict]) -> dict[str, int]:
-    return {v: len(view(convs, v)) for v in VIEWS}
+def counts(convs: list[dict], me: str = "") -> dict[str, int]:
+    return {v: len(view(convs, v, me=me)) for v in VIEWS}
 
 
 def set_state(store: Store, peer: str, state: str, by: str, now: float, until: float | None = None) -> None:
     with store.write():
         row = ConversationState.get_or_none(ConversationState.peer == peer)
         if row is None:
-            ConversationState.create(peer=peer, state=state, until=until, set_by=by, set_at=now)
+            ConversationState.create(peer=peer, state=state, until=until, set_by=by, set_at=now, changed_at=now)
         else:
-            ConversationState.update(state=state, until=until, set_by=by, set_at=now).where(
+            ConversationState.update(state=state, until=until, set_by=by, set_at=now, changed_at=now).where(
                 ConversationState.id == row.id).execute()
+
+
+def set_owner(store: Store, peer: str, owner: str, by: str, now: float) -> None:
+    """Claim, assign or unassign ('' ). The state and when it was set stay as they are."""
+    with store.write():
+        row = ConversationState.get_or_none(ConversationState.peer == peer)
+        if row is None:
+            ConversationState.create(peer=peer, state=OPEN, owner=owner, set_by=by, set_at=now, changed_at=now)
+        else:
+            ConversationState.update(owner=owner, set_by=by, changed_at=now).where(ConversationState.id == row.id).execute()
 
 
 def change_mark(store: Store) -> str:
@@ -213,5 +228,5 @@ def change_mark(store: Store) -> str:
     indexed maxima."""
     calls = Call.select(pw.fn.MAX(Call.id)).scalar()
     msgs = Message.select(pw.fn.MAX(Message.id), pw.fn.MAX(Message.updated_at)).tuples().first()
-    states = ConversationState.select(pw.fn.MAX(ConversationState.set_at)).scalar()
+    states = ConversationState.select(pw.fn.MAX(ConversationState.changed_at)).scalar()
     return f"{calls}:{msgs}:{states}"

@@ -75,6 +75,7 @@ class Inbox:
             web.get("/c/{peer}", self.conversation),
             web.post("/c/{peer}/reply", self.reply),
             web.post("/c/{peer}/state", self.set_state),
+            web.post("/c/{peer}/owner", self.set_owner),
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
@@ -179,11 +180,12 @@ class Inbox:
             name = "needs-reply"
         q = request.query.get("q", "").strip()[:40]
         convs = sw.conversations(self.store, self.clock())
-        rows = sw.view(convs, name, q)
+        me = request["user"].name
+        rows = sw.view(convs, name, q, me=me)
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
-        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs), q=q,
+        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs, me), q=q,
                           views=VIEW_NAMES)
 
     def _peer(self, request) -> str:
@@ -207,8 +209,10 @@ class Inbox:
             closed = (f"This caller opted out ({timeline.clock(s.since, self.cfg.business.timezone)}, "
                       f"by {s.source!r}): no text can be sent until they text START or opt back in.")
         convs = {c["peer"]: c for c in sw.conversations(self.store, now)}
-        return {"peer": peer, "items": items, "line": line, "closed": closed,
-                "conv": convs.get(peer, {"state": sw.OPEN})}
+        conv = convs.get(peer, {"state": sw.OPEN, "owner": "", "until": None})
+        conv["until_words"] = timeline.clock(conv["until"], self.cfg.business.timezone) if conv["until"] else ""
+        return {"peer": peer, "items": items, "line": line, "closed": closed, "conv": conv,
+                "agents": [u.name for u in sw.users(self.store) if not u.disabled]}
 
     def _reply_line(self, peer: str) -> str:
         from ..pipeline import Pipeline
@@ -236,16 +240,37 @@ class Inbox:
         if error or self.send is None:
             error = error or "Texting is not running in this process."
             return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
-        mid = self.send(peer, t["line"], body, request["user"].name)
-        log.info("message %s queued by %s from the inbox", mid, request["user"].name)
+        me = request["user"].name
+        mid = self.send(peer, t["line"], body, me)
+        if not t["conv"]["owner"]:            # the owner is who last answered the caller
+            sw.set_owner(self.store, peer, me, me, self.clock())
+        log.info("message %s queued by %s from the inbox", mid, me)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def set_state(self, request):
+        """open, done, or snoozed until the caller writes or calls (`for` = reply), or for a while."""
         peer = self._peer(request)
-        state = str((await request.post()).get("state", ""))
-        if state not in (sw.OPEN, sw.DONE):
-            raise web.HTTPBadRequest(text="state must be open or done")
-        sw.set_state(self.store, peer, state, request["user"].name, self.clock())
+        form = await request.post()
+        state, until = str(form.get("state", "")), None
+        if state not in (sw.OPEN, sw.DONE, sw.SNOOZED):
+            raise web.HTTPBadRequest(text="state must be open, snoozed or done")
+        if state == sw.SNOOZED:
+            span = SNOOZES.get(str(form.get("for", "reply")))
+            if span is None:
+                raise web.HTTPBadRequest(text=f"snooze for one of: {', '.join(SNOOZES)}")
+            until = self.clock() + span if span else None
+        sw.set_state(self.store, peer, state, request["user"].name, self.clock(), until=until)
+        raise web.HTTPSeeOther(f"/c/{peer}")
+
+    async def set_owner(self, request):
+        """Claim (me), assign to a signed-up agent, or unassign ('')."""
+        peer = self._peer(request)
+        me = request["user"].name
+        owner = str((await request.post()).get("owner", ""))
+        owner = me if owner == "me" else owner
+        if owner and (sw.user(self.store, owner) is None or sw.user(self.store, owner).disabled):
+            raise web.HTTPBadRequest(text=f"no active user {owner!r}")
+        sw.set_owner(self.store, peer, owner, me, self.clock())
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def segments(self, request):
@@ -287,7 +312,8 @@ def visible_controls(text: str) -> str:
     return "".join(f"[U+{ord(ch):04X}]" if ch in _BIDI else ch for ch in str(text))
 
 
-VIEW_NAMES = {"needs-reply": "Needs reply", "open": "All open", "done": "Done"}
+VIEW_NAMES = {"needs-reply": "Needs reply", "mine": "Mine", "open": "All open", "snoozed": "Snoozed", "done": "Done"}
+SNOOZES = {"reply": 0, "1h": 3600, "1d": 86400}      # 0: until the caller writes or calls again
 
 
 def _tls(request) -> bool:

@@ -278,3 +278,44 @@ def test_the_inbox_opens_a_port_only_once_a_user_exists_and_not_when_disabled(tm
     store.close()
     assert _serve(tmp_path) == 200
     assert _serve(tmp_path, "enabled = false") is None
+
+
+def test_claim_assign_and_snooze_until_the_caller_writes(inbox):
+    sw.add_user(inbox.store, "joe", "agent", hash_password(PW), "102", time.time())
+    missed_call(inbox.store, PEER, time.time() - 120)
+    other = "+15125550188"
+    missed_call(inbox.store, other, time.time() - 60)
+
+    def peers(page):
+        return re.findall(r'class="peer">([^<]+)', page)
+
+    async def scenario(client):
+        await sign_in(client)
+        csrf = await csrf_of(client, f"/c/{PEER}")
+        await client.post(f"/c/{PEER}/owner", data={"owner": "me", "csrf": csrf})
+        await client.post(f"/c/{other}/owner", data={"owner": "joe", "csrf": csrf})
+        bad = await client.post(f"/c/{other}/owner", data={"owner": "nobody", "csrf": csrf})
+        out = {"needs": await (await client.get("/")).text(), "mine": await (await client.get("/?view=mine")).text(),
+               "page": await (await client.get(f"/c/{other}")).text(), "bad": bad.status}
+        await client.post(f"/c/{PEER}/state", data={"state": "snoozed", "for": "reply", "csrf": csrf})
+        out["snoozed"] = await (await client.get("/?view=snoozed")).text()
+        out["open"] = await (await client.get("/?view=open")).text()
+        reply(inbox.store, PEER, "still there?", time.time())
+        out["after"] = await (await client.get("/?view=mine")).text()
+        return out
+    out = run(inbox, scenario)
+    assert peers(out["needs"]) == []                       # both have an owner now
+    assert peers(out["mine"]) == [PEER]
+    assert '<span class="owner">joe</span>' in out["page"]
+    assert out["bad"] == 400
+    assert peers(out["snoozed"]) == [PEER] and PEER not in peers(out["open"])
+    assert peers(out["after"]) == [PEER]                   # the caller wrote: open (and mine) again
+
+
+def test_a_timed_snooze_ends_by_itself(tmp_path):
+    store = st.open_store(str(tmp_path / "s.sqlite3"))
+    missed_call(store, PEER, 1000.0)
+    sw.set_state(store, PEER, sw.SNOOZED, "maria", 2000.0, until=5600.0)
+    assert [c["peer"] for c in sw.view(sw.conversations(store, 5599.0), "snoozed")] == [PEER]
+    assert [c["peer"] for c in sw.view(sw.conversations(store, 5601.0), "needs-reply")] == [PEER]
+    store.close()
