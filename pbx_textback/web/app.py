@@ -19,7 +19,7 @@ from ..core.numbers import to_e164
 from ..core.sms import sms_info
 from ..store import web as sw
 from . import timeline
-from .passwords import verify
+from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
 HERE = Path(__file__).parent
@@ -151,7 +151,8 @@ class Inbox:
             return self._page("login.html", status=429, name=name,
                               error="Too many failed sign-ins: wait 15 minutes and try again.")
         u = sw.user(self.store, name) if name else None
-        ok = u is not None and not u.disabled and verify(u.password_hash, password)
+        # an unknown name costs the same hashing time: the answer's speed names no user
+        ok = verify(u.password_hash if u is not None else DUMMY_HASH, password) and u is not None and not u.disabled
         if not ok:
             self.limiter.failed(addr, who)
             log.info("web sign-in failed for %r from %s", name, request.remote)
@@ -212,7 +213,23 @@ class Inbox:
         conv = convs.get(peer, {"state": sw.OPEN, "owner": "", "until": None})
         conv["until_words"] = timeline.clock(conv["until"], self.cfg.business.timezone) if conv["until"] else ""
         return {"peer": peer, "items": items, "line": line, "closed": closed, "conv": conv,
-                "agents": [u.name for u in sw.users(self.store) if not u.disabled]}
+                "agents": [u.name for u in sw.users(self.store) if not u.disabled],
+                "late": self._late_for_caller(peer, line, now)}
+
+    def _late_for_caller(self, peer: str, line: str, now: float) -> str:
+        """A warning, not a block: a person answering a person may write outside quiet hours."""
+        from ..core import quiet
+        from ..core.decide import find_line
+        from ..pipeline import Pipeline
+        ln = find_line(self.cfg, line)
+        qh = Pipeline(self.cfg, self.store).quiet_hours(ln)
+        if qh is None:
+            return ""
+        zone, _ = quiet.recipient_zone(peer, ln.timezone if ln else self.cfg.business.timezone)
+        if quiet.inside(now, zone, qh):
+            return ""
+        return (f"It is {timeline.clock(now, zone, '%H:%M %Z')} for the caller, outside {qh.start}-{qh.end}: "
+                "your reply goes out at once when you send it.")
 
     def _reply_line(self, peer: str) -> str:
         from ..pipeline import Pipeline

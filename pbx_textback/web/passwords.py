@@ -6,6 +6,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _ph = PasswordHasher()
 MIN_LENGTH = 8
+DUMMY_HASH = _ph.hash("no such user: never matches a real sign-in")
 
 
 def hash_password(password: str) -> str:

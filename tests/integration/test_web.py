@@ -261,6 +261,8 @@ listen = "127.0.0.1:{port}"
                 async with ClientSession() as http:
                     async with http.get(f"http://127.0.0.1:{port}/health") as r:
                         seen["health"] = r.status
+                    async with http.get(f"http://127.0.0.1:{port}/c/{PEER}", allow_redirects=False) as r:
+                        seen["page"] = r.status
             except OSError:
                 seen["health"] = None
             svc.stop()
@@ -276,7 +278,11 @@ def test_the_inbox_opens_a_port_only_once_a_user_exists_and_not_when_disabled(tm
     store = st.open_store(str(tmp_path / "s.sqlite3"))
     sw.add_user(store, "maria", "agent", hash_password(PW), "", time.time())
     store.close()
+    caplog.clear()
+    caplog.set_level("DEBUG")
     assert _serve(tmp_path) == 200
+    assert "web inbox on http://127.0.0.1:" in caplog.text
+    assert "5550177" not in caplog.text                 # no access log: URLs hold callers' numbers
     assert _serve(tmp_path, "enabled = false") is None
 
 
@@ -319,3 +325,35 @@ def test_a_timed_snooze_ends_by_itself(tmp_path):
     assert [c["peer"] for c in sw.view(sw.conversations(store, 5599.0), "snoozed")] == [PEER]
     assert [c["peer"] for c in sw.view(sw.conversations(store, 5601.0), "needs-reply")] == [PEER]
     store.close()
+
+
+def test_the_timeline_says_what_happened_to_each_text_and_why(tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    cfg = cfg_for(tmp_path)
+    store = st.open_store(cfg.store.path)
+    sw.add_user(store, "maria", "agent", hash_password(PW), "", time.time())
+    # 22:30 in Austin: outside the shipped quiet hours (08:00-20:00) for a 512 caller
+    night = datetime(2026, 11, 26, 22, 30, tzinfo=ZoneInfo("America/Chicago")).timestamp()
+    missed_call(store, PEER, night - 300, call_id="c1")
+    with store.write():
+        store.add_message(direction="out", kind="missed-call", line=LINE, peer=PEER, body="Sorry we missed you",
+                          state="pending", due_at=night + 9.5 * 3600, created_at=night - 290,
+                          note="quiet hours at the recipient's location")
+        store.add_message(direction="out", kind="follow-up", line=LINE, peer=PEER, body="Still need us?",
+                          state="cancelled", due_at=night, created_at=night - 200,
+                          note="caller reached by inbound call c2 (answered by PJSIP/101)")
+        store.add_consent(consent.ConsentEvent(consent.OPT_IN, PEER, night - 100, source="START"))
+    box = Inbox(cfg, store, clock=lambda: night, send=lambda *a: 1)
+
+    async def scenario(client):
+        await sign_in(client)
+        return await (await client.get(f"/c/{PEER}")).text()
+    page = run(box, scenario)
+    store.close()
+    assert "Missed call (no-answer)" in page and "nobody answered within 20 s" in page
+    assert "held until 08:00 CST in the caller&#39;s time zone (quiet hours)" in page
+    assert "cancelled: caller reached by inbound call c2 (answered by PJSIP/101)" in page
+    assert "Consent: opted back in" in page
+    assert "It is 22:30 CST for the caller, outside 08:00-20:00" in page      # a warning, the box stays open
+    assert "<textarea" in page
