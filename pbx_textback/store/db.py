@@ -673,8 +673,9 @@ def migrate(db: pw.Database) -> int:
     with db.atomic():
         if not db.table_exists("schemaversion"):
             from .callbacks import Callback
-            from .web import WEB_MODELS
-            db.create_tables([SchemaVersion] + MODELS + [Callback] + WEB_MODELS)
+            from .web import create_tables as web_tables
+            db.create_tables([SchemaVersion] + MODELS + [Callback])
+            web_tables(db)
             latest = MIGRATIONS[-1][0]
             SchemaVersion.create(version=latest, applied_at=time.time())
             return latest

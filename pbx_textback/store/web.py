@@ -54,8 +54,10 @@ WEB_MODELS = [WebUser, WebSession, ConversationState]
 
 
 def create_tables(db: pw.Database) -> None:
-    """Migration v13; safe on a store that already has them."""
+    """Migration v13 and a new store; safe on a store that already has them. The index serves
+    change_mark, which every open page's live stream reads a few times a second."""
     db.create_tables(WEB_MODELS, safe=True)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS message_updated_at ON message (updated_at)")
 
 
 def _hash_token(token: str) -> str:
@@ -224,9 +226,9 @@ def set_owner(store: Store, peer: str, owner: str, by: str, now: float) -> None:
 
 
 def change_mark(store: Store) -> str:
-    """Changes when any call, message or state does: what the live page watches. Cheap: three
-    indexed maxima."""
-    calls = Call.select(pw.fn.MAX(Call.id)).scalar()
-    msgs = Message.select(pw.fn.MAX(Message.id), pw.fn.MAX(Message.updated_at)).tuples().first()
-    states = ConversationState.select(pw.fn.MAX(ConversationState.changed_at)).scalar()
-    return f"{calls}:{msgs}:{states}"
+    """Changes when any call, message or state does: what the live pages watch. One maximum
+    per query, so that SQLite reads each from its index instead of scanning the table."""
+    marks = (Call.select(pw.fn.MAX(Call.id)), Message.select(pw.fn.MAX(Message.id)),
+             Message.select(pw.fn.MAX(Message.updated_at)),
+             ConversationState.select(pw.fn.MAX(ConversationState.changed_at)))
+    return ":".join(str(q.scalar()) for q in marks)

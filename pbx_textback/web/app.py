@@ -56,6 +56,8 @@ class Inbox:
         self.cfg, self.store, self.clock, self.send = cfg, store, clock, send
         self.limiter = LoginLimiter(clock)
         self.stopping = asyncio.Event()
+        self.listeners: set[asyncio.Event] = set()     # one per open live stream
+        self.watcher: asyncio.Task | None = None
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.filters["visible"] = visible_controls
@@ -90,6 +92,8 @@ class Inbox:
 
     async def stop(self) -> None:
         self.stopping.set()          # live streams end, so the runner does not wait for them
+        for ev in list(self.listeners):
+            ev.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -300,24 +304,39 @@ class Inbox:
                                            "X-Accel-Buffering": "no"})      # nginx: do not buffer
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
-        mark, idle = sw.change_mark(self.store), 0.0
+        changed = asyncio.Event()
+        self.listeners.add(changed)
+        if self.watcher is None:
+            self.watcher = asyncio.create_task(self._watch())
         try:
             while not self.stopping.is_set():
                 try:
-                    await asyncio.wait_for(self.stopping.wait(), LIVE_POLL_S)
+                    await asyncio.wait_for(changed.wait(), 15)
                 except asyncio.TimeoutError:
-                    pass
-                now_mark = sw.change_mark(self.store)
-                idle += LIVE_POLL_S
-                if now_mark != mark:
-                    mark, idle = now_mark, 0.0
-                    await resp.write(b"event: change\ndata: 1\n\n")
-                elif idle >= 15:
-                    idle = 0.0
                     await resp.write(b": still here\n\n")
+                    continue
+                changed.clear()
+                if not self.stopping.is_set():
+                    await resp.write(b"event: change\ndata: 1\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        finally:
+            self.listeners.discard(changed)
         return resp
+
+    async def _watch(self) -> None:
+        """One reader of the store's change mark for every open page, while any is open."""
+        mark = sw.change_mark(self.store)
+        try:
+            while self.listeners and not self.stopping.is_set():
+                await asyncio.sleep(LIVE_POLL_S)
+                now = sw.change_mark(self.store)
+                if now != mark:
+                    mark = now
+                    for ev in list(self.listeners):
+                        ev.set()
+        finally:
+            self.watcher = None
 
 
 # bidi overrides and isolates: in a caller's text they would reorder what the desk reads
