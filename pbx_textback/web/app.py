@@ -122,7 +122,7 @@ class Inbox:
         request["user"], request["csrf"] = found
         if request.method != "GET":
             sent = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf", "")
-            if not hmac.compare_digest(str(sent), found[1]):
+            if not hmac.compare_digest(str(sent).encode(), found[1].encode()):   # bytes: any text compares
                 raise web.HTTPForbidden(text="this form is out of date: reload the page and try again")
         return await handler(request)
 
