@@ -33,6 +33,7 @@ class Running:
         if first:
             store = st.open_store(str(self.db))
             sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
+            sw.add_user(store, "joe", "agent", hash_password(PW), "102", time.time())
             store.close()
         self.cfg = loads(f"""
 [business]
@@ -92,6 +93,12 @@ listen = "127.0.0.1:{web_port}"
         self.thread.join(15)
 
 
+def sign_in(page, name):
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PW)
+    page.click("button[type=submit]")
+
+
 def mo_after_bind(smsc, from_, to, text, timeout=10.0):
     """The caller's text, once the restarted service is bound again (the SMSC refuses it before)."""
     end = time.monotonic() + timeout
@@ -116,9 +123,7 @@ def test_front_desk_in_a_real_browser(tmp_path, smsc):
             page = browser.new_page()
             page.goto(base + "/")                                   # sent to sign in first
             assert page.url.endswith("/login")
-            page.fill("input[name=name]", "maria")
-            page.fill("input[name=password]", PW)
-            page.click("button[type=submit]")
+            sign_in(page, "maria")
             convs = page.locator(".convs .peer")
             sync_api.expect(convs).to_have_text([FIRST])            # Needs reply, from the replayed trace
 
@@ -126,8 +131,17 @@ def test_front_desk_in_a_real_browser(tmp_path, smsc):
             run.wait_rows("SELECT id FROM call WHERE caller = ?", SECOND)
             sync_api.expect(convs).to_have_text([FIRST, SECOND], timeout=1000)
 
-            # a reply typed in the box goes through the outbox to the real SMSC
+            # a second agent in another browser sees maria claim the caller, live
+            joe = browser.new_context().new_page()
+            joe.goto(base + "/?view=open")
+            sign_in(joe, "joe")
+            joe.goto(base + "/?view=open")
             page.click(f"text={SECOND}")
+            page.click("button:has-text('Claim')")
+            sync_api.expect(page.locator(".state .owner")).to_have_text("maria")
+            sync_api.expect(joe.locator(f".convs li:has-text('{SECOND}') .meta")).to_contain_text("maria", timeout=1000)
+
+            # a reply typed in the box goes through the outbox to the real SMSC
             page.fill("#body", "We can fit you in at 3 today")
             sync_api.expect(page.locator("#segments")).to_have_text("GSM-7, 28 characters, 1 segment")
             page.click("text=Send")
