@@ -127,9 +127,13 @@ def session(store: Store, token: str, now: float):
     return s.user, s.csrf
 
 
-def end_session(store: Store, token: str) -> None:
+def end_session(store: Store, token: str, everywhere: bool = False) -> None:
+    """This browser's session, or (everywhere) every session of its user."""
     with store.write():
-        WebSession.delete().where(WebSession.token_hash == _hash_token(token)).execute()
+        s = WebSession.get_or_none(WebSession.token_hash == _hash_token(token))
+        if s is not None:
+            WebSession.delete().where((WebSession.user == s.user_id) if everywhere
+                                      else (WebSession.id == s.id)).execute()
 
 
 # ---- conversations -------------------------------------------------------------------------------

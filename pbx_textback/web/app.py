@@ -174,7 +174,8 @@ class Inbox:
 
     # ---- signed in ----------------------------------------------------------------------------
     async def logout(self, request):
-        sw.end_session(self.store, request.cookies.get(COOKIE, ""))
+        everywhere = (await request.post()).get("everywhere") == "1"
+        sw.end_session(self.store, request.cookies.get(COOKIE, ""), everywhere=everywhere)
         resp = web.HTTPSeeOther("/login")
         resp.del_cookie(COOKIE, path="/")
         raise resp

@@ -123,6 +123,17 @@ def test_sign_in_gives_a_new_http_only_lax_session_and_logout_ends_it(inbox):
     assert "Secure" in tls_cookie               # behind a TLS proxy on this box
 
 
+def test_sign_out_everywhere_ends_every_session_of_the_user(inbox):
+    async def scenario(client):
+        async with TestClient(TestServer(inbox.app())) as phone:
+            await sign_in(phone)
+            await sign_in(client)
+            csrf = await csrf_of(client)
+            await client.post("/logout", data={"csrf": csrf, "everywhere": "1"})
+            return (await phone.get("/", allow_redirects=False)).status
+    assert run(inbox, scenario) == 303
+
+
 def test_a_post_without_the_csrf_token_is_refused_and_sends_nothing(inbox):
     missed_call(inbox.store, PEER, time.time() - 60)
 
