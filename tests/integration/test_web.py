@@ -331,12 +331,16 @@ def test_claim_assign_and_snooze_until_the_caller_writes(inbox):
     assert peers(out["after"]) == [PEER]                   # the caller wrote: open (and mine) again
 
 
-def test_a_timed_snooze_ends_by_itself(tmp_path):
-    store = st.open_store(str(tmp_path / "s.sqlite3"))
+def test_a_timed_snooze_ends_by_itself_and_views_work_on_postgresql_too(store_factory):
+    store = store_factory()
     missed_call(store, PEER, 1000.0)
+    reply(store, "+15125550188", "hello", 1500.0)
     sw.set_state(store, PEER, sw.SNOOZED, "maria", 2000.0, until=5600.0)
     assert [c["peer"] for c in sw.view(sw.conversations(store, 5599.0), "snoozed")] == [PEER]
-    assert [c["peer"] for c in sw.view(sw.conversations(store, 5601.0), "needs-reply")] == [PEER]
+    assert [c["peer"] for c in sw.view(sw.conversations(store, 5601.0), "needs-reply")] == [PEER, "+15125550188"]
+    before = sw.change_mark(store)
+    sw.set_owner(store, PEER, "maria", "maria", 5700.0)
+    assert sw.change_mark(store) != before          # an owner change reaches the live pages
     store.close()
 
 
