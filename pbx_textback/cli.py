@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import replace
@@ -636,6 +637,55 @@ def cmd_run(a) -> int:
         return 2
 
 
+def cmd_user(a) -> int:
+    """The inbox's accounts: add, list, passwd, disable."""
+    import getpass
+    from .store import web as sw
+    from .web.passwords import hash_password
+    cfg = _config(a.config, required=True)
+
+    def password() -> str:
+        if a.password_file:
+            try:
+                return Path(a.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as e:
+                raise CliError(f"--password-file {a.password_file}: {getattr(e, 'strerror', None) or e}") from None
+        first = getpass.getpass(f"password for {a.name}: ")
+        if getpass.getpass("again: ") != first:
+            raise CliError("the two passwords differ: nothing changed")
+        return first
+
+    if a.action != "list" and not a.name:
+        raise CliError(f"user {a.action} needs NAME")
+    if a.action == "add" and not a.role:
+        raise CliError("user add needs --role admin|agent")
+    if a.name and not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", a.name):
+        raise CliError(f"user name {a.name!r}: letters, digits and . _ @ - only (at most 64)")
+    if a.extension and not re.fullmatch(r"\d{2,10}", a.extension):
+        raise CliError(f"--extension {a.extension!r}: the desk phone's extension, digits only")
+    store = _store(cfg)
+    try:
+        if a.action == "list":
+            for u in sw.users(store):
+                print(f"{u.name}\t{u.role}\t{u.extension or '-'}\t{'disabled' if u.disabled else 'active'}")
+            return 0
+        try:
+            if a.action == "add":
+                sw.add_user(store, a.name, a.role, hash_password(password()), a.extension or "", time.time())
+            elif a.action == "passwd":
+                sw.set_password(store, a.name, hash_password(password()))
+            else:
+                sw.disable_user(store, a.name)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    finally:
+        store.close()
+    print({"add": f"user {a.name} added ({a.role}); the service serves the inbox on {cfg.web.listen} "
+                  "once restarted", "passwd": f"password of {a.name} changed; signed out everywhere",
+           "disable": f"user {a.name} disabled; signed out everywhere"}[a.action])
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -746,6 +796,13 @@ def build_parser() -> argparse.ArgumentParser:
             "transport; print the fix for each failure")
     s.add_argument("-c", "--config")
     s.add_argument("--manager-conf", help="Asterisk manager.conf to read the user's classes from")
+    s = cmd("user", cmd_user, "the front-desk inbox's accounts: add, list, passwd, disable")
+    s.add_argument("action", choices=["add", "list", "passwd", "disable"])
+    s.add_argument("name", nargs="?", metavar="NAME")
+    s.add_argument("--role", choices=list(("admin", "agent")))
+    s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
+    s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
+    s.add_argument("-c", "--config")
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -774,6 +831,7 @@ EXAMPLES = {
     "export": "pbx-textback export +15125550188 > caller.json",
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
+    "user": "pbx-textback user add maria --role agent --extension 101",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 

@@ -199,6 +199,14 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Web:
+    """The front-desk inbox (README "Front desk inbox"). Served only once a user exists
+    (`pbx-textback user add`): a box nobody set up opens no port."""
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"       # HOST:PORT; put nginx/Apache with TLS in front
+
+
+@dataclass(frozen=True)
 class Config:
     business: Business = field(default_factory=Business)
     pbx: Pbx = field(default_factory=Pbx)
@@ -208,6 +216,7 @@ class Config:
     smtp: Smtp = field(default_factory=Smtp)
     compliance: Compliance = field(default_factory=Compliance)
     features: Features = field(default_factory=Features)
+    web: Web = field(default_factory=Web)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
@@ -530,6 +539,15 @@ def _secret_hint(path: str) -> str:
 
 
 # ---- validating ----------------------------------------------------------------------------
+def web_listen(value: str) -> tuple[str, int] | None:
+    """'127.0.0.1:8080' / '[::1]:8080' -> (host, port); None when it is not HOST:PORT."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:   # 0: any free port
+        return None
+    return host, int(port)
+
+
 def _validate(cfg: Config, lines) -> list[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     from .core.templates import TemplateError, check_template
@@ -541,6 +559,9 @@ def _validate(cfg: Config, lines) -> list[str]:
         if obj not in allowed:
             problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
     problems += _range_problems(cfg, lines)
+    if web_listen(cfg.web.listen) is None:
+        problems.append(f"'web.listen'{_where('web.listen', lines)}: '{cfg.web.listen}' is not HOST:PORT "
+                        "(e.g. 127.0.0.1:8080)")
 
     def zone(key, name):
         try:

@@ -68,6 +68,8 @@ class Service:
             self.tracker = AsteriskTracker(asterisk_settings(cfg))
         self.smtp = None
         self.features = None
+        self.web = None                          # the front-desk inbox (web/app.py)
+        self.web_port: int | None = None
         self._gap_since: float | None = None     # events may be lost from here (disconnected)
         self._connected_once = False
         # the store's own record of when this box's service last ran: before that, it saw
@@ -173,14 +175,35 @@ class Service:
         if self.on_verdict:
             self.on_verdict(verdict)
 
-    def queue_manual(self, *, peer: str, line: str, kind: str = "manual", body: str) -> int:
-        """A text a person asked for (*89): written to the outbox; every gate still applies."""
+    def queue_manual(self, *, peer: str, line: str, kind: str = "manual", body: str, note: str = "") -> int:
+        """A text a person asked for (*89, the inbox): written to the outbox; the gate applies."""
         now = self.clock()
         with self.store.write():
             mid = self.store.add_message(direction="out", kind=kind, line=line, peer=peer, body=body,
-                                         state="pending", due_at=now, created_at=now)
+                                         state="pending", due_at=now, created_at=now, note=note)
         self.worker.wake()
         return mid
+
+    async def _start_web(self) -> None:
+        """The inbox, in this loop, once someone can sign in to it."""
+        from .config import web_listen
+        from .store.web import has_users
+        if not self.cfg.web.enabled:
+            return
+        if not has_users(self.store):
+            log.info("web inbox off: no user yet (`pbx-textback user add NAME --role admin`)")
+            return
+        from .web.app import Inbox
+        self.web = Inbox(self.cfg, self.store, clock=self.clock, send=lambda peer, line, body, by: (
+            self.queue_manual(peer=peer, line=line, kind="agent", body=body, note=f"by {by}")))
+        host, port = web_listen(self.cfg.web.listen)
+        try:
+            self.web_port = await self.web.start(host, port)
+        except OSError as e:       # the inbox's port taken must not stop the texting
+            log.error("web inbox not served: cannot listen on %s: %s", self.cfg.web.listen, e.strerror or e)
+            self.web = None
+            return
+        log.info("web inbox on http://%s:%d/", host, self.web_port)
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes
@@ -347,6 +370,7 @@ class Service:
             self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
+        await self._start_web()
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -374,6 +398,8 @@ class Service:
             await self.smtp.stop()
         if self.features is not None:
             await self.features.stop()
+        if self.web is not None:
+            await self.web.stop()
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 SEND, HOLD, CANCEL, EXPIRE = "send", "hold", "cancel", "expire"
 REQUIRED = ("confirmation", "help")      # replies the rules require; never automated marketing
+PERSONAL = ("agent",)                    # a person at the front desk answering a person
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,15 @@ def gate(kind: str, due_at: float, now: float, facts: GateFacts, *, max_age_s: f
     if kind in REQUIRED:
         # the answer to the caller's own STOP/START/HELP: owed even when suppressed or paused
         return GateResult(SEND, f"{kind} reply to the caller's own request")
+    if kind in PERSONAL:
+        # not automated: a pause, the hourly cap and quiet hours do not hold it, and a call
+        # that reached the caller does not cancel it; an opt-out always does
+        if facts.opted_out:
+            return GateResult(CANCEL, "caller opted out")
+        late = now - due_at
+        if max_age_s and late > max_age_s:
+            return GateResult(EXPIRE, f"due {late / 60:.0f} min ago, over max_age_minutes {max_age_s / 60:.0f}")
+        return GateResult(SEND, "a person's reply")
     if facts.reached_by:
         return GateResult(CANCEL, f"caller reached before the text went out ({facts.reached_by})")
     if kind == "follow-up" and facts.replied:

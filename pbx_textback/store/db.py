@@ -180,6 +180,15 @@ def _v9(db):
 MIGRATIONS.append((9, _v9))
 
 
+def _v13(db):
+    """The front-desk inbox: accounts, sessions, conversation states (store/web.py)."""
+    from .web import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((13, _v13))
+
+
 def _v14(db):
     """Several PBX boxes on one store: rows name their box, a call id is unique per box, and a
     text records its gateway account (message ids repeat across accounts). Rows of before keep
@@ -744,7 +753,9 @@ def migrate(db: pw.Database) -> int:
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not db.table_exists("schemaversion"):
             from .callbacks import Callback
+            from .web import create_tables as web_tables
             db.create_tables([SchemaVersion] + MODELS + [Callback])
+            web_tables(db)
             latest = MIGRATIONS[-1][0]
             SchemaVersion.create(version=latest, applied_at=time.time())
             return latest
