@@ -421,18 +421,6 @@ def cmd_doctor(a) -> int:
     return code
 
 
-def send_test_checks(cfg, store, to: str, line: str) -> list:
-    """Where a real text to `to` would be refused: consent, allowed countries, denylist,
-    number type (the same checks as real texts)."""
-    from .core import caps, consent
-    from .core.numbers import number_info
-    c = cfg.compliance
-    info = number_info(to, cfg.business.country, allowed_countries=cfg.allowed_countries)
-    checks = [consent.consent_check(store.consent_history(to), to, line)]
-    checks += caps.destination_rules(info, cfg.allowed_countries, c.denylist, c.allowlist)
-    return [ch for ch in checks if not ch.ok]
-
-
 def cmd_send_test(a) -> int:
     """One text through the configured transport: the submit result, then the receipt.
 
@@ -454,7 +442,8 @@ def cmd_send_test(a) -> int:
     if kind == "pbx":
         raise CliError("send-test does not drive the PBX's own messaging: use `run` and `explain`")
     store = _store(cfg)
-    refused = send_test_checks(cfg, store, to, line)
+    from .pipeline import person_text_refusals
+    refused = person_text_refusals(cfg, store, to, line)
     if refused:
         store.close()
         raise CliError(f"not sending to {to}: " + "; ".join(f"{ch.name}: {ch.detail}" for ch in refused)

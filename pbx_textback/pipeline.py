@@ -29,6 +29,17 @@ def mask(number: str) -> str:
     return number if len(number) <= 6 else number[:-4] + "****"
 
 
+def person_text_refusals(cfg, store, to: str, line: str) -> list:
+    """Why a text a person sends (send-test, an agent's reply) to `to` would be refused:
+    consent, allowed countries, denylist, number type — the checks of automated texts that
+    also bind a person; quiet hours, caps and pauses do not."""
+    c = cfg.compliance
+    info = number_info(to, cfg.business.country, allowed_countries=cfg.allowed_countries)
+    checks = [consent.consent_check(store.consent_history(to), to, line)]
+    checks += caps.destination_rules(info, cfg.allowed_countries, c.denylist, c.allowlist)
+    return [ch for ch in checks if not ch.ok]
+
+
 class Pipeline:
     def __init__(self, cfg, store, *, clock=time.time, replay: bool = False):
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay

@@ -244,7 +244,7 @@ class Inbox:
         return self._page("conversation.html", request, error="", draft="", **self._thread(self._peer(request)))
 
     async def reply(self, request):
-        from ..cli import send_test_checks
+        from ..pipeline import person_text_refusals
         peer = self._peer(request)
         body = str((await request.post()).get("body", "")).strip()
         t = self._thread(peer)
@@ -256,7 +256,7 @@ class Inbox:
         elif t["closed"]:
             error = t["closed"]
         else:
-            refused = send_test_checks(self.cfg, self.store, peer, t["line"])
+            refused = person_text_refusals(self.cfg, self.store, peer, t["line"])
             if refused:
                 error = "Not sent: " + "; ".join(ch.detail for ch in refused)
         if error or self.send is None:
