@@ -91,15 +91,15 @@ class Service:
             sms = inbound_sms(ev, self.tracker.s)
             if sms is not None:      # a caller's reply routed through the PBX
                 self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
-        self._seen_at(ev)
+        self._note_seen(ev)
         for rec in self.tracker.feed(ev):
-            self._take(self._seen_at(ev, rec))
+            self._take(self._stamp(rec))
 
     def flush_calls(self) -> None:
         """Decide the calls the tracker still holds on what was seen (the demo's --once end,
         where no later event comes to release them)."""
         for rec in self.tracker.flush():
-            self._take(self._seen_at({}, rec))
+            self._take(self._stamp(rec))
 
     def _take(self, rec) -> None:
         """A call the tracker closed. One whose end fell in a gap waits for the CDR, which
@@ -128,21 +128,24 @@ class Service:
             self.on_verdict(verdict)
         return verdict
 
-    def _seen_at(self, ev: dict, rec=None):
-        """Asterisk stamps events only with `timestampevents = yes`: without it a call has no
-        time (explain said "time unknown"). Keep the time this service first saw each call
-        and give it to a record that has none."""
-        seen = self._first_seen
-        now = self.clock()
+    # Asterisk stamps events only with `timestampevents = yes`: without it a call has no time
+    # (explain said "time unknown"). Keep the time this service first saw each call and give
+    # it to a record that has none.
+    def _note_seen(self, ev: dict) -> None:
         key = ev.get("Linkedid") or ev.get("Uniqueid")
-        if key and "Timestamp" not in ev:
-            seen.setdefault(key, now)
-            if len(seen) > 10000:       # calls the tracker never closed: forget after a day
-                for k in [k for k, t in seen.items() if t < now - 86400]:
-                    del seen[k]
-        if rec is None or rec.started_at is not None:
+        if not key or "Timestamp" in ev or key in self._first_seen:
+            return
+        now = self.clock()
+        self._first_seen[key] = now
+        if len(self._first_seen) > 10000:       # calls the tracker never closed: forget after a day
+            for k in [k for k, t in self._first_seen.items() if t < now - 86400]:
+                del self._first_seen[k]
+
+    def _stamp(self, rec):
+        if rec.started_at is not None:
             return rec
-        first = seen.pop(rec.call_id, now)
+        now = self.clock()
+        first = self._first_seen.pop(rec.call_id, now)
         return replace(rec, started_at=first, ended_at=rec.ended_at if rec.ended_at is not None else now)
 
     def on_voicemail(self, fact) -> None:
