@@ -59,6 +59,11 @@ class LogTransport:
 DEFAULT_CAPACITY = 4       # texts in flight for a transport that does not say (SMPP: its window)
 
 
+def capacity_of(transport) -> int:
+    """How many texts a transport takes at once: its own `capacity`, else the default."""
+    return getattr(transport, "capacity", 0) or DEFAULT_CAPACITY
+
+
 class OutboxWorker:
     def __init__(self, store: st.Store, transport, *, clock=time.time, poll: float = 1.0,
                  max_attempts: int = 5, max_age_s: float = 7200.0, gate_facts=None, after_sent=None,
@@ -76,7 +81,7 @@ class OutboxWorker:
 
     @property
     def capacity(self) -> int:
-        return max(1, int(self._capacity or getattr(self.transport, "capacity", 0) or DEFAULT_CAPACITY))
+        return max(1, int(self._capacity or capacity_of(self.transport)))
 
     def wake(self) -> None:
         """A new row was written or a slot freed: look now instead of at the next poll."""

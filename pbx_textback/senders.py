@@ -13,7 +13,7 @@ import smtplib
 import time
 from email.message import EmailMessage
 
-from .outbox import DEFAULT_CAPACITY, LogTransport, SendResult
+from .outbox import LogTransport, SendResult, capacity_of
 
 log = logging.getLogger("pbx_textback.transport")
 
@@ -65,7 +65,7 @@ class Router:
 
     @property
     def capacity(self) -> int:
-        return sum(getattr(t, "capacity", 0) or DEFAULT_CAPACITY for t in self.transports.values())
+        return sum(capacity_of(t) for t in self.transports.values())
 
     async def send(self, msg, last_look=None) -> SendResult:
         kind = self.by_line.get(msg.line) or self.default
@@ -175,7 +175,7 @@ class Watched:
 
     @property
     def capacity(self) -> int:
-        return getattr(self.inner, "capacity", 0) or DEFAULT_CAPACITY
+        return capacity_of(self.inner)
 
     async def send(self, msg, last_look=None) -> SendResult:
         res = await self.inner.send(msg, last_look)
