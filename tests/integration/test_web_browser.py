@@ -151,7 +151,7 @@ def test_front_desk_in_a_real_browser(tmp_path, smsc):
             run.wait_rows("SELECT id FROM message WHERE kind = 'agent' AND state = 'delivered'")
 
             # the caller answers with markup: it shows live, as text, and runs nothing
-            smsc.mo(SECOND[1:], "15125550140", '<script>window.pwned = 1</script><b>thanks!</b>')
+            mo_after_bind(smsc, SECOND[1:], "15125550140", '<script>window.pwned = 1</script><b>thanks!</b>')
             sync_api.expect(page.locator(".item.reply .body").last).to_have_text(
                 '<script>window.pwned = 1</script><b>thanks!</b>', timeout=5000)
             assert page.evaluate("window.pwned") is None
