@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pbx_textback.core.amiframe import AmiFraming  # noqa: E402
-from pbx_textback.core.asterisk import AsteriskTracker  # noqa: E402
-from pbx_textback.core.classify import classify  # noqa: E402
+from pbx_textback.core.pbx.amiframe import AmiFraming  # noqa: E402
+from pbx_textback.core.pbx.asterisk import AsteriskTracker  # noqa: E402
+from pbx_textback.core.policy.classify import classify  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "asterisk"
 SKIP = {"20-restart-part1.ami", "21-login-failed.ami", "messagesend.ami"}

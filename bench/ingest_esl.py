@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pbx_textback.core.classify import classify  # noqa: E402
-from pbx_textback.core.eslframe import EslFraming  # noqa: E402
-from pbx_textback.core.freeswitch import FreeswitchTracker  # noqa: E402
+from pbx_textback.core.policy.classify import classify  # noqa: E402
+from pbx_textback.core.pbx.eslframe import EslFraming  # noqa: E402
+from pbx_textback.core.pbx.freeswitch import FreeswitchTracker  # noqa: E402
 from pbx_textback.esl.replay_server import trace_frames  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "freeswitch"

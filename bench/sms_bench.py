@@ -7,7 +7,7 @@ from __future__ import annotations
 import timeit
 
 from pbx_textback.core.numbers import number_info
-from pbx_textback.core.sms import encode, sms_info, split_text
+from pbx_textback.core.text.sms import encode, sms_info, split_text
 
 TEXTS = {
     "template gsm7 (150)": "Hi, this is Acme Dental. Sorry we missed your call. Reply here and we "

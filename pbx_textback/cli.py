@@ -125,10 +125,10 @@ def _iso_times(obj, tz: str | None = None):
 
 def replay_records(data: bytes, pbx: str, cfg):
     if pbx == "asterisk":
-        from .core.asterisk import records_from_stream
+        from .core.pbx.asterisk import records_from_stream
         from .service import asterisk_settings
         return records_from_stream(data, asterisk_settings(cfg))
-    from .core.freeswitch import records_from_stream
+    from .core.pbx.freeswitch import records_from_stream
     from .service import freeswitch_settings
     return records_from_stream(data, freeswitch_settings(cfg))
 
@@ -191,7 +191,7 @@ def _human(v) -> str:
 def cmd_explain(a) -> int:
     cfg = _config(a.config, required=True)
     from .core.numbers import to_e164
-    from .core.consent import standing
+    from .core.policy.consent import standing
     store = _store(cfg)
     key = a.key
     calls = store.calls_for(key)
@@ -301,7 +301,7 @@ def _plain(v) -> str:
 
 
 def cmd_sms_info(a) -> int:
-    from .core.sms import sms_info, split_text
+    from .core.text.sms import sms_info, split_text
     info = sms_info(a.text)
     if a.json:
         print(json.dumps(info.to_dict(), ensure_ascii=False))
@@ -317,7 +317,7 @@ def cmd_sms_info(a) -> int:
 
 def _line_named(cfg, key: str):
     """A configured line by its number (as the PBX shows it or E.164) or its name."""
-    from .core.decide import find_line
+    from .core.policy.decide import find_line
     by_name = [ln for ln in cfg.line if ln.name and ln.name.casefold() == key.casefold()]
     if len(by_name) == 1:
         return by_name[0]
@@ -329,7 +329,7 @@ def _line_named(cfg, key: str):
 
 
 def cmd_hours(a) -> int:
-    from .core.hours import override_end, state_at, week_lines
+    from .core.policy.hours import override_end, state_at, week_lines
     cfg = _config(a.config, required=True)
     store = _store(cfg)
     now = time.time()
@@ -502,7 +502,7 @@ def cmd_send_test(a) -> int:
 
 
 def cmd_check_reply(a) -> int:
-    from .core.replies import classify_reply
+    from .core.policy.replies import classify_reply
     cfg = _config(a.config) if a.config else None
     extra = dict(cfg.compliance.keywords) if cfg and cfg.compliance.keywords else None
     r = classify_reply(a.text, extra_keywords=extra)
@@ -515,7 +515,7 @@ def cmd_check_reply(a) -> int:
 
 def cmd_consent_change(a) -> int:
     """A person's decision: confirm a `review` reply as an opt-out, or record an opt-in."""
-    from .core import consent
+    from .core.policy import consent
     from .core.numbers import to_e164
     from .pipeline import Pipeline
     cfg = _config(a.config, required=True)
@@ -541,7 +541,7 @@ def cmd_consent_change(a) -> int:
 
 def cmd_consent(a) -> int:
     import csv
-    from .core.consent import CSV_FIELDS, export_rows, standing
+    from .core.policy.consent import CSV_FIELDS, export_rows, standing
     from .core.numbers import to_e164
     cfg = _config(a.config, required=True)
     store = _store(cfg)

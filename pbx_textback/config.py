@@ -550,7 +550,7 @@ def web_listen(value: str) -> tuple[str, int] | None:
 
 def _validate(cfg: Config, lines) -> list[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    from .core.templates import TemplateError, check_template
+    from .core.text.templates import TemplateError, check_template
     problems = []
     for key, allowed in _CHOICES.items():
         obj = cfg
@@ -641,8 +641,8 @@ def _validate(cfg: Config, lines) -> list[str]:
 
 def _lint(cfg: Config, lines, problems: list[str]) -> list[str]:
     """Template lint: errors refuse the config, warnings are shown (check-config, the log)."""
-    from .core.lint import lint_template
-    from .core.templates import DEFAULT_TEMPLATE, render, sample_vars
+    from .core.text.lint import lint_template
+    from .core.text.templates import DEFAULT_TEMPLATE, render, sample_vars
     c = cfg.compliance
 
     def texts(src):
@@ -680,7 +680,7 @@ def _lint(cfg: Config, lines, problems: list[str]) -> list[str]:
 
 def _segment_warnings(texts: list[str]) -> list[str]:
     """A text longer than one SMS segment costs double and may arrive split: say where."""
-    from .core.sms import sms_info, split_text
+    from .core.text.sms import sms_info, split_text
     worst = max(texts, key=lambda t: (sms_info(t).segments, len(t)))
     info = sms_info(worst)
     if info.segments <= 1:
@@ -724,7 +724,7 @@ def _service_warnings(cfg: Config, lines) -> list[str]:
 
 def _week_warnings(cfg: Config, lines) -> list[str]:
     """A line closed on whole weekdays is usually an unfinished [line.hours] table."""
-    from .core.hours import DAYS
+    from .core.policy.hours import DAYS
     out = []
     for i, ln in enumerate(cfg.line):
         if ln.hours is None:

@@ -13,7 +13,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from .core.amiframe import AmiFraming, first
+from .core.pbx.amiframe import AmiFraming, first
 
 # What the service reads and why (ami/manager_custom.conf explains each).
 NEEDED_READ = {"call": "Newchannel, Dial*, Bridge*, Hangup, queue events",
@@ -230,7 +230,7 @@ def check_cdr_csv_conf(cfg) -> Result:
     recovery matches nothing) and the zone its times are in (usegmtime)."""
     import csv
     from .ami.cdr import zone_of
-    from .core.cdr import LOCAL, csv_row
+    from .core.pbx.cdr import LOCAL, csv_row
     c = cfg.pbx.cdr
     zone, conf = zone_of(c)
     where = "this box's local zone" if zone == LOCAL else zone
@@ -361,7 +361,7 @@ def readable_by_service(path: str) -> str | None:
 
 def check_cdr(cfg) -> Result:
     from .ami.cdr import columns
-    from .core.cdr import normalize
+    from .core.pbx.cdr import normalize
     c = cfg.pbx.cdr
     name = f"cdr {c.source}"
     where = c.dsn.split("@")[-1] if c.source == "mysql" else c.path
@@ -392,5 +392,5 @@ def check_cdr(cfg) -> Result:
     return Result(name, True, f"{where}: readable by the service, the columns recovery needs are there")
 
 
-# what core/cdr.recover reads from every row (start is `calldate` in asteriskcdrdb)
+# what core/pbx/cdr.recover reads from every row (start is `calldate` in asteriskcdrdb)
 CDR_NEEDS = ("start", "src", "dst", "channel", "dstchannel", "lastapp", "disposition", "uniqueid")

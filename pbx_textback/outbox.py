@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from .core.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
+from .core.policy.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
 from .pipeline import mask
 from .store import db as st
 

@@ -6,13 +6,13 @@ import logging
 import time
 from dataclasses import replace
 
-from .core import caps, consent, quiet
-from .core.decide import Facts, decide, find_line, template_vars
-from .core.gate import GateFacts
+from .core.policy import caps, consent, quiet
+from .core.policy.decide import Facts, decide, find_line, template_vars
+from .core.policy.gate import GateFacts
 from .core.model import INBOUND, OUTBOUND, CallRecord, Check, Verdict
 from .core.numbers import number_info, to_e164
-from .core.replies import classify_reply
-from .core.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
+from .core.policy.replies import classify_reply
+from .core.text.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
 from .store import db as st
 
 log = logging.getLogger("pbx_textback.calls")

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from dataclasses import replace
 
-from .core.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
+from .core.pbx.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
 from .core.model import INBOUND, OUTBOUND
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
@@ -36,7 +36,7 @@ def asterisk_settings(cfg) -> AsteriskSettings:
 
 
 def freeswitch_settings(cfg):
-    from .core.freeswitch import DEFAULT_MARKERS as FS_MARKERS, FsTrackerSettings
+    from .core.pbx.freeswitch import DEFAULT_MARKERS as FS_MARKERS, FsTrackerSettings
     return FsTrackerSettings(inbound_contexts=tuple(cfg.pbx.esl.inbound_contexts),
                              after_hours_markers=FS_MARKERS + cfg.pbx.after_hours_markers)
 
@@ -62,7 +62,7 @@ class Service:
         self.notifier = Notifier()
         self._stop = asyncio.Event()
         if cfg.pbx.type == "freeswitch":
-            from .core.freeswitch import FreeswitchTracker
+            from .core.pbx.freeswitch import FreeswitchTracker
             self.tracker = FreeswitchTracker(freeswitch_settings(cfg))
         else:     # "mail" feeds no events: the tracker just stays empty
             self.tracker = AsteriskTracker(asterisk_settings(cfg))
@@ -87,7 +87,7 @@ class Service:
         if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
             asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
         if self.cfg.pbx.type == "freeswitch" and ev.get("Event-Name") == "RECV_MESSAGE":
-            from .core.freeswitch import inbound_sms
+            from .core.pbx.freeswitch import inbound_sms
             sms = inbound_sms(ev, self.tracker.s)
             if sms is not None:      # a caller's reply routed through the PBX
                 self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
@@ -218,7 +218,7 @@ class Service:
             originate = None
             # `api originate` answers when the desk phone picks up (or gives up ringing)
             esl_api = (lambda cmd: source.api(cmd, timeout=45)) if hasattr(source, "api") else None  # noqa: E731
-        from .core import consent
+        from .core.policy import consent
         self.features = FeatureCodes(
             self.store, originate=originate, queue_text=self.queue_manual, clock=self.clock,
             callback_window_hours=f.callback_window_hours, esl_api=esl_api,
@@ -242,7 +242,7 @@ class Service:
         CDR, and the calls the tracker closed in that gap. A call that ended before `since`
         was seen live, or is older than what this store has watched: never recovered."""
         from .ami.cdr import read_rows, zone_of
-        from .core.cdr import recover
+        from .core.pbx.cdr import recover
         c = self.cfg.pbx.cdr
         await asyncio.sleep(c.settle_seconds)
         waiting = dict(self._parked)

@@ -7,7 +7,7 @@ import csv
 import logging
 import sqlite3
 
-from ..core.cdr import CsvConf, cdr_time_text, cdr_zone, csv_row, parse_cdr_conf
+from ..core.pbx.cdr import CsvConf, cdr_time_text, cdr_zone, csv_row, parse_cdr_conf
 
 log = logging.getLogger("pbx_textback.cdr")
 

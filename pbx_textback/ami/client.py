@@ -3,7 +3,7 @@
 What this module adds on top of panoramisk (each item is a reproduced sharp edge, see
 LIBRARY-NOTES and the comments below):
 
-- reading: our own framing (`core.amiframe`) on raw bytes instead of panoramisk's
+- reading: our own framing (`core.pbx.amiframe`) on raw bytes instead of panoramisk's
   per-read `decode(errors='ignore')`, so a UTF-8 caller name split across TCP reads survives;
   header values exactly as Asterisk sent them (panoramisk's parser drops an empty last header
   and URL-unquotes `Result`);
@@ -34,8 +34,8 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from ..core.amiframe import AmiFraming
-from ..core.asterisk import RECONCILE_KEY
+from ..core.pbx.amiframe import AmiFraming
+from ..core.pbx.asterisk import RECONCILE_KEY
 
 log = logging.getLogger("pbx_textback.ami")
 

@@ -6,7 +6,7 @@ the same features for FreeSWITCH's CUSTOM `textback::feature` event.
                                                         the caller (AMI Originate, Async)
     *89  AGI(agi://127.0.0.1:4573/textagain,PJSIP/100)  text the last missed caller again
 
-Every name shared with the dialplan lives in `core.dialplan_vars`. Every answer goes back on
+Every name shared with the dialplan lives in `core.pbx.dialplan_vars`. Every answer goes back on
 the AGI channel as `TEXTBACK_RESULT` (calling | queued | none | failed) + `TEXTBACK_REASON`,
 and every refusal is one log line.
 
@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable
 
 from panoramisk import fast_agi
 
-from ..core import dialplan_vars as dv
+from ..core.pbx import dialplan_vars as dv
 from ..store import callbacks as cbs
 from ..store.db import Store
 

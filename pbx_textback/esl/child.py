@@ -37,7 +37,7 @@ import gevent.socket as gsocket
 from gevent.fileobject import FileObjectPosix
 from greenswitch.esl import InboundESL, NotConnectedError
 
-from ..core.eslframe import CT_JSON, CT_PLAIN, EslFraming
+from ..core.pbx.eslframe import CT_JSON, CT_PLAIN, EslFraming
 from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")

@@ -2,7 +2,7 @@
 and `doctor` (no gevent here: doctor and the asyncio side import it)."""
 from __future__ import annotations
 
-from ..core import dialplan_vars as dv
+from ..core.pbx import dialplan_vars as dv
 
 PASSWORD_ENV = "PBX_TEXTBACK_ESL_PASSWORD"
 DEFAULT_PASSWORD = "ClueCon"    # FreeSWITCH's shipped event-socket password: known to all

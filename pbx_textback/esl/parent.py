@@ -19,7 +19,7 @@ import random
 import sys
 from typing import Any, Callable
 
-from ..core.freeswitch import RECONCILE_DONE, RECONCILE_KEY, RECONCILE_ROW
+from ..core.pbx.freeswitch import RECONCILE_DONE, RECONCILE_KEY, RECONCILE_ROW
 from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
 log = logging.getLogger("pbx_textback.esl")

@@ -19,7 +19,7 @@ from smpplib import command_codes, consts
 from smpplib import smpp as _smpp
 from smpplib.exceptions import UnknownCommandError
 
-from pbx_textback.core import sms
+from pbx_textback.core.text import sms
 
 HEADER_LEN = 16
 MAX_PDU_LEN = 70_000          # message_payload may carry up to 64 KiB
@@ -220,7 +220,7 @@ def _latin1_ok(parts: list[str]) -> bool:
 def plan_parts(text: str, *, ref: int = 0, data_coding_default: str = "gsm7",
                gsm7_packed: bool = False, long_mode: str = "udh") -> list[PartSpec]:
     """The submit_sm payloads for a text. GSM 03.38 when every character fits (data_coding 0),
-    else UCS-2 (data_coding 8); split by core.sms.split_text (never inside an escape or
+    else UCS-2 (data_coding 8); split by core.text.sms.split_text (never inside an escape or
     surrogate pair). When the SMSC reads data_coding 0 as Latin-1, GSM text is sent as Latin-1
     octets with data_coding 0 (the SMSC maps it to GSM on air, so GSM limits apply), or as
     UCS-2 when a GSM character has no Latin-1 form (€, Greek capitals)."""

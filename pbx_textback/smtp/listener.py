@@ -1,7 +1,7 @@
 """The voicemail e-mail listener: an aiosmtpd server inside our own asyncio loop.
 
 For every message the PBX's mailer hands us (see smtp/README.md for the PBX side):
-1. parse it (`core.vmail.parse_voicemail`, in a worker thread: a voicemail with its WAV can be
+1. parse it (`core.pbx.vmail.parse_voicemail`, in a worker thread: a voicemail with its WAV can be
    megabytes) and, for a voicemail notification, call `on_voicemail(fact)` at once — a sync
    callback that should only enqueue. If it raises, that is logged and the mail is still relayed.
 2. relay the message untouched (the same bytes, the same envelope sender and recipients) to the
@@ -39,7 +39,7 @@ from typing import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from ..core.vmail import VoicemailFact, parse_voicemail
+from ..core.pbx.vmail import VoicemailFact, parse_voicemail
 from ..pipeline import mask
 
 log = logging.getLogger("pbx_textback.smtp")

@@ -126,7 +126,7 @@ def _v2(db):
 
 
 class Consent(Base):
-    """Every consent event, kept for proof (purge leaves them): core/consent.py replays them."""
+    """Every consent event, kept for proof (purge leaves them): core/policy/consent.py replays them."""
     number = pw.CharField(index=True)
     kind = pw.CharField()            # inbound-call | opt-out | opt-in | confirmation
     at = pw.DoubleField(index=True)
@@ -469,7 +469,7 @@ class Store:
 
     # ---- consent and compliance facts -----------------------------------------------------------
     def consent_history(self, number: str | None = None, since: float | None = None) -> list:
-        from ..core.consent import ConsentEvent
+        from ..core.policy.consent import ConsentEvent
         q = Consent.select()
         if number is not None:
             q = q.where(Consent.number == number)

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 
 from ..core.numbers import to_e164
-from ..core.sms import sms_info
+from ..core.text.sms import sms_info
 from ..store import web as sw
 from . import timeline
 from .passwords import DUMMY_HASH, verify
@@ -202,7 +202,7 @@ class Inbox:
         return peer
 
     def _thread(self, peer: str) -> dict:
-        from ..core import consent
+        from ..core.policy import consent
         hist = self.store.consent_history(peer)
         calls = [c for c in self.store.calls_for(peer) if peer in (c["caller"], c["called"])]
         msgs = self.store.messages_to(peer)
@@ -223,8 +223,8 @@ class Inbox:
 
     def _late_for_caller(self, peer: str, line: str, now: float) -> str:
         """A warning, not a block: a person answering a person may write outside quiet hours."""
-        from ..core import quiet
-        from ..core.decide import find_line
+        from ..core.policy import quiet
+        from ..core.policy.decide import find_line
         from ..pipeline import Pipeline
         ln = find_line(self.cfg, line)
         qh = Pipeline(self.cfg, self.store).quiet_hours(ln)

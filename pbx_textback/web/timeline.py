@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from ..core import quiet
+from ..core.policy import quiet
 
 KIND_WORDS = {"missed-call": "Automated text", "follow-up": "Follow-up text", "confirmation": "Confirmation text",
               "help": "HELP answer", "manual": "Text asked for from the desk phone", "resend": "Resent text",

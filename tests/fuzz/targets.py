@@ -222,7 +222,7 @@ def reply_seeds() -> list[bytes]:
 # ---- runners ----------------------------------------------------------------------------------
 
 def run_ami(data: bytes) -> None:
-    from pbx_textback.core.amiframe import AmiFraming
+    from pbx_textback.core.pbx.amiframe import AmiFraming
     AmiFraming().feed(data)
 
 
@@ -264,7 +264,7 @@ class _LogWatch(logging.Handler):
 
 
 def run_esl_watched(data: bytes) -> None:
-    from pbx_textback.core.eslframe import EslFraming
+    from pbx_textback.core.pbx.eslframe import EslFraming
     with _LogWatch("pbx_textback.esl", "framing failed"):    # feed()'s catch-all: a bug
         f = EslFraming()
         f.feed(data)
@@ -282,24 +282,24 @@ def _feed_tracker(tracker, events, each=None) -> None:
 
 
 def feed_asterisk_events(events) -> None:
-    from pbx_textback.core.asterisk import AsteriskTracker
+    from pbx_textback.core.pbx.asterisk import AsteriskTracker
     _feed_tracker(AsteriskTracker(), events)
 
 
 def feed_freeswitch_events(events) -> None:
-    from pbx_textback.core.freeswitch import FreeswitchTracker, inbound_sms
+    from pbx_textback.core.pbx.freeswitch import FreeswitchTracker, inbound_sms
     t = FreeswitchTracker()
     # inbound_sms: the service calls it on every event outside any guard
     _feed_tracker(t, [ev for ev in events if "Event-Name" in ev], lambda ev: inbound_sms(ev, t.s))
 
 
 def run_asterisk_tracker(data: bytes) -> None:
-    from pbx_textback.core.amiframe import AmiFraming
+    from pbx_textback.core.pbx.amiframe import AmiFraming
     feed_asterisk_events(AmiFraming().feed(data))
 
 
 def run_freeswitch_tracker(data: bytes) -> None:
-    from pbx_textback.core.eslframe import EslFraming
+    from pbx_textback.core.pbx.eslframe import EslFraming
     feed_freeswitch_events(EslFraming().feed(data))
 
 
@@ -400,7 +400,7 @@ def _SipAnswers():
 
 
 def run_vmail(data: bytes) -> None:
-    from pbx_textback.core.vmail import VoicemailFact, parse_voicemail
+    from pbx_textback.core.pbx.vmail import VoicemailFact, parse_voicemail
     res = parse_voicemail(data)
     if res is not None and not isinstance(res, VoicemailFact):
         raise AssertionError(f"parse_voicemail returned {type(res).__name__}")
@@ -418,9 +418,9 @@ _CDR_DIR = tempfile.mkdtemp(prefix="ptb-fuzz-cdr-")
 
 
 def run_cdr(data: bytes) -> None:
-    """Master.csv bytes -> ami.cdr.read_rows (OSError documented) -> core.cdr.recover."""
+    """Master.csv bytes -> ami.cdr.read_rows (OSError documented) -> core.pbx.cdr.recover."""
     from pbx_textback.ami.cdr import read_rows
-    from pbx_textback.core.cdr import recover
+    from pbx_textback.core.pbx.cdr import recover
     path = os.path.join(_CDR_DIR, f"Master-{os.getpid()}.csv")
     with open(path, "wb") as fh:
         fh.write(data)
@@ -432,7 +432,7 @@ def run_cdr(data: bytes) -> None:
 
 
 def recover_rows(rows: list[dict]) -> None:
-    from pbx_textback.core.cdr import recover
+    from pbx_textback.core.pbx.cdr import recover
     recover(rows, trunk_endpoints={"trunk"}, tz="America/Chicago")
 
 
@@ -443,26 +443,26 @@ def run_agi(data: bytes) -> None:
 
 
 def run_replies(data: bytes) -> None:
-    from pbx_textback.core.replies import classify_reply
+    from pbx_textback.core.policy.replies import classify_reply
     r = classify_reply(data.decode("utf-8", "replace"))
     if r.intent not in ("stop", "start", "help", "review", "message"):
         raise AssertionError(f"intent {r.intent!r}")
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
-    Target("ami-framing", run_ami, ami_seeds, "core/amiframe.py"),
-    Target("esl-framing", run_esl_watched, esl_seeds, "core/eslframe.py", owner="finding 23 (freeswitch)"),
-    Target("asterisk-tracker", run_asterisk_tracker, ami_seeds, "core/asterisk.py (via AMI framing)"),
+    Target("ami-framing", run_ami, ami_seeds, "core/pbx/amiframe.py"),
+    Target("esl-framing", run_esl_watched, esl_seeds, "core/pbx/eslframe.py", owner="finding 23 (freeswitch)"),
+    Target("asterisk-tracker", run_asterisk_tracker, ami_seeds, "core/pbx/asterisk.py (via AMI framing)"),
     Target("freeswitch-tracker", run_freeswitch_tracker, esl_seeds,
-           "core/freeswitch.py (via ESL framing) + inbound_sms", owner="finding 23 (freeswitch)"),
+           "core/pbx/freeswitch.py (via ESL framing) + inbound_sms", owner="finding 23 (freeswitch)"),
     Target("smpp-pdu", run_smpp, smpp_seeds, "smpp/pdu.py parse + deliver_sm reassembly + dlr",
            owner="finding 21 (smpp)"),
     Target("dlr-text", run_dlr_text, lambda: [s[s.find(b"id:"):] for s in smpp_seeds() if b"id:" in s],
            "smpp/dlr.py"),
     Target("sip", run_sip, sip_seeds, "sip/message.py parse, TCP framer, request answers"),
-    Target("vmail", run_vmail, vmail_seeds, "core/vmail.py"),
+    Target("vmail", run_vmail, vmail_seeds, "core/pbx/vmail.py"),
     Target("config", run_config, config_seeds, "config.py loads()", owner="finding 25 (clitruth)"),
-    Target("cdr", run_cdr, cdr_seeds, "ami/cdr.py read_rows (csv) + core/cdr.py recover"),
+    Target("cdr", run_cdr, cdr_seeds, "ami/cdr.py read_rows (csv) + core/pbx/cdr.py recover"),
     Target("fastagi-header", run_agi, agi_seeds, "ami/fastagi.py parse_agi_header + endpoint"),
-    Target("replies", run_replies, reply_seeds, "core/replies.py classify_reply"),
+    Target("replies", run_replies, reply_seeds, "core/policy/replies.py classify_reply"),
 ]}

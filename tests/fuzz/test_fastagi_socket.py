@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from pbx_textback.core import dialplan_vars as dv
+from pbx_textback.core.pbx import dialplan_vars as dv
 from tests.fuzz.targets import mutate
 from tests.integration.test_fastagi import (H, T0, Clock, Pbx, add_call, agi_header, agi_vars,  # noqa: F401
                                             asterisk_agi, features, run, store)

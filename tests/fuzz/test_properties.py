@@ -8,8 +8,8 @@ import urllib.parse
 
 from hypothesis import given, strategies as st
 
-from pbx_textback.core.amiframe import AmiFraming
-from pbx_textback.core.eslframe import EslFraming
+from pbx_textback.core.pbx.amiframe import AmiFraming
+from pbx_textback.core.pbx.eslframe import EslFraming
 from tests.fuzz.profile import FUZZ
 from tests.fuzz.targets import (ami_seeds, feed_asterisk_events, feed_freeswitch_events, mutate,
                                 recover_rows, smpp_transport)
@@ -271,5 +271,5 @@ def test_agi_header_reads_back(headers):
 @FUZZ
 @given(st.text(max_size=200))
 def test_any_reply_text_gets_an_intent(text):
-    from pbx_textback.core.replies import classify_reply
+    from pbx_textback.core.policy.replies import classify_reply
     assert classify_reply(text).intent in ("stop", "start", "help", "review", "message")

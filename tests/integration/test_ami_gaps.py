@@ -13,8 +13,8 @@ import pytest
 
 from pbx_textback.ami.replay_server import AmiReplayServer, trace_frames
 from pbx_textback.config import loads
-from pbx_textback.core.amiframe import frames_from_bytes
-from pbx_textback.core.cdr import CSV_COLUMNS
+from pbx_textback.core.pbx.amiframe import frames_from_bytes
+from pbx_textback.core.pbx.cdr import CSV_COLUMNS
 from pbx_textback.service import Service
 from pbx_textback.store import callbacks as cbs
 from pbx_textback.store import db as st

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pbx_textback.ami.replay_server import AmiReplayServer
 from pbx_textback.config import loads
-from pbx_textback.core.amiframe import frames_from_bytes
-from pbx_textback.core.cdr import AMI_NAMES, CSV_COLUMNS, recover
-from pbx_textback.core.classify import classify
-from pbx_textback.core.decide import decide
+from pbx_textback.core.pbx.amiframe import frames_from_bytes
+from pbx_textback.core.pbx.cdr import AMI_NAMES, CSV_COLUMNS, recover
+from pbx_textback.core.policy.classify import classify
+from pbx_textback.core.policy.decide import decide
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
 

@@ -11,7 +11,7 @@ import pytest
 
 from pbx_textback import doctor
 from pbx_textback.config import loads
-from pbx_textback.core.cdr import CSV_COLUMNS
+from pbx_textback.core.pbx.cdr import CSV_COLUMNS
 from tests.ami_thread import ThreadedAmi
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pbx_textback.core.classify import classify
-from pbx_textback.core.freeswitch import FreeswitchTracker, FsMarker, FsTrackerSettings
+from pbx_textback.core.policy.classify import classify
+from pbx_textback.core.pbx.freeswitch import FreeswitchTracker, FsMarker, FsTrackerSettings
 from pbx_textback.esl.parent import EslChild, EslError, EslNotConnected
 from pbx_textback.esl.replay_server import EslReplayServer, trace_frames
 

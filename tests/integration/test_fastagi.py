@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 
 from pbx_textback.ami.fastagi import FeatureCodes, parse_agi_header
-from pbx_textback.core import dialplan_vars as dv
+from pbx_textback.core.pbx import dialplan_vars as dv
 from pbx_textback.store import callbacks as cbs
 from pbx_textback.store.db import PENDING, Call, Message, open_store
 from tests import asterisk_conf as ac

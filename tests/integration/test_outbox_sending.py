@@ -15,7 +15,7 @@ import pytest
 
 from pbx_textback import cli
 from pbx_textback.config import ConfigError, loads
-from pbx_textback.core import quiet
+from pbx_textback.core.policy import quiet
 from pbx_textback.outbox import LogTransport
 from pbx_textback.service import Service
 from pbx_textback.store import db as st

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from pbx_textback.config import loads
-from pbx_textback.core import dialplan_vars as dv
+from pbx_textback.core.pbx import dialplan_vars as dv
 from pbx_textback.esl.replay_server import EslReplayServer, rewrite_events, shift_times
 from pbx_textback.service import Service
 from pbx_textback.store import db as st

@@ -119,7 +119,7 @@ def test_replies_stop_twice_and_help_are_stored_and_answered_once(tmp_path, smsc
 def test_an_opted_out_caller_is_not_texted_again(tmp_path, smsc):
     cfg = cfg_for(tmp_path, smsc, 0)
     s = st.open_store(str(tmp_path / "s.sqlite3"))
-    from pbx_textback.core.consent import ConsentEvent
+    from pbx_textback.core.policy.consent import ConsentEvent
     with s.write():
         s.add_consent(ConsentEvent("opt-out", "+15125550177", time.time() - 3600, source="STOP"))
     s.close()

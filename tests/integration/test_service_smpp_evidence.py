@@ -173,7 +173,7 @@ def test_send_test_leaves_the_services_replies_alone(tmp_path, smsc):
 def test_send_test_runs_the_checks_of_real_texts(tmp_path, smsc):
     setup(tmp_path, smsc)
     s = st.open_store(str(tmp_path / "s.sqlite3"))
-    from pbx_textback.core.consent import ConsentEvent
+    from pbx_textback.core.policy.consent import ConsentEvent
     with s.write():
         s.add_consent(ConsentEvent("opt-out", CALLER, time.time() - 60, source="STOP"))
     s.close()

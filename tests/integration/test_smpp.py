@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from pbx_textback.core.sms import encode_gsm7, split_text
+from pbx_textback.core.text.sms import encode_gsm7, split_text
 from pbx_textback.smpp import InboundSms, SmppSettings, SmppTransport, message_ids_match
 from pbx_textback.smpp import pdu as P
 
@@ -472,7 +472,7 @@ def test_transmitter_plus_receiver_binds(smsc):
 
 
 def test_split_matches_core_sms(smsc):
-    """The transport splits with core.sms.split_text: one implementation."""
+    """The transport splits with core.text.sms.split_text: one implementation."""
     text = "Hi {name}, sorry we missed you — call us back any time. " * 4
     async def go():
         async with Harness(smsc.port) as h:

@@ -158,7 +158,7 @@ def test_status_shows_a_refused_bind_and_the_last_error(tmp_path, smsc_factory):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             r = until(lambda: (r := cli("status", *c, env=env)) and "last error: none" not in r.stdout
-                      and "bind-failed" in r.stdout and r, what="the refused bind in status")
+                      and "bind-failed" in r.stdout and r, timeout=90, what="the refused bind in status")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)

@@ -11,7 +11,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 
 from pbx_textback.config import loads
-from pbx_textback.core import consent
+from pbx_textback.core.policy import consent
 from pbx_textback.store import db as st
 from pbx_textback.store import web as sw
 from pbx_textback.web.app import PUBLIC, Inbox

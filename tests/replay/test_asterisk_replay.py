@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pbx_textback.config import default_config
-from pbx_textback.core.asterisk import records_from_stream
-from pbx_textback.core.decide import decide
+from pbx_textback.core.pbx.asterisk import records_from_stream
+from pbx_textback.core.policy.decide import decide
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 MANIFEST = tomllib.loads((FIX / "scenarios.toml").read_text())["scenario"]

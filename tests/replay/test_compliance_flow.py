@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pbx_textback.core.consent import ConsentEvent
+from pbx_textback.core.policy.consent import ConsentEvent
 from pbx_textback.store import db as st
 from tests.amisim import Sim
 from tests.replay.test_timing import CALLER, Clock, Harness, rows, trace

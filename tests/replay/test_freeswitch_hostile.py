@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pbx_textback.config import loads
-from pbx_textback.core.eslframe import parse_stream
+from pbx_textback.core.pbx.eslframe import parse_stream
 from pbx_textback.esl.replay_server import rewrite_events
 from pbx_textback.service import Service
 

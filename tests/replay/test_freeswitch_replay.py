@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pbx_textback.core.classify import classify
-from pbx_textback.core.freeswitch import FsMarker, FsTrackerSettings, records_from_stream
+from pbx_textback.core.policy.classify import classify
+from pbx_textback.core.pbx.freeswitch import FsMarker, FsTrackerSettings, records_from_stream
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch"
 MANIFEST = tomllib.loads((FIX / "scenarios.toml").read_text())["fixture"]

@@ -2,8 +2,8 @@
 from pathlib import Path
 
 from pbx_textback.config import loads
-from pbx_textback.core.eslframe import parse_stream
-from pbx_textback.core.freeswitch import inbound_sms
+from pbx_textback.core.pbx.eslframe import parse_stream
+from pbx_textback.core.pbx.freeswitch import inbound_sms
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
 

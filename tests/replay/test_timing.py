@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 from pbx_textback.config import loads
-from pbx_textback.core.amiframe import AmiFraming
-from pbx_textback.core.asterisk import AsteriskTracker
+from pbx_textback.core.pbx.amiframe import AmiFraming
+from pbx_textback.core.pbx.asterisk import AsteriskTracker
 from pbx_textback.outbox import OutboxWorker, SendResult
 from pbx_textback.pipeline import Pipeline
 from pbx_textback.service import asterisk_settings

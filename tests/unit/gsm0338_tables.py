@@ -1,6 +1,6 @@
 """GSM 03.38 / 3GPP TS 23.038 default alphabet, written from the standard's table (as in the
 Unicode consortium's GSM0338.TXT mapping) by Unicode character name, independently of
-pbx_textback.core.sms. Septets not listed in BASIC_NON_ASCII map to the same ASCII character."""
+pbx_textback.core.text.sms. Septets not listed in BASIC_NON_ASCII map to the same ASCII character."""
 import unicodedata
 
 # septet -> Unicode name, for every position that is not plain ASCII-identical.

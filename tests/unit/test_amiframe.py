@@ -4,7 +4,7 @@ from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.amiframe import AmiFraming, first
+from pbx_textback.core.pbx.amiframe import AmiFraming, first
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 TRACE = (FIX / "01-answered.ami").read_bytes()

@@ -3,9 +3,9 @@ closed (reconcile, stale limit), a call is decided once, and an originated call 
 callback) knows whom it called."""
 from pathlib import Path
 
-from pbx_textback.core.asterisk import (
+from pbx_textback.core.pbx.asterisk import (
     GAP_UNSEEN_END, RECONCILE_KEY, AsteriskSettings, AsteriskTracker, records_from_stream)
-from pbx_textback.core.classify import classify
+from pbx_textback.core.policy.classify import classify
 from tests.amisim import Sim
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"

@@ -2,8 +2,8 @@
 recorded ones, see tests/amisim.py)."""
 import logging
 
-from pbx_textback.core.asterisk import AsteriskTracker
-from pbx_textback.core.classify import classify
+from pbx_textback.core.pbx.asterisk import AsteriskTracker
+from pbx_textback.core.policy.classify import classify
 from tests.amisim import Sim
 
 

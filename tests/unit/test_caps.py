@@ -1,5 +1,5 @@
 """Caps and destination rules as Checks."""
-from pbx_textback.core.caps import (cross_line_cap, destination_rules, global_hourly_cap, paused)
+from pbx_textback.core.policy.caps import (cross_line_cap, destination_rules, global_hourly_cap, paused)
 from pbx_textback.core.model import Check
 from pbx_textback.core.numbers import NumberInfo, number_info
 

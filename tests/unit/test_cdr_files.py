@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.cdr import (
+from pbx_textback.core.pbx.cdr import (
     CSV_BASE, LOCAL, CsvConf, _ts, cdr_time_text, cdr_zone, csv_row, parse_cdr_conf)
 
 # Asterisk's own sample cdr.conf [csv] section (configs/samples/cdr.conf.sample)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pbx_textback.config import ConfigError, loads
-from pbx_textback.core.sms import sms_info
-from pbx_textback.core.templates import (DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE, TemplateError,
+from pbx_textback.core.text.sms import sms_info
+from pbx_textback.core.text.templates import (DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE, TemplateError,
                                          check_template, render, sample_vars)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,6 +240,6 @@ def test_quiet_hours_accept_24_00_and_say_how_to_turn_them_off():
 def test_00_to_24_quiet_hours_allow_a_text_at_23_59():
     from datetime import datetime
     from zoneinfo import ZoneInfo
-    from pbx_textback.core.quiet import QuietHours, inside
+    from pbx_textback.core.policy.quiet import QuietHours, inside
     late = datetime(2026, 11, 26, 23, 59, tzinfo=ZoneInfo("America/Chicago")).timestamp()
     assert inside(late, "America/Chicago", QuietHours("00:00", "24:00"))

@@ -1,10 +1,10 @@
 """Consent state machine: one confirmation per opt-out, across duplicates and restarts."""
 import pytest
 
-from pbx_textback.core.consent import (ConsentEvent as E, confirmation_text, consent_check, export_rows,
+from pbx_textback.core.policy.consent import (ConsentEvent as E, confirmation_text, consent_check, export_rows,
                                        is_opted_out, owed, replay, should_answer_help, standing, CSV_FIELDS)
-from pbx_textback.core.replies import classify_reply
-from pbx_textback.core.sms import sms_info
+from pbx_textback.core.policy.replies import classify_reply
+from pbx_textback.core.text.sms import sms_info
 
 N, M = "+15125550123", "+15125550199"
 L1, L2 = "+15125550100", "+15125550101"

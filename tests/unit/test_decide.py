@@ -2,7 +2,7 @@
 from dataclasses import replace
 
 from pbx_textback.config import default_config, loads
-from pbx_textback.core.decide import Facts, decide
+from pbx_textback.core.policy.decide import Facts, decide
 from pbx_textback.core.model import DIAL_NOANSWER, CallRecord
 
 CFG = loads("""
@@ -91,7 +91,7 @@ def test_did_matches_in_any_format():
 
 
 def test_opted_out_and_extra_compliance_checks_block():
-    from pbx_textback.core.consent import ConsentEvent, consent_check
+    from pbx_textback.core.policy.consent import ConsentEvent, consent_check
     opted_out = consent_check([ConsentEvent("opt-out", "+15125550123", 900.0, source="STOP")], "+15125550123")
     v = decide(MISSED, CFG, now=1000.0, facts=Facts(extra_checks=(opted_out,)))
     assert v.decision.action == "skip" and checks(v)["consent"][0] is False

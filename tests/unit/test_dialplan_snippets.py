@@ -1,6 +1,6 @@
 """The dialplan snippets, checked without a PBX: Asterisk/FreePBX files through a parser of
 Asterisk's config syntax (tests/asterisk_conf.py), the FreeSWITCH file through xml.etree; every
-shared name against core.dialplan_vars; the UserEvent they emit through the real tracker."""
+shared name against core.pbx.dialplan_vars; the UserEvent they emit through the real tracker."""
 from __future__ import annotations
 
 import re
@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from pbx_textback.core import dialplan_vars as dv
-from pbx_textback.core.asterisk import DEFAULT_MARKERS, AsteriskTracker
+from pbx_textback.core.pbx import dialplan_vars as dv
+from pbx_textback.core.pbx.asterisk import DEFAULT_MARKERS, AsteriskTracker
 from tests import asterisk_conf as ac
 from tests.amisim import Sim
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.eslframe import EslFraming, parse_stream
+from pbx_textback.core.pbx.eslframe import EslFraming, parse_stream
 
 
 def plain_event(headers: dict, body: bytes = b"") -> bytes:

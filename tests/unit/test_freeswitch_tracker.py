@@ -3,8 +3,8 @@ like the recorded ones (header names copied from tests/fixtures/freeswitch/*.esl
 import logging
 import uuid
 
-from pbx_textback.core.classify import classify
-from pbx_textback.core.freeswitch import (
+from pbx_textback.core.policy.classify import classify
+from pbx_textback.core.pbx.freeswitch import (
     RECONCILE_DONE, RECONCILE_ROW, FreeswitchTracker, FsMarker, FsTrackerSettings)
 
 DID = "+15125550101"
@@ -425,7 +425,7 @@ def test_the_freeswitch_snippets_closed_branch_marks_the_call():
     """dialplan_snippets/freeswitch/textback.xml: `export textback_after_hours=1`, then the
     `event` app fires CUSTOM textback::outcome AfterHours=1 on the caller's channel. Each of
     the two alone marks the call (issue 10 finding 19)."""
-    from pbx_textback.core import dialplan_vars as dv
+    from pbx_textback.core.pbx import dialplan_vars as dv
     steps = {"textback_after_hours=1": lambda sim, c: sim.execute(
                  c, "export", f"{dv.FS_VAR_AFTER_HOURS}=1"),
              f"UserEvent {dv.FS_OUTCOME_SUBCLASS} AfterHours=1": lambda sim, c: sim.ev(

@@ -1,7 +1,7 @@
 """A front-desk reply (kind agent) is a person answering a person: quiet hours, a pause and
 the hourly cap do not hold it, a call that reached the caller does not cancel it, an opt-out
 always does. Automated texts keep every rule."""
-from pbx_textback.core.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
+from pbx_textback.core.policy.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
 
 NOW = 1_800_000_000.0
 HELD = GateFacts(paused=True, allowed_at=NOW + 3600, over_hourly_cap="cap", reached_by="inbound call c1")

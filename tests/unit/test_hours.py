@@ -3,7 +3,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from pbx_textback.config import Hours
-from pbx_textback.core.hours import describe, state_at
+from pbx_textback.core.policy.hours import describe, state_at
 
 H = Hours(mon=("08:00-12:00", "13:00-17:00"), tue=("08:00-17:00",), sat=("22:00-24:00",),
           holidays=("2026-12-25",))
@@ -57,7 +57,7 @@ def test_an_override_ends_at_the_next_opening_or_closing_or_at_midnight():
     from datetime import datetime
     from zoneinfo import ZoneInfo
     from pbx_textback.config import Hours
-    from pbx_textback.core.hours import override_end
+    from pbx_textback.core.policy.hours import override_end
     tz = "America/Chicago"
     z = ZoneInfo(tz)
     h = Hours(mon=("08:00-12:00", "13:00-17:00"), tue=("08:00-17:00",))

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from pbx_textback.core.lint import LintIssue, lint_template, template_variables
+from pbx_textback.core.text.lint import LintIssue, lint_template, template_variables
 
 VARS = {"business.name": "Acme Dental", "business.phone": "+15125550100", "line.name": "Main",
         "caller.name": "Jane", "hours": "Mon-Fri 8-5", "calls_missed": "1", "reason_text": "rang"}
@@ -115,7 +115,7 @@ def test_issue_to_dict():
 
 
 def test_the_shipped_default_templates_pass():
-    from pbx_textback.core.templates import DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE, render as jrender, sample_vars
+    from pbx_textback.core.text.templates import DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE, render as jrender, sample_vars
     from pbx_textback.core.model import MISSED_REASONS
     for src in (DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE):
         many = lambda s: [jrender(s, sample_vars(r)) for r in MISSED_REASONS]   # noqa: E731
@@ -126,7 +126,7 @@ def test_a_long_run_of_digits_is_linted_in_linear_time():
     """The '% off' pattern tried every start inside a digit run: 15,000 digits took seconds in
     check-config (found by fuzzing the config loader)."""
     import time
-    from pbx_textback.core.lint import lint_template
+    from pbx_textback.core.text.lint import lint_template
     t0 = time.process_time()
     lint_template("Hi " + "7" * 15000 + " there", render=lambda s: s, business_name="Acme")
     assert time.process_time() - t0 < 0.5

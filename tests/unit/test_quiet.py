@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.quiet import (DEFAULT, FTSA, QuietHours, hold_decision, inside, next_allowed,
+from pbx_textback.core.policy.quiet import (DEFAULT, FTSA, QuietHours, hold_decision, inside, next_allowed,
                                      plan_send, recipient_zone)
 
 NY, CHI, LON = "America/New_York", "America/Chicago", "Europe/London"

@@ -5,7 +5,7 @@ import tomllib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.replies import INTENTS, KEYWORDS, ReplyIntent, classify_reply
+from pbx_textback.core.policy.replies import INTENTS, KEYWORDS, ReplyIntent, classify_reply
 
 CORPUS = tomllib.loads((pathlib.Path(__file__).parent / "reply_corpus.toml").read_text("utf-8"))["reply"]
 

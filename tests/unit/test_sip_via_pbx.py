@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pbx_textback.ami.client import AmiConnectionLost, AmiNotConnected
-from pbx_textback.core.amiframe import frames_from_bytes
-from pbx_textback.core.eslframe import parse_stream
+from pbx_textback.core.pbx.amiframe import frames_from_bytes
+from pbx_textback.core.pbx.eslframe import parse_stream
 from pbx_textback.esl.parent import EslError, EslNotConnected
 from pbx_textback.sip.via_pbx import (AmiMessageTransport, EslChatTransport, escape_chat_field,
                                       split_chat_args)

@@ -3,7 +3,7 @@ smpplib's codec, short_message decoding, receipt parsing and message id normaliz
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.sms import GSM7_BASIC, GSM7_EXT, encode_gsm7, split_text
+from pbx_textback.core.text.sms import GSM7_BASIC, GSM7_EXT, encode_gsm7, split_text
 from pbx_textback.smpp import pdu as P
 from pbx_textback.smpp.dlr import (make_report, message_id_keys, message_ids_match,
                                    normalize_message_id, parse_receipt)

@@ -2,8 +2,8 @@
 import pytest
 from hypothesis import event, given, settings, strategies as st
 
-from pbx_textback.core import sms
-from pbx_textback.core.sms import (GSM7_BASIC, GSM7_EXT, SmsInfo, decode_gsm7, decode_ucs2,
+from pbx_textback.core.text import sms
+from pbx_textback.core.text.sms import (GSM7_BASIC, GSM7_EXT, SmsInfo, decode_gsm7, decode_ucs2,
                                    encode, encode_gsm7, encode_ucs2, pack_septets, sms_info,
                                    split_text, unpack_septets)
 

@@ -1,4 +1,4 @@
-"""core.vmail: voicemail notification mails -> VoicemailFact.
+"""core.pbx.vmail: voicemail notification mails -> VoicemailFact.
 
 The expected facts below are read off tests/fixtures/voicemail-email/README.md and the
 templates it names (not copied from parser output): caller number from X-Asterisk-CallerID
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pbx_textback.core.vmail import VoicemailFact, parse_voicemail
+from pbx_textback.core.pbx.vmail import VoicemailFact, parse_voicemail
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "voicemail-email"
 

@@ -52,6 +52,7 @@ class Kamailio:
     def __init__(self, *, auth: bool = False, tcp: bool = True, port: int | None = None):
         self.auth, self.tcp = auth, tcp
         self.host = HOST
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"kamailio-{self.port}-"))
         self.ctl = f"unix:{self.dir}/ctl.sock"
@@ -67,6 +68,20 @@ class Kamailio:
         return a
 
     def start(self, timeout: float = 10.0) -> "Kamailio":
+        # free_port() only tells what was free a moment ago: another test may take the port
+        # before Kamailio binds it, so a port we picked is picked again when that happens
+        for _ in range(5):
+            try:
+                return self._start(timeout)
+            except RuntimeError as e:
+                if self.fixed_port or "already in use" not in str(e):
+                    raise
+                self.port = free_port()
+                self.dir.mkdir(exist_ok=True)
+                self.log_path.unlink(missing_ok=True)
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> "Kamailio":
         chk = subprocess.run(["kamailio", "-c", *self.args()], capture_output=True, text=True)
         if chk.returncode != 0:
             raise RuntimeError(f"kamailio config check failed:\n{chk.stdout}{chk.stderr}")

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from .model import Check
+from pbx_textback.core.model import Check
 
 INBOUND_CALL, OPT_OUT, OPT_IN, CONFIRMATION = "inbound-call", "opt-out", "opt-in", "confirmation"
 KINDS = (INBOUND_CALL, OPT_OUT, OPT_IN, CONFIRMATION)

@@ -5,7 +5,7 @@ busy > unavailable > no-answer > abandoned.
 """
 from __future__ import annotations
 
-from .model import (
+from pbx_textback.core.model import (
     ABANDONED, AFTER_HOURS, ANSWERED, BUSY, DIAL_BUSY, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND,
     NO_ANSWER, QUEUE_ABANDON, UNAVAILABLE, VOICEMAIL, CallRecord, Outcome)
 

@@ -44,7 +44,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parseaddr
 
-from .numbers import _clean, _is_anonymous
+from pbx_textback.core.numbers import _clean, _is_anonymous
 
 ASTERISK, FREESWITCH, UNKNOWN = "asterisk", "freeswitch", "unknown"
 

@@ -19,11 +19,11 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from .amiframe import first
-from .dialplan_vars import CTX_FREEPBX_TRUNK
-from .numbers import is_anonymous
-from .streams import split_at
-from .model import (
+from pbx_textback.core.pbx.amiframe import first
+from pbx_textback.core.pbx.dialplan_vars import CTX_FREEPBX_TRUNK
+from pbx_textback.core.numbers import is_anonymous
+from pbx_textback.core.pbx.streams import split_at
+from pbx_textback.core.model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
     OUTBOUND, CallRecord, Leg, Marker)
 
@@ -672,7 +672,7 @@ _HANDLERS = {
 def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
                         chunks: list[int] | None = None) -> list[CallRecord]:
     """Framing + tracker over a whole recorded stream, in the order calls finish."""
-    from .amiframe import AmiFraming
+    from pbx_textback.core.pbx.amiframe import AmiFraming
     framing, tracker, out = AmiFraming(), AsteriskTracker(settings), []
     pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:

@@ -24,9 +24,9 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from . import dialplan_vars as dv
-from .streams import split_at
-from .model import (
+from pbx_textback.core.pbx import dialplan_vars as dv
+from pbx_textback.core.pbx.streams import split_at
+from pbx_textback.core.model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
     OUTBOUND, CallRecord, Leg, Marker)
 
@@ -1049,7 +1049,7 @@ def records_from_stream(data: bytes, settings: FsTrackerSettings | None = None,
                         chunks: list[int] | None = None) -> list[CallRecord]:
     """Framing + tracker over a whole recorded ESL stream, in the order calls finish, then
     the calls still open at its end."""
-    from .eslframe import EslFraming
+    from pbx_textback.core.pbx.eslframe import EslFraming
     framing, tracker, out = EslFraming(), FreeswitchTracker(settings), []
     pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:

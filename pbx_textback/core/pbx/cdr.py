@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .asterisk import channel_endpoint
-from .numbers import is_anonymous
-from .model import (
+from pbx_textback.core.pbx.asterisk import channel_endpoint
+from pbx_textback.core.numbers import is_anonymous
+from pbx_textback.core.model import (
     DIAL_BUSY, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL, OUTBOUND, CallRecord)
 
 # cdr_csv's Master.csv columns (loguniqueid and loguserfield on, as Asterisk's sample cdr.conf

@@ -10,7 +10,7 @@ from functools import lru_cache
 from jinja2 import StrictUndefined, TemplateError as _JinjaError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from .model import MISSED_REASONS
+from pbx_textback.core.model import MISSED_REASONS
 
 REASON_TEXT = {
     "after-hours": "called while we were closed",

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from . import hours as hours_mod
-from .classify import classify
-from .model import INBOUND, MISSED_REASONS, CallRecord, Check, Decision, Outcome, Verdict
-from .numbers import number_info, to_e164
-from .templates import DEFAULT_TEMPLATE, TemplateError, render, variables
+from pbx_textback.core.policy import hours as hours_mod
+from pbx_textback.core.policy.classify import classify
+from pbx_textback.core.model import INBOUND, MISSED_REASONS, CallRecord, Check, Decision, Outcome, Verdict
+from pbx_textback.core.numbers import number_info, to_e164
+from pbx_textback.core.text.templates import DEFAULT_TEMPLATE, TemplateError, render, variables
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .model import Check
+from pbx_textback.core.model import Check
 
 DAY = 86400.0
 
