@@ -188,6 +188,19 @@ def _v13(db):
 
 MIGRATIONS.append((13, _v13))
 
+# what a new store creates besides MODELS: each module with tables of its own adds its
+# create_tables(db) here and a migration step for stores made before it (they may run in any
+# order: a step creates its tables with safe=True)
+NEW_STORE_TABLES = []
+
+
+def _web_tables(db):
+    from .web import create_tables
+    create_tables(db)
+
+
+NEW_STORE_TABLES.append(_web_tables)
+
 
 def _v14(db):
     """Several PBX boxes on one store: rows name their box, a call id is unique per box, and a
@@ -753,14 +766,14 @@ def migrate(db: pw.Database) -> int:
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not db.table_exists("schemaversion"):
             from .callbacks import Callback
-            from .web import create_tables as web_tables
             db.create_tables([SchemaVersion] + MODELS + [Callback])
-            web_tables(db)
-            latest = MIGRATIONS[-1][0]
+            for create in NEW_STORE_TABLES:
+                create(db)
+            latest = max(v for v, _ in MIGRATIONS)
             SchemaVersion.create(version=latest, applied_at=time.time())
             return latest
         current = SchemaVersion.select(pw.fn.MAX(SchemaVersion.version)).scalar() or 0
-        for version, step in MIGRATIONS:
+        for version, step in sorted(MIGRATIONS, key=lambda m: m[0]):
             if version > current:
                 step(db)
                 SchemaVersion.create(version=version, applied_at=time.time())
