@@ -221,6 +221,10 @@ class Config:
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
     warnings: tuple[str, ...] = ()       # template lint warnings: shown, not fatal
+    # the file's text and the admin page's values merged on top (settings.py): kept so a
+    # reload or a page edit can rebuild the config; not part of what a config *is*
+    toml: str = field(default="", compare=False, repr=False)
+    page: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def allowed_countries(self) -> frozenset[str]:
@@ -325,15 +329,18 @@ def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = T
 
 
 def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True,
-          secrets: bool = True) -> Config:
+          secrets: bool = True, page: dict | None = None) -> Config:
+    """page: the admin page's values (settings.py keys), merged over the file's before checking."""
     token = _SECRETS_NEEDED.set(secrets)
     try:
-        return _loads(text, path, for_service=for_service, strict=strict)
+        cfg = _loads(text, path, for_service=for_service, strict=strict, page=page or {})
+        return dataclasses.replace(cfg, toml=text, page=dict(page or {}))
     finally:
         _SECRETS_NEEDED.reset(token)
 
 
-def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
+def _loads(text: str, path: str, *, for_service: bool, strict: bool, page: dict) -> Config:
+    from .settings import merge
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -343,6 +350,7 @@ def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
     except ValueError as e:        # e.g. an integer of thousands of digits
         raise ConfigError([f"TOML value refused: {e}"], path) from None
     lines = _key_lines(text)
+    data, unmatched = merge(data, page) if page else (data, [])
     problems: list[str] = _removed_keys(data, lines)
     try:
         cfg = _build(Config, data, "", lines, problems)
@@ -364,6 +372,7 @@ def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
     warnings += tuple(_week_warnings(cfg, lines))
     if for_service:
         warnings += tuple(_service_warnings(cfg, lines))
+    warnings += tuple(f"page setting {k}: the file has no such line; ignored" for k in unmatched)
     return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line, warnings=warnings)
 
 
@@ -405,7 +414,7 @@ def _build(cls, data, prefix: str, lines, problems):
         problems.append(f"{prefix or 'top level'}{_where(prefix, lines)}: expected a table")
         return None
     hints = typing.get_type_hints(cls)
-    internal = ("source", "warnings", "every_inbound_number") if cls is Config else ()
+    internal = ("source", "warnings", "every_inbound_number", "toml", "page") if cls is Config else ()
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in internal}
     kwargs = {}
     for key, value in data.items():

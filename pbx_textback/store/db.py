@@ -61,6 +61,7 @@ class DecisionRow(Base):
     checks = pw.TextField()                    # JSON list of {name, ok, detail}
     line = pw.CharField(default="")
     created_at = pw.DoubleField()
+    template = pw.CharField(default="")        # the template's fingerprint (settings.template_version)
 
     class Meta:
         table_name = "decision"
@@ -224,6 +225,30 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v17(db):
+    """The admin page's settings and their history (store/settings.py); which template wrote
+    each text (explain)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    from .settings import create_tables
+    create_tables(db)
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("decision", "template", pw.CharField(default="")))
+
+
+def _settings_tables(db):
+    from .settings import create_tables
+    create_tables(db)
+
+
+def _template_version(source: str) -> str:
+    from ..settings import template_version
+    return template_version(source) if source else ""
+
+
+MIGRATIONS.append((17, _v17))
+NEW_STORE_TABLES.append(_settings_tables)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -282,7 +307,8 @@ class Store:
                 ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now,
                 answered=c.answered_by_human)
             DecisionRow.create(call=call, action=d.action, line=d.line, created_at=now,
-                               checks=json.dumps([ch.to_dict() for ch in d.checks]))
+                               checks=json.dumps([ch.to_dict() for ch in d.checks]),
+                               template=_template_version(d.template) if d.action == "text" else "")
             msg_id = None
             if d.action == "text":
                 msg_id = Message.create(
@@ -685,7 +711,7 @@ class Store:
                 "missed": call.missed, "reason": call.reason, "why": call.why,
                 "voicemail_left": call.voicemail_left, "recovered": call.recovered,
                 "started_at": call.started_at, "ended_at": call.ended_at,
-                "decision": dec.action if dec else None,
+                "decision": dec.action if dec else None, "template": dec.template if dec else "",
                 "checks": json.loads(dec.checks) if dec else [],
                 "messages": msgs, "notes": rec.get("notes", []),
                 "answered_by": rec.get("answered_by", ""), "answered": call.answered,
