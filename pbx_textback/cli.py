@@ -205,6 +205,8 @@ def cmd_explain(a) -> int:
     msgs = store.messages_to(peer) if peer else []
     replies = [m for m in msgs if m["direction"] == "in"]
     shared = len(store.boxes()) > 1        # several PBX boxes: say which one took each call
+    from .admin_cli import name_templates
+    name_templates(store, cfg, calls)      # which template (file, page change) wrote each text
     store.close()
     in_calls = {m["id"] for c in calls for m in c["messages"]}
     by_call_id = any(c["call_id"] == key for c in calls)
@@ -236,7 +238,8 @@ def cmd_explain(a) -> int:
         print(f"  verdict: {verdict} — {c['why']}")
         for n in c["notes"]:
             print(f"  note: {n}")
-        print(f"  decision: {c['decision']}")
+        print(f"  decision: {c['decision']}" + (f" (template {c['template']}: {c['template_from']})"
+                                                 if c.get("template") else ""))
         for ch in c["checks"]:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
@@ -675,6 +678,24 @@ def cmd_user(a) -> int:
     return 0
 
 
+def cmd_settings(a) -> int:
+    from .admin_cli import cmd_settings as body
+    cfg = _config(a.config, required=True)
+    try:
+        return body(a, cfg, _store(cfg))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_web(a) -> int:
+    from .admin_cli import cmd_web as body
+    cfg = _config(a.config, required=True)
+    try:
+        return body(cfg, _store(cfg))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -792,6 +813,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
+    s = cmd("settings", cmd_settings, "what the admin page changed: export (as TOML for the config file) "
+            "or history (who, when, old, new)")
+    s.add_argument("action", choices=["export", "history"])
+    s.add_argument("--full", action="store_true", help="export: the whole config file with the page's values written in")
+    s.add_argument("--limit", type=int, default=200, help="history: at most this many changes")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-c", "--config")
+    s = cmd("web", cmd_web, "serve the inbox alone (no PBX connection, no transport): replies are "
+            "queued for the box that owns the line")
+    s.add_argument("-c", "--config")
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -821,6 +852,8 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
+    "settings": "pbx-textback settings export >> page-settings.toml\n  pbx-textback settings history",
+    "web": "pbx-textback web -c /etc/pbx-textback/config.toml   (a box that only serves the inbox)",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 
