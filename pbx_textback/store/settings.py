@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from ..settings import decode, encode, template_version
+from ..settings import SettingRefused, decode, encode, parse_key, template_version
 from .db import Base, Store
 
 
@@ -41,7 +41,16 @@ def overrides(store: Store) -> dict:
     latest: dict[str, str | None] = {}
     for key, new in SettingChange.select(SettingChange.key, SettingChange.new).order_by(SettingChange.id).tuples():
         latest[key] = new
-    return {k: decode(v) for k, v in latest.items() if v is not None}
+    return {k: decode(v) for k, v in latest.items() if v is not None and is_config_key(k)}
+
+
+def is_config_key(key: str) -> bool:
+    """A config value (not an event kept in the same history: paused, an hours override)."""
+    try:
+        parse_key(key)
+    except SettingRefused:
+        return False
+    return True
 
 
 def version(store: Store) -> int:

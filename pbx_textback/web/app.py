@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import admin, timeline
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -81,6 +81,7 @@ class Inbox:
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
+        app.add_routes(admin.routes(self))      # admin pages (admin role only)
         return app
 
     async def start(self, host: str, port: int) -> int:

@@ -1,0 +1,179 @@
+"""Admin pages over real HTTP (aiohttp's test server on a loopback port): only admins get in;
+what the page saves is a page setting with its history, checked like the file; the preview;
+users; pause; today's hours override."""
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from pbx_textback.config import loads
+from pbx_textback.store import db as st
+from pbx_textback.store import settings as ss
+from pbx_textback.store import web as sw
+from pbx_textback.web.app import Inbox
+from pbx_textback.web.passwords import hash_password
+
+import pytest
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
+LINE = "+15125550100"
+PW = "correct horse battery"
+NEW_TPL = "{{ business.name }}: sorry we missed you, {{ caller.name }}! Reply STOP to opt out."
+
+
+@pytest.fixture
+def app(tmp_path):
+    text = re.sub(r'(?m)^path = .*$', f'path = "{tmp_path / "s.sqlite3"}"', EXAMPLE)
+    cfg = loads(text, str(tmp_path / "config.toml"), secrets=False)
+    store = st.open_store(cfg.store.path)
+    sw.add_user(store, "ada", "admin", hash_password(PW), "100", time.time())
+    sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
+    box = Inbox(cfg, store, send=lambda *a: 1)
+    yield box
+    store.close()
+
+
+def run(box, scenario):
+    async def main():
+        async with TestClient(TestServer(box.app())) as client:
+            return await scenario(client)
+    return asyncio.run(main())
+
+
+async def sign_in(client, name):
+    r = await client.post("/login", data={"name": name, "password": PW}, allow_redirects=False)
+    assert r.status == 303
+
+
+async def csrf_of(client, path="/admin"):
+    page = await (await client.get(path)).text()
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def admin_routes(box):
+    return [(r.method, r.resource.canonical) for r in box.app().router.routes()
+            if r.method != "HEAD" and r.resource.canonical.startswith("/admin")]
+
+
+def test_an_agent_gets_a_clear_403_on_every_admin_page_and_an_admin_gets_in(app):
+    routes = admin_routes(app)
+    assert len(routes) >= 10
+
+    async def scenario(client):
+        await sign_in(client, "maria")
+        csrf = await csrf_of(client, "/")
+        out = {}
+        for method, path in routes:
+            path = path.replace("{number}", LINE).replace("{name}", "maria")
+            r = await client.request(method, path, data={"csrf": csrf} if method == "POST" else None,
+                                     allow_redirects=False)
+            out[(method, path)] = (r.status, await r.text())
+        inbox = await (await client.get("/")).text()
+        return out, inbox
+    got, inbox = run(app, scenario)
+    for route, (status, text) in got.items():
+        assert status == 403 and "Only an admin can open the admin pages" in text, route
+    assert 'href="/admin"' not in inbox                     # no admin link for an agent
+    assert sw.user(app.store, "maria").role == "agent" and ss.history(app.store) == []
+
+    async def as_admin(client):
+        await sign_in(client, "ada")
+        pages = {}
+        for path in ("/admin", "/admin/users", f"/admin/lines/{LINE}", "/admin/settings", "/admin/rules"):
+            r = await client.get(path)
+            pages[path] = (r.status, await r.text())
+        return pages
+    for path, (status, text) in run(app, as_admin).items():
+        assert status == 200, (path, text[:300])
+
+
+def test_a_template_saved_on_the_page_overrides_the_file_with_history_and_is_checked(app):
+    key = f"line[{LINE}].template"
+
+    async def scenario(client):
+        await sign_in(client, "ada")
+        csrf = await csrf_of(client, f"/admin/lines/{LINE}")
+        before = await (await client.get(f"/admin/lines/{LINE}")).text()
+        bad = await client.post(f"/admin/lines/{LINE}", data={"csrf": csrf, "part": "templates",
+                                                              key: "Call us back soon."})
+        bad_text = await bad.text()
+        ok = await client.post(f"/admin/lines/{LINE}", data={"csrf": csrf, "part": "templates", key: NEW_TPL},
+                               allow_redirects=False)
+        after = await (await client.get(f"/admin/lines/{LINE}")).text()
+        infra = await client.post("/admin/settings", data={"csrf": csrf, "transport.type": "smpp"})
+        revert = await client.post(f"/admin/lines/{LINE}", data={"csrf": csrf, "revert": key},
+                                   allow_redirects=False)
+        return before, bad.status, bad_text, ok.status, after, infra.status, await infra.text(), revert.status
+    before, bad_status, bad_text, ok_status, after, infra_status, infra_text, revert_status = run(app, scenario)
+    tpl_block = lambda page: page.split(f'data-key="{key}"')[1].split("</div>")[0]  # noqa: E731
+    assert "from the file" in tpl_block(before)
+    assert bad_status == 400 and "Not saved" in bad_text and "opt out" in bad_text
+    assert ok_status == 303
+    assert "from the page" in tpl_block(after) and "Sam Sample" in tpl_block(after)
+    assert infra_status == 400 and "stay in the TOML file" in infra_text
+    assert revert_status == 303
+    hist = ss.history(app.store)
+    assert [(h["key"], h["new"], h["by"]) for h in hist] == [(key, None, "ada"), (key, NEW_TPL, "ada")]
+    assert hist[1]["old"] == app.cfg.line[0].template                # the file's value, kept as "old"
+    assert ss.overrides(app.store) == {}                             # back to the file
+
+
+def test_the_preview_renders_for_the_sample_caller_with_lint_and_segments(app):
+    async def scenario(client):
+        await sign_in(client, "ada")
+        q = {"line": LINE, "reason": "no-answer", "template": NEW_TPL, "caller": "+15125550999", "name": "Zoë"}
+        good = await (await client.get("/admin/preview", params=q)).json()
+        long = await (await client.get("/admin/preview", params={**q, "template": NEW_TPL + " " + "x" * 150})).json()
+        lint = await (await client.get("/admin/preview", params={**q, "template": "Call us. 20% off today!"})).json()
+        return good, long, lint
+    good, long, lint = run(app, scenario)
+    assert good["text"] == "Acme Dental: sorry we missed you, Zoë! Reply STOP to opt out."
+    assert good["sms"]["segments"] == 1 and good["sms"]["encoding"] == "Unicode (UCS-2)"   # ë is not in GSM-7
+    assert good["lint"] == []
+    assert long["sms"]["segments"] >= 3
+    codes = {i["code"] for i in lint["lint"]}
+    assert {"business-name", "opt-out", "promotional"} <= codes
+
+
+def test_users_added_reset_disabled_and_the_last_admin_is_kept(app):
+    async def scenario(client):
+        await sign_in(client, "ada")
+        csrf = await csrf_of(client, "/admin/users")
+        added = await (await client.post("/admin/users", data={"csrf": csrf, "name": "joe", "role": "agent",
+                                                               "extension": "102"})).text()
+        bad = await client.post("/admin/users", data={"csrf": csrf, "name": "x y", "role": "agent"})
+        demote = await client.post("/admin/users/ada", data={"csrf": csrf, "action": "save", "role": "agent"})
+        dis = await client.post("/admin/users/maria", data={"csrf": csrf, "action": "disable"})
+        return added, bad.status, await bad.text(), demote.status, await demote.text(), dis.status
+    added, bad_status, bad_text, demote_status, demote_text, dis_status = run(app, scenario)
+    password = re.search(r"joe&#39;s password \(shown once\): (\S+)</p>", added).group(1)
+    assert bad_status == 400 and "letters, digits" in bad_text
+    assert demote_status == 400 and "only admin" in demote_text
+    assert dis_status == 200 and sw.user(app.store, "maria").disabled
+    assert sw.user(app.store, "joe").extension == "102"
+
+    async def joe_signs_in(client):
+        r = await client.post("/login", data={"name": "joe", "password": password}, allow_redirects=False)
+        return r.status
+    assert run(app, joe_signs_in) == 303
+
+
+def test_pause_resume_and_todays_override_from_the_page(app):
+    async def scenario(client):
+        await sign_in(client, "ada")
+        csrf = await csrf_of(client)
+        await client.post("/admin/pause", data={"csrf": csrf, "action": "pause"})
+        paused = app.store.setting("paused")
+        home = await (await client.get("/admin")).text()
+        await client.post("/admin/pause", data={"csrf": csrf, "action": "resume"})
+        await client.post(f"/admin/lines/{LINE}/override", data={"csrf": csrf, "mode": "closed"})
+        line = await (await client.get(f"/admin/lines/{LINE}")).text()
+        return paused, home, line
+    paused, home, line = run(app, scenario)
+    assert paused == "1" and "PAUSED" in home
+    assert app.store.setting("paused") == "0"
+    assert app.store.hours_override(LINE) == "closed"
+    assert "manual override: closed" in line
+    assert [h["key"] for h in ss.history(app.store)] == [f"hours-override[{LINE}]", "paused", "paused"]
