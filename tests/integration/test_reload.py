@@ -132,3 +132,9 @@ async def _scenario(tmp_path):
             print(svc.tail(40))
             await svc.stop(signal.SIGKILL)
         await feeder.stop()
+
+
+def test_the_unit_reloads_with_sighup():
+    from pathlib import Path
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "pbx-textback.service").read_text()
+    assert re.search(r"(?m)^ExecReload=/bin/kill -HUP \$MAINPID$", unit)
