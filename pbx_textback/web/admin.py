@@ -58,6 +58,7 @@ def _spans(text: str) -> list[str]:
 class Admin:
     def __init__(self, webapp):
         self.w = webapp
+        self._cached = None
 
     # ---- access --------------------------------------------------------------------------------
     def admin_only(self, handler):
@@ -74,12 +75,16 @@ class Admin:
     def page_values(self) -> dict:
         return ss.overrides(self.w.store)
 
-    def effective(self, page: dict | None = None):
+    def effective(self):
+        """Built once per file text and settings version: the preview asks for it as you type."""
         cfg = self.w.cfg
         if not cfg.toml:
             return cfg
-        return loads(cfg.toml, cfg.source, for_service=True, strict=False, secrets=False,
-                     page=self.page_values() if page is None else page)
+        key = (cfg.toml, cfg.source, ss.version(self.w.store))
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, loads(cfg.toml, cfg.source, for_service=True, strict=False, secrets=False,
+                                       page=self.page_values()))
+        return self._cached[1]
 
     def file_data(self) -> dict:
         import tomllib
@@ -267,8 +272,9 @@ class Admin:
                  "value": ", ".join(getattr(ln.hours, d)) if ln.hours else "",
                  "origin": self.origin(line_key(ln.number, "hours", d), page, data)} for d in DAYS]
         hkey = line_key(ln.number, "hours", "holidays")
+        basics = {k: self.origin(line_key(ln.number, k), page, data) for k in ("name", "enabled", "delay_seconds")}
         return self.w._page(
-            "admin_line.html", request, status=status, line=ln, fields=self._fields(ln.number, cfg, page, data),
+            "admin_line.html", request, status=status, line=ln, basics=basics, fields=self._fields(ln.number, cfg, page, data),
             days=days, always_open=ln.hours is None,
             holidays={"key": hkey, "value": ", ".join(ln.hours.holidays) if ln.hours else "",
                       "origin": self.origin(hkey, page, data)},
@@ -301,6 +307,16 @@ class Admin:
             wanted[key] = _spans(str(form.get(key, "")))
             if ln.hours is not None:      # only what changed: an unchanged day stays the file's
                 wanted = {k: v for k, v in wanted.items() if v != list(getattr(ln.hours, k.rsplit(".", 1)[1]))}
+        elif form.get("part") == "line":
+            raw = str(form.get("delay_seconds", "0")).strip() or "0"
+            try:
+                delay = float(raw)
+            except ValueError:
+                return await self.line(request, error=f"Delay: '{raw}' is not a number of seconds.", status=400)
+            wanted = {line_key(ln.number, "name"): str(form.get("name", "")).strip(),
+                      line_key(ln.number, "enabled"): form.get("enabled") == "1",
+                      line_key(ln.number, "delay_seconds"): delay}
+            wanted = {k: v for k, v in wanted.items() if v != getattr(ln, k.rsplit(".", 1)[1])}
         else:
             raise web.HTTPBadRequest(text="nothing to save")
         error = self.save(request, wanted)

@@ -177,3 +177,22 @@ def test_pause_resume_and_todays_override_from_the_page(app):
     assert app.store.hours_override(LINE) == "closed"
     assert "manual override: closed" in line
     assert [h["key"] for h in ss.history(app.store)] == [f"hours-override[{LINE}]", "paused", "paused"]
+
+
+def test_line_basics_saved_on_the_page_and_a_bad_number_is_refused(app):
+    async def scenario(client):
+        await sign_in(client, "ada")
+        csrf = await csrf_of(client, f"/admin/lines/{LINE}")
+        bad = await client.post(f"/admin/lines/{LINE}", data={"csrf": csrf, "part": "line", "name": "Main line",
+                                                              "enabled": "1", "delay_seconds": "soon"})
+        big = await client.post(f"/admin/lines/{LINE}", data={"csrf": csrf, "part": "line", "name": "Main line",
+                                                              "enabled": "1", "delay_seconds": "1e9"})
+        ok = await client.post(f"/admin/lines/{LINE}", allow_redirects=False,
+                               data={"csrf": csrf, "part": "line", "name": "Front desk", "delay_seconds": "20"})
+        return bad.status, await bad.text(), big.status, await big.text(), ok.status
+    bad_status, bad_text, big_status, big_text, ok_status = run(app, scenario)
+    assert bad_status == 400 and "&#39;soon&#39; is not a number of seconds" in bad_text
+    assert big_status == 400 and "out of range" in big_text
+    assert ok_status == 303
+    assert ss.overrides(app.store) == {f"line[{LINE}].name": "Front desk", f"line[{LINE}].enabled": False,
+                                       f"line[{LINE}].delay_seconds": 20.0}

@@ -32,8 +32,13 @@
         lint.appendChild(li);
       }
     }
-    area.addEventListener("input", update);
-    return update;
+    let timer = 0;
+    function soon() {                      // one request once the typing pauses, not one per key
+      clearTimeout(timer);
+      timer = setTimeout(update, 120);
+    }
+    area.addEventListener("input", soon);
+    return soon;
   }
   const updates = Array.from(document.querySelectorAll(".tpl")).map(watch);
   for (const el of [sample, sampleName]) {
