@@ -226,11 +226,12 @@ class Admin:
 
     def _fields(self, number: str, cfg, page: dict, data: dict) -> list[dict]:
         ln = next(x for x in cfg.line if x.number == number)
+        main = ln.template or DEFAULT_TEMPLATE
         out = [{"key": line_key(number, "template"), "label": "Missed-call text (every reason)",
                 "value": ln.template, "default": DEFAULT_TEMPLATE, "reason": "no-answer", "first": True}]
-        for r in MISSED_REASONS:
+        for r in MISSED_REASONS:      # empty: the text above is sent, and previewed
             out.append({"key": line_key(number, "templates", r), "label": f"… when the reason is {r}",
-                        "value": ln.templates.get(r, ""), "default": "", "reason": r, "first": True})
+                        "value": ln.templates.get(r, ""), "default": main, "reason": r, "first": True})
         out.append({"key": line_key(number, "follow_up_template"), "label": "Follow-up text",
                     "value": ln.follow_up_template, "default": FOLLOW_UP_TEMPLATE, "reason": "no-answer",
                     "first": False})

@@ -112,6 +112,10 @@ def test_a_template_saved_on_the_page_overrides_the_file_with_history_and_is_che
     assert bad_status == 400 and "Not saved" in bad_text and "opt out" in bad_text
     assert ok_status == 303
     assert "from the page" in tpl_block(after) and "Sam Sample" in tpl_block(after)
+    # a reason without its own text previews the text that is sent for it: the line's main one
+    vm = after.split(f'data-key="line[{LINE}].templates.voicemail"')[1].split("</div>")[0]
+    assert "Acme Dental: sorry we missed you, Sam Sample! Reply STOP to opt out.</p>" in vm
+    assert "built-in default" in vm and "lint-error" not in vm
     assert infra_status == 400 and "stay in the TOML file" in infra_text
     assert revert_status == 303
     hist = ss.history(app.store)

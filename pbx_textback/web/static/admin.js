@@ -12,7 +12,7 @@
       const mine = ++latest;
       const q = new URLSearchParams({
         line: box.dataset.line, reason: box.dataset.reason, first: box.dataset.first,
-        template: area.value || area.placeholder, caller: sample ? sample.value : "",
+        template: area.value || box.dataset.fallback, caller: sample ? sample.value : "",
         name: sampleName ? sampleName.value : "",
       });
       const r = await fetch("/admin/preview?" + q, { credentials: "same-origin" });
