@@ -50,6 +50,9 @@ class Reloader:
     def __init__(self, cfg, store, apply, *, secrets: bool = True):
         self.cfg, self.store, self.apply, self.secrets = cfg, store, apply, secrets
         self.version = ss.version(store)
+        if cfg.page:
+            log.info("%d setting(s) from the admin page override %s (`pbx-textback settings export`)",
+                     len(cfg.page), cfg.source)
 
     def reload_file(self) -> bool:
         """SIGHUP: read the file again. False (and the old config runs on) when it does not load."""
@@ -77,8 +80,11 @@ class Reloader:
         if version == self.version:
             return False
         self.version = version
+        page = ss.overrides(self.store)
+        if page == self.cfg.page:        # a pause or an hours override: kept in the history, not config
+            return False
         try:
-            new = _build(self.cfg.toml, self.cfg.source, ss.overrides(self.store), self.secrets)
+            new = _build(self.cfg.toml, self.cfg.source, page, self.secrets)
         except ConfigError as e:      # the page checks before it saves; a file reload may still clash
             log.error("page settings not applied, the running config stays: %s", one_line(e))
             return False

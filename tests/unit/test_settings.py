@@ -104,3 +104,36 @@ _table = st.dictionaries(_text.filter(bool), _plain, max_size=4)
                        max_size=5))
 def test_dump_toml_reads_back_as_the_same_data(data):
     assert tomllib.loads(dump_toml(data)) == data
+
+
+def test_the_reloader_applies_page_changes_and_keeps_the_running_config_on_a_clash(tmp_path, caplog):
+    """reload.py on a real store: a page change is applied; a pause (history only) is not a
+    rebuild; a file that no longer loads is refused in one log line; infrastructure stays."""
+    import logging
+    from pbx_textback.reload import Reloader
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+    from pbx_textback.store import settings as ss
+    from pbx_textback.store.db import open_store
+    path = tmp_path / "config.toml"
+    text = EXAMPLE.replace('path = "/var/lib/pbx-textback/textback.sqlite3"', f'path = "{tmp_path / "s.db"}"')
+    path.write_text(text)
+    cfg = loads(text, str(path), secrets=False)
+    store = open_store(cfg.store.path)
+    applied = []
+    r = Reloader(cfg, store, applied.append, secrets=False)
+    assert r.check_page() is False
+    ss.record(store, [(f"line[{LINE}].template", None, PAGE_TPL)], "ada", 1.0)
+    assert r.check_page() is True and applied[-1].line[0].template == PAGE_TPL
+    ss.record(store, [("paused", False, True)], "ada", 2.0)
+    assert r.check_page() is False and len(applied) == 1
+    path.write_text(text.replace('port = 5038', 'port = 5039').replace("Acme Dental", "Acme Dentistry"))
+    assert r.reload_file() is True
+    assert applied[-1].business.name == "Acme Dentistry" and applied[-1].pbx.ami.port == 5038   # needs a restart
+    assert applied[-1].line[0].template == PAGE_TPL                                          # the page stays on top
+    assert any("[pbx] changed in the file" in m for m in caplog.messages)
+    path.write_text(text + "\n[[line]\n")
+    caplog.clear()
+    assert r.reload_file() is False and len(applied) == 2
+    refused = [m for m in caplog.messages if "reload refused" in m]
+    assert len(refused) == 1 and "\n" not in refused[0] and "TOML syntax error" in refused[0]
+    store.close()
