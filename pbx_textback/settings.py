@@ -143,7 +143,7 @@ def _str(s: str) -> str:
 
 
 def _k(key: str) -> str:
-    return key if _BARE.match(key) else _str(key)
+    return key if _BARE.fullmatch(key) else _str(key)
 
 
 def _v(value) -> str:
