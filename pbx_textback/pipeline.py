@@ -43,6 +43,7 @@ def person_text_refusals(cfg, store, to: str, line: str) -> list:
 class Pipeline:
     def __init__(self, cfg, store, *, clock=time.time, replay: bool = False):
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay
+        self.on_arrival = None     # (peer, line, queue, now): the inbox picks an owner (web/ownership.py)
 
     def e164(self, raw: str) -> str:
         return to_e164(raw, self.cfg.business.country) or raw
@@ -130,7 +131,20 @@ class Pipeline:
                     consent.INBOUND_CALL, self.e164(rec.caller), stamp, line=line.number,
                     source=f"call {rec.call_id}"))
         self._log(verdict)
+        if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
+            self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),
+                          rec.queue, stamp)
         return verdict
+
+    def _arrived(self, peer: str, line: str, queue: str, now: float) -> None:
+        """A missed call or a reply opened a conversation: the inbox may give it an owner.
+        Never the texting's problem: a failure here is logged and the call or reply stands."""
+        if self.on_arrival is None:
+            return
+        try:
+            self.on_arrival(peer, line, queue, now)
+        except Exception:
+            log.exception("could not pick an owner for a conversation")
 
     def _collapse(self, rec, line, pending, now) -> Verdict:
         """Another missed call while a text for this caller still waits: one text, which now
@@ -209,6 +223,8 @@ class Pipeline:
             log.exception("could not store a reply from %s: the sender will be asked to retry", mask(peer))
             return False
         log.info("reply from %s to %s: %s", mask(peer), line, intent.intent)
+        if intent.intent not in ("stop", "help"):
+            self._arrived(peer, line, "", now)
         return True
 
     def _consent_change(self, peer, line, intent, text, now) -> None:
