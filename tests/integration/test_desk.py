@@ -3,7 +3,6 @@ notes, saved replies, the review click, notification choice and the live reply f
 ownership rules applied when the pipeline stores a missed call or a reply."""
 import asyncio
 import json
-import re
 import time
 from dataclasses import replace
 
@@ -19,7 +18,7 @@ from pbx_textback.store import web as sw
 from pbx_textback.web.app import Inbox
 from pbx_textback.web.ownership import on_arrival
 from pbx_textback.web.passwords import hash_password
-from tests.integration.test_web import LINE, PEER, PW, cfg_for, csrf_of, inbox, missed_call, reply, run, sign_in  # noqa: F401
+from tests.integration.test_web import LINE, PEER, PW, cfg_for, csrf_of, inbox, missed_call, reply, sign_in  # noqa: F401 (inbox: a fixture)
 
 import pytest
 

@@ -4,7 +4,6 @@ texts and replies through the real SMSC. What each agent sees of the other: the 
 "is replying" lock, the ask-first on sending; snooze until the caller writes; the chime and
 the notification of a reply; the keyboard; an opt-out settled in one click closes the box;
 the phone-sized page."""
-import time
 
 import pytest
 
