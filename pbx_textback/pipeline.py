@@ -44,6 +44,7 @@ class Pipeline:
     def __init__(self, cfg, store, *, clock=time.time, replay: bool = False):
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay
         self.on_arrival = None     # (peer, line, queue, now): the inbox picks an owner (web/ownership.py)
+        self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
 
     def e164(self, raw: str) -> str:
         return to_e164(raw, self.cfg.business.country) or raw
@@ -134,6 +135,14 @@ class Pipeline:
         if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
             self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),
                           rec.queue, stamp)
+        elif self.on_reached is not None and rec.answered_by_human:
+            inbound = rec.direction == INBOUND
+            peer = self.e164(rec.caller if inbound else rec.called) if (rec.caller and not rec.withheld) or not inbound else ""
+            try:
+                if peer:
+                    self.on_reached(peer, rec.answered_by if inbound else rec.caller, stamp)
+            except Exception:
+                log.exception("could not note who talked to a caller")
         return verdict
 
     def _arrived(self, peer: str, line: str, queue: str, now: float) -> None:

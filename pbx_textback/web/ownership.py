@@ -9,6 +9,7 @@ its owner: the owner is the last agent who answered, and a reply is the answer t
 from __future__ import annotations
 
 import logging
+import re
 
 import phonenumbers
 from phonenumbers import geocoder
@@ -53,3 +54,29 @@ def on_arrival(cfg, store, peer: str, line: str, queue: str, now: float) -> str:
         sw.set_owner(store, peer, agent, "rules", now)
     log.info("conversation owner %s: %s", agent or "none", why)
     return agent
+
+
+_EXT = re.compile(r"(?:^|[/:])(\d{2,8})(?:[-@;/]|$)")
+
+
+def extension_of(endpoint: str) -> str:
+    """The desk phone's extension in what the PBX names: 'PJSIP/101-0000002a', 'SIP/101',
+    'sofia/internal/101@pbx', '101' -> '101'; '' when none."""
+    m = _EXT.search(endpoint or "")
+    return m.group(1) if m else ""
+
+
+def on_reached(store, peer: str, endpoint: str, now: float) -> str:
+    """A call between the caller and an agent's desk phone (answered, or a call back): that
+    agent owns the conversation now, the last who answered. Returns the agent ('' if none)."""
+    ext = extension_of(endpoint)
+    if not ext:
+        return ""
+    u = sw.WebUser.get_or_none((sw.WebUser.extension == ext) & (sw.WebUser.disabled == False))  # noqa: E712
+    if u is None:
+        return ""
+    found = desk.owner_of(store, peer)
+    if found is None or found[1] != u.name:
+        sw.set_owner(store, peer, u.name, "call", now)
+        log.info("conversation owner %s: talked to the caller on extension %s", u.name, ext)
+    return u.name

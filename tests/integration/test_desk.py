@@ -332,3 +332,30 @@ agent = "joe"
     pipe.on_record(replace(rec, call_id="q4", caller="+15125550134"), now=now)
     assert desk.owner_of(store, "+15125550134") == ("open", "joe")         # back to the file's
     store.close()
+
+
+def test_the_agent_whose_desk_phone_talked_to_the_caller_owns_the_conversation(tmp_path):
+    from pbx_textback.core.model import CallRecord
+    from pbx_textback.web.ownership import extension_of, on_reached
+    cfg = _rules_cfg(tmp_path, "")
+    store = st.open_store(cfg.store.path)
+    sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
+    sw.add_user(store, "joe", "agent", hash_password(PW), "102", time.time())
+    pipe = Pipeline(cfg, store)
+    pipe.on_reached = lambda peer, endpoint, now: on_reached(store, peer, endpoint, now)
+    now = time.time()
+    caller = "+15125550141"
+    missed_call(store, caller, now - 600)
+    sw.set_owner(store, caller, "joe", "joe", now - 500)
+    pipe.on_record(CallRecord("asterisk", "a1", caller, LINE, "inbound", answered_by_human=True,
+                              answered_by="PJSIP/101-0000002a", started_at=now - 60, ended_at=now - 5), now=now)
+    assert desk.owner_of(store, caller)[1] == "maria"          # she answered him: hers now
+    pipe.on_record(CallRecord("asterisk", "a2", "102", caller, "outbound", answered_by_human=True,
+                              answered_by=caller, started_at=now - 30, ended_at=now), now=now + 1)
+    assert desk.owner_of(store, caller)[1] == "joe"            # joe called him back
+    pipe.on_record(CallRecord("asterisk", "a3", caller, LINE, "inbound", answered_by_human=True,
+                              answered_by="PJSIP/199-01", started_at=now, ended_at=now + 9), now=now + 10)
+    assert desk.owner_of(store, caller)[1] == "joe"            # an extension no agent has: no change
+    assert [extension_of(e) for e in ("SIP/101", "sofia/internal/101@pbx", "101", "Local/s@ctx", "")] == \
+        ["101", "101", "101", "", ""]
+    store.close()
