@@ -359,3 +359,33 @@ def test_the_agent_whose_desk_phone_talked_to_the_caller_owns_the_conversation(t
     assert [extension_of(e) for e in ("SIP/101", "sofia/internal/101@pbx", "101", "Local/s@ctx", "")] == \
         ["101", "101", "101", "", ""]
     store.close()
+
+
+def test_the_desk_tables_work_on_sqlite_and_postgresql_and_every_write_reaches_the_live_pages(store_factory):
+    from pbx_textback.core.policy.replylock import Lock
+    store = store_factory()
+    sw.add_user(store, "maria", "agent", "x", "101", 1000.0)
+    marks = [desk.change_mark(store)]
+
+    def changed():
+        marks.append(desk.change_mark(store))
+        return marks[-1] != marks[-2]
+    desk.put_lock(store, PEER, Lock("maria", 1000.0, 1000.0))
+    assert changed() and desk.lock_of(store, PEER) == Lock("maria", 1000.0, 1000.0)
+    desk.put_lock(store, PEER, Lock("maria", 1000.0, 1010.0))
+    assert not changed()                               # a keystroke's refresh is no news
+    assert desk.drop_lock(store, PEER) and changed() and desk.lock_of(store, PEER) is None
+    desk.add_note(store, PEER, "maria", "call after 5", 1020.0)
+    assert changed() and [n.body for n in desk.notes(store, PEER)] == ["call after 5"]
+    desk.replace_owner_rules(store, [OwnerRule("sticky"), OwnerRule("line", "maria", LINE)], "admin", 1030.0)
+    assert changed() and desk.owner_rules(store) == [OwnerRule("sticky"), OwnerRule("line", "maria", LINE)]
+    rid = desk.save_reply(store, "hours", "We open at 8", "maria", 1040.0)
+    with pytest.raises(ValueError, match="already a saved reply"):
+        desk.save_reply(store, "hours", "dup", "maria", 1041.0)
+    assert desk.saved_reply(store, rid).body == "We open at 8"
+    desk.set_notify_choice(store, "maria", "mine")
+    assert desk.notify_choice(store, "maria") == "mine" and desk.notify_choice(store, "joe") == "all"
+    assert desk.signed_in(store, 2000.0) == set()
+    sw.new_session(store, sw.user(store, "maria").id, 2000.0)
+    assert desk.signed_in(store, 2001.0) == {"maria"}
+    store.close()
