@@ -191,6 +191,13 @@ def inbound_since(store: Store, after_id: int, limit: int = 200) -> list[tuple[i
                 .order_by(Message.id).limit(limit).tuples())
 
 
+def recent_inbound(store: Store, n: int) -> list[tuple[int, str]]:
+    """The last n callers' replies, oldest first."""
+    rows = list(Message.select(Message.id, Message.peer).where(Message.direction == "in")
+                .order_by(Message.id.desc()).limit(n).tuples())
+    return rows[::-1]
+
+
 def last_inbound_id(store: Store) -> int:
     return Message.select(pw.fn.MAX(Message.id)).where(Message.direction == "in").scalar() or 0
 

@@ -133,6 +133,7 @@ class Inbox:
         ctx.setdefault("user", request.get("user") if request is not None else None)
         ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
+        ctx.setdefault("heard", desk.last_heard(self) if ctx["user"] else 0)
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
                             content_type="text/html", charset="utf-8")
 
@@ -324,10 +325,14 @@ class Inbox:
         self.listeners.add(changed)
         if self.feed is None:
             self.feed = desk.ReplyFeed(self.store)
-        heard = self.feed.last                # replies after this one are news to this page
+        self.feed.poll()
+        # replies after the last the page knew of (when it was made, or the last it was told
+        # of before a reconnect) are news to it
+        heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
         if self.watcher is None:
             self.watcher = asyncio.create_task(self._watch())
         try:
+            heard = await self.feed.send(resp, request["user"].name, heard)
             while not self.stopping.is_set():
                 try:
                     await asyncio.wait_for(changed.wait(), 15)

@@ -69,6 +69,11 @@ def mark_rows(inbox, rows: list[dict], me: str) -> None:
         c["replying"] = replylock.held_by_other(held.get(c["peer"]), me, now, lapse)
 
 
+def last_heard(inbox) -> int:
+    """The newest caller's reply a page knows of when it is made (its live stream starts there)."""
+    return inbox.feed.last if inbox.feed is not None else desk.last_inbound_id(inbox.store)
+
+
 def held_by_other(inbox, peer: str, me: str) -> str:
     return replylock.held_by_other(desk.lock_of(inbox.store, peer), me, inbox.clock(), lapse_s(inbox))
 
@@ -89,11 +94,27 @@ class ReplyFeed:
     Each open page sends those after the last it sent, filtered by its agent's choice."""
 
     KEEP = 500
+    CATCH_UP = 10          # at most this many missed replies told to a page that comes back
 
     def __init__(self, store):
         self.store = store
         self.items: list[tuple[int, str, str, str]] = []
-        self.last = desk.last_inbound_id(store)
+        # the last few replies before this process started: a page that reconnects after a
+        # restart hears of those it missed
+        recent = desk.recent_inbound(store, self.CATCH_UP)
+        self.last = recent[0][0] - 1 if recent else 0       # poll() reads from here
+        self.poll()
+
+    def start(self, after: str) -> int:
+        """Where a page's stream starts: after the reply id it names (when it was made, or the
+        last it was told of), else now; never more than CATCH_UP replies back."""
+        try:
+            heard = int(after)
+        except ValueError:
+            return self.last
+        kept = [i[0] for i in self.items]
+        floor = kept[-self.CATCH_UP] - 1 if len(kept) >= self.CATCH_UP else (kept[0] - 1 if kept else self.last)
+        return min(max(heard, floor), self.last)
 
     def poll(self) -> None:
         from ..store.db import Message
@@ -118,7 +139,7 @@ class ReplyFeed:
             if choice == "mine" and owner not in ("", me):
                 continue
             data = json.dumps({"id": mid, "peer": peer, "owner": owner, "body": body, "url": f"/c/{peer}"})
-            await resp.write(f"event: reply\ndata: {data}\n\n".encode())
+            await resp.write(f"id: {mid}\nevent: reply\ndata: {data}\n\n".encode())
         return after
 
 

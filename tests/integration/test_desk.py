@@ -3,6 +3,7 @@ notes, saved replies, the review click, notification choice and the live reply f
 ownership rules applied when the pipeline stores a missed call or a reply."""
 import asyncio
 import json
+import re
 import time
 from dataclasses import replace
 
@@ -389,3 +390,38 @@ def test_the_desk_tables_work_on_sqlite_and_postgresql_and_every_write_reaches_t
     sw.new_session(store, sw.user(store, "maria").id, 2000.0)
     assert desk.signed_in(store, 2001.0) == {"maria"}
     store.close()
+
+
+def test_a_page_hears_of_replies_stored_while_it_loaded_and_after_a_reconnect(two):
+    async def scenario(maria, joe):
+        page = await (await maria.get(f"/c/{PEER}")).text()
+        heard = re.search(r'data-heard="(\d+)"', page).group(1)
+        reply(two.store, PEER, "written while the page loaded", time.time())      # before its stream connects
+        first = await _events_at(maria, f"/events?after={heard}", 1.0)
+        reply(two.store, PEER, "written while the network was down", time.time())
+        told = [json.loads(line[6:])["id"] for line in first if line.startswith("data: {")][-1]
+        again = await _events_at(maria, "/events?after=0", 1.0, headers={"Last-Event-ID": str(told)})
+        fresh = await _events_at(joe, "/events", 1.0)                               # no after: only what is new
+        return first, again, fresh
+
+    def bodies(lines):
+        return [json.loads(line[6:])["body"] for line in lines if line.startswith("data: {")]
+    first, again, fresh = both(two, scenario)
+    assert bodies(first) == ["written while the page loaded"]
+    assert bodies(again) == ["written while the network was down"]
+    assert bodies(fresh) == []
+
+
+def _events_at(client, url, seconds, headers=None):
+    async def read():
+        got = []
+        async with client.get(url, headers=headers or {}) as r:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                try:
+                    line = await asyncio.wait_for(r.content.readline(), end - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                got.append(line.decode())
+        return got
+    return read()

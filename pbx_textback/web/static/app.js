@@ -11,7 +11,8 @@
     if (fresh) { live.replaceWith(fresh); document.dispatchEvent(new Event("live-refreshed")); }
   }
   function listen() {
-    const es = new EventSource("/events");
+    // after: the newest reply this page knew of when it was made (a reply in between still chimes)
+    const es = new EventSource("/events?after=" + encodeURIComponent(document.body.dataset.heard || ""));
     es.addEventListener("change", refresh);
     // a caller's reply: the chime and notification (desk.js)
     es.addEventListener("reply", (e) => { if (window.deskReply) window.deskReply(JSON.parse(e.data)); });
