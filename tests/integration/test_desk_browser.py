@@ -137,6 +137,18 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             other = "+15125550177"
             mo_after_bind(smsc, other[1:], LINE_DIGITS, "Is the office open on Saturday? " + "x" * 100)
             run.wait_rows("SELECT id FROM message WHERE peer = ?", other)
+            # j/k on a caller's page: the next and previous caller of the list the agent came from
+            maria.goto(base + "/?view=open")
+            expect(maria.locator(".convs .peer")).to_have_count(2)
+            order = maria.locator(".convs .peer").all_inner_texts()
+            maria.keyboard.press("j")
+            maria.keyboard.press("Enter")
+            expect(maria.locator("h1.peer")).to_have_text(order[0])
+            maria.keyboard.press("j")
+            expect(maria.locator("h1.peer")).to_have_text(order[1])
+            maria.keyboard.press("k")
+            expect(maria.locator("h1.peer")).to_have_text(order[0])
+
             for path in ("/", f"/c/{CALLER}", f"/c/{other}", "/saved", "/me"):
                 phone.goto(base + path)
                 assert phone.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), path

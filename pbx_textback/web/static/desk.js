@@ -95,7 +95,21 @@
     const el = all[sel];
     if (el.tagName === "A") el.focus(); else el.scrollIntoView({ block: "nearest" });
   }
-  document.addEventListener("live-refreshed", () => { if (sel >= 0) select(sel); });
+  // the list an agent works through: j/k on a caller's page go to the next/previous one in it
+  function remember() {
+    const links = document.querySelectorAll(".convs li a");
+    if (links.length) sessionStorage.setItem("deskList", JSON.stringify([...links].map((a) => a.getAttribute("href"))));
+  }
+  function neighbour(step) {
+    if (!document.getElementById("live") || !document.querySelector("h1.peer")) return false;
+    const list = JSON.parse(sessionStorage.getItem("deskList") || "[]");
+    const i = list.indexOf(location.pathname);
+    if (i < 0 || !list[i + step]) return false;
+    location.href = list[i + step];
+    return true;
+  }
+  remember();
+  document.addEventListener("live-refreshed", () => { remember(); if (sel >= 0) select(sel); });
   document.addEventListener("keydown", (e) => {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const t = e.target;
@@ -103,8 +117,8 @@
     const focus = (id) => { const el = document.getElementById(id); if (el) { e.preventDefault(); el.focus(); } };
     const click = (key) => { const el = document.querySelector(`button[data-key="${key}"]`); if (el) { e.preventDefault(); el.click(); } };
     switch (e.key) {
-      case "j": e.preventDefault(); select(sel + 1); break;
-      case "k": e.preventDefault(); select(sel < 0 ? 0 : sel - 1); break;
+      case "j": e.preventDefault(); if (!neighbour(1)) select(sel + 1); break;
+      case "k": e.preventDefault(); if (!neighbour(-1)) select(sel < 0 ? 0 : sel - 1); break;
       case "r": focus("body"); break;
       case "n": focus("note"); break;
       case "e": click("e"); break;
