@@ -425,3 +425,17 @@ def _events_at(client, url, seconds, headers=None):
                 got.append(line.decode())
         return got
     return read()
+
+
+def test_a_store_from_before_the_desk_gets_its_tables_by_migration_16(tmp_path):
+    path = str(tmp_path / "old.sqlite3")
+    store = st.open_store(path)
+    for m in desk.DESK_MODELS:
+        store.db.execute_sql(f'DROP TABLE "{m._meta.table_name}"')
+    st.SchemaVersion.update(version=14).execute()          # a new store records only its latest version
+    store.close()
+    store = st.open_store(path)
+    assert all(store.db.table_exists(m._meta.table_name) for m in desk.DESK_MODELS)
+    assert 16 in [v.version for v in st.SchemaVersion.select()]
+    desk.add_note(store, PEER, "maria", "kept", 1.0)
+    store.close()
