@@ -112,7 +112,7 @@ def test_admin_pages_in_a_real_browser(tmp_path):
             # the business name on the settings page, then its history
             page.click("text=Settings & history")
             page.fill('input[name="business.phone"]', "+15125550199")
-            page.click("text=Save")
+            page.click("form[action='/admin/settings'] button:text-is('Save')")
             sync_api.expect(page.locator("label:has(input[name='business.phone']) .origin")).to_have_text("from the page")
             sync_api.expect(page.locator(".history tbody tr").first.locator(".key")).to_have_text("business.phone")
 
