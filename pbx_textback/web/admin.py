@@ -46,6 +46,7 @@ def routes(webapp) -> list[web.RouteDef]:
         web.get("/admin/settings", guard(a.settings)),
         web.post("/admin/settings", guard(a.save_settings)),
         web.get("/admin/rules", guard(a.rules)),
+        web.post("/admin/rules", guard(a.save_rules)),
         web.get("/static/admin.js", webapp.static),
     ]
 
@@ -388,8 +389,45 @@ class Admin:
             return await self.settings(request, error=error, status=400)
         raise web.HTTPSeeOther("/admin/settings")
 
-    async def rules(self, request):
-        return self.w._page("admin_rules.html", request, error="")
+    # ownership rules: desk's model (core/policy/ownership.py, store/desk.py); the page's list
+    # replaces the file's [[web.owner_rules]] as a whole
+    async def rules(self, request, *, error: str = "", status: int = 200, rows=None):
+        from ..store import desk as sd
+        page = sd.owner_rules(self.w.store)
+        rules = page if page is not None else list(self.w.cfg.web.owner_rules)
+        if rows is None:
+            rows = [{"by": r.by, "match": r.match, "agent": r.agent} for r in rules]
+        rows = rows + [{"by": "", "match": "", "agent": ""}] * 2          # room for new ones
+        return self.w._page("admin_rules.html", request, status=status, error=error, rows=rows,
+                            origin="page" if page is not None else ("file" if rules else "default"),
+                            by_choices=("line", "territory", "campaign", "queue", "sticky"),
+                            agents=[u.name for u in sw.users(self.w.store) if not u.disabled])
+
+    async def save_rules(self, request):
+        from ..core.policy.ownership import OwnerRule
+        from ..store import desk as sd
+        form = await request.post()
+        me, now = request["user"].name, self.w.clock()
+        before = sd.owner_rules(self.w.store)
+        old = [r.describe() for r in (before if before is not None else self.w.cfg.web.owner_rules)]
+        if form.get("revert") == "1":
+            sd.forget_owner_rules(self.w.store)
+            ss.record(self.w.store, [("owner-rules", old, None)], me, now)
+            raise web.HTTPSeeOther("/admin/rules")
+        rows, rules = [], []
+        for i in range(int(form.get("count", "0") or 0)):
+            row = {k: str(form.get(f"{k}_{i}", "")).strip() for k in ("by", "match", "agent")}
+            if not row["by"]:
+                continue                      # an empty row, or one taken out
+            rows.append(row)
+            try:
+                rules.append(OwnerRule(**row))
+            except ValueError as e:
+                return await self.rules(request, error=f"Rule {len(rows)}: {e}", status=400, rows=rows)
+        sd.replace_owner_rules(self.w.store, rules, me, now)
+        ss.record(self.w.store, [("owner-rules", old, [r.describe() for r in rules])], me, now)
+        log.info("ownership rules set on the admin page by %s: %d rule(s)", me, len(rules))
+        raise web.HTTPSeeOther("/admin/rules")
 
 
 def _new_password() -> str:

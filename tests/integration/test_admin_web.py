@@ -200,3 +200,29 @@ def test_line_basics_saved_on_the_page_and_a_bad_number_is_refused(app):
     assert ok_status == 303
     assert ss.overrides(app.store) == {f"line[{LINE}].name": "Front desk", f"line[{LINE}].enabled": False,
                                        f"line[{LINE}].delay_seconds": 20.0}
+
+
+def test_ownership_rules_on_the_page_replace_the_files_and_are_checked(app):
+    from pbx_textback.store import desk as sd
+
+    async def scenario(client):
+        await sign_in(client, "ada")
+        csrf = await csrf_of(client, "/admin/rules")
+        before = await (await client.get("/admin/rules")).text()
+        bad = await client.post("/admin/rules", data={"csrf": csrf, "count": "2", "by_0": "territory",
+                                                      "match_0": "512", "agent_0": ""})
+        ok = await client.post("/admin/rules", allow_redirects=False, data={
+            "csrf": csrf, "count": "3", "by_0": "sticky", "by_1": "territory", "match_1": "512, 737",
+            "agent_1": "maria", "by_2": ""})
+        after = await (await client.get("/admin/rules")).text()
+        back = await client.post("/admin/rules", data={"csrf": csrf, "revert": "1"}, allow_redirects=False)
+        return before, bad.status, await bad.text(), ok.status, after, back.status
+    before, bad_status, bad_text, ok_status, after, back_status = run(app, scenario)
+    assert "built-in default" in before
+    assert bad_status == 400 and "Rule 1: owner rule by territory: agent is missing" in bad_text
+    assert ok_status == 303 and "from the page" in after
+    assert back_status == 303 and sd.owner_rules(app.store) is None
+    hist = ss.history(app.store)
+    assert [h["key"] for h in hist] == ["owner-rules", "owner-rules"]
+    assert hist[1]["new"] == ["sticky: the caller's previous owner", "by territory 512, 737 -> maria"]
+    assert hist[0]["new"] is None
