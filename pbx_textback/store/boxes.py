@@ -3,8 +3,6 @@ the line's latest call (else sent its latest text). A web-only box queues a repl
 on the row, and that box's outbox sends it through its own gateway (the others never claim it)."""
 from __future__ import annotations
 
-
-
 from .db import Call, Message, Store
 
 
@@ -31,6 +29,3 @@ def queue_for_line_box(store: Store, *, peer: str, line: str, body: str, kind: s
         mid = store.add_message(box=box, direction="out", kind=kind, line=line, peer=peer, body=body,
                                 state="pending", due_at=now, created_at=now, note=note)
     return mid, box
-
-
-

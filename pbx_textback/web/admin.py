@@ -65,8 +65,6 @@ class Admin:
     def admin_only(self, handler):
         async def guarded(request):
             if request["user"].role != "admin":
-                if request.path == "/static/admin.js":
-                    raise web.HTTPForbidden(text=DENIED)
                 return self.w._page("admin_denied.html", request, status=403, message=DENIED)
             return await handler(request)
         guarded.__name__ = handler.__name__

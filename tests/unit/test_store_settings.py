@@ -36,3 +36,26 @@ def test_a_store_from_before_migration_17_gets_the_settings_table_and_template_c
     assert "template" in cols and store.db.table_exists("setting_change")
     ss.record(store, [(KEY, None, TPL)], "ada", 1.0)
     assert ss.overrides(store) == {KEY: TPL}
+
+
+def test_the_box_of_a_line_is_the_box_that_took_its_latest_call(store_factory):
+    from pbx_textback.store import db as st
+    from pbx_textback.store.boxes import box_of_line, queue_for_line_box
+    import pytest
+    store = store_factory()
+    assert box_of_line(store, "+15125550100") == ""
+    with pytest.raises(ValueError, match="no PBX box has taken a call on line"):
+        queue_for_line_box(store, peer="+15125550177", line="+15125550100", body="hi", kind="agent",
+                           note="", now=1.0)
+    with store.write():
+        for i, box in enumerate(("pbx-a", "pbx-b")):
+            st.Call.create(box=box, call_id="1700000000.1", pbx="asterisk", caller="+15125550177",
+                           caller_raw="+15125550177", called="+15125550100", line="+15125550100",
+                           direction="inbound", missed=True, reason="no-answer", record="{}", created_at=10.0 + i)
+        store.add_message(box="pbx-c", direction="out", kind="missed-call", line="+15125550200",
+                          peer="+15125550177", body="x", state="sent", due_at=1.0)
+    assert box_of_line(store, "+15125550100") == "pbx-b"       # the latest call's box
+    assert box_of_line(store, "+15125550200") == "pbx-c"       # no call: the box that sent from it
+    mid, box = queue_for_line_box(store, peer="+15125550177", line="+15125550100", body="hi", kind="agent",
+                                  note="by maria", now=20.0)
+    assert box == "pbx-b" and st.Message.get_by_id(mid).box == "pbx-b"
