@@ -27,7 +27,12 @@ def with_page(cfg, store, *, secrets: bool = True):
     page = ss.overrides(store)
     if not cfg.toml or page == cfg.page:
         return cfg
-    return _build(cfg.toml, cfg.source, page, secrets)
+    try:
+        return _build(cfg.toml, cfg.source, page, secrets)
+    except ConfigError as e:      # the file changed under them: never a reason not to start
+        log.error("the admin page's settings clash with %s and are not applied (the file alone is in "
+                  "force until they are fixed on the page): %s", cfg.source, one_line(e))
+        return cfg
 
 
 def _build(text: str, source: str, page: dict, secrets: bool):

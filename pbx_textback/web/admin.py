@@ -60,12 +60,13 @@ class Admin:
     def __init__(self, webapp):
         self.w = webapp
         self._cached = None
+        self.clash = ""
 
     # ---- access --------------------------------------------------------------------------------
     def admin_only(self, handler):
         async def guarded(request):
             if request["user"].role != "admin":
-                return self.w._page("admin_denied.html", request, status=403, message=DENIED)
+                return self._page("admin_denied.html", request, status=403, message=DENIED)
             return await handler(request)
         guarded.__name__ = handler.__name__
         return guarded
@@ -81,9 +82,20 @@ class Admin:
             return cfg
         key = (cfg.toml, cfg.source, ss.version(self.w.store))
         if self._cached is None or self._cached[0] != key:
-            self._cached = (key, loads(cfg.toml, cfg.source, for_service=True, strict=False, secrets=False,
-                                       page=self.page_values()))
+            self.clash = ""
+            try:
+                built = loads(cfg.toml, cfg.source, for_service=True, strict=False, secrets=False,
+                              page=self.page_values())
+            except ConfigError as e:      # the file changed under the page's values: say so, show the file's
+                self.clash = ("The page's settings clash with the config file and are not in force: "
+                              + "; ".join(re.sub(r" \(line \d+\)", "", p) for p in e.problems)
+                              + ". Change them here or take them back to the file's values.")
+                built = loads(cfg.toml, cfg.source, for_service=True, strict=False, secrets=False)
+            self._cached = (key, built)
         return self._cached[1]
+
+    def _page(self, template, request, **ctx):
+        return self.w._page(template, request, clash=self.clash, **ctx)
 
     def file_data(self) -> dict:
         import tomllib
@@ -142,7 +154,7 @@ class Admin:
             mode, until = self.w.store.hours_override_until(ln.number, now)
             state, why = hours_mod.state_at(view.hours, view.timezone, now, mode, until)
             lines.append({"number": ln.number, "name": ln.name, "state": state, "why": why})
-        return self.w._page("admin.html", request, lines=lines, paused=paused, error="")
+        return self._page("admin.html", request, lines=lines, paused=paused, error="")
 
     async def pause(self, request):
         action = str((await request.post()).get("action", ""))
@@ -159,7 +171,7 @@ class Admin:
 
     # users
     async def users(self, request, *, error: str = "", shown: str = "", status: int = 200):
-        return self.w._page("admin_users.html", request, status=status, users=sw.users(self.w.store),
+        return self._page("admin_users.html", request, status=status, users=sw.users(self.w.store),
                             error=error, shown=shown, roles=sw.ROLES)
 
     async def add_user(self, request):
@@ -273,7 +285,7 @@ class Admin:
                  "origin": self.origin(line_key(ln.number, "hours", d), page, data)} for d in DAYS]
         hkey = line_key(ln.number, "hours", "holidays")
         basics = {k: self.origin(line_key(ln.number, k), page, data) for k in ("name", "enabled", "delay_seconds")}
-        return self.w._page(
+        return self._page(
             "admin_line.html", request, status=status, line=ln, basics=basics, fields=self._fields(ln.number, cfg, page, data),
             days=days, always_open=ln.hours is None,
             holidays={"key": hkey, "value": ", ".join(ln.hours.holidays) if ln.hours else "",
@@ -366,7 +378,7 @@ class Admin:
         tz = cfg.business.timezone
         for r in rows:
             r["when"] = clock(r["at"], tz)
-        return self.w._page("admin_settings.html", request, status=status, fields=fields, history=rows,
+        return self._page("admin_settings.html", request, status=status, fields=fields, history=rows,
                             error=error, source=cfg.source)
 
     async def save_settings(self, request):
@@ -396,7 +408,7 @@ class Admin:
         if rows is None:
             rows = [{"by": r.by, "match": r.match, "agent": r.agent} for r in rules]
         rows = rows + [{"by": "", "match": "", "agent": ""}] * 2          # room for new ones
-        return self.w._page("admin_rules.html", request, status=status, error=error, rows=rows,
+        return self._page("admin_rules.html", request, status=status, error=error, rows=rows,
                             origin="page" if page is not None else ("file" if rules else "default"),
                             by_choices=("line", "territory", "campaign", "queue", "sticky"),
                             agents=[u.name for u in sw.users(self.w.store) if not u.disabled])

@@ -226,3 +226,17 @@ def test_ownership_rules_on_the_page_replace_the_files_and_are_checked(app):
     assert [h["key"] for h in hist] == ["owner-rules", "owner-rules"]
     assert hist[1]["new"] == ["sticky: the caller's previous owner", "by territory 512, 737 -> maria"]
     assert hist[0]["new"] is None
+
+
+def test_page_values_that_clash_with_a_changed_file_are_shown_not_a_crash(app):
+    ss.record(app.store, [(f"line[{LINE}].template", None, "Acme Dental: hi. Reply STOP to opt out.")], "ada", 1.0)
+    app.cfg = loads(app.cfg.toml.replace('name = "Acme Dental"', 'name = "Acme Dentistry"'), app.cfg.source,
+                    secrets=False)         # as a reload of the edited file installs it
+
+    async def scenario(client):
+        await sign_in(client, "ada")
+        r = await client.get(f"/admin/lines/{LINE}")
+        return r.status, await r.text()
+    status, text = run(app, scenario)
+    assert status == 200
+    assert "clash with the config file and are not in force" in text and "does not name the business" in text

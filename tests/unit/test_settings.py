@@ -137,3 +137,19 @@ def test_the_reloader_applies_page_changes_and_keeps_the_running_config_on_a_cla
     refused = [m for m in caplog.messages if "reload refused" in m]
     assert len(refused) == 1 and "\n" not in refused[0] and "TOML syntax error" in refused[0]
     store.close()
+
+
+def test_page_values_that_clash_with_a_changed_file_never_stop_the_service_from_starting(tmp_path, caplog):
+    from pbx_textback.reload import with_page
+    from pbx_textback.store import settings as ss
+    from pbx_textback.store.db import open_store
+    text = EXAMPLE.replace('path = "/var/lib/pbx-textback/textback.sqlite3"', f'path = "{tmp_path / "s.db"}"')
+    cfg = loads(text, str(tmp_path / "config.toml"), secrets=False)
+    store = open_store(cfg.store.path)
+    ss.record(store, [(f"line[{LINE}].template", None, "{{ business.name }} hi. Reply STOP to opt out.")], "ada", 1.0)
+    assert with_page(cfg, store, secrets=False).line[0].template.endswith("hi. Reply STOP to opt out.")
+    renamed = loads(text.replace('name = "Acme Dental"', 'name = "Acme Dentistry"'), cfg.source, secrets=False)
+    ss.record(store, [(f"line[{LINE}].template", None, "Acme Dental: hi. Reply STOP to opt out.")], "ada", 2.0)
+    assert with_page(renamed, store, secrets=False) is renamed          # the page's text no longer names the business
+    assert any("clash with" in m and "not applied" in m for m in caplog.messages)
+    store.close()
