@@ -241,6 +241,8 @@ def _v17(db):
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
     from .settings import create_tables
     create_tables(db)
+    if "template" in [c.name for c in db.get_columns("decision")]:
+        return            # safe to run again, like every step (a store that was made new has it)
     m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
     run(m.add_column("decision", "template", pw.CharField(default="")))
 
