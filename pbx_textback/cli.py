@@ -146,8 +146,6 @@ def stream_kind(data: bytes) -> str | None:
 
 
 def cmd_replay(a) -> int:
-    from .pipeline import Pipeline
-    from .store.db import open_store
     cfg = _config(a.config)
     try:
         data = Path(a.file).read_bytes()
@@ -160,20 +158,8 @@ def cmd_replay(a) -> int:
         other = {"asterisk": "an AMI (Asterisk)", "freeswitch": "an ESL (FreeSWITCH)"}[kind]
         raise CliError(f"{a.file} looks like {other} stream, not {a.pbx}: try --pbx {kind}")
     at = _parse_at(a.at) if a.at else None
-    cfg = replace(cfg, store=replace(cfg.store, path=":memory:", dsn=""))
-    store = open_store(":memory:")
-    pipe = Pipeline(cfg, store, replay=True)
-    for rec in replay_records(data, a.pbx, cfg):
-        if at is not None:
-            rec = replace(rec, started_at=at, ended_at=at)
-        now = at if at is not None else rec.ended_at
-        v = pipe.on_record(rec, now=now)
-        if a.json:
-            print(json.dumps(v.to_json(), ensure_ascii=False), flush=True)
-        else:
-            print(_human(v), flush=True)
-    store.close()
-    return 0
+    from . import replaycmd      # the calls, then each text's fate on the trace's clock
+    return replaycmd.run(replay_records(data, a.pbx, cfg), cfg, at=at, as_json=a.json, human_call=_human)
 
 
 def _human(v) -> str:
@@ -713,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", help="SQLite file to keep (default: a temp dir)")
     s = cmd("check-config", cmd_check_config, "validate a config file")
     s.add_argument("-c", "--config", required=True)
-    s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream")
+    s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream, then "
+            "run the outbox on its clock: what each text would become (sent, cancelled, held...)")
     s.add_argument("file")
     s.add_argument("--pbx", default="asterisk", choices=["asterisk", "freeswitch"])
     s.add_argument("-c", "--config")
