@@ -103,6 +103,7 @@ class Simulation:
         self._due: dict[int, float] = {}        # message id -> due time when written
         self._calls: dict[int, list[str]] = {}  # message id -> calls it answers
         self._last_id = 0
+        self._held: dict[int, str] = {}         # message id -> quiet hours moved its due time
         self.verdicts = []
 
     def close(self) -> None:
@@ -125,6 +126,10 @@ class Simulation:
         await self.advance(at)
         v = self.pipe.on_record(rec, now=now)
         self._note_new(rec.call_id)
+        if v.decision.action == "text":
+            held = [c.detail for c in v.decision.checks if c.name == "quiet-hours" and c.detail.startswith("held")]
+            if held:
+                self._held[self._last_id] = held[0]
         collapse = v.extra.get("collapse_into")
         if collapse:
             self._calls.setdefault(collapse[0], []).append(rec.call_id)
@@ -159,16 +164,18 @@ class Simulation:
             f = TextFate(m["id"], m["kind"], m["peer"], m["line"], state, due, m["created_at"],
                          sent_at.get(m["id"]), m["calls_missed"], self._calls.get(m["id"], []),
                          body=m["body"])
-            f.why = _why(f, m["note"], self.cfg.business.timezone)
+            f.why = _why(f, m["note"], self.cfg.business.timezone, self._held.get(m["id"], ""))
             out.append(f)
         return out
 
 
-def _why(f: TextFate, note: str, tz: str) -> str:
+def _why(f: TextFate, note: str, tz: str, held: str = "") -> str:
     many = f" it answers {f.calls_missed} missed calls ({', '.join(f.calls)})" if f.calls_missed > 1 else ""
     if f.state == "sent":
         wait = f.due_at - f.decided_at
-        if f.sent_at is not None and f.sent_at > f.due_at + 1:
+        if held:
+            s = f"held (quiet hours: {held}), sent {iso(f.sent_at, tz)}"
+        elif f.sent_at is not None and f.sent_at > f.due_at + 1:
             s = f"due {iso(f.due_at, tz)}, held ({note or 'waited its turn'}), sent {iso(f.sent_at, tz)}"
         elif f.kind == "follow-up":
             s = "follow-up: the caller neither replied nor was reached"
