@@ -162,6 +162,17 @@ def cmd_replay(a) -> int:
     return replaycmd.run(replay_records(data, a.pbx, cfg), cfg, at=at, as_json=a.json, human_call=_human)
 
 
+def cmd_whatif(a) -> int:
+    from . import whatif
+    cfg = _config(a.config, required=True)
+    try:
+        since = whatif.parse_since(a.since, time.time())
+    except whatif.WhatifError as e:
+        raise CliError(str(e)) from None
+    return whatif.run(cfg, store_path=a.store or cfg.store.path, dsn="" if a.store else cfg.store.dsn,
+                      since=since, as_json=a.json, examples=a.examples, label=a.config)
+
+
 def _human(v) -> str:
     c, o, d = v.call, v.outcome, v.decision
     head = (f"{c.call_id}  {v.extra.get('caller') or c.caller or 'anonymous'} -> "
@@ -706,6 +717,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config")
     s.add_argument("--at", help="the time of the calls (ISO-8601 with offset) for the hours check")
     s.add_argument("--json", action="store_true")
+    s = cmd("whatif", cmd_whatif, "the calls in the store decided again under another config: "
+            "which texts would (not) go out, other wording, later or earlier; nothing is sent")
+    s.add_argument("-c", "--config", required=True, help="the proposed config (its [store] is read)")
+    s.add_argument("--since", default="7d", help="how far back: 7d, 36h, 2w or an ISO-8601 time")
+    s.add_argument("--store", help="read this SQLite store instead of the config's")
+    s.add_argument("--examples", type=int, default=3, help="example calls per change")
+    s.add_argument("--json", action="store_true", help="one JSON document")
     s = cmd("explain", cmd_explain, "why did this caller (not) get a text? (NUMBER or CALL_ID)")
     s.add_argument("key", metavar="NUMBER|CALL_ID")
     s.add_argument("-c", "--config")
@@ -792,6 +810,7 @@ EXAMPLES = {
     "demo": "pbx-textback demo --once --pbx freeswitch",
     "check-config": "pbx-textback check-config -c /etc/pbx-textback/config.toml",
     "replay": "pbx-textback replay calls.ami --pbx asterisk --at 2026-11-26T17:30:00-06:00",
+    "whatif": "pbx-textback whatif -c /etc/pbx-textback/new.toml --since 7d   (nothing is sent)",
     "explain": "pbx-textback explain +15125550188",
     "number": "pbx-textback number '(512) 555-0188' --region US",
     "sms-info": "pbx-textback sms-info 'Sorry we missed your call'",
