@@ -715,11 +715,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--pbx", default="asterisk", choices=["asterisk", "freeswitch"])
     s.add_argument("-c", "--config")
-    s.add_argument("--at", help="the time of the calls (ISO-8601 with offset) for the hours check")
+    s.add_argument("--at", help="the time of the calls (ISO-8601 with offset): for the hours check, and the "
+                   "outbox's clock when the trace has no timestamps of its own")
     s.add_argument("--json", action="store_true")
-    s = cmd("whatif", cmd_whatif, "the calls in the store decided again under another config: "
-            "which texts would (not) go out, other wording, later or earlier; nothing is sent")
-    s.add_argument("-c", "--config", required=True, help="the proposed config (its [store] is read)")
+    s = cmd("whatif", cmd_whatif, "the calls in the store decided again under another config (-c: the "
+            "proposed one; its [store] is read): which texts would (not) go out, other wording, later "
+            "or earlier; nothing is sent")
+    s.add_argument("-c", "--config")
     s.add_argument("--since", default="7d", help="how far back: 7d, 36h, 2w or an ISO-8601 time")
     s.add_argument("--store", help="read this SQLite store instead of the config's")
     s.add_argument("--examples", type=int, default=3, help="example calls per change")
