@@ -140,3 +140,46 @@ def test_an_older_store_is_refused_not_migrated(demo, tmp_path):
 def test_a_bad_since_is_a_clear_error(demo):
     p = cli("whatif", "-c", str(demo / "config.toml"), "--since", "last week")
     assert p.returncode == 2 and "--since 'last week'" in p.stderr
+
+
+def _rows(store) -> dict:
+    """Every row of the store's own tables, through the store's connection (SQLite or PostgreSQL)."""
+    from pbx_textback.store import db as st
+    out = {}
+    for model in st.MODELS:
+        out[model._meta.table_name] = sorted(map(repr, model.select().tuples()))
+    return out
+
+
+def test_whatif_reads_sqlite_and_postgresql_alike_and_changes_neither(store_target, capsys):
+    """A store filled by the real pipeline and outbox (tests/replay/test_timing.py's harness: a
+    60 s delay, the caller redials 30 s later and gets through, the text is cancelled); under
+    no delay the text would have gone out."""
+    from pbx_textback import whatif as wi
+    from pbx_textback.config import loads
+    from pbx_textback.store import db as st
+    from tests.replay.test_timing import CALLER, CFG, Harness, trace
+    h = Harness(store_target)
+    (first,) = h.play(trace("03-abandoned.ami"))
+    h.clock.t += 30
+    (redial,) = h.play(trace("01-answered.ami", caller=CALLER))
+    h.clock.t += 60
+    h.drain()
+    assert h.tx.sent == []
+    before = _rows(h.store)
+    h.store.close()
+    cfg = loads(CFG.replace("delay_seconds = 60", "delay_seconds = 0"))
+    assert wi.run(cfg, store_path=store_target["path"], dsn=store_target["dsn"], since=0,
+                  as_json=True, now=h.clock.t) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (g,) = doc["changes"]
+    assert (g["line"], g["change"]) == (LINE, "newly texted")
+    assert g["cause"] == (f"before: was cancelled (caller reached by inbound call {redial.call.call_id} "
+                          "(answered by 100))")
+    assert g["examples"][0]["call_id"] == first.call.call_id
+    assert doc["before"]["missed-call"] == 0 and doc["after"]["missed-call"] == 1
+    s = st.open_store(store_target["path"], store_target["dsn"])
+    try:
+        assert _rows(s) == before
+    finally:
+        s.close()
