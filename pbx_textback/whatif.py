@@ -6,8 +6,10 @@ later or earlier sends, per line and cause, with a few example calls each.
 The store is read once, read-only, and closed before the simulation starts (an in-memory
 store); nothing is sent. What is replayed: every call (its stored CallRecord, decided at the
 time the service decided it), callers' replies (STOP, HELP, ...) and opt-outs/opt-ins made by
-hand, each at its own time. Not replayed: `hours set` overrides and pauses (the store keeps
-only the current ones) — a call decided during one is re-decided without it.
+hand, each at its own time; an `hours set` override in force when a call was decided applies
+to it again (its recorded hours check names it: the store keeps no history of overrides).
+Not replayed: pauses (only the current one is kept): a text a pause held shows as sent
+earlier, with that cause.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from collections import Counter, defaultdict
 
 from .core.model import INBOUND, CallRecord, Leg
+from .core.policy.decide import find_line
 from .core.policy import consent as consent_mod
 from .simulate import Simulation, iso
 from .store import db as st
@@ -28,6 +31,7 @@ WENT_OUT = {st.SENT, st.DELIVERED, st.NO_RECEIPT, st.UNKNOWN}   # the service ha
 WAITING = {st.PENDING, st.SENDING}      # not yet due: it goes out at its due time unless...
 EARLY_LATE_S = 1.0            # the real service sends within milliseconds of the due time
 _COLLAPSED = re.compile(r"collapsed into the waiting text #(\d+)")
+_OVERRIDE = re.compile(r"^(open|closed): manual override")
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -64,6 +68,16 @@ def record_from(d: dict) -> CallRecord:
 
 
 # ---- running the history through the simulation ------------------------------------------------
+def _override_of(checks) -> str | None:
+    """The `hours set` override in force when the call was decided, from its recorded hours
+    check (the store keeps no history of overrides, but each decision names the one it saw)."""
+    for ch in checks:
+        if ch.get("name") == "hours":
+            m = _OVERRIDE.match(ch.get("detail", ""))
+            return m.group(1) if m else None
+    return None
+
+
 async def simulate(cfg, hist, now: float):
     """Every stored event in time order through a Simulation; returns (fates, verdict by call)."""
     events = []
@@ -91,8 +105,13 @@ async def simulate(cfg, hist, now: float):
         for at, _, kind, item in events:
             if kind == "call":
                 c, rec = item
-                v = await sim.call(rec, at=at, now=at)
-                verdicts[c["key"]] = v
+                line = find_line(cfg, rec.called) if rec.direction == INBOUND else None
+                held = _override_of(c["checks"]) if line is not None else None
+                if held:       # `hours set` then: in force for this call again
+                    sim.store.set_hours_override(line.number, held, at)
+                verdicts[c["key"]] = await sim.call(rec, at=at, now=at)
+                if held:
+                    sim.store.set_hours_override(line.number, "auto", at)
             elif kind == "reply":
                 await sim.advance(at)
                 sim.reply(item["peer"], item["line"], item["body"], at=at, transport=item.get("transport", ""))
@@ -205,6 +224,8 @@ def compare(hist, fates, verdicts, tz: str | None = None) -> list[dict]:
         elif r_out and s_out and abs(s.sent_at - r_at) >= EARLY_LATE_S:
             shift = s.sent_at - r_at
             why = "quiet hours" if "quiet hours" in s.why else "delay"
+            if "paused" in (r["note"] or ""):
+                why = "texting was paused then (pauses are not replayed)"
             rows.append({**row, "change": "later" if shift > 0 else "earlier", "cause": why,
                          "shift_s": round(shift, 1), "before": f"sent {iso(r_at, tz)}",
                          "after": f"sent {iso(s.sent_at, tz)}"})

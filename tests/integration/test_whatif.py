@@ -183,3 +183,33 @@ def test_whatif_reads_sqlite_and_postgresql_alike_and_changes_neither(store_targ
         assert _rows(s) == before
     finally:
         s.close()
+
+
+def test_an_hours_override_in_force_then_applies_again(tmp_path, capsys):
+    """`hours set LINE closed` when the call came: the service texted the after-hours wording.
+    The store keeps only today's override, but the call's hours check names the one it saw,
+    so whatif under the same config finds no difference (and under another template, the
+    after-hours one)."""
+    from pbx_textback import whatif as wi
+    from pbx_textback.config import loads
+    from tests.replay.test_timing import CFG, Harness, trace
+    cfg_text = CFG.replace("delay_seconds = 60", "delay_seconds = 0").replace(
+        'template = "Acme: sorry we missed {% if calls_missed > 1 %}your {{ calls_missed }} calls{% else %}your call{% endif %}. Reply STOP to opt out."',
+        "template = \"Acme: {% if reason == 'after-hours' %}we are closed{% else %}sorry we missed you{% endif %}. Reply STOP to opt out.\"")
+    assert cfg_text != CFG
+    target = {"path": str(tmp_path / "t.sqlite3"), "dsn": ""}
+    h = Harness(target, cfg_text)
+    h.store.set_hours_override(LINE, "closed", h.clock.t)
+    (v,) = h.play(trace("03-abandoned.ami"))
+    h.drain()                                                  # sent at once, as the worker does
+    h.clock.t += 5
+    h.store.set_hours_override(LINE, "auto", h.clock.t)        # the office opened again
+    assert v.outcome.reason == "after-hours" and h.tx.sent[0][2] == "Acme: we are closed. Reply STOP to opt out."
+    h.store.close()
+    assert wi.run(loads(cfg_text), store_path=target["path"], dsn="", since=0, as_json=True, now=h.clock.t) == 0
+    assert json.loads(capsys.readouterr().out)["changes"] == []
+    other = cfg_text.replace("we are closed{%", "closed now, back at 8{%")
+    assert wi.run(loads(other), store_path=target["path"], dsn="", since=0, as_json=True, now=h.clock.t) == 0
+    (g,) = json.loads(capsys.readouterr().out)["changes"]
+    assert (g["change"], g["cause"]) == ("different text", "other wording (template)")
+    assert g["examples"][0]["after"] == "Acme: closed now, back at 8. Reply STOP to opt out."
