@@ -54,7 +54,7 @@ def scenario(delay: int, t0: float) -> bytes:
     return ami_trace(*calls)
 
 
-async def run_service(tmp_path, trace, cfg_text) -> list:
+async def run_service(tmp_path, trace, cfg_text, calls: int = 6) -> list:
     server = AmiReplayServer([trace], username="t", secret="s", speed=1.0)
     port = await server.start()
     cfg = loads(cfg_text)
@@ -67,7 +67,7 @@ async def run_service(tmp_path, trace, cfg_text) -> list:
         await asyncio.wait_for(server.idle.wait(), 120)
         for _ in range(300):                      # every call decided, nothing left to send
             await asyncio.sleep(0.1)
-            if len(seen) >= 6 and svc.store.next_due() is None:
+            if len(seen) >= calls and svc.store.next_due() is None:
                 break
         svc.stop()
     await svc.run(extra_tasks=[stop_when_done()])

@@ -107,7 +107,7 @@ def test_a_delay_longer_than_a_redial_gap_would_have_spared_the_text(tmp_path):
     t0 = time.time() + 0.5
     trace.write_bytes(ami_trace(ami_call("03-abandoned.ami", start=t0, span=2),
                                 ami_call("01-answered.ami", start=t0 + 6, span=2, swap={"+15125550123": A})))
-    rows = asyncio.run(run_service(tmp_path, trace, CFG.format(delay=0)))
+    rows = asyncio.run(run_service(tmp_path, trace, CFG.format(delay=0), calls=2))
     assert [(r[0], r[2]) for r in rows] == [(A, "sent")]
     store = tmp_path / "svc.sqlite3"
     before = snapshot(store)
