@@ -152,3 +152,18 @@ def test_shipped_defaults_on_the_real_clock(tmp_path):
         assert text["why"] == "sent at once: no delay on this line"
     elif before.hour == after.hour:
         assert "held (quiet hours" in text["why"] and "T08:00:00" in text["sent_at"]
+
+
+def test_at_moves_a_timestamped_trace_and_keeps_its_gaps(tmp_path):
+    """--at on a trace with timestamps: the first call starts then, the redial still comes 10 s
+    after the first call ends (so a 60 s delay is still cancelled), and the hours follow."""
+    calls, texts = replay(tmp_path, redial(10), delay=60, extra=["--at", "2026-11-26T15:00:00-06:00"])
+    (t,) = texts
+    assert t["state"] == "cancelled" and t["due_at"].startswith("2026-11-26T15:01:0")
+    calls, texts = replay(tmp_path, redial(10), delay=0, extra=["--at", "2026-11-26T21:00:00-06:00"])
+    (t,) = texts              # after 20:00 quiet hours hold it till morning: the redial cancels it
+    assert t["state"] == "cancelled" and t["due_at"] == "2026-11-27T08:00:00-06:00"
+    alone = ami_trace(ami_call("03-abandoned.ami", start=T0, span=8))
+    calls, texts = replay(tmp_path, alone, delay=0, extra=["--at", "2026-11-26T21:00:00-06:00"])
+    (t,) = texts
+    assert t["state"] == "sent" and t["sent_at"] == "2026-11-27T08:00:00-06:00"
