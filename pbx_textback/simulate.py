@@ -180,7 +180,7 @@ def _why(f: TextFate, note: str, tz: str, held: str = "") -> str:
         elif f.kind == "follow-up":
             s = "follow-up: the caller neither replied nor was reached"
         elif wait >= 1:
-            s = f"sent when due, {wait:g} s after the call: nothing reached the caller or cancelled it meanwhile"
+            s = f"sent when due, {wait:.0f} s after the call: nothing reached the caller or cancelled it meanwhile"
         else:
             s = "sent at once: no delay on this line"
         return s + ("; " + many.strip() if many else "")
