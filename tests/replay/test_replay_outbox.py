@@ -167,3 +167,23 @@ def test_at_moves_a_timestamped_trace_and_keeps_its_gaps(tmp_path):
     calls, texts = replay(tmp_path, alone, delay=0, extra=["--at", "2026-11-26T21:00:00-06:00"])
     (t,) = texts
     assert t["state"] == "sent" and t["sent_at"] == "2026-11-27T08:00:00-06:00"
+
+
+def test_the_recorded_four_call_freeswitch_trace_on_its_own_clock(tmp_path):
+    """14-concurrent.esl as recorded (Thu 17:17 in Chicago): A answered, B, C, D missed; each
+    missed caller's text goes out when their call ends, in that order, none to A."""
+    from pathlib import Path
+    data = (Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch" / "14-concurrent.esl").read_bytes()
+    trace = tmp_path / "t.esl"
+    trace.write_bytes(data)
+    p = subprocess.run([sys.executable, "-m", "pbx_textback.cli", "replay", str(trace), "--pbx", "freeswitch",
+                        "--json"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    calls = {r["caller"]: r for r in rows if "call_id" in r}
+    texts = [r for r in rows if "text" in r]
+    assert sorted(t["peer"] for t in texts) == ["+15125550142", "+15125550143", "+15125550144"]
+    assert all(t["state"] == "sent" and t["sent_at"] == t["due_at"] for t in texts)
+    assert [t["sent_at"] for t in texts] == sorted(t["sent_at"] for t in texts)
+    assert all(t["calls"] == [calls[t["peer"]]["call_id"]] for t in texts)
+    assert all(t["due_at"].startswith("2026-11-26T17:") for t in texts)
