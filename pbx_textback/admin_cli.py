@@ -72,6 +72,6 @@ def name_templates(store, cfg, calls: list[dict]) -> None:
         elif v == template_version(DEFAULT_TEMPLATE):
             c["template_from"] = "the built-in template"
         elif v in file_versions:
-            c["template_from"] = f"the config file {cfg.source}"
+            c["template_from"] = "the config file"
         else:
             c["template_from"] = "a template no longer in the file or on the page"
