@@ -675,6 +675,23 @@ def cmd_user(a) -> int:
     return 0
 
 
+def _store_command(module):
+    """hooks, token: the body lives in its own module; run(a, cfg, store, fail)."""
+    def fail(msg):
+        raise CliError(msg)
+
+    def command(a) -> int:
+        if getattr(a, "action", "") == "secret":
+            return module.run(a, None, None, fail)
+        cfg = _config(a.config, required=True, secrets=False)
+        store = _store(cfg)
+        try:
+            return module.run(a, cfg, store, fail)
+        finally:
+            store.close()
+    return command
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -792,6 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
+    from .hooks import cli as hooks_cli
+    from .web import tokens as tokens_cli
+    for mod in (hooks_cli, tokens_cli):
+        mod.add_parser(lambda name, help, m=mod: cmd(name, _store_command(m), help))
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -821,6 +842,8 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
+    "hooks": "pbx-textback hooks deliveries --endpoint crm\n  pbx-textback hooks resend 42",
+    "token": "pbx-textback token add hubspot-relay --scope write",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 
