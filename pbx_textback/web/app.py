@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import api, timeline
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -81,6 +81,7 @@ class Inbox:
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
+        app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -110,6 +111,8 @@ class Inbox:
 
     @web.middleware
     async def _auth(self, request, handler):
+        if request.path.startswith("/api/"):          # tokens, never the session: no CSRF
+            return await api.guard(self, request, handler)
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route is not None else request.path)
         if key in PUBLIC:
