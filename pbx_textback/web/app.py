@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import api, timeline
+from . import api, hooks, timeline
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -82,6 +82,7 @@ class Inbox:
             web.get("/events", self.events),
         ])
         app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
+        app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
         return app
 
     async def start(self, host: str, port: int) -> int:

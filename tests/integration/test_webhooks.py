@@ -241,3 +241,49 @@ def test_a_restart_mid_schedule_loses_nothing_and_keeps_ids_compressed_schedule(
     assert sorted(rx.ids()) == sorted(pending)                 # every event, once, same id
     st.open_store(str(tmp_path / "s.sqlite3"))
     assert {d["attempts"] for d in sh.deliveries()} == {4}
+
+
+def test_the_admin_page_shows_deliveries_and_attempts_and_resends_with_the_same_id(tmp_path):
+    import re
+    from aiohttp.test_utils import TestClient, TestServer
+    from pbx_textback.hooks.events import event
+    from pbx_textback.store import web as sw
+    from pbx_textback.web.app import Inbox
+    from pbx_textback.web.passwords import hash_password
+    cfg = cfg_for(tmp_path, "http://127.0.0.1:9/hook")
+    store = st.open_store(cfg.store.path)
+    now = time.time()
+    for name, role in (("ann", "admin"), ("maria", "agent")):
+        sw.add_user(store, name, role, hash_password("pw pw pw pw"), "", now)
+    sh.enqueue(store, [event("call_9_missed", "call.missed", now, {"number": "+15125550177"})],
+               {"crm": ("call.missed",)}, now)
+    d = sh.deliveries("crm")[0]
+    sh.record_attempt(store, d["id"], now=now, status=503, error="HTTP 503", ms=12, state=sh.FAILED)
+    sh.disable_endpoint(store, "crm", "https://relay.example answered 410 Gone to call_8_missed", now)
+
+    async def scenario():
+        out = {}
+        async with TestClient(TestServer(Inbox(cfg, store).app())) as c:
+            await c.post("/login", data={"name": "maria", "password": "pw pw pw pw"})
+            out["agent"] = (await c.get("/admin/hooks")).status
+            await c.post("/logout", data={"csrf": re.search(r'name="csrf" value="([^"]+)"',
+                                                            await (await c.get("/")).text()).group(1)})
+            await c.post("/login", data={"name": "ann", "password": "pw pw pw pw"})
+            page = await (await c.get("/admin/hooks")).text()
+            out["page"] = page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+            out["resend"] = (await c.post(f"/admin/hooks/deliveries/{d['id']}/resend", data={"csrf": csrf},
+                                          allow_redirects=False)).status
+            out["enable"] = (await c.post("/admin/hooks/endpoints/crm/enable", data={"csrf": csrf},
+                                          allow_redirects=False)).status
+        return out
+    out = asyncio.run(scenario())
+    assert out["agent"] == 403
+    page = out["page"]
+    assert "call_9_missed" in page and "failed" in page and "503" in page and "12 ms" in page
+    assert "Disabled" in page and "410 Gone" in page
+    assert out["resend"] == 303 and out["enable"] == 303
+    again = sh.deliveries("crm")[0]
+    assert again["state"] == "pending" and again["event_id"] == "call_9_missed"    # same webhook-id
+    assert not sh.disabled_endpoints()
+    store.close()
