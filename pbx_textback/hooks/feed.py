@@ -73,11 +73,16 @@ class Feed:
     def __init__(self, store, endpoints: dict[str, tuple[str, ...]], clock):
         """endpoints: name -> the event types it wants."""
         self.store, self.endpoints, self.clock = store, endpoints, clock
+        self._last = None              # the windows' fingerprint at the last full look
 
     def scan(self) -> int:
         """One look at the store; returns the number of new deliveries queued."""
         now = self.clock()
         cur = sh.cursors(self.store)
+        fp = sh.fingerprint(self.store, {k: v - OVERLAP_S for k, v in cur.items()}) if cur else None
+        if fp is not None and fp == self._last and len(cur) == len(SOURCES) + 1:
+            return 0                   # nothing changed in any window since the last look
+        self._last = fp
         fresh = dict(cur)
         found: list[dict] = []
         peers: list[str] = []

@@ -123,6 +123,23 @@ def owners(peers: list[str]) -> dict[str, str]:
             .where(ConversationState.peer.in_(sorted(set(peers))))}
 
 
+_WATCHED = {"calls": ('"call"', "created_at"), "messages": ("message", "updated_at"),
+            "consent": ("consent", "at"), "callbacks": ("callback", "updated_at"),
+            "conversations": ("conversationstate", "changed_at")}
+
+
+def fingerprint(store: Store, since: dict[str, float]) -> tuple:
+    """(count, newest, sum of times) of each source's rows from its `since` on, in one round
+    trip of plain SQL: an idle tick costs this instead of five row fetches. Any row added,
+    updated or late-committed in a window changes it."""
+    p, parts, args = store.db.param, [], []
+    for name, (table, col) in _WATCHED.items():
+        for fn in ("COUNT(*)", f"MAX({col})", f"SUM({col})"):
+            parts.append(f"(SELECT {fn} FROM {table} WHERE {col} >= {p})")
+            args.append(since.get(name, 0.0))
+    return tuple(store.db.execute_sql("SELECT " + ", ".join(parts), args).fetchone())
+
+
 def cursors(store: Store) -> dict[str, float]:
     raw = store.setting("hooks.feed.cursors")
     return json.loads(raw) if raw else {}
@@ -176,17 +193,19 @@ def claim_due(store: Store, now: float, endpoints: list[str], limit: int) -> lis
     if not names or limit <= 0:
         return []
     with store.write():
-        q = (HookDelivery.select(HookDelivery, HookEvent).join(HookEvent)
+        q = (HookDelivery.select()
              .where((HookDelivery.state == PENDING) & (HookDelivery.due_at <= now)
                     & HookDelivery.endpoint.in_(names))
              .order_by(HookDelivery.due_at, HookDelivery.id).limit(limit))
         if not store.is_sqlite:     # two services on one store never send the same delivery at once
-            q = q.for_update("FOR UPDATE OF hook_delivery SKIP LOCKED")
+            q = q.for_update("FOR UPDATE SKIP LOCKED")
         rows = list(q)
-        if rows:
-            HookDelivery.update(state=SENDING, updated_at=now).where(
-                HookDelivery.id.in_([r.id for r in rows]) & (HookDelivery.state == PENDING)).execute()
-    return [(r, r.event) for r in rows]
+        if not rows:
+            return []
+        HookDelivery.update(state=SENDING, updated_at=now).where(
+            HookDelivery.id.in_([r.id for r in rows]) & (HookDelivery.state == PENDING)).execute()
+        events = {e.id: e for e in HookEvent.select().where(HookEvent.id.in_([r.event_id for r in rows]))}
+    return [(r, events[r.event_id]) for r in rows]
 
 
 def record_attempt(store: Store, delivery_id: int, *, now: float, status: int | None, error: str, ms: int,

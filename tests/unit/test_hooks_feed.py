@@ -27,13 +27,13 @@ class Clock:
 
 
 @pytest.fixture
-def feed(tmp_path):
-    store = st.open_store(str(tmp_path / "s.sqlite3"))
+def feed(store_factory):
+    """On SQLite and on a real PostgreSQL."""
+    store = store_factory()
     clock = Clock()
     f = Feed(store, {"crm": HOOK_EVENTS, "calls-only": ("call.missed",)}, clock)
     f.scan()                          # the first scan only sets the cursors: the past is not sent
     yield f
-    store.close()
 
 
 def types(endpoint="crm"):
@@ -165,3 +165,21 @@ events = ["call.missed", "call.dropped"]
     (tmp_path / "sec").write_text(new_secret() + "\n" + new_secret() + "\n")
     cfg = loads(f'[[hooks.endpoint]]\nname = "crm"\nurl = "https://relay.example/h"\nsecret_file = "{tmp_path / "sec"}"\n')
     assert len(cfg.hooks.endpoint[0].secret.split()) == 2 and cfg.hooks.endpoint[0].events == HOOK_EVENTS
+
+
+def test_claim_record_and_recover_keep_one_delivery_per_event_and_endpoint(feed):
+    s, now = feed.store, feed.clock.t
+    from pbx_textback.hooks.events import event
+    evs = [event(f"call_{i}_missed", "call.missed", now, {"i": i}) for i in range(3)]
+    assert sh.enqueue(s, evs, {"a": ("call.missed",), "b": ("call.missed",)}, now) == 6
+    assert sh.enqueue(s, evs, {"a": ("call.missed",), "b": ("call.missed",)}, now) == 0
+    got = sh.claim_due(s, now, ["a"], 10)
+    assert len(got) == 3 and sh.claim_due(s, now, ["a"], 10) == []        # claimed: not twice
+    sh.record_attempt(s, got[0][0].id, now=now, status=500, error="HTTP 500", ms=3, state=sh.PENDING,
+                      due_at=now + 5)
+    assert sh.recover_interrupted(s, now) == 2          # the two still `sending`: back, due now
+    sh.disable_endpoint(s, "b", "410", now)
+    assert sh.claim_due(s, now, ["a", "b"], 10) and all(
+        d.endpoint == "a" for d, _ in sh.claim_due(s, now + 10, ["a", "b"], 10))
+    d = sh.deliveries("a", state="sending")[0]
+    assert d["event_id"].startswith("call_")
