@@ -56,7 +56,7 @@ class Receiver:
     async def start(self, port=0):
         app = web.Application()
         app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
+        self.runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
