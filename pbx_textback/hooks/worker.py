@@ -43,7 +43,7 @@ class HookService:
         back = sh.recover_interrupted(self.store, self.clock())
         if back:
             log.info("webhooks: %d deliveries interrupted by the last stop go out again (same webhook-id)", back)
-        names = ", ".join(f"{e.name} ({e.url.split('?')[0]})" for e in self.endpoints.values())
+        names = ", ".join(f"{e.name} ({_shown(e.url)})" for e in self.endpoints.values())
         log.info("webhooks on for %s", names)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as http:
             while not self._stop.is_set():
@@ -85,7 +85,7 @@ class HookService:
                 await resp.read()
         except asyncio.TimeoutError:
             error = f"no answer within {self.timeout_s:g} s"
-        except aiohttp.ClientError as ex:
+        except (aiohttp.ClientError, OSError, ValueError) as ex:   # refused, reset, a bad URL
             error = f"{type(ex).__name__}: {ex}"
         ms = int((time.monotonic() - t0) * 1000)
         now = self.clock()
@@ -94,7 +94,7 @@ class HookService:
             log.debug("webhook %s %s -> %s: %d in %d ms", e.type, e.event_id, ep.name, status, ms)
             return
         if status == 410:
-            reason = f"{ep.url} answered 410 Gone to {e.event_id}"
+            reason = f"{_shown(ep.url)} answered 410 Gone to {e.event_id}"
             sh.record_attempt(self.store, d.id, now=now, status=status, error="410 Gone: endpoint disabled",
                               ms=ms, state=sh.FAILED)
             sh.disable_endpoint(self.store, ep.name, reason, now)
@@ -117,3 +117,10 @@ class HookService:
 
 def _span(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.0f} h")
+
+
+def _shown(url: str) -> str:
+    """A URL for the log: a relay's key in the query string or user info stays out of it."""
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.hostname}{':' + str(u.port) if u.port else ''}{u.path}"
