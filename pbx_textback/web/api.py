@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import logging
-import time
 from collections import deque
 
 from aiohttp import web

@@ -149,7 +149,7 @@ def test_send_refused_after_an_opt_out_through_the_api_and_allowed_after_opt_in(
                                    "confirm": False}, headers=h(app.write))).json()
         sent = await c.post("/api/v1/messages", json={"to": "(512) 555-0177", "body": "Hi, Acme here",
                                                       "agent": "maria"}, headers=h(app.write))
-        listed = await (await c.get(f"/api/v1/messages?number=%2B15125550177", headers=h(app.read))).json()
+        listed = await (await c.get("/api/v1/messages?number=%2B15125550177", headers=h(app.read))).json()
         empty = await c.post("/api/v1/messages", json={"to": PEER, "body": " "}, headers=h(app.write))
         notjson = await c.post("/api/v1/messages", data="to=x", headers=h(app.write))
         return out, refused.status, (await refused.json())["error"]["message"], back, sent.status, \
