@@ -32,12 +32,12 @@ def test_sigkill_mid_delivery_then_restart_delivers_each_event_under_its_first_i
         rx = await Holding().start()
         feeder = CallFeeder()
         port = await feeder.start()
-        (tmp_path / "hook-crm-secret").write_text(SECRET + "\n")
+        (tmp_path / "hook-secret").write_text(SECRET + "\n")
         setup = shipped_config(tmp_path, ami_port=port, overrides={("compliance", "quiet_hours"): '""'}, extra=f"""
 [[hooks.endpoint]]
 name = "crm"
 url = "{rx.url}"
-secret_file = "/etc/pbx-textback/hook-crm-secret"
+secret_file = "/etc/pbx-textback/hook-secret"
 events = ["call.missed"]
 """)
         # this checkout's code, whichever checkout the venv's console script was installed from
