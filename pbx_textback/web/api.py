@@ -280,12 +280,17 @@ def routes(inbox) -> list[web.RouteDef]:
         refused = person_text_refusals(cfg, store, peer, line)
         if refused:
             raise ApiError(409, "not sent: " + "; ".join(ch.detail for ch in refused))
+        from . import desk
+        other = desk.held_by_other(inbox, peer, agent)
+        if other and data.get("confirm") is not True:       # the inbox asks first too
+            raise ApiError(409, f"not sent: {other} is replying to this caller right now; "
+                                "send again with \"confirm\": true to send anyway")
         if inbox.send is None:
             raise ApiError(503, "texting is not running in this process; the service sends texts")
         by = agent or f"api:{request['api_token'].name}"
         mid = inbox.send(peer, line, body, by)
-        if agent and not _convs().get(peer, {}).get("owner"):     # as the inbox does
-            sw.set_owner(store, peer, agent, by, clock())
+        if agent:                       # as the inbox does: their lock ends, they own the caller
+            desk.sent(inbox, peer, agent)
         log.info("message %s queued by %s through the API", mid, by)
         return web.json_response({"data": _message(sa.message_by_id(mid))}, status=202)
 

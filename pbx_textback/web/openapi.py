@@ -107,7 +107,10 @@ def document() -> dict:
                         "not-allowed number; queued (202) otherwise",
                         {**_ok("Message", "202", "queued in the outbox"), "409": _ERR, "503": _ERR}, [],
                         _body({"to": S, "body": S, "agent": {"type": "string", "description":
-                               "an inbox user the text is sent as (optional)"}}, ["to", "body"]), write=True)},
+                               "an inbox user the text is sent as (optional)"},
+                               "confirm": {"type": "boolean", "description":
+                                           "send although another agent is replying (409 without it)"}},
+                              ["to", "body"]), write=True)},
         f"{b}/messages/{{id}}": {"get": _op("one message (poll its state: pending, sent, delivered, failed…)",
                                             _ok("Message"), [ID])},
         f"{b}/contacts/{{number}}": {"get": _op("a number's consent state and history", _ok("Contact"), [NUMBER])},

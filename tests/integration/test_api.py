@@ -260,3 +260,23 @@ password = "pw"
     got = [m for m in smsc.messages() if m["text"] == "Dr Lee can see you at 3"]
     assert len(got) == 1 and got[0]["destination_addr"].lstrip("+") == caller.lstrip("+")
     assert result["final"]["data"]["state"] == "delivered"
+
+
+def test_send_as_an_agent_asks_first_while_another_agent_is_replying(app):
+    from pbx_textback.core.policy.replylock import Lock
+    from pbx_textback.store import desk
+    sw.add_user(app.store, "joe", "agent", hash_password("pw pw pw pw"), "102", time.time())
+    missed_call(app.store, PEER, time.time() - 60, 1)
+    desk.put_lock(app.store, PEER, Lock("joe", time.time(), time.time()))
+
+    async def scenario(c):
+        first = await c.post("/api/v1/messages", json={"to": PEER, "body": "On our way", "agent": "maria"},
+                             headers=h(app.write))
+        again = await c.post("/api/v1/messages", json={"to": PEER, "body": "On our way", "agent": "maria",
+                                                       "confirm": True}, headers=h(app.write))
+        conv = await (await c.get(f"/api/v1/conversations/{PEER}", headers=h(app.read))).json()
+        return first.status, (await first.json())["error"]["message"], again.status, conv
+    status, why, again, conv = run(app, scenario)
+    assert status == 409 and "joe is replying" in why and '"confirm": true' in why
+    assert again == 202 and conv["data"]["owner"] == "maria"
+    assert [m["body"] for m in conv["data"]["recent_messages"]] == ["On our way"]      # sent once
