@@ -279,6 +279,7 @@ def test_the_admin_page_shows_deliveries_and_attempts_and_resends_with_the_same_
         return out
     out = asyncio.run(scenario())
     assert out["agent"] == 403
+    assert 'href="/admin/hooks"' in out["page"]                    # the admin's header links to it
     page = out["page"]
     assert "call_9_missed" in page and "failed" in page and "503" in page and "12 ms" in page
     assert "Disabled" in page and "410 Gone" in page
