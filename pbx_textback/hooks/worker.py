@@ -22,6 +22,7 @@ log = logging.getLogger("pbx_textback.hooks")
 TIMEOUT_S = 15.0
 TICK_S = 0.5
 MAX_IN_FLIGHT = 16
+KEEP_DAYS = 30            # finished events kept for `hooks deliveries` and resends (retention_days if shorter)
 
 
 class HookService:
@@ -30,6 +31,8 @@ class HookService:
         self.store, self.clock, self.schedule = store, clock, schedule
         self.tick_s, self.timeout_s = tick_s, timeout_s
         self.endpoints = {e.name: e for e in cfg.hooks.endpoint}
+        days = cfg.compliance.retention_days
+        self.keep_days = min(KEEP_DAYS, days) if days else KEEP_DAYS
         self.feed = Feed(store, {e.name: tuple(e.events) for e in cfg.hooks.endpoint}, clock)
         if alerter is None:
             from ..senders import Alerter
@@ -45,9 +48,15 @@ class HookService:
             log.info("webhooks: %d deliveries interrupted by the last stop go out again (same webhook-id)", back)
         names = ", ".join(f"{e.name} ({_shown(e.url)})" for e in self.endpoints.values())
         log.info("webhooks on for %s", names)
+        last_prune = 0.0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as http:
             while not self._stop.is_set():
                 try:
+                    if self.clock() - last_prune > 3600:
+                        last_prune = self.clock()
+                        gone = sh.prune(self.store, self.clock() - self.keep_days * 86400)
+                        if gone:
+                            log.info("webhooks: %d finished events older than %g days removed", gone, self.keep_days)
                     self.feed.scan()
                     room = MAX_IN_FLIGHT - len(self.in_flight)
                     for d, e in sh.claim_due(self.store, self.clock(), list(self.endpoints), room):

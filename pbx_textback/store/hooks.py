@@ -253,6 +253,22 @@ def resend(store: Store, delivery_id: int, now: float) -> HookDelivery:
     return HookDelivery.get_by_id(delivery_id)
 
 
+def prune(store: Store, before: float) -> int:
+    """Events older than `before` whose every delivery is over (delivered or failed), with
+    their deliveries and attempts: the queue keeps callers' numbers and texts, so it does not
+    keep them for ever. Returns the number of events removed."""
+    open_ = HookDelivery.select(HookDelivery.event).where(HookDelivery.state.in_([PENDING, SENDING]))
+    with store.write():
+        ids = [e.id for e in HookEvent.select(HookEvent.id).where(
+            (HookEvent.created_at < before) & HookEvent.id.not_in(open_)).limit(5000)]
+        if not ids:
+            return 0
+        dels = HookDelivery.select(HookDelivery.id).where(HookDelivery.event.in_(ids))
+        HookAttempt.delete().where(HookAttempt.delivery.in_(dels)).execute()
+        HookDelivery.delete().where(HookDelivery.event.in_(ids)).execute()
+        return HookEvent.delete().where(HookEvent.id.in_(ids)).execute()
+
+
 # ---- what the admin sees ---------------------------------------------------------------------------
 def deliveries(endpoint: str | None = None, limit: int = 50, state: str | None = None,
                delivery_id: int | None = None) -> list[dict]:

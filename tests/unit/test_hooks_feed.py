@@ -183,3 +183,18 @@ def test_claim_record_and_recover_keep_one_delivery_per_event_and_endpoint(feed)
         d.endpoint == "a" for d, _ in sh.claim_due(s, now + 10, ["a", "b"], 10))
     d = sh.deliveries("a", state="sending")[0]
     assert d["event_id"].startswith("call_")
+
+
+def test_prune_removes_only_old_finished_events(feed):
+    s, now = feed.store, feed.clock.t
+    from pbx_textback.hooks.events import event
+    sh.enqueue(s, [event(f"e{i}", "call.missed", now - 40 * 86400, {}) for i in range(3)],
+               {"a": ("call.missed",)}, now - 40 * 86400)
+    sh.enqueue(s, [event("fresh", "call.missed", now, {})], {"a": ("call.missed",)}, now)
+    ds = {d["event_id"]: d["id"] for d in sh.deliveries("a")}
+    sh.record_attempt(s, ds["e0"], now=now, status=200, error="", ms=1, state=sh.DELIVERED)
+    sh.record_attempt(s, ds["e1"], now=now, status=500, error="x", ms=1, state=sh.FAILED)
+    sh.record_attempt(s, ds["fresh"], now=now, status=200, error="", ms=1, state=sh.DELIVERED)
+    assert sh.prune(s, now - 30 * 86400) == 2
+    assert sorted(d["event_id"] for d in sh.deliveries("a")) == ["e2", "fresh"]    # e2 still waits
+    assert sh.HookAttempt.select().count() == 1
