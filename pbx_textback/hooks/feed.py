@@ -19,6 +19,13 @@ log = logging.getLogger("pbx_textback.hooks")
 
 OVERLAP_S = 30.0
 BATCH = 500
+# After the feed was off (webhooks unset, the service down) it catches up at most this far
+# back: a receiver configured again after months is not flooded with the past.
+CATCH_UP_S = 3 * 86400.0
+
+
+def _iso(ts: float) -> str:
+    return ev.iso(ts)
 
 
 def _call(c) -> dict:
@@ -79,6 +86,11 @@ class Feed:
         """One look at the store; returns the number of new deliveries queued."""
         now = self.clock()
         cur = sh.cursors(self.store)
+        stale = [k for k, v in cur.items() if v < now - CATCH_UP_S]
+        if stale:
+            log.warning("webhooks: events from before %s are not sent (the feed was off longer than "
+                        "%d days)", _iso(now - CATCH_UP_S), CATCH_UP_S // 86400)
+            cur = {k: max(v, now - CATCH_UP_S) for k, v in cur.items()}
         fp = sh.fingerprint(self.store, {k: v - OVERLAP_S for k, v in cur.items()}) if cur else None
         if fp is not None and fp == self._last and len(cur) == len(SOURCES) + 1:
             return 0                   # nothing changed in any window since the last look

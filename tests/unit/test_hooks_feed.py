@@ -198,3 +198,17 @@ def test_prune_removes_only_old_finished_events(feed):
     assert sh.prune(s, now - 30 * 86400) == 2
     assert sorted(d["event_id"] for d in sh.deliveries("a")) == ["e2", "fresh"]    # e2 still waits
     assert sh.HookAttempt.select().count() == 1
+
+
+def test_after_a_long_pause_the_feed_catches_up_three_days_not_months(feed):
+    from pbx_textback.hooks.feed import CATCH_UP_S
+    s = feed.store
+    t0 = feed.clock.t
+    feed.clock.t = t0 + 90 * 86400              # the feed was off for three months
+    with s.write():
+        for n, at in (("old", t0 + 10 * 86400), ("recent", feed.clock.t - 86400)):
+            st.Call.create(call_id=n, pbx="asterisk", caller=PEER, caller_raw=PEER, called=LINE, line=LINE,
+                           direction="inbound", missed=True, reason="busy", record="{}", created_at=at)
+    feed.scan()
+    got = [json.loads(e.body)["data"]["call_id"] for e in sh.HookEvent.select()]
+    assert got == ["recent"] and CATCH_UP_S == 3 * 86400
