@@ -152,11 +152,14 @@ def test_a_500_is_retried_5_seconds_later_on_the_shipped_schedule_with_the_same_
     assert [s for _, _, s in rx.tries] == [500, 200]
     (id1, t1, _), (id2, t2, _) = rx.tries
     assert id1 == id2                                       # the receiver can drop a duplicate
-    assert 4.5 <= t2 - t1 < 7.0, f"retried after {t2 - t1:.1f} s, the spec says 5 s"
+    # not before 5 s (the spec's first retry); the upper bound only catches "on the next step"
+    # (5 min), with room for a loaded machine
+    assert 4.9 <= t2 - t1 < 15.0, f"retried after {t2 - t1:.1f} s, the spec says 5 s"
     st.open_store(str(tmp_path / "s.sqlite3"))
     d = sh.deliveries("crm")[0]
     assert d["state"] == "delivered" and d["attempts"] == 2
-    assert [a["status"] for a in sh.attempts_of(d["id"])] == [500, 200]
+    tries = sh.attempts_of(d["id"])
+    assert [a["status"] for a in tries] == [500, 200] and tries[1]["at"] - tries[0]["at"] >= 5.0
 
 
 def test_a_410_disables_the_endpoint_and_alerts_the_admin_until_enabled(tmp_path, caplog):
