@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -81,8 +82,9 @@ async def latency(store, cfg, calls):
     task = asyncio.create_task(svc.run())
     await asyncio.sleep(1.0)
     waits = []
+    rng = random.Random(1)
     for i in range(calls):
-        await asyncio.sleep(0.37)          # not in step with the tick
+        await asyncio.sleep(rng.uniform(0.2, 1.2))     # at random phases of the tick
         at = time.time()
         with store.write():
             c = st.Call.create(call_id=f"l{i}", pbx="asterisk", caller=PEER, caller_raw=PEER, called=LINE,
