@@ -207,6 +207,19 @@ class Web:
 
 
 @dataclass(frozen=True)
+class DeskPhones:
+    """Call back from the inbox (the agent's desk phone rings first) and callers' replies
+    pushed to desk phones as SIP MESSAGE, both through the PBX connection (README "Desk
+    phones"). Empty strings take the PBX type's default, shown after each key."""
+    channel: str = ""            # the agent's phone; {ext} = the user's --extension. PJSIP/{ext} | user/{ext}
+    context: str = ""            # the phone's own dialplan context (its outbound route dials the caller). from-internal | default
+    ring_seconds: int = 20       # how long the desk phone rings before the call back gives up
+    push_replies: bool = True    # a caller's reply goes to the owner's desk phone (all agents' while unassigned)
+    message_to: str = ""         # where a pushed reply goes. pjsip:{ext} | {ext}@<FreeSWITCH domain> (required there)
+    message_from: str = ""       # its From; "" = the PBX's default (Asterisk) | textback@<domain of message_to>
+
+
+@dataclass(frozen=True)
 class Config:
     business: Business = field(default_factory=Business)
     pbx: Pbx = field(default_factory=Pbx)
@@ -217,6 +230,7 @@ class Config:
     compliance: Compliance = field(default_factory=Compliance)
     features: Features = field(default_factory=Features)
     web: Web = field(default_factory=Web)
+    deskphones: DeskPhones = field(default_factory=DeskPhones)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""

@@ -208,6 +208,17 @@ class Service:
             return
         log.info("web inbox on http://%s:%d/", host, self.web_port)
 
+    def _start_desk(self, source) -> list:
+        """Desk phones through this PBX connection: the inbox's Call back, replies pushed."""
+        from .deskphone import DeskPhones
+        fs = self.cfg.pbx.type == "freeswitch"
+        self.desk = DeskPhones(self.cfg, self.store, clock=self.clock,
+                               send_action=source.send_action if source is not None and not fs else None,
+                               esl_api=source.api if source is not None and fs else None)
+        if self.web is not None:
+            self.web.desk = self.desk
+        return [asyncio.create_task(self.desk.run(), name="deskphones")]
+
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes
         f = self.cfg.features
@@ -374,7 +385,7 @@ class Service:
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
-        side = [asyncio.create_task(t) for t in extra_tasks]
+        side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         side.append(asyncio.create_task(self._heartbeat(), name="status"))

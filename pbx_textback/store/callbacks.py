@@ -29,6 +29,8 @@ class Callback(Base):
     feature = pw.CharField(default="*88")
     state = pw.CharField()                   # originating | connected | failed
     detail = pw.TextField(default="")        # the PBX's answer when it failed
+    agent = pw.CharField(default="")         # the inbox user who asked for it ("" = a feature code)
+    channel_id = pw.CharField(default="")    # the originated call's id (Linkedid / uuid) once known
     created_at = pw.DoubleField(index=True)
     updated_at = pw.DoubleField()
 
@@ -69,13 +71,31 @@ def _usable(call: Call) -> bool:
     return bool(_DIALABLE.match(call.caller)) and not _withheld(call)
 
 
+def _owners(endpoint: str) -> tuple[str, dict[str, str]]:
+    """The inbox user whose desk phone this is ('' if none), and every conversation's owner."""
+    from .web import ConversationState, WebUser
+    ext = re.sub(r"^[A-Za-z]+/", "", endpoint).split("@")[0]        # PJSIP/100, user/100@dom
+    me = (WebUser.select(WebUser.name).where((WebUser.extension == ext) & (WebUser.extension != "")
+                                              & (WebUser.disabled == False)).scalar())  # noqa: E712
+    owners = dict(ConversationState.select(ConversationState.peer, ConversationState.owner)
+                  .where(ConversationState.owner != "").tuples())
+    return me or "", owners
+
+
 def claim_oldest_waiting(store: Store, *, endpoint: str, now: float, window_s: float,
                          feature: str = "*88") -> tuple[Call, Callback] | None:
     """The oldest missed caller still waiting, and a `callback` row (originating) claiming it,
-    in one write transaction: two phones pressing *88 at once get two different callers."""
+    in one write transaction: two phones pressing *88 at once get two different callers.
+    A phone that is an inbox user's gets that agent's own callers first, then unassigned ones,
+    never another agent's; any other phone gets the oldest of all."""
     since = now - window_s
     with store.write():
-        for call in _candidates(since, exclude_called_back=True).order_by(Call.created_at, Call.id):
+        me, owners = _owners(endpoint)
+        calls = list(_candidates(since, exclude_called_back=True).order_by(Call.created_at, Call.id))
+        if me:
+            calls = [c for c in calls if owners.get(c.caller, "") in (me, "")]
+            calls.sort(key=lambda c: owners.get(c.caller, "") != me)       # stable: oldest first within
+        for call in calls:
             if not _usable(call):
                 continue
             cb = Callback.create(call=call, peer=call.caller, endpoint=endpoint, feature=feature,

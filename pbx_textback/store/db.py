@@ -224,6 +224,15 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v15(db):
+    """Call back from the inbox: the callback table says who asked and which call it made."""
+    from .deskphones import add_columns
+    add_columns(db)
+
+
+MIGRATIONS.append((15, _v15))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

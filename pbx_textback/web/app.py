@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import callback, timeline
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -62,6 +62,7 @@ class Inbox:
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
+        self.desk = None        # deskphone.DeskPhones: the service's PBX connection (call back), set by it
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -81,6 +82,7 @@ class Inbox:
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
+        app.add_routes(callback.routes(self))
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -208,6 +210,7 @@ class Inbox:
         msgs = self.store.messages_to(peer)
         now = self.clock()
         items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        items = callback.with_callbacks(items, self.store, peer, self.cfg.business.timezone)
         line = self._reply_line(peer)
         s = consent.standing(hist, peer, line)
         closed = ""

@@ -1,0 +1,63 @@
+"""Call back from the inbox: the button on a conversation, and each call back (from the page
+or *88) on the caller's timeline with its result. The call itself goes through the service's
+PBX connection (deskphone.DeskPhones, handed to the inbox as `webapp.desk`)."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..core.pbx.originate import outcome_words
+from ..store import deskphones as sd
+from ..store import web as sw
+from . import timeline
+
+log = logging.getLogger("pbx_textback.web")
+
+
+def routes(webapp) -> list[web.RouteDef]:
+    webapp.env.globals["callback_why"] = lambda user: why_not(webapp, user)
+
+    async def call_back(request):
+        from ..deskphone import Refused
+        peer = webapp._peer(request)
+        me = request["user"]
+        why = why_not(webapp, me)
+        if not why:
+            try:
+                cb = await webapp.desk.call_back(peer, me.name, me.extension)
+            except Refused as e:
+                why = str(e)
+        if why:
+            return webapp._page("conversation.html", request, status=400, error=why, draft="",
+                                **webapp._thread(peer))
+        owner = next((c["owner"] for c in sw.conversations(webapp.store, webapp.clock()) if c["peer"] == peer), "")
+        if not owner:                  # the owner is who last answered the caller
+            sw.set_owner(webapp.store, peer, me.name, me.name, webapp.clock())
+        log.info("call back %d asked for by %s from the inbox", cb, me.name)
+        raise web.HTTPSeeOther(f"/c/{peer}")
+
+    return [web.post("/c/{peer}/callback", call_back)]
+
+
+def why_not(webapp, user) -> str:
+    """'' when this agent can call back from the page, else why the button is disabled."""
+    desk = getattr(webapp, "desk", None)
+    if desk is None:
+        return "Call back needs the running service's PBX connection; this inbox has none."
+    return desk.why_not(getattr(user, "extension", "") or "")
+
+
+def items(store, peer: str, tz: str) -> list[dict]:
+    """Timeline items: one per call back of this number."""
+    out = []
+    for cb in sd.for_peer(store, peer):
+        who = f"{cb['agent']} from the inbox" if cb["agent"] else f"{cb['feature']} on the desk phone"
+        out.append({"at": cb["at"], "kind": "callback", "title": f"Call back by {who}", "line": "",
+                    "detail": f"{outcome_words(cb['state'], cb['detail'], cb['call'])} ({cb['endpoint']})",
+                    "body": "", "when": timeline.clock(cb["at"], tz), "result": cb["state"]})
+    return out
+
+
+def with_callbacks(found: list[dict], store, peer: str, tz: str) -> list[dict]:
+    return sorted(found + items(store, peer, tz), key=lambda i: i["at"])
