@@ -40,6 +40,12 @@ def finish(store: Store, callback_id: int, *, ok: bool, detail: str, channel_id:
                         updated_at=now).where(Callback.id == callback_id).execute()
 
 
+def note_channel(store: Store, callback_id: int, channel_id: str) -> None:
+    """*88: the id of the call it makes (its ChannelId, or FreeSWITCH's uuid)."""
+    with store.write():
+        Callback.update(channel_id=channel_id[:120]).where(Callback.id == callback_id).execute()
+
+
 def for_peer(store: Store, peer: str) -> list[dict]:
     """Every call back of this number (inbox and *88), each with the PBX's record of the call
     it made when there is one."""

@@ -38,27 +38,29 @@ def desk_channel(template: str, ext: str) -> str:
 
 
 def ami_originate(channel: str, context: str, number: str, *, ring_seconds: int, action_id: str = "",
-                  extra: dict | None = None) -> dict:
-    """The Originate action, field for field as recorded (extra: *88's ChannelId/Variable)."""
+                  extra: dict | None = None, exten: str = "") -> dict:
+    """The Originate action, field for field as recorded (extra: *88's ChannelId/Variable;
+    exten: the number as the context dials it, when it is not the E.164 one)."""
     if not _NUMBER.match(number):
         raise ValueError(f"not a dialable number: {number!r}")
     act = {"Action": "Originate"}
     if action_id:
         act["ActionID"] = action_id
-    act.update({"Channel": channel, "Context": context, "Exten": number, "Priority": "1",
+    act.update({"Channel": channel, "Context": context, "Exten": exten or number, "Priority": "1",
                 "CallerID": f'"Callback {number}" <{number}>', "Timeout": str(int(ring_seconds) * 1000)})
     act.update(extra or {})
     act["Async"] = "true"
     return act
 
 
-def fs_originate(endpoint: str, context: str, number: str, *, ring_seconds: int, extra_vars=()) -> str:
+def fs_originate(endpoint: str, context: str, number: str, *, ring_seconds: int, extra_vars=(),
+                 exten: str = "") -> str:
     if not _NUMBER.match(number):
         raise ValueError(f"not a dialable number: {number!r}")
     vars_ = ",".join([f"origination_caller_id_name='Callback {number}'",
                       f"origination_caller_id_number={number}",
                       f"originate_timeout={int(ring_seconds)}", *extra_vars])
-    return f"originate {{{vars_}}}{endpoint} {number} XML {context}"
+    return f"originate {{{vars_}}}{endpoint} {exten or number} XML {context}"
 
 
 def ami_result(res: Any) -> tuple[bool, str, str]:
