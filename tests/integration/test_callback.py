@@ -6,6 +6,7 @@ and pipeline, the SQLite store and the inbox over HTTP."""
 import asyncio
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import ClientSession, CookieJar
@@ -195,3 +196,75 @@ def test_a_reply_is_pushed_to_the_owners_desk_phone_once_a_minute_and_to_every_a
     assert sorted(sent) == sorted([("pjsip:100", body), ("pjsip:102", body), ("pjsip:102", "Reply +15125550188: first")])
     assert all(len(b) <= 100 and b.isascii() for _, b in sent)
     assert out["held"] == {ANSWERS: ("second, within the minute", 1)}       # goes once the minute is over
+
+
+def test_freeswitch_call_back_and_reply_push_go_over_the_event_socket(tmp_path):
+    """FreeSWITCH: `originate` to the agent's user, the caller's number dialled by the phone's
+    dialplan; the reply pushed with `chat`. No FreeSWITCH originate was recorded: the loopback
+    event socket answers `originate` and `chat` with FreeSWITCH's reply forms (+OK <uuid>, Sent)."""
+    from pbx_textback.esl.replay_server import EslReplayServer
+    web_port, = free_ports(1)
+    now = time.time()
+    seed(tmp_path / "s.sqlite3", now)
+    cfg = loads(f"""
+[business]
+name = "Acme Dental"
+timezone = "America/Chicago"
+[pbx]
+type = "freeswitch"
+[pbx.esl]
+port = 1
+password = "s3cret"
+[store]
+path = "{tmp_path / 's.sqlite3'}"
+[web]
+listen = "127.0.0.1:{web_port}"
+[deskphones]
+message_to = "{{ext}}@pbx.example.com"
+[[line]]
+number = "{LINE}"
+""")
+    out = {}
+
+    async def main():
+        server = EslReplayServer([], password="s3cret", api_replies={
+            "originate": "+OK 7f4b3c2e-5f1a-4c3e-9d7b-2a1c0e9f8b11\n", "chat": "Sent\n"})
+        port = await server.start()
+        svc = Service(replace(cfg, pbx=replace(cfg.pbx, esl=replace(cfg.pbx.esl, port=port))))
+
+        async def drive():
+            try:
+                for _ in range(200):
+                    await asyncio.sleep(0.05)
+                    if svc.pbx_state == "connected" and svc.web_port:
+                        break
+                base = f"http://127.0.0.1:{web_port}"
+                async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+                    csrf = await sign_in(http, base, "alice")
+                    r = await http.post(f"{base}/c/{ANSWERS}/callback", data={"csrf": csrf}, allow_redirects=False)
+                    out["status"] = r.status
+                    out["page"] = await timeline_when(http, base, ANSWERS, "calling the caller")
+                svc.pipeline.on_inbound(BUSY, LINE, "are you open saturday?")
+                for _ in range(50):
+                    await asyncio.sleep(0.1)
+                    if any(c.startswith("api chat") for c in server.commands):
+                        break
+                out["commands"] = list(server.commands)
+            except Exception as e:
+                out["error"] = e
+            finally:
+                svc.stop()
+        await svc.run(extra_tasks=[drive()])
+        await server.stop()
+    asyncio.run(main())
+    if "error" in out:
+        raise out["error"]
+    assert out["status"] == 303
+    originate = [c for c in out["commands"] if c.startswith("api originate")]
+    assert originate == [f"api originate {{origination_caller_id_name='Callback {ANSWERS}',"
+                         f"origination_caller_id_number={ANSWERS},originate_timeout=20}}"
+                         f"user/100 {ANSWERS} XML default"]
+    assert "desk phone answered: calling the caller (user/100)" in out["page"]
+    chats = [c for c in out["commands"] if c.startswith("api chat")]
+    assert chats == ["api chat sip|textback@pbx.example.com|100@pbx.example.com|"
+                     "Reply +15125550190: are you open saturday?"]
