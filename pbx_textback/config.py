@@ -562,6 +562,22 @@ def web_listen(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _deskphone_problems(d: DeskPhones, lines) -> list[str]:
+    out = []
+    for key in ("channel", "message_to"):
+        v = getattr(d, key)
+        if v and "{ext}" not in v:
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: '{v}' names no phone: "
+                       "put {ext} where the agent's extension goes (e.g. \"PJSIP/{ext}\")")
+    if not 5 <= d.ring_seconds <= 120:
+        out.append(f"'deskphones.ring_seconds'{_where('deskphones.ring_seconds', lines)}: "
+                   f"{d.ring_seconds} is not within 5..120")
+    for key in ("channel", "context", "message_to", "message_from"):
+        if re.search(r"[\s\r\n|]", getattr(d, key)):
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: no blanks or '|' allowed")
+    return out
+
+
 def _validate(cfg: Config, lines) -> list[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     from .core.text.templates import TemplateError, check_template
@@ -573,6 +589,7 @@ def _validate(cfg: Config, lines) -> list[str]:
         if obj not in allowed:
             problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
     problems += _range_problems(cfg, lines)
+    problems += _deskphone_problems(cfg.deskphones, lines)
     if web_listen(cfg.web.listen) is None:
         problems.append(f"'web.listen'{_where('web.listen', lines)}: '{cfg.web.listen}' is not HOST:PORT "
                         "(e.g. 127.0.0.1:8080)")

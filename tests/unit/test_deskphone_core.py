@@ -96,3 +96,16 @@ def test_never_two_pushes_within_a_minute_for_one_caller(steps):
     for peer in ("+1a", "+1b"):
         times = [t for p, t in pushed if p == peer]
         assert all(b - a >= 60 for a, b in zip(times, times[1:]))
+
+
+def test_deskphones_config_is_checked_with_the_key_and_line():
+    import pytest
+    from pbx_textback.config import ConfigError, loads
+    assert loads("[deskphones]\nchannel = \"SIP/{ext}\"\n").deskphones.channel == "SIP/{ext}"
+    for text, words in (("channel = \"PJSIP/100\"", "'deskphones.channel' (line 2): 'PJSIP/100' names no phone"),
+                        ("ring_seconds = 0", "'deskphones.ring_seconds' (line 2): 0 is not within 5..120"),
+                        ("message_to = \"pjsip:{ext}|x\"", "'deskphones.message_to' (line 2): no blanks"),
+                        ("ringseconds = 20", "unknown key 'deskphones.ringseconds' (line 2); did you mean 'ring_seconds'?")):
+        with pytest.raises(ConfigError) as e:
+            loads("[deskphones]\n" + text + "\n")
+        assert words in str(e.value)
