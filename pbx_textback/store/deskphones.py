@@ -58,7 +58,8 @@ def for_peer(store: Store, peer: str) -> list[dict]:
             calls[c.call_id] = {"answered": c.answered, "reason": c.reason,
                                 "hangup_cause": rec.get("hangup_cause", "")}
     return [{"id": r.id, "at": r.created_at, "state": r.state, "detail": r.detail, "agent": r.agent,
-             "endpoint": r.endpoint, "feature": r.feature, "call": calls.get(r.channel_id)} for r in rows]
+             "endpoint": r.endpoint, "feature": r.feature, "channel_id": r.channel_id,
+             "call": calls.get(r.channel_id)} for r in rows]
 
 
 def extension(store: Store, name: str) -> str:

@@ -48,10 +48,10 @@ def why_not(webapp, user) -> str:
     return desk.why_not(getattr(user, "extension", "") or "")
 
 
-def items(store, peer: str, tz: str) -> list[dict]:
+def items(store, peer: str, tz: str, cbs=None) -> list[dict]:
     """Timeline items: one per call back of this number."""
     out = []
-    for cb in sd.for_peer(store, peer):
+    for cb in (sd.for_peer(store, peer) if cbs is None else cbs):
         who = f"{cb['agent']} from the inbox" if cb["agent"] else f"{cb['feature']} on the desk phone"
         out.append({"at": cb["at"], "kind": "callback", "title": f"Call back by {who}", "line": "",
                     "detail": f"{outcome_words(cb['state'], cb['detail'], cb['call'])} ({cb['endpoint']})",
@@ -60,4 +60,9 @@ def items(store, peer: str, tz: str) -> list[dict]:
 
 
 def with_callbacks(found: list[dict], store, peer: str, tz: str) -> list[dict]:
-    return sorted(found + items(store, peer, tz), key=lambda i: i["at"])
+    """The timeline with its call backs; the call a call back made is told by the call back's
+    own item (its result), not again as an outbound call."""
+    cbs = sd.for_peer(store, peer)
+    made = {cb["channel_id"] for cb in cbs if cb["channel_id"]}
+    kept = [i for i in found if not (i["kind"] == "call" and i.get("call_id") in made)]
+    return sorted(kept + items(store, peer, tz, cbs), key=lambda i: i["at"])

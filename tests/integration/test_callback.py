@@ -144,6 +144,8 @@ def test_call_back_rings_the_agents_desk_phone_then_the_caller_and_shows_each_re
     assert "connected (PJSIP/100)" in out["pages"][ANSWERS]
     assert "the desk phone did not answer (PJSIP/100)" in out["pages"][NO_ANSWER]
     assert "caller busy (PJSIP/100)" in out["pages"][BUSY]
+    # the call the call back made is told once, by the call back's own item
+    assert all(" - outbound" not in page for page in out["pages"].values())
     store = st.open_store(str(tmp_path / "s.sqlite3"))
     # the connected call back reached the caller: the waiting text is cancelled, with why
     m = st.Message.get_by_id(waiting)
