@@ -270,3 +270,31 @@ number = "{LINE}"
     chats = [c for c in out["commands"] if c.startswith("api chat")]
     assert chats == ["api chat sip|textback@pbx.example.com|100@pbx.example.com|"
                      "Reply +15125550190: are you open saturday?"]
+
+
+def test_an_inbox_without_a_pbx_connection_says_so_on_the_button_and_star88_shows_on_the_timeline(tmp_path):
+    """`pbx-textback web`-style: an inbox with no PBX connection; and a *88 call back (made on
+    the desk phone, not the page) on the caller's timeline with its result."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from pbx_textback.web.app import Inbox
+    now = time.time()
+    seed(tmp_path / "s.sqlite3", now)
+    store = st.open_store(str(tmp_path / "s.sqlite3"))
+    call, cb = cbs.claim_oldest_waiting(store, endpoint="PJSIP/100", now=now, window_s=3600)
+    cbs.finish_callback(store, cb.id, cbs.FAILED, now=now, detail="the desk phone did not answer")
+    box = Inbox(config(tmp_path, 1, 1), store)
+
+    async def main():
+        async with TestClient(TestServer(box.app())) as client:
+            await client.post("/login", data={"name": "alice", "password": PW})
+            page = await (await client.get(f"/c/{call.caller}")).text()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+            r = await client.post(f"/c/{call.caller}/callback", data={"csrf": csrf}, allow_redirects=False)
+            return page, r.status, await r.text()
+    page, status, answer = asyncio.run(main())
+    store.close()
+    assert re.search(r'id="callback" disabled', page)
+    assert "Call back needs the running service&#39;s PBX connection" in page
+    assert status == 400 and "Call back needs the running service" in answer
+    assert "Call back by *88 on the desk phone" in page
+    assert "the desk phone did not answer (PJSIP/100)" in page

@@ -109,3 +109,19 @@ def test_deskphones_config_is_checked_with_the_key_and_line():
         with pytest.raises(ConfigError) as e:
             loads("[deskphones]\n" + text + "\n")
         assert words in str(e.value)
+
+
+def test_the_loopback_ami_server_replays_an_originate_byte_for_byte_and_maps_what_the_client_sent():
+    from pbx_textback.ami.replay_server import originate_frames, replay_originate
+    for name in ("answered", "no-answer", "callee-busy"):
+        raw = (FIX / f"originate-{name}.ami").read_bytes()
+        frames, recorded = originate_frames(raw)
+        same = replay_originate(frames, recorded, _action_txt(name))
+        queued = raw.index(b"Message: Originate successfully queued\r\n\r\n") + len(b"Message: Originate successfully queued\r\n\r\n")
+        assert same == raw[queued:raw.index(b"Response: Goodbye")]        # the recording itself
+        other = replay_originate(frames, recorded, {"ActionID": "textback-cb-7", "Exten": "+13105550123",
+                                                    "Channel": "PJSIP/205"})
+        final = next(dict(f) for f in frames_from_bytes(other) if dict(f).get("Event") == "OriginateResponse")
+        assert final["ActionID"] == "textback-cb-7" and final["Exten"] == "+13105550123"
+        assert final["Channel"].startswith("PJSIP/205")
+        assert recorded[b"Exten"] not in other and b"PJSIP/100" not in other
