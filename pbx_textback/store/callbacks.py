@@ -3,8 +3,9 @@ the record of each call back (table `callback`). Sync functions that never await
 
 A missed caller is *waiting* while: the call was inbound and missed, within the window, the
 caller's number was not withheld, no later call reached a person with that number (an
-answered inbound call from it or an answered outbound call to it), and no call back by the
-feature code is recorded for that number within the window (a failed one does not count).
+answered inbound call from it or an answered outbound call to it), and no call back (by the
+feature code or from the inbox) is recorded for that number within the window (a failed one,
+or one whose call the PBX recorded as unanswered - the caller busy - does not count).
 """
 from __future__ import annotations
 
@@ -60,9 +61,15 @@ def _candidates(since: float, *, exclude_called_back: bool):
                             & (Call.created_at >= since) & (Call.caller != "")
                             & ~pw.fn.EXISTS(reached))
     if exclude_called_back:
+        # a call back counts while it may still reach them; one whose call the PBX recorded
+        # as not answered (caller busy, no answer) leaves them waiting, as a failed one does
+        missed_back = Call.alias()
+        not_reached = missed_back.select(missed_back.id).where(
+            (missed_back.call_id == Callback.channel_id) & (Callback.channel_id != "")
+            & (missed_back.answered == False))  # noqa: E712
         done = Callback.select(Callback.id).where(
             (Callback.peer == Call.caller) & (Callback.created_at >= since)
-            & (Callback.state != FAILED))
+            & (Callback.state != FAILED) & ~pw.fn.EXISTS(not_reached))
         q = q.where(~pw.fn.EXISTS(done))
     return q
 

@@ -154,6 +154,10 @@ def test_call_back_rings_the_agents_desk_phone_then_the_caller_and_shows_each_re
     rows = {c.peer: (c.state, c.agent, c.channel_id) for c in cbs.Callback.select()}
     assert rows[NO_ANSWER] == ("failed", "alice", "")
     assert rows[ANSWERS][:2] == ("connected", "alice") and rows[ANSWERS][2]
+    # *88 still offers the callers the page did not reach (busy, desk phone unanswered), not the one it did
+    claimed = [cbs.claim_oldest_waiting(store, endpoint="PJSIP/100", now=time.time(), window_s=3600)
+               for _ in range(3)]
+    assert [c[0].caller if c else None for c in claimed] == [NO_ANSWER, BUSY, None]
     # the caller's conversation is now alice's (she called them)
     assert {s.peer: s.owner for s in sw.ConversationState.select()}[ANSWERS] == "alice"
     store.close()
