@@ -36,8 +36,10 @@ class Refused(Exception):
 
 
 class DeskPhones:
-    def __init__(self, cfg, store, *, send_action=None, esl_api=None, clock=time.time):
-        """send_action: AmiSource.send_action (Asterisk); esl_api: EslChild.api (FreeSWITCH)."""
+    def __init__(self, cfg, store, *, send_action=None, esl_api=None, esl_bgapi=None, clock=time.time):
+        """send_action: AmiSource.send_action (Asterisk); esl_api / esl_bgapi: EslChild.api /
+        .bgapi (FreeSWITCH). The originate goes by bgapi: an `api originate` would hold the
+        event socket - and every `chat` the outbox sends on it - until the desk phone answers."""
         self.cfg, self.store, self.clock = cfg, store, clock
         d = cfg.deskphones
         self.fs = cfg.pbx.type == "freeswitch"
@@ -47,7 +49,9 @@ class DeskPhones:
         self.message_from = d.message_from or (
             f"textback@{self.message_to.split('@', 1)[1]}" if self.fs and "@" in self.message_to else "")
         self.ring_s = d.ring_seconds
-        self.send_action, self.esl_api = send_action, esl_api
+        self.send_action, self.esl_api, self.esl_bgapi = send_action, esl_api, esl_bgapi
+        self.jobs: dict[str, asyncio.Future] = {}        # bgapi Job-UUID -> its BACKGROUND_JOB's body
+        self.early: dict[str, str] = {}                  # BACKGROUND_JOBs that came before their reply
         self.throttle = deskpush.Throttle()
         self.tasks: set[asyncio.Task] = set()
         self.pushed: list[tuple[str, str]] = []          # (extension, text), the last few (status, tests)
@@ -82,7 +86,7 @@ class DeskPhones:
             raise Refused(f"Cannot call this number: {e}") from None
         cb = sd.start(self.store, peer=peer, endpoint=channel, agent=agent, now=self.clock())
         if self.fs:
-            send, read = (lambda: self.esl_api(cmd, timeout=self.ring_s + ANSWER_GRACE_S)), og.fs_result
+            send, read = (lambda: self._bgapi(cmd, self.ring_s + ANSWER_GRACE_S)), og.fs_result
         else:
             act = og.ami_originate(channel, self.context, peer, ring_seconds=self.ring_s,
                                    action_id=f"textback-cb-{cb}")
@@ -107,6 +111,29 @@ class DeskPhones:
             sd.finish(self.store, cb, ok=False, detail="the service stopped before the PBX answered",
                       channel_id="", now=self.clock())
             raise
+
+    async def _bgapi(self, cmd: str, timeout: float) -> str:
+        """`bgapi <cmd>`, then the answer FreeSWITCH sends in the BACKGROUND_JOB event."""
+        job = (await self.esl_bgapi(cmd, timeout=5)).strip()
+        if job in self.early:
+            return self.early.pop(job)
+        fut = asyncio.get_running_loop().create_future()
+        self.jobs[job] = fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.jobs.pop(job, None)
+
+    def on_job(self, ev: dict) -> None:
+        """A BACKGROUND_JOB event (the service hands each one here, in stream order)."""
+        job, body = ev.get("Job-UUID", ""), ev.get("_body") or ""
+        fut = self.jobs.get(job)
+        if fut is not None and not fut.done():
+            fut.set_result(body)
+        elif job and ev.get("Job-Command") == "originate":
+            self.early[job] = body                      # ours, before bgapi's reply was read
+            while len(self.early) > 100:
+                self.early.pop(next(iter(self.early)))
 
     def _spawn(self, coro) -> None:
         t = asyncio.get_running_loop().create_task(coro)

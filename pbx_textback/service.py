@@ -84,6 +84,8 @@ class Service:
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
+        if ev.get("Event-Name") == "BACKGROUND_JOB" and getattr(self, "desk", None) is not None:
+            self.desk.on_job(ev)          # a call back's `bgapi originate` answered
         if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
             asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
         if self.cfg.pbx.type == "freeswitch" and ev.get("Event-Name") == "RECV_MESSAGE":
@@ -214,7 +216,8 @@ class Service:
         fs = self.cfg.pbx.type == "freeswitch"
         self.desk = DeskPhones(self.cfg, self.store, clock=self.clock,
                                send_action=source.send_action if source is not None and not fs else None,
-                               esl_api=source.api if source is not None and fs else None)
+                               esl_api=source.api if source is not None and fs else None,
+                               esl_bgapi=source.bgapi if source is not None and fs else None)
         if self.web is not None:
             self.web.desk = self.desk
         return [asyncio.create_task(self.desk.run(), name="deskphones")]

@@ -205,9 +205,10 @@ def test_a_reply_is_pushed_to_the_owners_desk_phone_once_a_minute_and_to_every_a
 
 
 def test_freeswitch_call_back_and_reply_push_go_over_the_event_socket(tmp_path):
-    """FreeSWITCH: `originate` to the agent's user, the caller's number dialled by the phone's
-    dialplan; the reply pushed with `chat`. No FreeSWITCH originate was recorded: the loopback
-    event socket answers `originate` and `chat` with FreeSWITCH's reply forms (+OK <uuid>, Sent)."""
+    """FreeSWITCH: `bgapi originate` to the agent's user, the caller's number dialled by the
+    phone's dialplan, its answer in the BACKGROUND_JOB event; the reply pushed with `chat`. No
+    FreeSWITCH originate was recorded: the loopback event socket answers `originate` and `chat`
+    with FreeSWITCH's reply forms (+OK <uuid>, Sent)."""
     from pbx_textback.esl.replay_server import EslReplayServer
     web_port, = free_ports(1)
     now = time.time()
@@ -266,8 +267,8 @@ number = "{LINE}"
     if "error" in out:
         raise out["error"]
     assert out["status"] == 303
-    originate = [c for c in out["commands"] if c.startswith("api originate")]
-    assert originate == [f"api originate {{origination_caller_id_name='Callback {ANSWERS}',"
+    originate = [c for c in out["commands"] if "originate" in c]
+    assert originate == [f"bgapi originate {{origination_caller_id_name='Callback {ANSWERS}',"
                          f"origination_caller_id_number={ANSWERS},originate_timeout=20}}"
                          f"user/100 {ANSWERS} XML default"]
     assert "desk phone answered: calling the caller (user/100)" in out["page"]

@@ -125,3 +125,16 @@ def test_the_loopback_ami_server_replays_an_originate_byte_for_byte_and_maps_wha
         assert final["ActionID"] == "textback-cb-7" and final["Exten"] == "+13105550123"
         assert final["Channel"].startswith("PJSIP/205")
         assert recorded[b"Exten"] not in other and b"PJSIP/100" not in other
+
+
+def test_the_loopback_event_socket_background_job_parses_as_freeswitch_events_do():
+    from pbx_textback.core.pbx.eslframe import parse_stream
+    from pbx_textback.esl.replay_server import background_job
+    cmd = "originate {origination_caller_id_name='Callback +15125550188'}user/100 +15125550188 XML default"
+    for fmt in ("plain", "json"):
+        [ev] = parse_stream(background_job(fmt, "job-1", cmd, "-ERR NO_ANSWER\n"))
+        ev = dict(ev)
+        assert (ev["Event-Name"], ev["Job-UUID"], ev["Job-Command"]) == ("BACKGROUND_JOB", "job-1", "originate")
+        assert ev["Job-Command-Arg"] == cmd.split(" ", 1)[1]
+        assert ev["_body"] == "-ERR NO_ANSWER\n"
+        assert fs_result(ev["_body"]) == (False, "the desk phone did not answer", "")
