@@ -54,7 +54,6 @@ class DeskPhones:
         self.early: dict[str, str] = {}                  # BACKGROUND_JOBs that came before their reply
         self.throttle = deskpush.Throttle()
         self.tasks: set[asyncio.Task] = set()
-        self.pushed: list[tuple[str, str]] = []          # (extension, text), the last few (status, tests)
 
     @property
     def connected(self) -> bool:
@@ -184,14 +183,16 @@ class DeskPhones:
             log.info("reply from %s not pushed: %s", mask(peer),
                      f"{owner} has no desk-phone extension" if owner else "no agent has an extension")
             return
+        done = []
         for ext in exts:
             try:
                 await self._send_message(ext, text)
-            except Exception as e:
+            except Exception as e:       # a notice lost, never the reply: it is in the store
                 log.warning("reply from %s not pushed to extension %s: %s", mask(peer), ext, e)
-                continue
-            self.pushed = (self.pushed + [(ext, text)])[-50:]
-        log.info("reply from %s pushed to %s (%s)", mask(peer), ", ".join(exts), owner or "unassigned")
+            else:
+                done.append(ext)
+        if done:
+            log.info("reply from %s pushed to %s (%s)", mask(peer), ", ".join(done), owner or "unassigned")
 
     async def _send_message(self, ext: str, text: str) -> None:
         to = self.message_to.replace("{ext}", ext)
