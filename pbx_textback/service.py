@@ -209,6 +209,10 @@ class Service:
             self.web = None
             return
         log.info("web inbox on http://%s:%d/", host, self.web_port)
+        from .web.ownership import on_arrival, on_reached
+        self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
+                                                                              queue, now)
+        self.pipeline.on_reached = lambda peer, endpoint, now: on_reached(self.store, peer, endpoint, now)
 
     def _start_desk(self, source) -> list:
         """Desk phones through this PBX connection: the inbox's Call back, replies pushed."""
@@ -219,7 +223,7 @@ class Service:
                                esl_api=source.api if source is not None and fs else None,
                                esl_bgapi=source.bgapi if source is not None and fs else None)
         if self.web is not None:
-            self.web.desk = self.desk
+            self.web.deskphones = self.desk
         return [asyncio.create_task(self.desk.run(), name="deskphones")]
 
     async def _start_features(self, source) -> None:

@@ -233,6 +233,16 @@ def _v15(db):
 MIGRATIONS.append((15, _v15))
 
 
+def _desk_tables(db):
+    """The front desk's locks, notes, saved replies, notification choices, ownership rules (store/desk.py)."""
+    from .desk import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((16, _desk_tables))
+NEW_STORE_TABLES.append(_desk_tables)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

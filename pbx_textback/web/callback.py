@@ -1,6 +1,6 @@
 """Call back from the inbox: the button on a conversation, and each call back (from the page
 or *88) on the caller's timeline with its result. The call itself goes through the service's
-PBX connection (deskphone.DeskPhones, handed to the inbox as `webapp.desk`)."""
+PBX connection (deskphone.DeskPhones, handed to the inbox as `webapp.deskphones`)."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..core.pbx.originate import outcome_words
 from ..store import deskphones as sd
+from ..store.desk import owner_of
 from ..store import web as sw
 from . import timeline
 
@@ -25,14 +26,13 @@ def routes(webapp) -> list[web.RouteDef]:
         why = why_not(webapp, me)
         if not why:
             try:
-                cb = await webapp.desk.call_back(peer, me.name, me.extension)
+                cb = await webapp.deskphones.call_back(peer, me.name, me.extension)
             except Refused as e:
                 why = str(e)
         if why:
-            return webapp._page("conversation.html", request, status=400, error=why, draft="",
-                                **webapp._thread(peer))
-        owner = next((c["owner"] for c in sw.conversations(webapp.store, webapp.clock()) if c["peer"] == peer), "")
-        if not owner:                  # the owner is who last answered the caller
+            return webapp._conversation_page(request, peer, status=400, error=why)
+        found = owner_of(webapp.store, peer)
+        if found is None or found[1] != me.name:      # the owner is who last texted or called the caller
             sw.set_owner(webapp.store, peer, me.name, me.name, webapp.clock())
         log.info("call back %d asked for by %s from the inbox", cb, me.name)
         raise web.HTTPSeeOther(f"/c/{peer}")
@@ -42,7 +42,7 @@ def routes(webapp) -> list[web.RouteDef]:
 
 def why_not(webapp, user) -> str:
     """'' when this agent can call back from the page, else why the button is disabled."""
-    desk = getattr(webapp, "desk", None)
+    desk = getattr(webapp, "deskphones", None)
     if desk is None:
         return "Call back needs the running service's PBX connection; this inbox has none."
     return desk.why_not(getattr(user, "extension", "") or "")
