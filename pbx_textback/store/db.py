@@ -224,6 +224,15 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v15(db):
+    """Call back from the inbox: the callback table says who asked and which call it made."""
+    from .deskphones import add_columns
+    add_columns(db)
+
+
+MIGRATIONS.append((15, _v15))
+
+
 def _desk_tables(db):
     """The front desk's locks, notes, saved replies, notification choices, ownership rules (store/desk.py)."""
     from .desk import create_tables

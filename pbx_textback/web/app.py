@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import api, desk, hooks, timeline
+from . import api, callback, desk, hooks, timeline
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -63,6 +63,7 @@ class Inbox:
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
         self.feed: desk.ReplyFeed | None = None      # callers' replies for the pages' chime
+        self.deskphones = None   # deskphone.DeskPhones: the service's PBX connection (call back), set by it
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -86,6 +87,7 @@ class Inbox:
         ])
         app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
         app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
+        app.add_routes(callback.routes(self))
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -217,6 +219,7 @@ class Inbox:
         msgs = self.store.messages_to(peer)
         now = self.clock()
         items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        items = callback.with_callbacks(items, self.store, peer, self.cfg.business.timezone)
         line = self._reply_line(peer)
         s = consent.standing(hist, peer, line)
         closed = ""
