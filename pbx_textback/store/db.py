@@ -224,6 +224,16 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v18(db):
+    """The inbox's list as one row per caller, kept by triggers (store/inbox.py)."""
+    from .inbox import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((18, _v18))
+NEW_STORE_TABLES.append(_v18)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

@@ -28,6 +28,10 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/s
 MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
 LIVE_POLL_S = 0.25
 MAX_BODY = 1600
+# what the sign-in check leaves on the request for the handlers (typed keys: aiohttp warns on strings)
+USER = web.RequestKey("user", object)       # the signed-in store.web.WebUser
+CSRF = web.RequestKey("csrf", str)          # its session's CSRF token
+PAGE_ROWS = 100          # a view's rows per page; "Show more" asks for the next hundred too
 
 
 class LoginLimiter:
@@ -119,7 +123,7 @@ class Inbox:
             if request.method == "GET" and key[1] not in ("/events", "/sms-info"):
                 raise web.HTTPSeeOther("/login")
             raise web.HTTPUnauthorized(text="sign in first")
-        request["user"], request["csrf"] = found
+        request[USER], request[CSRF] = found
         if request.method != "GET":
             sent = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf", "")
             if not hmac.compare_digest(str(sent).encode(), found[1].encode()):   # bytes: any text compares
@@ -127,8 +131,8 @@ class Inbox:
         return await handler(request)
 
     def _page(self, template: str, request=None, status: int = 200, **ctx) -> web.Response:
-        ctx.setdefault("user", request.get("user") if request is not None else None)
-        ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
+        ctx.setdefault("user", request.get(USER) if request is not None else None)
+        ctx.setdefault("csrf", request.get(CSRF, "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
                             content_type="text/html", charset="utf-8")
@@ -185,14 +189,19 @@ class Inbox:
         if name not in sw.VIEWS:
             name = "needs-reply"
         q = request.query.get("q", "").strip()[:40]
-        convs = sw.conversations(self.store, self.clock())
-        me = request["user"].name
-        rows = sw.view(convs, name, q, me=me)
+        try:
+            shown = min(max(int(request.query.get("n", PAGE_ROWS)), PAGE_ROWS), 50 * PAGE_ROWS)
+        except ValueError:
+            shown = PAGE_ROWS
+        me, now = request[USER].name, self.clock()
+        rows = sw.view(self.store, name, now, q, me=me, limit=shown + 1)
+        more = len(rows) > shown
+        rows = rows[:shown]
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
-        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs, me), q=q,
-                          views=VIEW_NAMES)
+        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(self.store, now, me), q=q,
+                          views=VIEW_NAMES, more=shown + PAGE_ROWS if more else 0)
 
     def _peer(self, request) -> str:
         raw = request.match_info["peer"]
@@ -214,8 +223,7 @@ class Inbox:
         if s.status == consent.OPTED_OUT:
             closed = (f"This caller opted out ({timeline.clock(s.since, self.cfg.business.timezone)}, "
                       f"by {s.source!r}): no text can be sent until they text START or opt back in.")
-        convs = {c["peer"]: c for c in sw.conversations(self.store, now)}
-        conv = convs.get(peer, {"state": sw.OPEN, "owner": "", "until": None})
+        conv = sw.conversation(self.store, peer, now) or {"state": sw.OPEN, "owner": "", "until": None}
         conv["until_words"] = timeline.clock(conv["until"], self.cfg.business.timezone) if conv["until"] else ""
         return {"peer": peer, "items": items, "line": line, "closed": closed, "conv": conv,
                 "agents": [u.name for u in sw.users(self.store) if not u.disabled],
@@ -262,7 +270,7 @@ class Inbox:
         if error or self.send is None:
             error = error or "Texting is not running in this process."
             return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
-        me = request["user"].name
+        me = request[USER].name
         mid = self.send(peer, t["line"], body, me)
         if not t["conv"]["owner"]:            # the owner is who last answered the caller
             sw.set_owner(self.store, peer, me, me, self.clock())
@@ -281,13 +289,13 @@ class Inbox:
             if span is None:
                 raise web.HTTPBadRequest(text=f"snooze for one of: {', '.join(SNOOZES)}")
             until = self.clock() + span if span else None
-        sw.set_state(self.store, peer, state, request["user"].name, self.clock(), until=until)
+        sw.set_state(self.store, peer, state, request[USER].name, self.clock(), until=until)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def set_owner(self, request):
         """Claim (me), assign to a signed-up agent, or unassign ('')."""
         peer = self._peer(request)
-        me = request["user"].name
+        me = request[USER].name
         owner = str((await request.post()).get("owner", ""))
         owner = me if owner == "me" else owner
         if owner and (sw.user(self.store, owner) is None or sw.user(self.store, owner).disabled):
