@@ -43,8 +43,8 @@ class InboxConv(Base):
     since = pw.DoubleField(default=0.0)        # waiting since (what Needs reply sorts by)
 
     class Meta:
-        indexes = ((("status", "owner", "waiting", "since"), False),
-                   (("status", "last_in"), False),
+        indexes = ((("status", "owner", "waiting", "since", "peer"), False),
+                   (("status", "last_in", "peer"), False),
                    (("status", "until"), False))
 
 
@@ -188,6 +188,13 @@ def rebuild(db) -> None:
 def create_tables(db) -> None:
     """Migration v18 and a new store: the table, its triggers, its rows from what is there."""
     db.create_tables([InboxConv], safe=True)
+    # a timeline finds a caller's calls by any of their numbers (Store.calls_for): each term of
+    # that OR needs an index, or one timeline reads every call
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_called" ON "call" ("called")')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_caller_raw" ON "call" ("caller_raw")')
+    # ... and each call's texts with their follow-ups and resends (message.ref): without it, one
+    # call's texts read every message
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "message_ref" ON "message" ("ref") WHERE "ref" IS NOT NULL')
     create_triggers(db)
     rebuild(db)
 
@@ -220,7 +227,7 @@ def rows(name: str, now: float, search: str = "", me: str = "", limit: int = 100
     if name == "mine" and not me:
         return []
     needs = name == "needs-reply"
-    order = ((InboxConv.since, InboxConv.peer) if needs else (InboxConv.last_in.desc(), InboxConv.peer))
+    order = ((InboxConv.since, InboxConv.peer) if needs else (InboxConv.last_in.desc(), InboxConv.peer.desc()))
     digits = "".join(ch for ch in search if ch.isdigit())
     if search and not digits:
         return []
@@ -229,7 +236,10 @@ def rows(name: str, now: float, search: str = "", me: str = "", limit: int = 100
         if digits:
             cond &= InboxConv.peer.contains(digits)
         found += list(InboxConv.select().where(cond).order_by(*order).limit(limit).dicts())
-    found.sort(key=(lambda c: (c["since"], c["peer"])) if needs else (lambda c: (-c["last_in"], c["peer"])))
+    if needs:
+        found.sort(key=lambda c: (c["since"], c["peer"]))
+    else:
+        found.sort(key=lambda c: (c["last_in"], c["peer"]), reverse=True)
     return [_shown(c, now) for c in found[:limit]]
 
 
