@@ -225,9 +225,11 @@ MIGRATIONS.append((14, _v14))
 
 
 def _v18(db):
-    """The inbox's list as one row per caller, kept by triggers (store/inbox.py)."""
-    from .inbox import create_tables
-    create_tables(db)
+    """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
+    recordings for its player (store/voicemail.py)."""
+    from . import inbox, voicemail
+    inbox.create_tables(db)
+    voicemail.create_tables(db)
 
 
 MIGRATIONS.append((18, _v18))
@@ -235,9 +237,11 @@ NEW_STORE_TABLES.append(_v18)
 
 
 def _v18(db):
-    """The inbox's list as one row per caller, kept by triggers (store/inbox.py)."""
-    from .inbox import create_tables
-    create_tables(db)
+    """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
+    recordings for its player (store/voicemail.py)."""
+    from . import inbox, voicemail
+    inbox.create_tables(db)
+    voicemail.create_tables(db)
 
 
 MIGRATIONS.append((18, _v18))

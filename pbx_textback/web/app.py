@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import timeline, voicemail
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -85,6 +85,7 @@ class Inbox:
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
+        app.add_routes(voicemail.routes(self))
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -217,6 +218,7 @@ class Inbox:
         msgs = self.store.messages_to(peer)
         now = self.clock()
         items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        items = voicemail.merged(items, self.store, peer, self.cfg.business.timezone)
         line = self._reply_line(peer)
         s = consent.standing(hist, peer, line)
         closed = ""
