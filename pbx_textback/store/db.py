@@ -236,18 +236,6 @@ MIGRATIONS.append((18, _v18))
 NEW_STORE_TABLES.append(_v18)
 
 
-def _v18(db):
-    """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
-    recordings for its player (store/voicemail.py)."""
-    from . import inbox, voicemail
-    inbox.create_tables(db)
-    voicemail.create_tables(db)
-
-
-MIGRATIONS.append((18, _v18))
-NEW_STORE_TABLES.append(_v18)
-
-
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

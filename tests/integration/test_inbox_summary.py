@@ -66,3 +66,22 @@ def test_needs_reply_pages_stop_at_the_limit_and_keep_oldest_first(store_factory
     assert sw.counts(store, 6100.0, me="maria") == {"needs-reply": 28, "mine": 1, "open": 29, "snoozed": 0, "done": 1}
     assert [c["peer"] for c in sw.view(store, "open", 6000.0, search="0003")] == ["+15125550003"]
     store.close()
+
+
+def test_migration_18_gives_a_store_from_before_the_summary_its_rows(store_factory):
+    store = store_factory()
+    with store.write():
+        store.add_message(direction="in", kind="reply", peer="+15125550101", body="hi", state="received", due_at=10.0)
+    sw.set_state(store, "+15125550101", sw.DONE, "maria", 5.0)          # before the reply: open again
+    inbox.drop_triggers(store.db)
+    store.db.execute_sql('DROP TABLE "inboxcount"')
+    store.db.execute_sql('DROP TABLE "inboxconv"')                     # the store as it was before
+    (step,) = [f for v, f in st.MIGRATIONS if v == 18]
+    with store.db.atomic():
+        step(store.db)
+    assert [c["peer"] for c in sw.view(store, "needs-reply", 20.0)] == ["+15125550101"]
+    assert sw.counts(store, 20.0)["needs-reply"] == 1
+    with store.write():                                                 # and its triggers are back
+        store.add_message(direction="in", kind="reply", peer="+15125550102", body="hi", state="received", due_at=11.0)
+    assert sw.counts(store, 20.0)["needs-reply"] == 2
+    store.close()
