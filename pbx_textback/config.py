@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core.model import MISSED_REASONS, Marker   # [[pbx.after_hours_markers]] are core Markers
+from .core.policy.ownership import OwnerRule     # [[web.owner_rules]] are core OwnerRules
 from .sip.message import SipSettings
 from .smpp.transport import SmppSettings
 
@@ -204,6 +205,13 @@ class Web:
     (`pbx-textback user add`): a box nobody set up opens no port."""
     enabled: bool = True
     listen: str = "127.0.0.1:8080"       # HOST:PORT; put nginx/Apache with TLS in front
+    # the front desk (README "Front desk: ownership, locks, notifications")
+    reply_lock_minutes: float = 30.0     # an agent's "is replying" lock lapses after this idle time
+    owner_rules: tuple[OwnerRule, ...] = ()   # first rule naming a signed-in agent owns a new conversation
+
+    def __post_init__(self):
+        if not (0 < self.reply_lock_minutes <= 24 * 60):
+            raise ValueError(f"reply_lock_minutes must be between 0 and 1440, not {self.reply_lock_minutes}")
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,10 @@ class Service:
             self.web = None
             return
         log.info("web inbox on http://%s:%d/", host, self.web_port)
+        from .web.ownership import on_arrival, on_reached
+        self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
+                                                                              queue, now)
+        self.pipeline.on_reached = lambda peer, endpoint, now: on_reached(self.store, peer, endpoint, now)
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes

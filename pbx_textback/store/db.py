@@ -224,6 +224,16 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _desk_tables(db):
+    """The front desk's locks, notes, saved replies, notification choices, ownership rules (store/desk.py)."""
+    from .desk import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((16, _desk_tables))
+NEW_STORE_TABLES.append(_desk_tables)
+
+
 def _v18(db):
     """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
     recordings for its player (store/voicemail.py)."""

@@ -18,7 +18,8 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline, voicemail
+from . import desk, timeline, voicemail
+from .keys import CSRF, USER
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -28,9 +29,6 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/s
 MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
 LIVE_POLL_S = 0.25
 MAX_BODY = 1600
-# what the sign-in check leaves on the request for the handlers (typed keys: aiohttp warns on strings)
-USER = web.RequestKey("user", object)       # the signed-in store.web.WebUser
-CSRF = web.RequestKey("csrf", str)          # its session's CSRF token
 PAGE_ROWS = 100          # a view's rows per page; "Show more" asks for the next hundred too
 
 
@@ -66,6 +64,7 @@ class Inbox:
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
+        self.feed: desk.ReplyFeed | None = None      # callers' replies for the pages' chime
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -77,6 +76,7 @@ class Inbox:
             web.post("/logout", self.logout),
             web.get("/static/style.css", self.static),
             web.get("/static/app.js", self.static),
+            web.get("/static/desk.js", self.static),
             web.get("/", self.inbox),
             web.get("/c/{peer}", self.conversation),
             web.post("/c/{peer}/reply", self.reply),
@@ -84,6 +84,7 @@ class Inbox:
             web.post("/c/{peer}/owner", self.set_owner),
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
+            *desk.routes(self),
         ])
         app.add_routes(voicemail.routes(self))
         return app
@@ -135,6 +136,7 @@ class Inbox:
         ctx.setdefault("user", request.get(USER) if request is not None else None)
         ctx.setdefault("csrf", request.get(CSRF, "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
+        ctx.setdefault("heard", desk.last_heard(self) if ctx["user"] else 0)
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
                             content_type="text/html", charset="utf-8")
 
@@ -201,6 +203,7 @@ class Inbox:
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
+        desk.mark_rows(self, rows, me)
         return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(self.store, now, me), q=q,
                           views=VIEW_NAMES, more=shown + PAGE_ROWS if more else 0)
 
@@ -251,14 +254,24 @@ class Inbox:
         return Pipeline(self.cfg, self.store).sender_for(peer)
 
     async def conversation(self, request):
-        return self._page("conversation.html", request, error="", draft="", **self._thread(self._peer(request)))
+        return self._conversation_page(request, self._peer(request))
+
+    def _conversation_page(self, request, peer: str, status: int = 200, error: str = "", draft: str = "",
+                           t: dict | None = None, **extra):
+        t = t if t is not None else self._thread(peer)
+        t.update(desk.thread_extras(self, peer, request[USER].name, t["items"]))
+        return self._page("conversation.html", request, status=status, error=error, draft=draft, **t,
+                          confirm_send=extra.get("confirm_send", ""))
 
     async def reply(self, request):
         from ..pipeline import person_text_refusals
         peer = self._peer(request)
-        body = str((await request.post()).get("body", "")).strip()
+        form = await request.post()
+        body = str(form.get("body", "")).strip()
         t = self._thread(peer)
         error = ""
+        me = request[USER].name
+        other = desk.held_by_other(self, peer, me)
         if not body:
             error = "The reply is empty."
         elif len(body) > MAX_BODY:
@@ -269,13 +282,14 @@ class Inbox:
             refused = person_text_refusals(self.cfg, self.store, peer, t["line"])
             if refused:
                 error = "Not sent: " + "; ".join(ch.detail for ch in refused)
+        if not error and other and form.get("confirm") != "1":     # someone else holds it: ask first
+            return self._conversation_page(request, peer, status=409, draft=body, t=t, confirm_send=other,
+                                           error=f"{other} is replying to this caller right now.")
         if error or self.send is None:
             error = error or "Texting is not running in this process."
-            return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
-        me = request[USER].name
+            return self._conversation_page(request, peer, status=400, error=error, draft=body, t=t)
         mid = self.send(peer, t["line"], body, me)
-        if not t["conv"]["owner"]:            # the owner is who last answered the caller
-            sw.set_owner(self.store, peer, me, me, self.clock())
+        desk.sent(self, peer, me)             # the owner is who last answered the caller
         log.info("message %s queued by %s from the inbox", mid, me)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
@@ -317,9 +331,16 @@ class Inbox:
         await resp.write(b"retry: 1000\n\n")
         changed = asyncio.Event()
         self.listeners.add(changed)
+        if self.feed is None:
+            self.feed = desk.ReplyFeed(self.store)
+        self.feed.poll()
+        # replies after the last the page knew of (when it was made, or the last it was told
+        # of before a reconnect) are news to it
+        heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
         if self.watcher is None:
             self.watcher = asyncio.create_task(self._watch())
         try:
+            heard = await self.feed.send(resp, request[USER].name, heard)
             while not self.stopping.is_set():
                 try:
                     await asyncio.wait_for(changed.wait(), 15)
@@ -329,6 +350,7 @@ class Inbox:
                 changed.clear()
                 if not self.stopping.is_set():
                     await resp.write(b"event: change\ndata: 1\n\n")
+                    heard = await self.feed.send(resp, request[USER].name, heard)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -337,13 +359,14 @@ class Inbox:
 
     async def _watch(self) -> None:
         """One reader of the store's change mark for every open page, while any is open."""
-        mark = sw.change_mark(self.store)
+        mark = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
         try:
             while self.listeners and not self.stopping.is_set():
                 await asyncio.sleep(LIVE_POLL_S)
-                now = sw.change_mark(self.store)
+                now = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
                 if now != mark:
                     mark = now
+                    self.feed.poll()
                     for ev in list(self.listeners):
                         ev.set()
         finally:
