@@ -148,12 +148,14 @@ async def run_demo(a) -> int:
     print(f"demo: a loopback {a.pbx} on 127.0.0.1:{port} plays {len(traces)} recorded "
           f"call traces; texts go to the log. Ctrl-C stops.", flush=True)
     seen = []
-    password = demo_inbox.add_demo_user(store_path)      # the demo's own store only
+    # the inbox only for a demo that keeps running: --once stops before anyone could sign in
+    password = None if a.once else demo_inbox.add_demo_user(store_path)      # the demo's own store only
     svc = Service(cfg, on_verdict=lambda v: (seen.append(v), _print_verdict(v)))
-    extra = [demo_inbox.announce(svc, password)]
+    extra = []
     if a.once:
         extra.append(_stop_when_done(svc, server, seen))
-    else:           # the demo's callers answer now and then (--once stays a fixed run)
+    else:           # the demo's callers answer now and then
+        extra.append(demo_inbox.announce(svc, password))
         extra.append(demo_inbox.callers_reply(svc, a.pace))
     try:
         await svc.run(extra_tasks=extra)
