@@ -100,6 +100,7 @@ class ReplyFeed:
     def __init__(self, store):
         self.store = store
         self.items: list[tuple[int, str, str, str]] = []
+        self.choices: dict[str, str] = {}
         # the last few replies before this process started: a page that reconnects after a
         # restart hears of those it missed
         recent = desk.recent_inbound(store, self.CATCH_UP)
@@ -119,6 +120,7 @@ class ReplyFeed:
 
     def poll(self) -> None:
         from ..store.db import Message
+        self.choices = {}          # each agent's notification choice, read again after a change
         for mid, peer in desk.inbound_since(self.store, self.last):
             found = desk.owner_of(self.store, peer)
             m = Message.get_or_none(Message.id == mid)
@@ -132,7 +134,10 @@ class ReplyFeed:
 
     async def send(self, resp, me: str, after: int) -> int:
         """Write the replies after `after` this agent wants to hear of; the new `after`."""
-        choice = desk.notify_choice(self.store, me)
+        # one look-up per agent per change, not one per open page (50 tabs of 10 agents)
+        choice = self.choices.get(me)
+        if choice is None:
+            choice = self.choices[me] = desk.notify_choice(self.store, me)
         for mid, peer, owner, body in self.items:
             if mid <= after:
                 continue
@@ -275,6 +280,8 @@ class Desk:
                 self.store, request[USER].name), choices=NOTIFY_WORDS,
                 error="Choose all replies, or mine and unassigned ones.")
         desk.set_notify_choice(self.store, request[USER].name, choice)
+        if self.inbox.feed is not None:
+            self.inbox.feed.choices.pop(request[USER].name, None)    # the live streams read it again
         raise web.HTTPSeeOther("/me")
 
     async def sound(self, request):
