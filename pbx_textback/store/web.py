@@ -180,7 +180,9 @@ def set_owner(store: Store, peer: str, owner: str, by: str, now: float) -> None:
 def change_mark(store: Store) -> str:
     """Changes when any call, message or state does: what the live pages watch. One maximum
     per query, so that SQLite reads each from its index instead of scanning the table."""
+    from .voicemail import VoicemailAudio     # a recording comes after its call: the player appears
     marks = (Call.select(pw.fn.MAX(Call.id)), Message.select(pw.fn.MAX(Message.id)),
              Message.select(pw.fn.MAX(Message.updated_at)),
-             ConversationState.select(pw.fn.MAX(ConversationState.changed_at)))
+             ConversationState.select(pw.fn.MAX(ConversationState.changed_at)),
+             VoicemailAudio.select(pw.fn.MAX(VoicemailAudio.id)))
     return ":".join(str(q.scalar()) for q in marks)
