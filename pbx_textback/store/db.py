@@ -246,6 +246,22 @@ MIGRATIONS.append((18, _v18))
 NEW_STORE_TABLES.append(_v18)
 
 
+def _hook_tables(db):
+    from .hooks import create_tables
+    create_tables(db)
+
+
+def _api_tables(db):
+    from .api import create_tables
+    create_tables(db)
+
+
+# webhooks' events and deliveries (store/hooks.py); the REST API's tokens (store/api.py)
+MIGRATIONS.append((20, _hook_tables))
+MIGRATIONS.append((21, _api_tables))
+NEW_STORE_TABLES.extend([_hook_tables, _api_tables])
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

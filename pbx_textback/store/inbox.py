@@ -309,6 +309,23 @@ def rows(name: str, now: float, search: str = "", me: str = "", limit: int = 100
     return [_shown(c, now) for c in found[:limit]]
 
 
+def listing(name: str, now: float, owner: str | None = None, after: tuple[float, str] | None = None,
+            limit: int = 100) -> list[dict]:
+    """The API's pages: a view ('all': every conversation), newest first then by number,
+    after a cursor (last_in, peer), optionally one owner's only. Up to `limit` rows."""
+    conds = [InboxConv.status != ""] if name == "all" else _where(name, now, owner or "")
+    found = []
+    for cond in conds:
+        if owner is not None:
+            cond &= InboxConv.owner == owner
+        if after is not None:
+            cond &= (InboxConv.last_in < after[0]) | ((InboxConv.last_in == after[0]) & (InboxConv.peer > after[1]))
+        found += list(InboxConv.select().where(cond).order_by(InboxConv.last_in.desc(), InboxConv.peer)
+                      .limit(limit).dicts())
+    found.sort(key=lambda c: (-c["last_in"], c["peer"]))
+    return [_shown(c, now) for c in found[:limit]]
+
+
 def one(peer: str, now: float) -> dict | None:
     c = InboxConv.select().where((InboxConv.peer == peer) & (InboxConv.status != "")).dicts().first()
     return _shown(c, now) if c else None

@@ -152,6 +152,13 @@ def conversation(store: Store, peer: str, now: float) -> dict | None:
     return inbox.one(peer, now)
 
 
+def listing(store: Store, name: str, now: float, owner: str | None = None,
+            after: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
+    """A view ('all' too) newest first, after a (last_in, peer) cursor: the REST API's pages."""
+    from . import inbox
+    return inbox.listing(name, now, owner=owner, after=after, limit=limit)
+
+
 def counts(store: Store, now: float, me: str = "") -> dict[str, int]:
     from . import inbox
     return inbox.counts(VIEWS, now, me)

@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import desk, timeline, voicemail
+from . import api, desk, hooks, timeline, voicemail
 from .keys import CSRF, USER
 from .passwords import DUMMY_HASH, verify
 
@@ -87,6 +87,8 @@ class Inbox:
             *desk.routes(self),
         ])
         app.add_routes(voicemail.routes(self))
+        app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
+        app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -116,6 +118,8 @@ class Inbox:
 
     @web.middleware
     async def _auth(self, request, handler):
+        if request.path.startswith("/api/"):          # tokens, never the session: no CSRF
+            return await api.guard(self, request, handler)
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route is not None else request.path)
         if key in PUBLIC:

@@ -4,3 +4,4 @@ from aiohttp import web
 
 USER = web.RequestKey("user", object)       # the signed-in store.web.WebUser
 CSRF = web.RequestKey("csrf", str)          # its session's CSRF token
+API_TOKEN = web.RequestKey("api_token", object)   # the REST API's bearer token row (web/api.py)
