@@ -393,7 +393,8 @@ class Service:
             await self._start_features(source)
         if self.cfg.smtp.enabled:
             from .smtp.listener import VoicemailListener
-            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
+            from .voicemail_audio import keeper
+            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail, on_recording=keeper(self))
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()

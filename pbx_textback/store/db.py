@@ -243,6 +243,18 @@ MIGRATIONS.append((16, _desk_tables))
 NEW_STORE_TABLES.append(_desk_tables)
 
 
+def _v18(db):
+    """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
+    recordings for its player (store/voicemail.py)."""
+    from . import inbox, voicemail
+    inbox.create_tables(db)
+    voicemail.create_tables(db)
+
+
+MIGRATIONS.append((18, _v18))
+NEW_STORE_TABLES.append(_v18)
+
+
 def _hook_tables(db):
     from .hooks import create_tables
     create_tables(db)

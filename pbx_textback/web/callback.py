@@ -12,6 +12,7 @@ from ..store import deskphones as sd
 from ..store.desk import owner_of
 from ..store import web as sw
 from . import timeline
+from .keys import USER
 
 log = logging.getLogger("pbx_textback.web")
 
@@ -22,7 +23,7 @@ def routes(webapp) -> list[web.RouteDef]:
     async def call_back(request):
         from ..deskphone import Refused
         peer = webapp._peer(request)
-        me = request["user"]
+        me = request[USER]
         why = why_not(webapp, me)
         if not why:
             try:
