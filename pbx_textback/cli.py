@@ -693,6 +693,23 @@ def cmd_web(a) -> int:
         raise CliError(str(e)) from None
 
 
+def _store_command(module):
+    """hooks, token: the body lives in its own module; run(a, cfg, store, fail)."""
+    def fail(msg):
+        raise CliError(msg)
+
+    def command(a) -> int:
+        if getattr(a, "action", "") == "secret":
+            return module.run(a, None, None, fail)
+        cfg = _config(a.config, required=True, secrets=False)
+        store = _store(cfg)
+        try:
+            return module.run(a, cfg, store, fail)
+        finally:
+            store.close()
+    return command
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -830,6 +847,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("web", cmd_web, "serve the inbox alone (no PBX connection, no transport): replies are "
             "queued for the box that owns the line")
     s.add_argument("-c", "--config")
+    from .hooks import cli as hooks_cli
+    from .web import tokens as tokens_cli
+    for mod in (hooks_cli, tokens_cli):
+        mod.add_parser(lambda name, help, m=mod: cmd(name, _store_command(m), help))
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -862,6 +883,8 @@ EXAMPLES = {
     "user": "pbx-textback user add maria --role agent --extension 101",
     "settings": "pbx-textback settings export >> page-settings.toml\n  pbx-textback settings history",
     "web": "pbx-textback web -c /etc/pbx-textback/config.toml   (a box that only serves the inbox)",
+    "hooks": "pbx-textback hooks deliveries --endpoint crm\n  pbx-textback hooks resend 42",
+    "token": "pbx-textback token add hubspot-relay --scope write",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 

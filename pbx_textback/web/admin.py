@@ -22,6 +22,7 @@ from ..settings import DAYS, SettingRefused, check_value, file_value, line_key, 
 from ..store import settings as ss
 from ..store import users as su
 from ..store import web as sw
+from .keys import USER
 from .passwords import hash_password
 from .timeline import clock
 
@@ -65,7 +66,7 @@ class Admin:
     # ---- access --------------------------------------------------------------------------------
     def admin_only(self, handler):
         async def guarded(request):
-            if request["user"].role != "admin":
+            if request[USER].role != "admin":
                 return self._page("admin_denied.html", request, status=403, message=DENIED)
             return await handler(request)
         guarded.__name__ = handler.__name__
@@ -137,7 +138,7 @@ class Admin:
             loads(self.w.cfg.toml, self.w.cfg.source, for_service=True, strict=False, secrets=False, page=new)
         except ConfigError as e:
             return "Not saved: " + "; ".join(re.sub(r" \(line \d+\)", "", p) for p in e.problems)
-        me = request["user"].name
+        me = request[USER].name
         ss.record(self.w.store, changes, me, self.w.clock())
         for key, _, value in changes:
             log.info("page setting %s %s by %s", key, "set" if value is not None else "back to the file", me)
@@ -164,9 +165,9 @@ class Admin:
         was = store.setting("paused") == "1"
         if was != (action == "pause"):
             store.set_setting("paused", "1" if action == "pause" else "0", self.w.clock())
-            ss.record(store, [("paused", was, action == "pause")], request["user"].name, self.w.clock())
+            ss.record(store, [("paused", was, action == "pause")], request[USER].name, self.w.clock())
             log.warning("automated texting %s by %s on the admin page",
-                        "PAUSED" if action == "pause" else "resumed", request["user"].name)
+                        "PAUSED" if action == "pause" else "resumed", request[USER].name)
         raise web.HTTPSeeOther("/admin")
 
     # users
@@ -186,7 +187,7 @@ class Admin:
             except ValueError as e:
                 error = str(e)
             else:
-                log.info("web user %s (%s) added by %s", name, role, request["user"].name)
+                log.info("web user %s (%s) added by %s", name, role, request[USER].name)
                 return await self.users(request, shown=f"{name}'s password (shown once): {password}")
         return await self.users(request, error=error, status=400)
 
@@ -194,7 +195,7 @@ class Admin:
         name = request.match_info["name"]
         form = await request.post()
         action = str(form.get("action", ""))
-        me = request["user"].name
+        me = request[USER].name
         shown = ""
         try:
             if sw.user(self.w.store, name) is None:
@@ -347,8 +348,8 @@ class Admin:
         until = hours_mod.override_end(view.hours, view.timezone, now) if mode != "auto" else None
         old = self.w.store.hours_override(ln.number, now)
         self.w.store.set_hours_override(ln.number, mode, now, until)
-        ss.record(self.w.store, [(f"hours-override[{ln.number}]", old, mode)], request["user"].name, now)
-        log.info("hours override for line %s set to %s by %s", ln.number, mode, request["user"].name)
+        ss.record(self.w.store, [(f"hours-override[{ln.number}]", old, mode)], request[USER].name, now)
+        log.info("hours override for line %s set to %s by %s", ln.number, mode, request[USER].name)
         raise web.HTTPSeeOther(f"/admin/lines/{ln.number}")
 
     async def preview(self, request):
@@ -417,7 +418,7 @@ class Admin:
         from ..core.policy.ownership import OwnerRule
         from ..store import desk as sd
         form = await request.post()
-        me, now = request["user"].name, self.w.clock()
+        me, now = request[USER].name, self.w.clock()
         before = sd.owner_rules(self.w.store)
         old = [r.describe() for r in (before if before is not None else self.w.cfg.web.owner_rules)]
         if form.get("revert") == "1":
