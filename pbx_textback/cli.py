@@ -675,6 +675,16 @@ def cmd_user(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from .reports import run_cli
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        return run_cli(a, cfg, store)
+    finally:
+        store.close()
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -792,6 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
+    s = cmd("report", cmd_report, "missed calls, texts, replies, response times, call backs, recovered callers, opt-outs")
+    s.add_argument("--since", help="first day, YYYY-MM-DD in the business's time zone (default: last Monday-to-Monday week)")
+    s.add_argument("--until", help="the day after the last, YYYY-MM-DD (exclusive; default: now)")
+    s.add_argument("--by", default="line", choices=["line", "agent", "campaign", "day", "week"])
+    s.add_argument("--json", action="store_true", help="the whole report as JSON")
+    s.add_argument("--csv", action="store_true", help="the tables as CSV")
+    s.add_argument("--table", choices=["calls", "texts", "rates", "response", "buckets"], help="with --csv: one table")
+    s.add_argument("-c", "--config")
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -821,6 +839,7 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
+    "report": "pbx-textback report --since 2026-11-23 --until 2026-11-30 --by agent --csv > week.csv",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 
