@@ -803,8 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
     s = cmd("report", cmd_report, "missed calls, texts, replies, response times, call backs, recovered callers, opt-outs")
-    s.add_argument("--since", help="first day, YYYY-MM-DD in the business's time zone (default: last Monday-to-Monday week)")
-    s.add_argument("--until", help="the day after the last, YYYY-MM-DD (exclusive; default: now)")
+    s.add_argument("--since", help="first day, YYYY-MM-DD in the business's time zone (default: last week, Monday to Sunday)")
+    s.add_argument("--until", help="last day, YYYY-MM-DD, included (default: now)")
     s.add_argument("--by", default="line", choices=["line", "agent", "campaign", "day", "week"])
     s.add_argument("--json", action="store_true", help="the whole report as JSON")
     s.add_argument("--csv", action="store_true", help="the tables as CSV")
@@ -839,7 +839,7 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
-    "report": "pbx-textback report --since 2026-11-23 --until 2026-11-30 --by agent --csv > week.csv",
+    "report": "pbx-textback report --since 2026-11-23 --until 2026-11-29 --by agent --csv > week.csv",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 

@@ -37,11 +37,12 @@ def report(store, since: float, until: float, by: str = "line", cfg=None) -> dic
 
 
 def period(since: str | None, until: str | None, tz: str, now: float) -> tuple[float, float]:
-    """--since/--until as local dates (until is exclusive); neither: last week, Monday to Monday."""
+    """--since/--until as local dates, both days included (a date-time for --until is the
+    exclusive end); neither: last week, Monday to Sunday."""
     if not since and not until:
         return core.last_week(now, tz)
     lo = core.parse_day(since, tz) if since else core.last_week(now, tz)[0]
-    hi = core.parse_day(until, tz) if until else now
+    hi = core.parse_day(until, tz, end=True) if until else now
     if hi <= lo:
         raise ValueError(f"--until ({until or 'now'}) must come after --since ({since})")
     return lo, hi

@@ -263,11 +263,13 @@ def open_seconds(start: float, end: float, hours, tz: str) -> float:
     return total
 
 
-def parse_day(s: str, tz: str) -> float:
-    """YYYY-MM-DD (local midnight in tz) or an ISO date-time; a clear error for anything else."""
+def parse_day(s: str, tz: str, end: bool = False) -> float:
+    """YYYY-MM-DD (local midnight in tz; end: the midnight after it, so the day is included)
+    or an ISO date-time; a clear error for anything else."""
     try:
         if len(s) == 10:
-            return datetime.combine(date.fromisoformat(s), time(0, 0), ZoneInfo(tz)).timestamp()
+            day = date.fromisoformat(s) + timedelta(days=1 if end else 0)
+            return datetime.combine(day, time(0, 0), ZoneInfo(tz)).timestamp()
         d = datetime.fromisoformat(s)
     except ValueError:
         raise ValueError(f"{s!r} is not a date: give YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None

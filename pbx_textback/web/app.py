@@ -19,6 +19,7 @@ from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
 from . import timeline
+from .reports import routes as reports_routes
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -81,6 +82,7 @@ class Inbox:
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
         ])
+        app.add_routes(reports_routes(self))
         return app
 
     async def start(self, host: str, port: int) -> int:

@@ -101,7 +101,7 @@ def test_cli_json_and_csv_give_the_same_numbers(store_target, tmp_path):
     cfg.write_text(CFG + h.store_toml())
     h.store.close()
     run = lambda *a: subprocess.run([sys.executable, "-m", "pbx_textback.cli", "report", "-c", str(cfg),  # noqa: E731
-                                     "--since", "2027-01-15", "--until", "2027-01-16", *a],
+                                     "--since", "2027-01-15", "--until", "2027-01-15", *a],
                                     capture_output=True, text=True, timeout=60)
     out = run("--json", "--by", "campaign")
     assert out.returncode == 0, out.stderr
