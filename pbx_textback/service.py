@@ -374,6 +374,8 @@ class Service:
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
+        from . import observe
+        self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -403,6 +405,7 @@ class Service:
             await self.features.stop()
         if self.web is not None:
             await self.web.stop()
+        await self.observers.stop()
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):
