@@ -38,11 +38,12 @@ def unseen_mail(cfg, store, now: float) -> tuple[str, str] | None:
     if not minutes:
         return None
     cutoff = now - minutes * 60
-    after = int(store.setting(SEEN_KEY, "0") or 0)
-    if after == 0:          # first run on this store: only what comes from now on
+    mark = store.setting(SEEN_KEY, "")
+    if not mark:            # the first look on this store: only what comes from now on
         store.set_setting(SEEN_KEY, str(sql.last_reply_id(store, cutoff)), now)
         return None
-    waiting = sql.unanswered_replies(store, after, cutoff)
+    after = int(mark)
+    waiting = sql.unanswered_replies(store, after, cutoff, now)
     last = sql.last_reply_id(store, cutoff)
     if last > after:
         store.set_setting(SEEN_KEY, str(last), now)
