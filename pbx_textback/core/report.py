@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,7 @@ BUCKETS = (("< 5 min", 300), ("5–15 min", 900), ("15–60 min", 3600), ("1–4
 GROUPINGS = ("line", "agent", "campaign", "day", "week")
 SLOT_S = 900
 STOPS = ("text", "callback", "answered", "call")
+STALE_S = 7 * 86400      # a clock opened by missed calls alone, with no reply, runs at most a week
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,9 @@ def build(rows, *, since: float, until: float, by: str, tz: str, lines: dict[str
 
     def acc(key):
         g = r.group(key)
-        return groups.setdefault(g, _empty())
+        if g not in groups:
+            groups[g] = _empty()
+        return groups[g]
 
     for key, reason, missed, n in rows.calls:
         for m in (acc(key), total):
@@ -123,14 +127,15 @@ def build(rows, *, since: float, until: float, by: str, tz: str, lines: dict[str
         g = (r.period_of(ep["start"]) if by in ("day", "week") else
              r.responder(ep["who"], ep["kind"]) if by == "agent" and ep["end"] is not None else
              "(unassigned)" if by == "agent" else r.group(ep["line"]))
-        groups.setdefault(g, _empty())
+        if g not in groups:
+            groups[g] = _empty()
+        if ep["end"] is None:
+            groups[g]["response"]["waiting"] += 1
+            total["response"]["waiting"] += 1
+            continue
+        info = lines.get(ep["line"])
+        biz = open_seconds(ep["start"], ep["end"], info.hours if info else None, info.timezone if info else tz)
         for name in (g, None):
-            if ep["end"] is None:
-                (total if name is None else groups[g])["response"]["waiting"] += 1
-                continue
-            info = lines.get(ep["line"])
-            biz = open_seconds(ep["start"], ep["end"], info.hours if info else None,
-                               info.timezone if info else tz)
             times.setdefault(name, []).append((ep["end"] - ep["start"], biz))
     for name, m in list(groups.items()) + [(None, total)]:
         _finish(m, times.get(name, []))
@@ -213,7 +218,9 @@ def episodes(events, closes) -> list[dict]:
     """Response clocks per caller. events: (peer, at, kind, line, who) with kind missed|reply
     (start) or text|callback|answered|call (stop); closes: (peer, at) of a conversation set done.
     Each: start, end (None: still waiting for a person), line, kind and who of the response.
-    A clock opened only by missed calls and never answered is no episode (nobody wrote)."""
+    A clock opened only by missed calls and never answered is no episode (nobody wrote); one
+    whose first missed call is over a week old when the caller calls or writes again starts
+    anew (store/reports.LOOKBACK_S reads a week back)."""
     per: dict[str, list] = {}
     for peer, at, kind, line, who in events:
         per.setdefault(peer, []).append((at, 0 if kind in ("missed", "reply") else 1, kind, line or "", who or ""))
@@ -228,6 +235,8 @@ def episodes(events, closes) -> list[dict]:
             if kind == "close":
                 open_ = None
             elif kind in ("missed", "reply"):
+                if open_ is not None and open_["reply"] is None and at - open_["missed"] > STALE_S:
+                    open_ = None          # missed calls nobody answered for a week: a new clock
                 if open_ is None:
                     open_ = {"missed": None, "reply": None, "line": line}
                 if open_[kind] is None:
@@ -252,15 +261,26 @@ def open_seconds(start: float, end: float, hours, tz: str) -> float:
     last = datetime.fromtimestamp(end, timezone.utc).astimezone(zone).date()
     total = 0.0
     while day <= last:
-        if day.isoformat() not in hours.holidays:
-            for span in getattr(hours, DAYS[day.weekday()]):
-                a, b = _span(span)
-                lo = datetime.combine(day, a, zone).timestamp()
-                hi = (datetime.combine(day, b, zone) if b is not None
-                      else datetime.combine(day + timedelta(days=1), time(0, 0), zone)).timestamp()
-                total += max(0.0, min(hi, end) - max(lo, start))
+        for lo, hi in _open_spans(hours, tz, day):
+            total += max(0.0, min(hi, end) - max(lo, start))
         day += timedelta(days=1)
     return total
+
+
+@lru_cache(maxsize=4096)
+def _open_spans(hours, tz: str, day: date) -> tuple[tuple[float, float], ...]:
+    """A day's open intervals in epoch seconds (a year of reports asks for each day often)."""
+    if day.isoformat() in hours.holidays:
+        return ()
+    zone = ZoneInfo(tz)
+    out = []
+    for span in getattr(hours, DAYS[day.weekday()]):
+        a, b = _span(span)
+        lo = datetime.combine(day, a, zone).timestamp()
+        hi = (datetime.combine(day, b, zone) if b is not None
+              else datetime.combine(day + timedelta(days=1), time(0, 0), zone)).timestamp()
+        out.append((lo, hi))
+    return tuple(out)
 
 
 def parse_day(s: str, tz: str, end: bool = False) -> float:

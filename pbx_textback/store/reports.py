@@ -141,14 +141,15 @@ def missed_callers(store: Store, since: float, until: float, by: str) -> list[tu
 
 def texted_callers(store: Store, since: float, until: float, by: str) -> list[tuple]:
     """One row per caller an automated text went out to: the first such text in the period,
-    their first reply after it and their opt-out after it."""
+    their first reply after it and their opt-out after it. (+o.at: look opt-outs up by number,
+    never by time, which SQLite otherwise picks and then scans every opt-out per caller.)"""
     key, join = _key(store, by, "m", "created_at", "peer", "line")
     rows = _rows(store, f"""
         SELECT g.peer, g.k, g.first_at,
           (SELECT MIN(r.created_at) FROM message r WHERE r.peer = g.peer AND r.direction = 'in'
              AND {_not_keyword('r')} AND r.created_at > g.first_at AND r.created_at < ?),
           (SELECT MIN(o.at) FROM consent o WHERE o.number = g.peer AND o.kind = 'opt-out'
-             AND o.at > g.first_at AND o.at < ?)
+             AND +o.at > g.first_at AND +o.at < ?)
         FROM (SELECT m.peer AS peer, {key} AS k, MIN(m.created_at) AS first_at FROM message m {join}
               WHERE m.direction = 'out' AND m.kind IN {_in(AUTOMATED)} AND m.state IN {_in(WENT_OUT)}
                 AND m.created_at >= ? AND m.created_at < ?
@@ -165,12 +166,13 @@ def response_events(store: Store, since: float, until: float) -> tuple[list, lis
     missed calls and replies (start), an agent's text, a connected call back and a call in
     which a person spoke with the caller (stop). who: the agent's name, an extension, or ''."""
     lo = since - LOOKBACK_S
-    active = f"""(SELECT c0.caller FROM "call" c0 WHERE c0.direction = 'inbound' AND c0.missed
-                   AND c0.created_at >= ? AND c0.created_at < ?
-                 UNION SELECT r0.peer FROM message r0 WHERE r0.direction = 'in'
-                   AND r0.created_at >= ? AND r0.created_at < ?)"""
-    act = (lo, until, lo, until)
+    # the callers whose clock may run (a missed call or a reply in the window), computed once;
+    # answered calls are many, so only theirs are read
     ev = _rows(store, f"""
+        WITH active AS MATERIALIZED (
+          SELECT c0.caller AS peer FROM "call" c0 WHERE c0.direction = 'inbound' AND c0.missed
+            AND c0.created_at >= ? AND c0.created_at < ?
+          UNION SELECT r0.peer FROM message r0 WHERE r0.direction = 'in' AND r0.created_at >= ? AND r0.created_at < ?)
         SELECT c.caller, c.created_at, 'missed', c.line, '' FROM "call" c
         WHERE c.direction = 'inbound' AND c.missed AND c.reason <> 'anonymous' AND c.caller <> ''
           AND c.created_at >= ? AND c.created_at < ?
@@ -180,19 +182,17 @@ def response_events(store: Store, since: float, until: float) -> tuple[list, lis
         UNION ALL
         SELECT m.peer, m.created_at, 'text', m.line, m.note FROM message m
         WHERE m.direction = 'out' AND m.kind = 'agent' AND m.state <> 'cancelled'
-          AND m.created_at >= ? AND m.created_at < ? AND m.peer IN {active}
+          AND m.created_at >= ? AND m.created_at < ?
         UNION ALL
         SELECT x.peer, x.created_at, 'callback', '', x.endpoint FROM callback x
-        WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ? AND x.peer IN {active}
+        WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ?
         UNION ALL
-        SELECT a.caller, a.created_at, 'answered', a.line, '' FROM "call" a
+        SELECT a.caller, a.created_at, 'answered', a.line, '' FROM active JOIN "call" a ON a.caller = active.peer
         WHERE a.direction = 'inbound' AND a.answered AND a.created_at >= ? AND a.created_at < ?
-          AND a.caller IN {active}
         UNION ALL
-        SELECT b.called, b.created_at, 'call', '', b.caller FROM "call" b
-        WHERE b.direction = 'outbound' AND b.answered AND b.created_at >= ? AND b.created_at < ?
-          AND b.called IN {active}""",
-                (lo, until, lo, until, lo, until, *act, lo, until, *act, lo, until, *act, lo, until, *act))
+        SELECT b.called, b.created_at, 'call', '', b.caller FROM active JOIN "call" b ON b.called = active.peer
+        WHERE b.direction = 'outbound' AND b.answered AND b.created_at >= ? AND b.created_at < ?""",
+                (lo, until) * 8)
     closes = _rows(store, "SELECT peer, set_at FROM conversationstate WHERE state = 'done' AND set_at < ?",
                    (until,))
     ext = {e: n for n, e in _rows(store, "SELECT name, extension FROM webuser WHERE extension <> ''", ())}
