@@ -291,9 +291,9 @@ def parse_day(s: str, tz: str, end: bool = False) -> float:
             day = date.fromisoformat(s) + timedelta(days=1 if end else 0)
             return datetime.combine(day, time(0, 0), ZoneInfo(tz)).timestamp()
         d = datetime.fromisoformat(s)
-    except ValueError:
+        return (d if d.tzinfo else d.replace(tzinfo=ZoneInfo(tz))).timestamp()
+    except (ValueError, OverflowError):       # 9999-12-31 has no day after it
         raise ValueError(f"{s!r} is not a date: give YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    return (d if d.tzinfo else d.replace(tzinfo=ZoneInfo(tz))).timestamp()
 
 
 def last_week(now: float, tz: str) -> tuple[float, float]:
