@@ -28,7 +28,6 @@ NOT_SENT = ("opted-out", "cap", "dedupe", "withheld", "reached", "replied", "exp
 BUCKETS = (("< 5 min", 300), ("5–15 min", 900), ("15–60 min", 3600), ("1–4 h", 14400), ("> 4 h", math.inf))
 GROUPINGS = ("line", "agent", "campaign", "day", "week")
 SLOT_S = 900
-STOPS = ("text", "callback", "answered", "call")
 STALE_S = 7 * 86400      # a clock opened by missed calls alone, with no reply, runs at most a week
 
 

@@ -64,7 +64,7 @@ def _key(store: Store, by: str, alias: str, at: str, peer: str, line: str) -> tu
     if by in ("day", "week"):
         return _slot(store, f"{alias}.{at}"), ""
     if alias == "c":      # an answered call decides nothing, so names no line: its DID is the line
-        return f"CASE WHEN c.line <> '' THEN c.line ELSE c.called END", ""
+        return "CASE WHEN c.line <> '' THEN c.line ELSE c.called END", ""
     return f"{alias}.{line}", ""
 
 

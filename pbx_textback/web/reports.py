@@ -3,8 +3,7 @@ table. One report() call per page (pbx_textback/reports.py); signed-in users onl
 auth middleware)."""
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -48,7 +47,7 @@ class ReportsPage:
         tbs = tables(rep)
         return self.w._page("reports.html", request, since=since, until=until, by=by, groupings=GROUPINGS,
                             sections=_sections(tbs), show=show,
-                            csv_query=f"since={since}&until={until}&by={by}", started=time.time())
+                            csv_query=f"since={since}&until={until}&by={by}")
 
     async def csv(self, request):
         rep, since, until, by = self._query(request)

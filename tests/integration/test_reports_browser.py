@@ -114,7 +114,7 @@ def test_charts_and_tables_show_the_same_numbers(tmp_path):
             rows = list(csv.reader(io.StringIO(resp.text())))
             assert rows[0][:5] == ["Campaign", "Inbound calls", "Missed calls", "Missed share", "Missed callers"]
             assert [r for r in rows if r[0] == "Google Ads"][0][1:3] == ["6", "5"]
-            bad = page.request.get(base + f"/reports?since=last+week&until=2027-01-15")
+            bad = page.request.get(base + "/reports?since=last+week&until=2027-01-15")
             assert bad.status == 400 and "'last week' is not a date" in bad.text()
             browser.close()
     finally:
