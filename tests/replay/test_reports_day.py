@@ -95,6 +95,14 @@ def test_a_day_before_or_after_is_empty_and_the_period_is_half_open(store_target
     assert (part["calls"]["missed"], part["calls"]["missed_callers"]) == (2, 2)
 
 
+def test_a_long_period_reads_the_tables_another_way_and_finds_the_same(store_target):
+    """Over 60 days the SQL scans the tables instead of the time index (store/reports._at)."""
+    h = play_day(store_target)
+    day = report(h.store, *DAY, "line", h.cfg)
+    year = report(h.store, DAY[0] - 200 * 86400, DAY[1] + 165 * 86400, "line", h.cfg)
+    assert year["total"] == day["total"] and year["groups"] == day["groups"]
+
+
 def test_cli_json_and_csv_give_the_same_numbers(store_target, tmp_path):
     h = play_day(store_target)
     cfg = tmp_path / "config.toml"
