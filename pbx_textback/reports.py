@@ -90,3 +90,17 @@ def _local(ts: float, tz: str) -> str:
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
     return datetime.fromtimestamp(ts, timezone.utc).astimezone(ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M")
+
+
+def api_report(inbox, request) -> dict:
+    """GET /api/v1/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&by=line|agent|campaign|day|week
+    (web/api.py calls it): {"data": the report}, both days included; neither: last week."""
+    from .web.api import ApiError
+    q = request.query
+    tz = inbox.cfg.business.timezone
+    by = q.get("by", "line")
+    try:
+        since, until = period(q.get("from") or q.get("since"), q.get("to") or q.get("until"), tz, inbox.clock())
+        return {"data": report(inbox.store, since, until, by, inbox.cfg)}
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None

@@ -69,6 +69,10 @@ class Service:
         self.smtp = None
         self.features = None
         self.web = None                          # the front-desk inbox (web/app.py)
+        self.hooks = None                        # webhooks (hooks/worker.py), when endpoints are set
+        if cfg.hooks.endpoint:
+            from .hooks.worker import HookService
+            self.hooks = HookService(cfg, self.store, clock=clock)
         self.web_port: int | None = None
         self._gap_since: float | None = None     # events may be lost from here (disconnected)
         self._connected_once = False
@@ -193,7 +197,8 @@ class Service:
         from .store.web import has_users
         if not self.cfg.web.enabled:
             return
-        if not has_users(self.store):
+        from .store.api import has_tokens
+        if not has_users(self.store) and not has_tokens(self.store):
             log.info("web inbox off: no user yet (`pbx-textback user add NAME --role admin`)")
             return
         from .web.app import Inbox
@@ -207,6 +212,10 @@ class Service:
             self.web = None
             return
         log.info("web inbox on http://%s:%d/", host, self.web_port)
+        from .web.ownership import on_arrival, on_reached
+        self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
+                                                                              queue, now)
+        self.pipeline.on_reached = lambda peer, endpoint, now: on_reached(self.store, peer, endpoint, now)
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes
@@ -378,6 +387,7 @@ class Service:
         self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
         side = [asyncio.create_task(t) for t in extra_tasks]
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
+        hooks_task = asyncio.create_task(self.hooks.run(), name="webhooks") if self.hooks else None
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         side.append(asyncio.create_task(self._heartbeat(), name="status"))
         self.status.attach()
@@ -405,6 +415,9 @@ class Service:
             await self.features.stop()
         if self.web is not None:
             await self.web.stop()
+        if hooks_task is not None:           # in-flight deliveries go back to the queue
+            self.hooks.stop()
+            await asyncio.gather(hooks_task, return_exceptions=True)
         await self.observers.stop()
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending

@@ -134,8 +134,9 @@ class AmiReplayServer:
                  close_after_each: bool = False, speed: float = 0.0,
                  channels: list[dict] | None = None, seed: int | None = None,
                  max_chunk: int = 96, max_delay: float = 5.0,
-                 write_classes=("originate", "message", "reporting")):
+                 write_classes=("originate", "message", "reporting"), before_trace=None):
         self.traces = [Path(t) for t in traces]
+        self.before_trace = before_trace   # async fn(i) awaited before trace i > 0: a test's "go"
         self.username, self.secret = username, secret
         self.host, self.port = host, port
         self.pace, self.speed = float(pace), float(speed)
@@ -356,6 +357,8 @@ class AmiReplayServer:
                     self._loop_no += 1
                 i = self._cursor
                 self._cursor += 1
+                if self._played_any and self.before_trace is not None:
+                    await self.before_trace(i)
                 if self._played_any and self.pace > 0:
                     await asyncio.sleep(self.pace)
                 self._played_any = True

@@ -224,6 +224,32 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _desk_tables(db):
+    """The front desk's locks, notes, saved replies, notification choices, ownership rules (store/desk.py)."""
+    from .desk import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((16, _desk_tables))
+NEW_STORE_TABLES.append(_desk_tables)
+
+
+def _hook_tables(db):
+    from .hooks import create_tables
+    create_tables(db)
+
+
+def _api_tables(db):
+    from .api import create_tables
+    create_tables(db)
+
+
+# webhooks' events and deliveries (store/hooks.py); the REST API's tokens (store/api.py)
+MIGRATIONS.append((20, _hook_tables))
+MIGRATIONS.append((21, _api_tables))
+NEW_STORE_TABLES.extend([_hook_tables, _api_tables])
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

@@ -18,7 +18,7 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import api, desk, hooks, timeline
 from .reports import routes as reports_routes
 from .passwords import DUMMY_HASH, verify
 
@@ -63,6 +63,7 @@ class Inbox:
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
+        self.feed: desk.ReplyFeed | None = None      # callers' replies for the pages' chime
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -74,6 +75,7 @@ class Inbox:
             web.post("/logout", self.logout),
             web.get("/static/style.css", self.static),
             web.get("/static/app.js", self.static),
+            web.get("/static/desk.js", self.static),
             web.get("/", self.inbox),
             web.get("/c/{peer}", self.conversation),
             web.post("/c/{peer}/reply", self.reply),
@@ -81,7 +83,10 @@ class Inbox:
             web.post("/c/{peer}/owner", self.set_owner),
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
+            *desk.routes(self),
         ])
+        app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
+        app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
         app.add_routes(reports_routes(self))
         return app
 
@@ -112,6 +117,8 @@ class Inbox:
 
     @web.middleware
     async def _auth(self, request, handler):
+        if request.path.startswith("/api/"):          # tokens, never the session: no CSRF
+            return await api.guard(self, request, handler)
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route is not None else request.path)
         if key in PUBLIC:
@@ -132,6 +139,7 @@ class Inbox:
         ctx.setdefault("user", request.get("user") if request is not None else None)
         ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
+        ctx.setdefault("heard", desk.last_heard(self) if ctx["user"] else 0)
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
                             content_type="text/html", charset="utf-8")
 
@@ -193,6 +201,7 @@ class Inbox:
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
+        desk.mark_rows(self, rows, me)
         return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs, me), q=q,
                           views=VIEW_NAMES)
 
@@ -243,14 +252,24 @@ class Inbox:
         return Pipeline(self.cfg, self.store).sender_for(peer)
 
     async def conversation(self, request):
-        return self._page("conversation.html", request, error="", draft="", **self._thread(self._peer(request)))
+        return self._conversation_page(request, self._peer(request))
+
+    def _conversation_page(self, request, peer: str, status: int = 200, error: str = "", draft: str = "",
+                           t: dict | None = None, **extra):
+        t = t if t is not None else self._thread(peer)
+        t.update(desk.thread_extras(self, peer, request["user"].name, t["items"]))
+        return self._page("conversation.html", request, status=status, error=error, draft=draft, **t,
+                          confirm_send=extra.get("confirm_send", ""))
 
     async def reply(self, request):
         from ..pipeline import person_text_refusals
         peer = self._peer(request)
-        body = str((await request.post()).get("body", "")).strip()
+        form = await request.post()
+        body = str(form.get("body", "")).strip()
         t = self._thread(peer)
         error = ""
+        me = request["user"].name
+        other = desk.held_by_other(self, peer, me)
         if not body:
             error = "The reply is empty."
         elif len(body) > MAX_BODY:
@@ -261,13 +280,14 @@ class Inbox:
             refused = person_text_refusals(self.cfg, self.store, peer, t["line"])
             if refused:
                 error = "Not sent: " + "; ".join(ch.detail for ch in refused)
+        if not error and other and form.get("confirm") != "1":     # someone else holds it: ask first
+            return self._conversation_page(request, peer, status=409, draft=body, t=t, confirm_send=other,
+                                           error=f"{other} is replying to this caller right now.")
         if error or self.send is None:
             error = error or "Texting is not running in this process."
-            return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
-        me = request["user"].name
+            return self._conversation_page(request, peer, status=400, error=error, draft=body, t=t)
         mid = self.send(peer, t["line"], body, me)
-        if not t["conv"]["owner"]:            # the owner is who last answered the caller
-            sw.set_owner(self.store, peer, me, me, self.clock())
+        desk.sent(self, peer, me)             # the owner is who last answered the caller
         log.info("message %s queued by %s from the inbox", mid, me)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
@@ -309,9 +329,16 @@ class Inbox:
         await resp.write(b"retry: 1000\n\n")
         changed = asyncio.Event()
         self.listeners.add(changed)
+        if self.feed is None:
+            self.feed = desk.ReplyFeed(self.store)
+        self.feed.poll()
+        # replies after the last the page knew of (when it was made, or the last it was told
+        # of before a reconnect) are news to it
+        heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
         if self.watcher is None:
             self.watcher = asyncio.create_task(self._watch())
         try:
+            heard = await self.feed.send(resp, request["user"].name, heard)
             while not self.stopping.is_set():
                 try:
                     await asyncio.wait_for(changed.wait(), 15)
@@ -321,6 +348,7 @@ class Inbox:
                 changed.clear()
                 if not self.stopping.is_set():
                     await resp.write(b"event: change\ndata: 1\n\n")
+                    heard = await self.feed.send(resp, request["user"].name, heard)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -329,13 +357,14 @@ class Inbox:
 
     async def _watch(self) -> None:
         """One reader of the store's change mark for every open page, while any is open."""
-        mark = sw.change_mark(self.store)
+        mark = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
         try:
             while self.listeners and not self.stopping.is_set():
                 await asyncio.sleep(LIVE_POLL_S)
-                now = sw.change_mark(self.store)
+                now = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
                 if now != mark:
                     mark = now
+                    self.feed.poll()
                     for ev in list(self.listeners):
                         ev.set()
         finally:

@@ -216,7 +216,7 @@ def test_the_reply_box_queues_an_agent_text_and_an_opted_out_caller_is_closed(in
     ok, closed_page, refused, refused_text, info = run(inbox, scenario)
     assert ok == 303
     assert inbox.sent == [(PEER, LINE, "We can see you at 3 today", "maria")]
-    assert "This caller opted out" in closed_page and "<textarea" not in closed_page
+    assert "This caller opted out" in closed_page and "<textarea id=\"body\"" not in closed_page   # notes stay open
     assert refused == 400 and "opted out" in refused_text
     assert info == {"encoding": "ucs2", "units": 6, "segments": 1, "ucs2_chars": ["✓"]}
 
