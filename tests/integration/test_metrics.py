@@ -121,6 +121,7 @@ def test_prometheus_scrapes_the_running_service(tmp_path, smsc):
         for caller in CALLERS:            # label values are lines, reasons, results: never a caller
             assert caller not in body and caller[1:] not in body
         assert "# TYPE pbx_textback_first_human_response_seconds histogram" in body
+        assert "# TYPE pbx_textback_webhook_deliveries_total counter" in body   # the webhooks' queue is there
         # the SMSC goes away: the bind is down on the next scrape
         smsc.close()
         wait_for(lambda: scrape(port)[1].get(("pbx_textback_smsc_bound", ())) == 0)
