@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -120,6 +119,7 @@ def build(rows, *, since: float, until: float, by: str, tz: str, lines: dict[str
             m["replies"]["replied"] += replied is not None
             m["opt_outs"]["opted_out"] += opted is not None
     times: dict[str, list] = {}
+    spans: dict = {}
     for ep in episodes(rows.events, rows.closes):
         if not since <= ep["start"] < until:
             continue
@@ -133,7 +133,7 @@ def build(rows, *, since: float, until: float, by: str, tz: str, lines: dict[str
             total["response"]["waiting"] += 1
             continue
         info = lines.get(ep["line"])
-        biz = open_seconds(ep["start"], ep["end"], info.hours if info else None, info.timezone if info else tz)
+        biz = open_seconds(ep["start"], ep["end"], info.hours if info else None, info.timezone if info else tz, spans)
         for name in (g, None):
             times.setdefault(name, []).append((ep["end"] - ep["start"], biz))
     for name, m in list(groups.items()) + [(None, total)]:
@@ -250,25 +250,30 @@ def episodes(events, closes) -> list[dict]:
     return out
 
 
-def open_seconds(start: float, end: float, hours, tz: str) -> float:
+def open_seconds(start: float, end: float, hours, tz: str, cache: dict | None = None) -> float:
     """Seconds of [start, end) during which the line was open (no hours: always open).
-    Holidays are closed; a manual override of one day is not history, so it is not applied."""
+    Holidays are closed; a manual override of one day is not history, so it is not applied.
+    cache: a dict kept for one report (a year of responses asks for the same days often)."""
     if hours is None or end <= start:
         return max(0.0, end - start)
     zone = ZoneInfo(tz)
     day = datetime.fromtimestamp(start, timezone.utc).astimezone(zone).date()
     last = datetime.fromtimestamp(end, timezone.utc).astimezone(zone).date()
+    cache = {} if cache is None else cache
     total = 0.0
     while day <= last:
-        for lo, hi in _open_spans(hours, tz, day):
+        key = (id(hours), tz, day)           # the hours of this report's config: ids stay put
+        spans = cache.get(key)
+        if spans is None:
+            spans = cache[key] = _open_spans(hours, tz, day)
+        for lo, hi in spans:
             total += max(0.0, min(hi, end) - max(lo, start))
         day += timedelta(days=1)
     return total
 
 
-@lru_cache(maxsize=4096)
 def _open_spans(hours, tz: str, day: date) -> tuple[tuple[float, float], ...]:
-    """A day's open intervals in epoch seconds (a year of reports asks for each day often)."""
+    """A day's open intervals in epoch seconds."""
     if day.isoformat() in hours.holidays:
         return ()
     zone = ZoneInfo(tz)
