@@ -311,6 +311,19 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class DeskPhones:
+    """Call back from the inbox (the agent's desk phone rings first) and callers' replies
+    pushed to desk phones as SIP MESSAGE, both through the PBX connection (README "Desk
+    phones"). Empty strings take the PBX type's default, shown after each key."""
+    channel: str = ""            # the agent's phone; {ext} = the user's --extension. PJSIP/{ext} | user/{ext}
+    context: str = ""            # the phone's own dialplan context (its outbound route dials the caller). from-internal | default
+    ring_seconds: int = 20       # how long the desk phone rings before the call back gives up
+    push_replies: bool = True    # a caller's reply goes to the owner's desk phone (all agents' while unassigned)
+    message_to: str = ""         # where a pushed reply goes. pjsip:{ext} | {ext}@<FreeSWITCH domain> (required there)
+    message_from: str = ""       # its From; "" = the PBX's default (Asterisk) | textback@<domain of message_to>
+
+
+@dataclass(frozen=True)
 class Config:
     business: Business = field(default_factory=Business)
     pbx: Pbx = field(default_factory=Pbx)
@@ -323,6 +336,7 @@ class Config:
     web: Web = field(default_factory=Web)
     hooks: Hooks = field(default_factory=Hooks)
     api: Api = field(default_factory=Api)
+    deskphones: DeskPhones = field(default_factory=DeskPhones)
     metrics: Metrics = field(default_factory=Metrics)
     mail: Mail = field(default_factory=Mail)
     line: tuple[Line, ...] = ()
@@ -656,6 +670,22 @@ def web_listen(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _deskphone_problems(d: DeskPhones, lines) -> list[str]:
+    out = []
+    for key in ("channel", "message_to"):
+        v = getattr(d, key)
+        if v and "{ext}" not in v:
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: '{v}' names no phone: "
+                       "put {ext} where the agent's extension goes (e.g. \"PJSIP/{ext}\")")
+    if not 5 <= d.ring_seconds <= 120:
+        out.append(f"'deskphones.ring_seconds'{_where('deskphones.ring_seconds', lines)}: "
+                   f"{d.ring_seconds} is not within 5..120")
+    for key in ("channel", "context", "message_to", "message_from"):
+        if re.search(r"[\s\r\n|]", getattr(d, key)):
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: no blanks or '|' allowed")
+    return out
+
+
 def _validate(cfg: Config, lines) -> list[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     from .core.text.templates import TemplateError, check_template
@@ -668,6 +698,7 @@ def _validate(cfg: Config, lines) -> list[str]:
             problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
     problems += _range_problems(cfg, lines)
     problems += _hooks_problems(cfg, lines)
+    problems += _deskphone_problems(cfg.deskphones, lines)
     if web_listen(cfg.web.listen) is None:
         problems.append(f"'web.listen'{_where('web.listen', lines)}: '{cfg.web.listen}' is not HOST:PORT "
                         "(e.g. 127.0.0.1:8080)")

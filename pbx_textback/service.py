@@ -88,6 +88,8 @@ class Service:
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
+        if ev.get("Event-Name") == "BACKGROUND_JOB" and getattr(self, "desk", None) is not None:
+            self.desk.on_job(ev)          # a call back's `bgapi originate` answered
         if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
             asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
         if self.cfg.pbx.type == "freeswitch" and ev.get("Event-Name") == "RECV_MESSAGE":
@@ -216,6 +218,18 @@ class Service:
         self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
                                                                               queue, now)
         self.pipeline.on_reached = lambda peer, endpoint, now: on_reached(self.store, peer, endpoint, now)
+
+    def _start_desk(self, source) -> list:
+        """Desk phones through this PBX connection: the inbox's Call back, replies pushed."""
+        from .deskphone import DeskPhones
+        fs = self.cfg.pbx.type == "freeswitch"
+        self.desk = DeskPhones(self.cfg, self.store, clock=self.clock,
+                               send_action=source.send_action if source is not None and not fs else None,
+                               esl_api=source.api if source is not None and fs else None,
+                               esl_bgapi=source.bgapi if source is not None and fs else None)
+        if self.web is not None:
+            self.web.deskphones = self.desk
+        return [asyncio.create_task(self.desk.run(), name="deskphones")]
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes
@@ -379,13 +393,14 @@ class Service:
             await self._start_features(source)
         if self.cfg.smtp.enabled:
             from .smtp.listener import VoicemailListener
-            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
+            from .voicemail_audio import keeper
+            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail, on_recording=keeper(self))
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
         from . import observe
         self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
-        side = [asyncio.create_task(t) for t in extra_tasks]
+        side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         hooks_task = asyncio.create_task(self.hooks.run(), name="webhooks") if self.hooks else None
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))

@@ -20,6 +20,7 @@ from ..core.numbers import to_e164
 from ..store import api as sa
 from ..store import web as sw
 from ..store.db import _message_dict
+from .keys import API_TOKEN
 
 log = logging.getLogger("pbx_textback.api")
 BASE = "/api/v1"
@@ -75,7 +76,7 @@ async def guard(inbox, request, handler):
             return error(429, f"too many requests with token {tok.name}: at most "
                               f"{limiter.per_minute} a minute; try again in {wait:.0f} s",
                          **{"Retry-After": str(max(1, round(wait)))})
-        request["api_token"] = tok
+        request[API_TOKEN] = tok
         return await handler(request)
     except ApiError as e:
         return error(e.status, e.message)
@@ -184,29 +185,26 @@ def routes(inbox) -> list[web.RouteDef]:
             raise ApiError(404, f"no call {raw} (ids come from GET {BASE}/calls)")
         return web.json_response({"data": _call(c)})
 
-    def _convs():
-        return {c["peer"]: c for c in sw.conversations(store, clock())}
-
     async def conversations(request):
         limit, cur = _limit(request), _cursor(request)
         view = request.query.get("view", "open")
         views = ("all",) + tuple(v for v in sw.VIEWS if v != "mine")
         if view not in views:
             raise ApiError(400, f"view is one of {', '.join(views)}")
-        convs = list(_convs().values())
-        rows = convs if view == "all" else sw.view(convs, view)
-        if "owner" in request.query:
-            rows = [c for c in rows if c["owner"] == request.query["owner"]]
-        rows = sorted(rows, key=lambda c: (-c["last_in"], c["peer"]))
-        if cur is not None:
-            rows = [c for c in rows if (-c["last_in"], c["peer"]) > (-cur[0], cur[1])]
+        # one page (and one row more, to know there is a next) read in order from the summary rows
+        if cur is not None and not (isinstance(cur, list) and len(cur) == 2 and isinstance(cur[0], (int, float))
+                                    and isinstance(cur[1], str)):
+            raise ApiError(400, "cursor is not one this API gave out: pass next_cursor from the previous page "
+                                "unchanged")
+        rows = sw.listing(store, view, clock(), owner=request.query.get("owner"),
+                          after=(cur[0], cur[1]) if cur is not None else None, limit=limit + 1)
         page = rows[:limit]
         return web.json_response(_page([_conv(c) for c in page], len(rows) > limit,
                                        [page[-1]["last_in"], page[-1]["peer"]] if page else None))
 
     def _conversation_of(request) -> dict:
         peer = _number(inbox, request.match_info["number"], "path")
-        c = _convs().get(peer)
+        c = sw.conversation(store, peer, clock())
         if c is None:
             raise ApiError(404, f"no conversation with {peer}: nobody with that number called or wrote")
         return c
@@ -226,9 +224,9 @@ def routes(inbox) -> list[web.RouteDef]:
             raise ApiError(400, "give \"owner\": a user name of the inbox, or \"\" to unassign")
         if owner and (sw.user(store, owner) is None or sw.user(store, owner).disabled):
             raise ApiError(400, f"no active inbox user {owner!r} (`pbx-textback user list`)")
-        sw.set_owner(store, c["peer"], owner, f"api:{request['api_token'].name}", clock())
-        log.info("conversation assigned to %s through the API (token %s)", owner or "nobody", request["api_token"].name)
-        return web.json_response({"data": _conv(_convs()[c["peer"]])})
+        sw.set_owner(store, c["peer"], owner, f"api:{request[API_TOKEN].name}", clock())
+        log.info("conversation assigned to %s through the API (token %s)", owner or "nobody", request[API_TOKEN].name)
+        return web.json_response({"data": _conv(sw.conversation(store, c["peer"], clock()))})
 
     async def state(request):
         c = _conversation_of(request)
@@ -242,8 +240,8 @@ def routes(inbox) -> list[web.RouteDef]:
                 raise ApiError(400, f"snooze_minutes is a number from 1 to {SNOOZE_MAX_MIN} (or leave it out: "
                                     "snoozed until the caller writes or calls)")
             until = clock() + m * 60
-        sw.set_state(store, c["peer"], new, f"api:{request['api_token'].name}", clock(), until=until)
-        return web.json_response({"data": _conv(_convs()[c["peer"]])})
+        sw.set_state(store, c["peer"], new, f"api:{request[API_TOKEN].name}", clock(), until=until)
+        return web.json_response({"data": _conv(sw.conversation(store, c["peer"], clock()))})
 
     async def messages(request):
         limit, cur = _limit(request), _cursor(request)
@@ -287,7 +285,7 @@ def routes(inbox) -> list[web.RouteDef]:
                                 "send again with \"confirm\": true to send anyway")
         if inbox.send is None:
             raise ApiError(503, "texting is not running in this process; the service sends texts")
-        by = agent or f"api:{request['api_token'].name}"
+        by = agent or f"api:{request[API_TOKEN].name}"
         mid = inbox.send(peer, line, body, by)
         if agent:                       # as the inbox does: their lock ends, they own the caller
             desk.sent(inbox, peer, agent)
@@ -318,7 +316,7 @@ def routes(inbox) -> list[web.RouteDef]:
             confirm = data.get("confirm", True)
             if not isinstance(confirm, bool):
                 raise ApiError(400, "confirm is true or false")
-            now, who = clock(), request["api_token"].name
+            now, who = clock(), request[API_TOKEN].name
             with store.write():
                 store.add_consent(consent.ConsentEvent(kind, peer, now, scope=cfg.compliance.opt_out_scope,
                                                        source=f"api {who}: {reason.strip()}"[:500]))

@@ -18,7 +18,8 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import api, desk, hooks, timeline
+from . import api, callback, desk, hooks, timeline, voicemail
+from .keys import CSRF, USER
 from .reports import routes as reports_routes
 from .passwords import DUMMY_HASH, verify
 
@@ -29,6 +30,7 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/s
 MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
 LIVE_POLL_S = 0.25
 MAX_BODY = 1600
+PAGE_ROWS = 100          # a view's rows per page; "Show more" asks for the next hundred too
 
 
 class LoginLimiter:
@@ -64,6 +66,7 @@ class Inbox:
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
         self.feed: desk.ReplyFeed | None = None      # callers' replies for the pages' chime
+        self.deskphones = None   # deskphone.DeskPhones: the service's PBX connection (call back), set by it
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -85,8 +88,10 @@ class Inbox:
             web.get("/events", self.events),
             *desk.routes(self),
         ])
+        app.add_routes(voicemail.routes(self))
         app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
         app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
+        app.add_routes(callback.routes(self))
         app.add_routes(reports_routes(self))
         return app
 
@@ -128,7 +133,7 @@ class Inbox:
             if request.method == "GET" and key[1] not in ("/events", "/sms-info"):
                 raise web.HTTPSeeOther("/login")
             raise web.HTTPUnauthorized(text="sign in first")
-        request["user"], request["csrf"] = found
+        request[USER], request[CSRF] = found
         if request.method != "GET":
             sent = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf", "")
             if not hmac.compare_digest(str(sent).encode(), found[1].encode()):   # bytes: any text compares
@@ -136,8 +141,8 @@ class Inbox:
         return await handler(request)
 
     def _page(self, template: str, request=None, status: int = 200, **ctx) -> web.Response:
-        ctx.setdefault("user", request.get("user") if request is not None else None)
-        ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
+        ctx.setdefault("user", request.get(USER) if request is not None else None)
+        ctx.setdefault("csrf", request.get(CSRF, "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
         ctx.setdefault("heard", desk.last_heard(self) if ctx["user"] else 0)
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
@@ -195,15 +200,20 @@ class Inbox:
         if name not in sw.VIEWS:
             name = "needs-reply"
         q = request.query.get("q", "").strip()[:40]
-        convs = sw.conversations(self.store, self.clock())
-        me = request["user"].name
-        rows = sw.view(convs, name, q, me=me)
+        try:
+            shown = min(max(int(request.query.get("n", PAGE_ROWS)), PAGE_ROWS), 50 * PAGE_ROWS)
+        except ValueError:
+            shown = PAGE_ROWS
+        me, now = request[USER].name, self.clock()
+        rows = sw.view(self.store, name, now, q, me=me, limit=shown + 1)
+        more = len(rows) > shown
+        rows = rows[:shown]
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
         desk.mark_rows(self, rows, me)
-        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs, me), q=q,
-                          views=VIEW_NAMES)
+        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(self.store, now, me), q=q,
+                          views=VIEW_NAMES, more=shown + PAGE_ROWS if more else 0)
 
     def _peer(self, request) -> str:
         raw = request.match_info["peer"]
@@ -219,14 +229,15 @@ class Inbox:
         msgs = self.store.messages_to(peer)
         now = self.clock()
         items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        items = callback.with_callbacks(items, self.store, peer, self.cfg.business.timezone)
+        items = voicemail.merged(items, self.store, peer, self.cfg.business.timezone)
         line = self._reply_line(peer)
         s = consent.standing(hist, peer, line)
         closed = ""
         if s.status == consent.OPTED_OUT:
             closed = (f"This caller opted out ({timeline.clock(s.since, self.cfg.business.timezone)}, "
                       f"by {s.source!r}): no text can be sent until they text START or opt back in.")
-        convs = {c["peer"]: c for c in sw.conversations(self.store, now)}
-        conv = convs.get(peer, {"state": sw.OPEN, "owner": "", "until": None})
+        conv = sw.conversation(self.store, peer, now) or {"state": sw.OPEN, "owner": "", "until": None}
         conv["until_words"] = timeline.clock(conv["until"], self.cfg.business.timezone) if conv["until"] else ""
         return {"peer": peer, "items": items, "line": line, "closed": closed, "conv": conv,
                 "agents": [u.name for u in sw.users(self.store) if not u.disabled],
@@ -257,7 +268,7 @@ class Inbox:
     def _conversation_page(self, request, peer: str, status: int = 200, error: str = "", draft: str = "",
                            t: dict | None = None, **extra):
         t = t if t is not None else self._thread(peer)
-        t.update(desk.thread_extras(self, peer, request["user"].name, t["items"]))
+        t.update(desk.thread_extras(self, peer, request[USER].name, t["items"]))
         return self._page("conversation.html", request, status=status, error=error, draft=draft, **t,
                           confirm_send=extra.get("confirm_send", ""))
 
@@ -268,7 +279,7 @@ class Inbox:
         body = str(form.get("body", "")).strip()
         t = self._thread(peer)
         error = ""
-        me = request["user"].name
+        me = request[USER].name
         other = desk.held_by_other(self, peer, me)
         if not body:
             error = "The reply is empty."
@@ -303,13 +314,13 @@ class Inbox:
             if span is None:
                 raise web.HTTPBadRequest(text=f"snooze for one of: {', '.join(SNOOZES)}")
             until = self.clock() + span if span else None
-        sw.set_state(self.store, peer, state, request["user"].name, self.clock(), until=until)
+        sw.set_state(self.store, peer, state, request[USER].name, self.clock(), until=until)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def set_owner(self, request):
         """Claim (me), assign to a signed-up agent, or unassign ('')."""
         peer = self._peer(request)
-        me = request["user"].name
+        me = request[USER].name
         owner = str((await request.post()).get("owner", ""))
         owner = me if owner == "me" else owner
         if owner and (sw.user(self.store, owner) is None or sw.user(self.store, owner).disabled):
@@ -338,7 +349,7 @@ class Inbox:
         if self.watcher is None:
             self.watcher = asyncio.create_task(self._watch())
         try:
-            heard = await self.feed.send(resp, request["user"].name, heard)
+            heard = await self.feed.send(resp, request[USER].name, heard)
             while not self.stopping.is_set():
                 try:
                     await asyncio.wait_for(changed.wait(), 15)
@@ -348,7 +359,7 @@ class Inbox:
                 changed.clear()
                 if not self.stopping.is_set():
                     await resp.write(b"event: change\ndata: 1\n\n")
-                    heard = await self.feed.send(resp, request["user"].name, heard)
+                    heard = await self.feed.send(resp, request[USER].name, heard)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

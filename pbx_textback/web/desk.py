@@ -17,6 +17,7 @@ from ..core.text.templates import TemplateError
 from ..store import desk
 from ..store import web as sw
 from . import saved
+from .keys import USER
 from .sound import chime
 
 log = logging.getLogger("pbx_textback.web")
@@ -99,6 +100,7 @@ class ReplyFeed:
     def __init__(self, store):
         self.store = store
         self.items: list[tuple[int, str, str, str]] = []
+        self.choices: dict[str, str] = {}
         # the last few replies before this process started: a page that reconnects after a
         # restart hears of those it missed
         recent = desk.recent_inbound(store, self.CATCH_UP)
@@ -118,6 +120,7 @@ class ReplyFeed:
 
     def poll(self) -> None:
         from ..store.db import Message
+        self.choices = {}          # each agent's notification choice, read again after a change
         for mid, peer in desk.inbound_since(self.store, self.last):
             found = desk.owner_of(self.store, peer)
             m = Message.get_or_none(Message.id == mid)
@@ -131,7 +134,10 @@ class ReplyFeed:
 
     async def send(self, resp, me: str, after: int) -> int:
         """Write the replies after `after` this agent wants to hear of; the new `after`."""
-        choice = desk.notify_choice(self.store, me)
+        # one look-up per agent per change, not one per open page (50 tabs of 10 agents)
+        choice = self.choices.get(me)
+        if choice is None:
+            choice = self.choices[me] = desk.notify_choice(self.store, me)
         for mid, peer, owner, body in self.items:
             if mid <= after:
                 continue
@@ -155,7 +161,7 @@ class Desk:
     async def typing(self, request):
         """The reply box's owner types (active=1) or cleared it / left (active=0)."""
         peer = self.inbox._peer(request)
-        me = request["user"].name
+        me = request[USER].name
         active = (await request.post()).get("active") == "1"
         now, lapse = self.inbox.clock(), lapse_s(self.inbox)
         current = desk.lock_of(self.store, peer)
@@ -170,7 +176,7 @@ class Desk:
 
     async def break_lock(self, request):
         peer = self.inbox._peer(request)
-        u = request["user"]
+        u = request[USER]
         lock = desk.lock_of(self.store, peer)
         if not replylock.may_release(lock, u.name, u.role == "admin"):
             raise web.HTTPForbidden(text=f"only an admin can break {lock.holder}'s lock")
@@ -184,7 +190,7 @@ class Desk:
         if not body or len(body) > MAX_NOTE:
             error = "The note is empty." if not body else f"The note is {len(body)} characters; at most {MAX_NOTE}."
             return self.inbox._conversation_page(request, peer, status=400, error=error)
-        desk.add_note(self.store, peer, request["user"].name, body, self.inbox.clock())
+        desk.add_note(self.store, peer, request[USER].name, body, self.inbox.clock())
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def review(self, request):
@@ -193,7 +199,7 @@ class Desk:
         from ..store.db import Message
         peer = self.inbox._peer(request)
         form = await request.post()
-        me, now = request["user"].name, self.inbox.clock()
+        me, now = request[USER].name, self.inbox.clock()
         try:
             mid = int(str(form.get("id", "")))
         except ValueError:
@@ -231,7 +237,7 @@ class Desk:
         calls = [c for c in self.store.calls_for(peer) if c["caller"] == peer and c["missed"]]
         reason = calls[-1]["reason"] if calls else "no-answer"
         try:
-            text = saved.fill(self.inbox.cfg, r.body, peer, line, request["user"].name, reason, self.inbox.clock())
+            text = saved.fill(self.inbox.cfg, r.body, peer, line, request[USER].name, reason, self.inbox.clock())
         except TemplateError as e:
             return web.json_response({"error": f"{r.name}: {e}"}, status=400)
         return web.json_response({"text": text})
@@ -247,7 +253,7 @@ class Desk:
         error = saved.check(name, body)
         if not error:
             try:
-                desk.save_reply(self.store, name, body, request["user"].name, self.inbox.clock(),
+                desk.save_reply(self.store, name, body, request[USER].name, self.inbox.clock(),
                                 int(rid) if rid.isdigit() else None)
             except ValueError as e:
                 error = str(e)
@@ -264,16 +270,18 @@ class Desk:
         raise web.HTTPSeeOther("/saved")
 
     async def me_page(self, request, error: str = ""):
-        return self.inbox._page("me.html", request, notify=desk.notify_choice(self.store, request["user"].name),
+        return self.inbox._page("me.html", request, notify=desk.notify_choice(self.store, request[USER].name),
                                 error=error, choices=NOTIFY_WORDS)
 
     async def set_me(self, request):
         choice = str((await request.post()).get("notify", ""))
         if choice not in desk.NOTIFY:
             return self.inbox._page("me.html", request, status=400, notify=desk.notify_choice(
-                self.store, request["user"].name), choices=NOTIFY_WORDS,
+                self.store, request[USER].name), choices=NOTIFY_WORDS,
                 error="Choose all replies, or mine and unassigned ones.")
-        desk.set_notify_choice(self.store, request["user"].name, choice)
+        desk.set_notify_choice(self.store, request[USER].name, choice)
+        if self.inbox.feed is not None:
+            self.inbox.feed.choices.pop(request[USER].name, None)    # the live streams read it again
         raise web.HTTPSeeOther("/me")
 
     async def sound(self, request):

@@ -7,11 +7,12 @@ from aiohttp import web
 
 from ..store import hooks as sh
 from . import timeline
+from .keys import USER
 
 
 def routes(inbox) -> list[web.RouteDef]:
     def admin(request):
-        if request["user"].role != "admin":
+        if request[USER].role != "admin":
             raise web.HTTPForbidden(text="webhooks are for admins")
 
     async def page(request):

@@ -63,7 +63,7 @@ def build(peer: str, calls: list[dict], messages: list[dict], consent_events: li
                 detail += "; no text: " + "; ".join(refused)
         if c.get("answered_by"):
             detail += f"; answered by {c['answered_by']}"
-        items.append({"at": c["started_at"] or 0.0, "kind": "call", "title": title,
+        items.append({"at": c["started_at"] or 0.0, "kind": "call", "title": title, "call_id": c["call_id"],
                       "line": c["called"] if inbound else c["caller"], "detail": detail.strip("; "), "body": ""})
     for m in messages:
         if m["direction"] == "in":
