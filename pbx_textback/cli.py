@@ -693,6 +693,16 @@ def cmd_web(a) -> int:
         raise CliError(str(e)) from None
 
 
+def cmd_report(a) -> int:
+    from .reports import run_cli
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        return run_cli(a, cfg, store)
+    finally:
+        store.close()
+
+
 def _store_command(module):
     """hooks, token: the body lives in its own module; run(a, cfg, store, fail)."""
     def fail(msg):
@@ -847,6 +857,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("web", cmd_web, "serve the inbox alone (no PBX connection, no transport): replies are "
             "queued for the box that owns the line")
     s.add_argument("-c", "--config")
+    s = cmd("report", cmd_report, "missed calls, texts, replies, response times, call backs, recovered callers, opt-outs")
+    s.add_argument("--since", help="first day, YYYY-MM-DD in the business's time zone (default: last week, Monday to Sunday)")
+    s.add_argument("--until", help="last day, YYYY-MM-DD, included (default: now)")
+    s.add_argument("--by", default="line", choices=["line", "agent", "campaign", "day", "week"])
+    s.add_argument("--json", action="store_true", help="the whole report as JSON")
+    s.add_argument("--csv", action="store_true", help="the tables as CSV")
+    s.add_argument("--table", choices=["calls", "texts", "rates", "response", "buckets"], help="with --csv: one table")
+    s.add_argument("-c", "--config")
     from .hooks import cli as hooks_cli
     from .web import tokens as tokens_cli
     for mod in (hooks_cli, tokens_cli):
@@ -883,6 +901,7 @@ EXAMPLES = {
     "user": "pbx-textback user add maria --role agent --extension 101",
     "settings": "pbx-textback settings export >> page-settings.toml\n  pbx-textback settings history",
     "web": "pbx-textback web -c /etc/pbx-textback/config.toml   (a box that only serves the inbox)",
+    "report": "pbx-textback report --since 2026-11-23 --until 2026-11-29 --by agent --csv > week.csv",
     "hooks": "pbx-textback hooks deliveries --endpoint crm\n  pbx-textback hooks resend 42",
     "token": "pbx-textback token add hubspot-relay --scope write",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",

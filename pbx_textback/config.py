@@ -276,6 +276,41 @@ def _hooks_problems(cfg, lines) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """`/metrics` for Prometheus (README "Metrics"): off by default, and only ever on the
+    loopback address (a remote Prometheus scrapes through the box's reverse proxy or SSH)."""
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"
+
+    def __post_init__(self):
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+            raise ValueError(f"listen = {self.listen!r}: metrics are served on the loopback address "
+                             "only (127.0.0.1:PORT or [::1]:PORT); they carry no sign-in")
+
+
+@dataclass(frozen=True)
+class Mail:
+    """E-mail to staff through the local MTA (README "E-mail to staff"): off when `to` is empty."""
+    to: tuple[str, ...] = ()               # staff addresses
+    sender: str = "pbx-textback@localhost"
+    mta: str = "127.0.0.1:25"              # HOST:PORT of the local MTA (plain SMTP, no auth)
+    unseen_reply_minutes: float = 15.0     # a reply nobody answered for this long: one mail; 0: never
+    daily_summary_at: str = "18:00"        # local time of the day's summary; "": none
+
+    def __post_init__(self):
+        if web_listen(self.mta) is None:
+            raise ValueError(f"mta = {self.mta!r}: give HOST:PORT, e.g. 127.0.0.1:25")
+        if self.daily_summary_at and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", self.daily_summary_at):
+            raise ValueError(f"daily_summary_at = {self.daily_summary_at!r}: give HH:MM (24 h) or \"\" for none")
+        if not 0 <= self.unseen_reply_minutes <= 10080:
+            raise ValueError(f"unseen_reply_minutes = {self.unseen_reply_minutes:g}: give 0..10080 minutes (0: never)")
+        bad = [a for a in self.to if "@" not in a or any(c in a for c in " ,;<>")]
+        if bad:
+            raise ValueError(f"to: {bad[0]!r} is not an e-mail address")
+
+
+@dataclass(frozen=True)
 class DeskPhones:
     """Call back from the inbox (the agent's desk phone rings first) and callers' replies
     pushed to desk phones as SIP MESSAGE, both through the PBX connection (README "Desk
@@ -302,6 +337,8 @@ class Config:
     hooks: Hooks = field(default_factory=Hooks)
     api: Api = field(default_factory=Api)
     deskphones: DeskPhones = field(default_factory=DeskPhones)
+    metrics: Metrics = field(default_factory=Metrics)
+    mail: Mail = field(default_factory=Mail)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""

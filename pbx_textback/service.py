@@ -402,6 +402,8 @@ class Service:
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
+        from . import observe
+        self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
         side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         hooks_task = asyncio.create_task(self.hooks.run(), name="webhooks") if self.hooks else None
@@ -436,6 +438,7 @@ class Service:
         if hooks_task is not None:           # in-flight deliveries go back to the queue
             self.hooks.stop()
             await asyncio.gather(hooks_task, return_exceptions=True)
+        await self.observers.stop()
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):

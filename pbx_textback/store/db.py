@@ -930,3 +930,6 @@ def waiting_texts(store: Store) -> tuple[int, float | None, int]:
 def setting_since(store: Store, key: str) -> tuple[str, float] | None:
     row = Setting.get_or_none(Setting.key == key)
     return (row.value, row.set_at) if row else None
+
+
+from . import reports as _reports  # noqa: E402,F401  (its migration 19 and indexes register on import)
