@@ -3,7 +3,7 @@
 A store is filled with a year of synthetic traffic (missed and answered calls on four lines,
 their decisions and automated texts, replies, agents' texts, call backs, opt-outs). Then, for
 each grouping: `report()` as the CLI, the web page and the API call it (SQL through peewee +
-the Python math of core/report.py), and the very SQL statements it ran, executed again on a
+the Python math of core/report/compute.py), and the very SQL statements it ran, executed again on a
 plain sqlite3 connection with nothing done to the rows (the floor). Printed with the ratio.
 
     .venv/bin/python bench/report.py                 # quick: 50 000 calls
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pbx_textback.config import loads  # noqa: E402
-from pbx_textback.reports import report  # noqa: E402
+from pbx_textback.reporting.report import report  # noqa: E402
 from pbx_textback.store.db import open_store  # noqa: E402
 
 YEAR = 365 * 86400

@@ -163,7 +163,7 @@ def cmd_replay(a) -> int:
 
 
 def cmd_whatif(a) -> int:
-    from . import whatif
+    from pbx_textback.replay import whatif
     cfg = _config(a.config, required=True)
     try:
         since = whatif.parse_since(a.since, time.time())
@@ -202,7 +202,7 @@ def cmd_explain(a) -> int:
     msgs = store.messages_to(peer) if peer else []
     replies = [m for m in msgs if m["direction"] == "in"]
     shared = len(store.boxes()) > 1        # several PBX boxes: say which one took each call
-    from .admin_cli import name_templates
+    from pbx_textback.admin.cli import name_templates
     name_templates(store, cfg, calls)      # which template (file, page change) wrote each text
     store.close()
     in_calls = {m["id"] for c in calls for m in c["messages"]}
@@ -676,7 +676,7 @@ def cmd_user(a) -> int:
 
 
 def cmd_settings(a) -> int:
-    from .admin_cli import cmd_settings as body
+    from pbx_textback.admin.cli import cmd_settings as body
     cfg = _config(a.config, required=True)
     try:
         return body(a, cfg, _store(cfg))
@@ -685,7 +685,7 @@ def cmd_settings(a) -> int:
 
 
 def cmd_web(a) -> int:
-    from .admin_cli import cmd_web as body
+    from pbx_textback.admin.cli import cmd_web as body
     cfg = _config(a.config, required=True)
     try:
         return body(cfg, _store(cfg))
@@ -694,7 +694,7 @@ def cmd_web(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .reports import run_cli
+    from pbx_textback.reporting.report import run_cli
     cfg = _config(a.config, required=True)
     store = _store(cfg)
     try:

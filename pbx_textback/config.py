@@ -462,7 +462,7 @@ def loads(text: str, path: str = "<config>", *, for_service: bool = False, stric
 
 
 def _loads(text: str, path: str, *, for_service: bool, strict: bool, page: dict) -> Config:
-    from .settings import merge
+    from pbx_textback.admin.settings import merge
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -50,7 +50,7 @@ class Service:
         from .config import box_id
         self.store = open_store(cfg.store.path, cfg.store.dsn, box_id(cfg))
         self.store.accounts = senders.accounts(cfg)
-        from .reload import Reloader, apply_to_service, with_page     # the admin page's values on top
+        from pbx_textback.admin.reload import Reloader, apply_to_service, with_page     # the admin page's values on top
         self.cfg = cfg = with_page(cfg, self.store)
         self.reloader = Reloader(cfg, self.store, lambda c: apply_to_service(self, c))
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
@@ -402,7 +402,7 @@ class Service:
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
-        from . import observe
+        from pbx_textback.reporting import observe
         self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
         side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))

@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from .reload import Reloader, with_page
+from pbx_textback.admin.reload import Reloader, with_page
 from .store.boxes import queue_for_line_box
 
 log = logging.getLogger("pbx_textback.web")

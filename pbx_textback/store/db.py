@@ -262,7 +262,7 @@ def _settings_tables(db):
 
 
 def _template_version(source: str) -> str:
-    from ..settings import template_version
+    from pbx_textback.admin.settings import template_version
     return template_version(source) if source else ""
 
 

@@ -1,9 +1,9 @@
-"""The reports' SQL: rows for core/report.py, aggregated here where the volume is (a year of
+"""The reports' SQL: rows for core/report/compute.py, aggregated here where the volume is (a year of
 calls is a million rows; a report returns a few hundred). Sync functions that never await.
 
 Every query takes the same grouping key (`by`): the line, the owner of the caller's
 conversation (agent), or a 15-minute slot (day/week: the slot is turned into a local day in
-core/report.py; every time zone's offset is a multiple of 15 minutes, so it is exact across
+core/report/compute.py; every time zone's offset is a multiple of 15 minutes, so it is exact across
 DST). Plain SQL that runs the same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ReportRows:
     skipped: list = field(default_factory=list)      # (key, why, n)
     missed_callers: list = field(default_factory=list)   # (caller, key, first_at, reached_at, replied_at)
     texted: list = field(default_factory=list)       # (peer, key, first_at, replied_at, opted_out_at)
-    events: list = field(default_factory=list)       # (peer, at, kind, line, who): core/report.py
+    events: list = field(default_factory=list)       # (peer, at, kind, line, who): core/report/compute.py
     closes: list = field(default_factory=list)       # (peer, at): conversation set done
     extensions: dict = field(default_factory=dict)   # desk phone extension -> user name
 

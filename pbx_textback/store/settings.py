@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import peewee as pw
 
-from ..settings import SettingRefused, decode, encode, parse_key, template_version
+from pbx_textback.admin.settings import SettingRefused, decode, encode, parse_key, template_version
 from .db import Base, Store
 
 

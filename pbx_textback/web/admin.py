@@ -18,7 +18,7 @@ from ..core.policy.decide import find_line, template_vars
 from ..core.text.lint import lint_template
 from ..core.text.sms import sms_info
 from ..core.text.templates import DEFAULT_TEMPLATE, FOLLOW_UP_TEMPLATE, TemplateError, render
-from ..settings import DAYS, SettingRefused, check_value, file_value, line_key, parse_key
+from pbx_textback.admin.settings import DAYS, SettingRefused, check_value, file_value, line_key, parse_key
 from ..store import settings as ss
 from ..store import users as su
 from ..store import web as sw

@@ -1,5 +1,5 @@
 """The Reports page: the seven numbers for a period, charts beside their tables, CSV of each
-table. One report() call per page (pbx_textback/reports.py); signed-in users only (the app's
+table. One report() call per page (pbx_textback/reporting/report.py); signed-in users only (the app's
 auth middleware)."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..core.report import GROUPINGS, last_week
-from ..core.report_tables import show, tables
-from ..reports import period, report, table_names, to_csv
+from pbx_textback.core.report.compute import GROUPINGS, last_week
+from pbx_textback.core.report.tables import show, tables
+from pbx_textback.reporting.report import period, report, table_names, to_csv
 from .charts import hbars
 
 RATE_COLS = ("Reply rate", "Call-back rate 24 h", "Recovered rate", "Opt-out rate")

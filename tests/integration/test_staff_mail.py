@@ -7,7 +7,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from pbx_textback import staffmail
+from pbx_textback.reporting import staffmail
 from pbx_textback.config import loads
 from pbx_textback.store.db import open_store
 from tests.peers.smsc_peer import free_port

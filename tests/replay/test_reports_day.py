@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from pbx_textback.reports import report, to_csv
+from pbx_textback.reporting.report import report, to_csv
 from tests.report_day import CFG, DAY_START, play_day
 
 DAY = (DAY_START, DAY_START + 86400)

@@ -1,4 +1,4 @@
-"""The pure report math (core/report.py): business-hours clock, percentiles, buckets, response
+"""The pure report math (core/report/compute.py): business-hours clock, percentiles, buckets, response
 clocks, the period parser. Values worked out by hand in the comments."""
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pbx_textback.config import Hours
-from pbx_textback.core.report import buckets, episodes, open_seconds, parse_day, percentile
+from pbx_textback.core.report.compute import buckets, episodes, open_seconds, parse_day, percentile
 
 TZ = "America/Chicago"
 WEEKDAYS = Hours(mon=("08:00-12:00", "13:00-17:00"), tue=("08:00-12:00", "13:00-17:00"),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from pbx_textback.config import ConfigError, loads
-from pbx_textback.settings import (SettingRefused, check_value, dump_toml, file_value, merge,
+from pbx_textback.admin.settings import (SettingRefused, check_value, dump_toml, file_value, merge,
                                    overrides_as_toml, parse_key)
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
@@ -110,7 +110,7 @@ def test_the_reloader_applies_page_changes_and_keeps_the_running_config_on_a_cla
     """reload.py on a real store: a page change is applied; a pause (history only) is not a
     rebuild; a file that no longer loads is refused in one log line; infrastructure stays."""
     import logging
-    from pbx_textback.reload import Reloader
+    from pbx_textback.admin.reload import Reloader
     caplog.set_level(logging.INFO, logger="pbx_textback")
     from pbx_textback.store import settings as ss
     from pbx_textback.store.db import open_store
@@ -140,7 +140,7 @@ def test_the_reloader_applies_page_changes_and_keeps_the_running_config_on_a_cla
 
 
 def test_page_values_that_clash_with_a_changed_file_never_stop_the_service_from_starting(tmp_path, caplog):
-    from pbx_textback.reload import with_page
+    from pbx_textback.admin.reload import with_page
     from pbx_textback.store import settings as ss
     from pbx_textback.store.db import open_store
     text = EXAMPLE.replace('path = "/var/lib/pbx-textback/textback.sqlite3"', f'path = "{tmp_path / "s.db"}"')

@@ -2,7 +2,7 @@
 latest change, a change to None hands the key back to the file, pause and override events sit
 in the same history without becoming config, and a store from before migration 17 gets the
 table and the decision's template column."""
-from pbx_textback.settings import template_version
+from pbx_textback.admin.settings import template_version
 from pbx_textback.store import settings as ss
 
 KEY = "line[+15125550100].template"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-log = logging.getLogger("pbx_textback.observe")
+log = logging.getLogger("pbx_textback.reporting.observe")
 
 
 class Observers:
@@ -38,8 +38,8 @@ async def start(svc) -> Observers:
     obs = Observers()
     m = svc.cfg.metrics
     if m.enabled:
-        from .config import web_listen
-        from .metrics import MetricsServer, StoreCollector, registry_for
+        from pbx_textback.config import web_listen
+        from pbx_textback.reporting.metrics import MetricsServer, StoreCollector, registry_for
         collector = StoreCollector(svc.store, lines=[ln.number for ln in svc.cfg.line], clock=svc.clock,
                                    pbx_up=lambda: pbx_up(svc), smsc_bound=lambda: smsc_bound(svc))
         server = MetricsServer(registry_for(collector))
@@ -51,6 +51,6 @@ async def start(svc) -> Observers:
         except OSError as e:
             log.error("metrics not served: cannot listen on %s: %s", m.listen, e.strerror or e)
     if svc.cfg.mail.to:
-        from .staffmail import run as mail_loop
+        from pbx_textback.reporting.staffmail import run as mail_loop
         obs.tasks.append(asyncio.create_task(mail_loop(svc.cfg, svc.store, svc.clock), name="staff-mail"))
     return obs

@@ -13,9 +13,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .config import ConfigError, loads
-from .settings import INFRASTRUCTURE
-from .store import settings as ss
+from pbx_textback.config import ConfigError, loads
+from pbx_textback.admin.settings import INFRASTRUCTURE
+from pbx_textback.store import settings as ss
 
 log = logging.getLogger("pbx_textback.config")
 WATCH_S = 1.0

@@ -6,8 +6,8 @@ import json
 import tomllib
 from datetime import datetime
 
-from .settings import dump_toml, merge, overrides_as_toml
-from .store import settings as ss
+from pbx_textback.admin.settings import dump_toml, merge, overrides_as_toml
+from pbx_textback.store import settings as ss
 
 
 def cmd_settings(a, cfg, store) -> int:
@@ -42,8 +42,8 @@ def cmd_settings(a, cfg, store) -> int:
 
 
 def cmd_web(cfg, store) -> int:
-    from .store.web import has_users
-    from .webonly import serve
+    from pbx_textback.store.web import has_users
+    from pbx_textback.webonly import serve
     if not has_users(store):
         store.close()
         raise ValueError("no user yet: `pbx-textback user add NAME --role admin` first")
@@ -52,8 +52,8 @@ def cmd_web(cfg, store) -> int:
 
 def name_templates(store, cfg, calls: list[dict]) -> None:
     """explain: each call's `template_from` says where the text's template came from."""
-    from .core.text.templates import DEFAULT_TEMPLATE
-    from .settings import template_version
+    from pbx_textback.core.text.templates import DEFAULT_TEMPLATE
+    from pbx_textback.admin.settings import template_version
     file_versions = set()
     if cfg.toml:
         data = tomllib.loads(cfg.toml)

@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .core.report import episodes
-from .store import metrics as sql
-from .store.reports import response_events
+from pbx_textback.core.report.compute import episodes
+from pbx_textback.store import metrics as sql
+from pbx_textback.store.reports import response_events
 
-log = logging.getLogger("pbx_textback.metrics")
+log = logging.getLogger("pbx_textback.reporting.metrics")
 NS = "pbx_textback"
 RESPONSE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 HISTOGRAM_TTL_S = 60.0      # the response histogram reads every clock in the store: once a minute

@@ -1,4 +1,4 @@
-"""Reports: the store's rows (store/reports.py) through the pure math (core/report.py).
+"""Reports: the store's rows (store/reports.py) through the pure math (core/report/compute.py).
 
 `report(store, since, until, by)` is the one entry point: the CLI, the web page and the REST
 API all call it, so they show the same numbers.
@@ -11,9 +11,9 @@ import json
 import sys
 import time
 
-from .core import report as core
-from .core.report_tables import csv_rows, tables, text
-from .store import reports as sql
+from pbx_textback.core.report import compute as core
+from pbx_textback.core.report.tables import csv_rows, tables, text
+from pbx_textback.store import reports as sql
 
 
 def line_infos(cfg) -> dict[str, core.LineInfo]:
@@ -95,7 +95,7 @@ def _local(ts: float, tz: str) -> str:
 def api_report(inbox, request) -> dict:
     """GET /api/v1/reports?from=YYYY-MM-DD&to=YYYY-MM-DD&by=line|agent|campaign|day|week
     (web/api.py calls it): {"data": the report}, both days included; neither: last week."""
-    from .web.api import ApiError
+    from pbx_textback.web.api import ApiError
     q = request.query
     tz = inbox.cfg.business.timezone
     by = q.get("by", "line")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 
-from .core.model import MISSED_REASONS
+from pbx_textback.core.model import MISSED_REASONS
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BUSINESS_KEYS = {"name": str, "phone": str}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from .policy.hours import DAYS, _span
+from pbx_textback.core.policy.hours import DAYS, _span
 
 REASONS = ("no-answer", "abandoned", "busy", "unavailable", "voicemail", "queue-abandon", "after-hours",
            "anonymous")

@@ -13,16 +13,16 @@ from datetime import datetime, time as dtime, timezone
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
-from .core.report_tables import show, tables
-from .store import staffmail as sql
+from pbx_textback.core.report.tables import show, tables
+from pbx_textback.store import staffmail as sql
 
-log = logging.getLogger("pbx_textback.staffmail")
+log = logging.getLogger("pbx_textback.reporting.staffmail")
 SEEN_KEY, SUMMARY_KEY = "staffmail:last_reply_id", "staffmail:summary_day"
 TICK_S = 30.0
 
 
 def send(cfg, subject: str, body: str) -> None:
-    from .config import web_listen
+    from pbx_textback.config import web_listen
     host, port = web_listen(cfg.mail.mta)
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = cfg.mail.sender, ", ".join(cfg.mail.to), subject
@@ -68,7 +68,7 @@ def summary_mail(cfg, store, now: float) -> tuple[str, str] | None:
     local = datetime.fromtimestamp(now, timezone.utc).astimezone(zone)
     if local.time() < dtime.fromisoformat(at) or store.setting(SUMMARY_KEY) == local.date().isoformat():
         return None
-    from .reports import report
+    from pbx_textback.reporting.report import report
     midnight = datetime.combine(local.date(), dtime(0, 0), zone).timestamp()
     rep = report(store, midnight, now, "line", cfg)
     store.set_setting(SUMMARY_KEY, local.date().isoformat(), now)
