@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pbx_textback.core.report.compute.compute.compute import BUCKETS
-from pbx_textback.core.report.compute.compute.compute import NOT_SENT
-from pbx_textback.core.report.compute.compute.compute import REASONS
-from pbx_textback.core.report.compute.compute.compute import fmt_duration
-from pbx_textback.core.report.compute.compute.compute import fmt_rate
+from pbx_textback.core.report.compute import BUCKETS, NOT_SENT, REASONS, fmt_duration, fmt_rate
 
 
 @dataclass(frozen=True)
