@@ -35,6 +35,16 @@ class Refused(Exception):
     """A call back that cannot start; the message is for the agent."""
 
 
+def extension_why(extension: str) -> str:
+    """Why an agent with this extension cannot be called back first ('' = they can)."""
+    if not extension:
+        return ("Call back rings your desk phone first: you have no extension. An admin sets it "
+                "with `pbx-textback user add NAME --extension 100`.")
+    if not og.valid_extension(extension):
+        return f"Your extension {extension!r} is not one a desk phone can have."
+    return ""
+
+
 class DeskPhones:
     def __init__(self, cfg, store, *, send_action=None, esl_api=None, esl_bgapi=None, clock=time.time):
         """send_action: AmiSource.send_action (Asterisk); esl_api / esl_bgapi: EslChild.api /
@@ -64,27 +74,47 @@ class DeskPhones:
         """Why this agent cannot call back from the page ('' = they can)."""
         if not self.connected:
             return "Call back needs the service's PBX connection; this inbox has none."
-        if not extension:
-            return ("Call back rings your desk phone first: you have no extension. An admin sets it "
-                    "with `pbx-textback user add NAME --extension 100`.")
-        if not og.valid_extension(extension):
-            return f"Your extension {extension!r} is not one a desk phone can have."
-        return ""
+        return extension_why(extension)
 
     async def call_back(self, peer: str, agent: str, extension: str) -> int:
+        channel = self._channel(peer, extension)
+        cb = sd.start(self.store, peer=peer, endpoint=channel, agent=agent, now=self.clock())
+        self._ring(cb, peer, agent, channel)
+        return cb
+
+    async def call_back_row(self, cb: int, peer: str, agent: str, extension: str) -> bool:
+        """A call back another box's inbox queued for this box (store/boxcalls.py): placed from
+        its row like one asked for here. False when it was refused (the row says why) or gone."""
+        from .store import boxcalls
+        try:
+            channel = self._channel(peer, extension)
+        except Refused as e:
+            boxcalls.refuse(self.store, cb, detail=str(e), now=self.clock())
+            log.info("call back %d by %s refused: %s", cb, agent, e)
+            return False
+        if not boxcalls.take(self.store, cb, endpoint=channel, now=self.clock()):
+            return False
+        self._ring(cb, peer, agent, channel)
+        return True
+
+    def _channel(self, peer: str, extension: str) -> str:
+        """The agent's desk phone as this PBX names it; Refused when it cannot be called back."""
         why = self.why_not(extension)
         if why:
             raise Refused(why)
         channel = og.desk_channel(self.channel, extension)
         try:
             if self.fs:
-                cmd = og.fs_originate(channel, self.context, peer, ring_seconds=self.ring_s)
+                og.fs_originate(channel, self.context, peer, ring_seconds=self.ring_s)
             else:
                 og.ami_originate(channel, self.context, peer, ring_seconds=self.ring_s)
         except ValueError as e:
             raise Refused(f"Cannot call this number: {e}") from None
-        cb = sd.start(self.store, peer=peer, endpoint=channel, agent=agent, now=self.clock())
+        return channel
+
+    def _ring(self, cb: int, peer: str, agent: str, channel: str) -> None:
         if self.fs:
+            cmd = og.fs_originate(channel, self.context, peer, ring_seconds=self.ring_s)
             send, read = (lambda: self._bgapi(cmd, self.ring_s + ANSWER_GRACE_S)), og.fs_result
         else:
             act = og.ami_originate(channel, self.context, peer, ring_seconds=self.ring_s,
@@ -92,7 +122,6 @@ class DeskPhones:
             send, read = (lambda: self.send_action(act, timeout=self.ring_s + ANSWER_GRACE_S)), og.ami_result
         log.info("call back %d by %s: ringing %s, then %s", cb, agent, channel, mask(peer))
         self._spawn(self._originate(cb, send, read))
-        return cb
 
     async def _originate(self, cb: int, send, read) -> None:
         try:

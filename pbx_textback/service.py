@@ -232,7 +232,9 @@ class Service:
                                esl_bgapi=source.bgapi if source is not None and fs else None)
         if self.web is not None:
             self.web.deskphones = self.desk
-        return [asyncio.create_task(self.desk.run(), name="deskphones")]
+        from . import queued_callbacks          # call backs other boxes' inboxes asked of this PBX
+        return [asyncio.create_task(self.desk.run(), name="deskphones"),
+                asyncio.create_task(queued_callbacks.run(self.desk), name="queued call backs")]
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes

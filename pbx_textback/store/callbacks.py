@@ -16,8 +16,8 @@ import peewee as pw
 
 from .db import CANCELLED, Base, Call, Message, Store
 
-# callback states
-ORIGINATING, CONNECTED, FAILED = "originating", "connected", "failed"
+# callback states (queued: asked on another box's inbox, waiting for this row's box to start it)
+ORIGINATING, CONNECTED, FAILED, QUEUED = "originating", "connected", "failed", "queued"
 
 _DIALABLE = re.compile(r"^\+?\d{3,20}$")
 
@@ -34,9 +34,11 @@ class Callback(Base):
     channel_id = pw.CharField(default="")    # the originated call's id (Linkedid / uuid) once known
     created_at = pw.DoubleField(index=True)
     updated_at = pw.DoubleField()
+    box = pw.CharField(default="")           # the PBX box whose service places it (store/boxcalls.py)
 
     class Meta:
         table_name = "callback"
+        indexes = ((("box", "state"), False),)     # each service polls for its box's queued rows
 
 
 def create_tables(store: Store) -> None:
@@ -106,7 +108,7 @@ def claim_oldest_waiting(store: Store, *, endpoint: str, now: float, window_s: f
             if not _usable(call):
                 continue
             cb = Callback.create(call=call, peer=call.caller, endpoint=endpoint, feature=feature,
-                                 state=ORIGINATING, created_at=now, updated_at=now)
+                                 state=ORIGINATING, created_at=now, updated_at=now, box=store.box)
             return call, cb
     return None
 

@@ -298,6 +298,15 @@ MIGRATIONS.append((21, _api_tables))
 NEW_STORE_TABLES.extend([_hook_tables, _api_tables])
 
 
+def _v24(db):
+    """Call backs placed by the box that owns the caller's line (store/boxcalls.py)."""
+    from .boxcalls import add_box_column
+    add_box_column(db)
+
+
+MIGRATIONS.append((24, _v24))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

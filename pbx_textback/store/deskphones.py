@@ -31,7 +31,7 @@ def start(store: Store, *, peer: str, endpoint: str, agent: str, now: float) -> 
         call = (Call.select().where((Call.caller == peer) & (Call.direction == "inbound"))
                 .order_by(Call.created_at.desc(), Call.id.desc()).first())
         return Callback.create(call=call, peer=peer, endpoint=endpoint, feature="inbox", agent=agent,
-                               state=ORIGINATING, created_at=now, updated_at=now).id
+                               state=ORIGINATING, created_at=now, updated_at=now, box=store.box).id
 
 
 def finish(store: Store, callback_id: int, *, ok: bool, detail: str, channel_id: str, now: float) -> None:
@@ -58,7 +58,7 @@ def for_peer(store: Store, peer: str) -> list[dict]:
             calls[c.call_id] = {"answered": c.answered, "reason": c.reason,
                                 "hangup_cause": rec.get("hangup_cause", "")}
     return [{"id": r.id, "at": r.created_at, "state": r.state, "detail": r.detail, "agent": r.agent,
-             "endpoint": r.endpoint, "feature": r.feature, "channel_id": r.channel_id,
+             "endpoint": r.endpoint, "feature": r.feature, "channel_id": r.channel_id, "box": r.box,
              "call": calls.get(r.channel_id)} for r in rows]
 
 

@@ -285,6 +285,8 @@ def test_an_inbox_without_a_pbx_connection_says_so_on_the_button_and_star88_show
     now = time.time()
     seed(tmp_path / "s.sqlite3", now)
     store = st.open_store(str(tmp_path / "s.sqlite3"))
+    with store.write():     # rows from before stores named boxes: no PBX box owns the line to place it
+        st.Message.update(box="").execute()
     call, cb = cbs.claim_oldest_waiting(store, endpoint="PJSIP/100", now=now, window_s=3600)
     cbs.finish_callback(store, cb.id, cbs.FAILED, now=now, detail="the desk phone did not answer")
     box = Inbox(config(tmp_path, 1, 1), store)
@@ -300,6 +302,7 @@ def test_an_inbox_without_a_pbx_connection_says_so_on_the_button_and_star88_show
     store.close()
     assert re.search(r'id="callback" disabled', page)
     assert "Call back needs the running service&#39;s PBX connection" in page
+    assert f"no PBX box has taken a call on line {LINE} yet" in page
     assert status == 400 and "Call back needs the running service" in answer
     assert "Call back by *88 on the desk phone" in page
     assert "the desk phone did not answer (PJSIP/100)" in page
