@@ -116,3 +116,40 @@ async def _scenario(kind, tmp_path, dsn):
                 print(p.tail(40))
                 await p.stop(signal.SIGKILL)
         await feeder.stop()
+
+
+def test_on_a_service_box_a_line_it_owns_originates_at_once_and_another_boxs_line_is_queued_for_that_box(tmp_path):
+    from pbx_textback.store import callbacks as cbs
+    from pbx_textback.store import db as st
+    from tests.integration.test_callback import ANSWERS, LINE as OWN_LINE, run_service, sign_in
+    other, other_line = "+15125550191", "+15125550160"
+
+    async def scenario(svc, server, http, base, out):
+        now = time.time()
+        with svc.store.write():
+            st.Call.update(box=svc.store.box).where(st.Call.line == OWN_LINE).execute()   # this box's line
+            st.Call.create(box="pbx-a", call_id="a-1", pbx="asterisk", caller=other, caller_raw=other,
+                           called=other_line, line=other_line, direction="inbound", missed=True,
+                           reason="no-answer", record="{}", created_at=now - 60, started_at=now - 60)
+        csrf = await sign_in(http, base, "alice")
+        r = await http.post(f"{base}/c/{ANSWERS}/callback", data={"csrf": csrf}, allow_redirects=False)
+        # the request itself started it: already ringing the channel, never queued
+        out["own"] = (r.status, [(c.state, c.box, c.endpoint) for c in cbs.Callback.select().where(
+            cbs.Callback.peer == ANSWERS)])
+        out["other_page"] = await (await http.get(f"{base}/c/{other}")).text()
+        r = await http.post(f"{base}/c/{other}/callback", data={"csrf": csrf}, allow_redirects=False)
+        out["other_status"] = r.status
+        await asyncio.sleep(1.5)                   # three polls of this box: not its call back to place
+        out["other_rows"] = [(c.state, c.box, c.endpoint, c.agent) for c in cbs.Callback.select().where(
+            cbs.Callback.peer == other)]
+        out["other_after"] = await (await http.get(f"{base}/c/{other}")).text()
+        out["exten"] = [a["Exten"] for a in server.actions if a.get("Action") == "Originate"]
+    out, _ = run_service(tmp_path, scenario)
+    status, rows = out["own"]
+    assert status == 303
+    assert len(rows) == 1 and rows[0][0] != "queued" and rows[0][1:] == (st.default_box(), "PJSIP/100")
+    assert "rings your desk phone (100) first, through box pbx-a's PBX" in out["other_page"]
+    assert out["other_status"] == 303
+    assert out["other_rows"] == [("queued", "pbx-a", "100", "alice")]
+    assert "waiting for box pbx-a&#39;s PBX to ring extension 100" in out["other_after"]
+    assert out["exten"] == [ANSWERS]            # only the line this box owns went to its PBX
