@@ -158,7 +158,7 @@ def cmd_replay(a) -> int:
         other = {"asterisk": "an AMI (Asterisk)", "freeswitch": "an ESL (FreeSWITCH)"}[kind]
         raise CliError(f"{a.file} looks like {other} stream, not {a.pbx}: try --pbx {kind}")
     at = _parse_at(a.at) if a.at else None
-    from . import replaycmd      # the calls, then each text's fate on the trace's clock
+    from .replay import command as replaycmd      # the calls, then each text's fate on the trace's clock
     return replaycmd.run(replay_records(data, a.pbx, cfg), cfg, at=at, as_json=a.json, human_call=_human)
 
 
