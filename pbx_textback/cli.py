@@ -756,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--once", action="store_true", help="play the calls once, then stop")
     s.add_argument("--pace", type=float, default=1.0, help="seconds between demo calls")
     s.add_argument("--store", help="SQLite file to keep (default: a temp dir)")
+    s.add_argument("--no-browser", action="store_true",
+                   help="only print the inbox's address (a desktop session opens it by default)")
     s = cmd("check-config", cmd_check_config, "validate a config file")
     s.add_argument("-c", "--config", required=True)
     s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream, then "

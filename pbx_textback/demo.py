@@ -155,7 +155,7 @@ async def run_demo(a) -> int:
     if a.once:
         extra.append(_stop_when_done(svc, server, seen))
     else:           # the demo's callers answer now and then
-        extra.append(demo_inbox.announce(svc, password))
+        extra.append(demo_inbox.announce(svc, password, browser=not getattr(a, "no_browser", False)))
         extra.append(demo_inbox.callers_reply(svc, a.pace))
     try:
         await svc.run(extra_tasks=extra)

@@ -7,8 +7,10 @@ inbound text takes (stored first, then STOP/HELP acted on), marked as coming fro
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import socket
+import sys
 
 DEMO_USER = "demo"
 LISTEN = ("127.0.0.1", 8080)
@@ -47,12 +49,26 @@ def add_demo_user(store_path: str) -> str:
     return password
 
 
-async def announce(svc, password: str) -> None:
-    """Print the inbox's URL and the sign-in once the service serves it."""
+def has_desktop() -> bool:
+    """A graphical session to open a browser in. Without one, Python's webbrowser would start
+    a text browser (lynx, w3m) in this terminal and hide the demo's lines: print only."""
+    if sys.platform == "darwin":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+async def announce(svc, password: str, browser: bool = True) -> None:
+    """Print the inbox's URL and the sign-in once the service serves it, and open it in the
+    desktop's browser when there is one."""
     for _ in range(300):
         if svc.web_port is not None:
-            print(f"demo: the inbox is at http://{LISTEN[0]}:{svc.web_port}/  sign in as "
-                  f"{DEMO_USER} / {password}", flush=True)
+            url = f"http://{LISTEN[0]}:{svc.web_port}/"
+            print(f"demo: the inbox is at {url}  sign in as {DEMO_USER} / {password}", flush=True)
+            if browser and has_desktop():
+                import webbrowser
+                opened = await asyncio.to_thread(webbrowser.open, url)
+                print("demo: opened in your browser" if opened else
+                      "demo: no browser could be started: open the address above", flush=True)
             return
         await asyncio.sleep(0.1)
     print("demo: the inbox did not start (see the log above)", flush=True)

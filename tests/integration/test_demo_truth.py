@@ -172,7 +172,8 @@ def test_the_readme_demo_serves_the_inbox_its_login_signs_in_and_callers_reply(t
     from http.cookiejar import CookieJar
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"^\s+\./dev demo$", readme, re.M) and "sign in as demo" in readme
-    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")          # a server: no desktop, print only
     p = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "demo", "--pace", "0.2"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     try:
@@ -207,3 +208,40 @@ def test_the_readme_demo_serves_the_inbox_its_login_signs_in_and_callers_reply(t
         p.send_signal(signal.SIGINT)
         p.wait(30)
     assert p.returncode == 0
+
+
+def test_on_a_desktop_the_demo_opens_its_inbox_in_the_browser(tmp_path):
+    """With a graphical session the demo opens the printed address in the desktop's browser
+    ($BROWSER names it, as xdg tools honour); --no-browser only prints it."""
+    import signal
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
+    browser.chmod(0o755)
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), DISPLAY=":0", BROWSER=f"{browser} %s")
+
+    def first_lines(*args):
+        p = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "demo", "--pace", "5", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+        lines = []
+        try:
+            for _ in range(40):
+                lines.append(p.stdout.readline())
+                if lines[-1].startswith("demo: the inbox is at"):
+                    break
+            for _ in range(30 if "--no-browser" not in args else 0):   # calls print meanwhile
+                lines.append(p.stdout.readline())
+                if lines[-1].startswith(("demo: opened", "demo: no browser")):
+                    break
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(30)
+        return lines
+
+    lines = first_lines()
+    url = re.search(r"the inbox is at (\S+)", "".join(lines)).group(1)
+    assert "demo: opened in your browser\n" in lines
+    assert opened.read_text().split() == [url]
+    lines = first_lines("--no-browser")
+    assert any(ln.startswith("demo: the inbox is at") for ln in lines)
+    assert opened.read_text().split() == [url]                # not opened a second time
