@@ -205,11 +205,15 @@ class Web:
     (`pbx-textback user add`): a box nobody set up opens no port."""
     enabled: bool = True
     listen: str = "127.0.0.1:8080"       # HOST:PORT; put nginx/Apache with TLS in front
+    tls_cert: str = ""                   # or serve TLS here: a PEM certificate (chain) ...
+    tls_key: str = ""                    # ... and its key (README "Front desk inbox")
     # the front desk (README "Front desk: ownership, locks, notifications")
     reply_lock_minutes: float = 30.0     # an agent's "is replying" lock lapses after this idle time
     owner_rules: tuple[OwnerRule, ...] = ()   # first rule naming a signed-in agent owns a new conversation
 
     def __post_init__(self):
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both to serve TLS, or neither")
         if not (0 < self.reply_lock_minutes <= 24 * 60):
             raise ValueError(f"reply_lock_minutes must be between 0 and 1440, not {self.reply_lock_minutes}")
 

@@ -213,10 +213,11 @@ class Service:
         try:
             self.web_port = await self.web.start(host, port)
         except OSError as e:       # the inbox's port taken must not stop the texting
-            log.error("web inbox not served: cannot listen on %s: %s", self.cfg.web.listen, e.strerror or e)
+            from .web.tls import not_served
+            log.error("web inbox not served: %s", not_served(e, self.cfg.web.listen))
             self.web = None
             return
-        log.info("web inbox on http://%s:%d/", host, self.web_port)
+        log.info("web inbox on %s://%s:%d/", self.web.scheme, host, self.web_port)
         from .web.ownership import on_arrival, on_reached
         self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
                                                                               queue, now)

@@ -46,9 +46,10 @@ async def serve(cfg, store, *, stop: asyncio.Event | None = None) -> int:
     try:
         port = await inbox.start(host, port)
     except OSError as e:
-        log.error("web inbox not served: cannot listen on %s: %s", cfg.web.listen, e.strerror or e)
+        from .web.tls import not_served
+        log.error("web inbox not served: %s", not_served(e, cfg.web.listen))
         return 1
-    log.info("web inbox only (no PBX connection, no transport) on http://%s:%d/, store %s", host, port,
+    log.info("web inbox only (no PBX connection, no transport) on %s://%s:%d/, store %s", inbox.scheme, host, port,
              "postgresql" if cfg.store.dsn else cfg.store.path)
     watch = asyncio.create_task(reloader.watch())
     await stop.wait()

@@ -307,6 +307,16 @@ def _v24(db):
 MIGRATIONS.append((24, _v24))
 
 
+def _seen_tables(db):
+    """What each agent has seen: conversations opened, views marked seen (store/seen.py)."""
+    from .seen import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((25, _seen_tables))
+NEW_STORE_TABLES.append(_seen_tables)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
+from ..store import seen as seen_store
 from ..store import web as sw
-from . import admin, api, callback, desk, hooks, timeline, voicemail
+from . import admin, api, callback, desk, hooks, seen, timeline, voicemail
 from .keys import CSRF, USER
 from .reports import routes as reports_routes
 from .passwords import DUMMY_HASH, verify
@@ -94,12 +95,16 @@ class Inbox:
         app.add_routes(callback.routes(self))
         app.add_routes(reports_routes(self))
         app.add_routes(admin.routes(self))      # admin pages (admin role only)
+        app.add_routes(seen.routes(self))       # Mark all seen (web/seen.py)
         return app
 
     async def start(self, host: str, port: int) -> int:
+        from .tls import context
+        ssl_context = context(self.cfg.web.tls_cert, self.cfg.web.tls_key)    # TlsError: an OSError
+        self.scheme = "https" if ssl_context else "http"
         self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
+        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context)
         await site.start()
         return site._server.sockets[0].getsockname()[1]
 
@@ -213,6 +218,7 @@ class Inbox:
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
         desk.mark_rows(self, rows, me)
+        seen_store.mark_new(self.store, rows, me, name)
         return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(self.store, now, me), q=q,
                           views=VIEW_NAMES, more=shown + PAGE_ROWS if more else 0)
 
@@ -264,7 +270,9 @@ class Inbox:
         return Pipeline(self.cfg, self.store).sender_for(peer)
 
     async def conversation(self, request):
-        return self._conversation_page(request, self._peer(request))
+        peer = self._peer(request)
+        seen_store.see_peer(self.store, request[USER].name, peer, self.clock())
+        return self._conversation_page(request, peer)
 
     def _conversation_page(self, request, peer: str, status: int = 200, error: str = "", draft: str = "",
                            t: dict | None = None, **extra):

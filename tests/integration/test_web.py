@@ -395,3 +395,41 @@ def test_a_long_view_shows_a_hundred_callers_and_show_more_adds_the_rest(inbox):
     assert len(peers) == 100 and peers[0] == "+15125550000"            # oldest waiting first
     assert 'data-view="needs-reply">105<' in first and more
     assert len(re.findall(r'class="peer">([^<]+)', rest)) == 105 and "Show more" not in rest
+
+
+def test_new_until_seen_per_agent_and_mark_all_seen_for_a_view(inbox):
+    """A caller's row is new until the agent opens it or marks the view seen; a later reply
+    makes it new again; another agent's marks are their own."""
+    now = time.time()
+    sw.add_user(inbox.store, "joe", "agent", hash_password(PW), "", now)
+    missed_call(inbox.store, "+15125550101", now - 600)
+    missed_call(inbox.store, "+15125550102", now - 300)
+    new = lambda page: re.findall(r'<li class="new"><a href="/c/([^"]+)"', page)      # noqa: E731
+
+    async def scenario(client):
+        await sign_in(client)
+        pages = [await (await client.get("/")).text()]
+        await client.get("/c/+15125550101")                                  # maria opens one
+        pages.append(await (await client.get("/")).text())
+        await asyncio.sleep(0.01)
+        reply(inbox.store, "+15125550101", "still there?", time.time())       # it is new again
+        pages.append(await (await client.get("/")).text())
+        token = await csrf_of(client)
+        refused = await client.post("/seen", data={"view": "needs-reply"}, allow_redirects=False)
+        bad = await client.post("/seen", data={"view": "nope", "csrf": token}, allow_redirects=False)
+        done = await client.post("/seen", data={"view": "needs-reply", "csrf": token}, allow_redirects=False)
+        pages.append(await (await client.get("/")).text())
+        pages.append(await (await client.get("/?view=open")).text())          # another view: its own mark
+        await client.post("/logout", data={"csrf": token})
+        await sign_in(client, "joe")
+        pages.append(await (await client.get("/")).text())
+        return pages, refused.status, bad.status, (await bad.text()), done.status, done.headers.get("Location")
+    pages, refused, bad, bad_text, done, location = run(inbox, scenario)
+    assert new(pages[0]) == ["+15125550101", "+15125550102"] and "Mark all seen" in pages[0]
+    assert new(pages[1]) == ["+15125550102"]
+    assert new(pages[2]) == ["+15125550101", "+15125550102"]
+    assert refused == 403 and bad == 400 and "nope" in bad_text
+    assert done == 303 and location == "/?view=needs-reply"
+    assert new(pages[3]) == [] and re.findall(r'class="peer">([^<]+)', pages[3]) == ["+15125550101", "+15125550102"]
+    assert sorted(new(pages[4])) == ["+15125550101", "+15125550102"]
+    assert new(pages[5]) == ["+15125550101", "+15125550102"]                  # joe has seen nothing
