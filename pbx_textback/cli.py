@@ -10,8 +10,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from . import __version__
@@ -98,15 +97,7 @@ def cmd_check_config(a) -> int:
     return 0
 
 
-def _iso(ts: float | None, tz: str | None = None) -> str | None:
-    """One time format for people: ISO-8601 with the offset (the business zone when given)."""
-    if ts is None:
-        return None
-    dt = datetime.fromtimestamp(ts, timezone.utc)
-    if tz:
-        from zoneinfo import ZoneInfo
-        dt = dt.astimezone(ZoneInfo(tz))
-    return dt.isoformat(timespec="seconds")
+from .core.times import iso as _iso  # noqa: E402  (one format for every command)
 
 
 _TIME_KEYS = ("at", "since", "started_at", "ended_at", "created_at", "updated_at", "due_at",

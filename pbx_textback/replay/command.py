@@ -14,7 +14,8 @@ import json
 import time
 from dataclasses import replace
 
-from pbx_textback.replay.simulate import STEP, Simulation, iso
+from pbx_textback.core.times import iso
+from pbx_textback.replay.simulate import STEP, Simulation
 
 
 def _shift(rec, by: float):

@@ -8,12 +8,10 @@ cancels, collapses, holds or expires it); after the last call it runs on until n
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
-from pbx_textback.outbox import OutboxWorker, SendResult
+from pbx_textback.core.times import iso
+from pbx_textback.outbox import LogTransport, OutboxWorker
 from pbx_textback.pipeline import Pipeline
 from pbx_textback.store import db as st
 from pbx_textback.store.history import texts
@@ -31,27 +29,19 @@ class SimClock:
         return self.t
 
 
-class RecordingTransport:
+class RecordingTransport(LogTransport):
     """Takes every text the gate lets through and notes when; sends nothing."""
     name = "simulated"
     capacity = 64
 
     def __init__(self, clock: SimClock):
+        super().__init__()
         self.clock = clock
-        self._ids = itertools.count(1)
         self.sent: list[tuple[int, float]] = []       # (message id, when)
 
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def send(self, msg, last_look=None) -> SendResult:
-        if last_look is not None and not last_look():
-            return SendResult("retry")
+    def deliver(self, msg) -> str:
         self.sent.append((msg.id, self.clock()))
-        return SendResult("sent", f"sim-{next(self._ids)}")
+        return f"sim-{next(self._ids)}"
 
 
 @dataclass
@@ -74,15 +64,6 @@ class TextFate:
         return {"text": self.id, "kind": self.kind, "peer": self.peer, "line": self.line,
                 "state": self.state, "due_at": iso(self.due_at, tz), "sent_at": iso(self.sent_at, tz),
                 "calls_missed": self.calls_missed, "calls": self.calls, "why": self.why, "body": self.body}
-
-
-def iso(ts: float | None, tz: str | None = None) -> str | None:
-    if ts is None:
-        return None
-    dt = datetime.fromtimestamp(ts, timezone.utc)
-    if tz:
-        dt = dt.astimezone(ZoneInfo(tz))
-    return dt.isoformat(timespec="seconds")
 
 
 class Simulation:

@@ -23,7 +23,8 @@ from collections import Counter, defaultdict
 from pbx_textback.core.model import INBOUND, CallRecord, Leg
 from pbx_textback.core.policy.decide import find_line
 from pbx_textback.core.policy import consent as consent_mod
-from pbx_textback.replay.simulate import Simulation, iso
+from pbx_textback.core.times import iso
+from pbx_textback.replay.simulate import Simulation
 from pbx_textback.store import db as st
 from pbx_textback.store.history import read_history
 
