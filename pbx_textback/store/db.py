@@ -224,6 +224,21 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v23(db):
+    """The hot path's indexes and the per-caller consent summary (store/fast.py)."""
+    from .fast import migrate_v23
+    migrate_v23(db)
+
+
+def _fast_tables(db):
+    from .fast import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((23, _v23))
+NEW_STORE_TABLES.append(_fast_tables)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -255,8 +270,8 @@ class Store:
         return Call.select(pw.fn.MAX(Call.created_at)).scalar()
 
     def has_call(self, call_id: str) -> bool:
-        # narrow selects throughout: building the SQL for all columns is most of the cost
-        return Call.select(Call.id).where((Call.call_id == call_id) & _own_call(self.box)).exists()
+        from .fast import seen
+        return seen(self, call_id)
 
     def last_text_at(self, peer: str, line: str) -> float | None:
         row = (Message.select(pw.fn.MAX(Message.created_at)).where(
@@ -264,36 +279,12 @@ class Store:
             & (Message.kind == "missed-call") & (Message.state != CANCELLED)).scalar())
         return row
 
-    def record_verdict(self, verdict, *, now: float) -> tuple[int, int | None]:
+    def record_verdict(self, verdict, *, now: float, consent=None) -> tuple[int, int | None]:
         """Call + decision + (when texting) its outbox row, in one transaction. Idempotent per
         call_id: a call seen twice (replayed, reconciled) keeps its first decision and is
-        never texted twice."""
-        c, o, d = verdict.call, verdict.outcome, verdict.decision
-        shown = verdict.extra
-        with self.write():
-            existing = Call.select(Call.id).where((Call.call_id == c.call_id) & _own_call(self.box)).first()
-            if existing is not None:
-                return existing.id, None
-            call = Call.create(
-                box=self.box, call_id=c.call_id, pbx=c.pbx, caller=shown.get("caller", c.caller),
-                caller_raw=c.caller, called=shown.get("called", c.called), line=d.line,
-                direction=c.direction, missed=o.missed, reason=o.reason, why=o.why,
-                voicemail_left=c.voicemail_left, recovered=c.recovered, started_at=c.started_at,
-                ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now,
-                answered=c.answered_by_human)
-            DecisionRow.create(call=call, action=d.action, line=d.line, created_at=now,
-                               checks=json.dumps([ch.to_dict() for ch in d.checks]))
-            msg_id = None
-            if d.action == "text":
-                msg_id = Message.create(
-                    box=self.box, call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
-                    body=d.body, state=PENDING, due_at=d.due_at if d.due_at is not None else now,
-                    created_at=now, updated_at=now, calls_missed=verdict.extra.get("calls_missed", 1)).id
-            elif verdict.extra.get("collapse_into"):
-                mid, body, n = verdict.extra["collapse_into"]
-                Message.update(body=body, calls_missed=n, updated_at=now).where(
-                    (Message.id == mid) & (Message.state == PENDING)).execute()
-            return call.id, msg_id
+        never texted twice. consent: the caller's inbound-call event, in the same transaction."""
+        from .fast import record_verdict
+        return record_verdict(self, verdict, now=now, consent=consent)
 
     # ---- outbox ------------------------------------------------------------------------------
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:
@@ -444,11 +435,8 @@ class Store:
 
     def reached_since(self, peer: str, since: float) -> str:
         """A call after `since` in which a person spoke with this number, as 'call ID'."""
-        row = (Call.select().where((Call.created_at > since) & (Call.answered == True)  # noqa: E712
-                                   & (((Call.direction == "inbound") & (Call.caller == peer))
-                                      | ((Call.direction == "outbound") & (Call.called == peer))))
-               .order_by(Call.created_at).first())
-        return f"{row.direction} call {row.call_id}" if row else ""
+        from .fast import reached_since
+        return reached_since(self, peer, since)
 
     def replied_since(self, peer: str, since: float) -> bool:
         return Message.select().where((Message.peer == peer) & (Message.direction == "in")
@@ -493,23 +481,25 @@ class Store:
 
     def add_consent(self, ev) -> int:
         """Call inside write() when it must be atomic with other rows."""
-        return Consent.create(number=ev.number, kind=ev.kind, at=ev.at, scope=ev.scope, line=ev.line,
-                              source=ev.source, confirms=ev.confirms, lang=ev.lang).id
+        from .fast import add_consent
+        return add_consent(self, ev)
+
+    def consent_standing(self, number: str) -> list:
+        """The events that decide `number`'s consent standing (not its whole history)."""
+        from .fast import consent_standing_history
+        return consent_standing_history(self, number)
 
     AUTOMATED = ("missed-call", "follow-up", "manual")
 
     def auto_text_times(self, peer: str, since: float) -> list[float]:
         """When automated texts to this number were queued (pending ones too: a second
         concurrent missed call must see the first)."""
-        return [m.created_at for m in Message.select(Message.created_at).where(
-            (Message.peer == peer) & (Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
-            & (Message.created_at > since)
-            & (Message.state.not_in([CANCELLED, EXPIRED, FAILED])))]
+        from .fast import auto_text_times
+        return auto_text_times(self, peer, since)
 
     def texts_since(self, since: float) -> int:
-        return Message.select().where((Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
-                                      & (Message.created_at > since)
-                                      & (Message.state.in_([SENDING, SENT, DELIVERED, UNKNOWN]))).count()
+        from .fast import texts_since
+        return texts_since(self, since)
 
     def last_help_at(self, peer: str) -> float | None:
         return Message.select(pw.fn.MAX(Message.created_at)).where(
