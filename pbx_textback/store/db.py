@@ -290,28 +290,14 @@ class Store:
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:
         """pending rows that are due -> sending, oldest due first. An attempt is counted when
         the text is written (mark_written), not here: a claimed text may never leave."""
-        with self.write():
-            q = (Message.select().where(
-                (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out")
-                & (Message.box == self.box))       # another box's texts go out through its own gateway
-                .order_by(Message.due_at, Message.id).limit(limit))
-            if not self.is_sqlite:     # two workers (two PBX boxes) never claim the same row
-                q = q.for_update("FOR UPDATE SKIP LOCKED")
-            rows = list(q)
-            ids = [r.id for r in rows]
-            if ids:
-                Message.update(state=SENDING, written_at=None, updated_at=now).where(
-                    Message.id.in_(ids) & (Message.state == PENDING)).execute()
-            for r in rows:
-                r.state, r.written_at = SENDING, None
-            return rows
+        from .fast import claim_due
+        return claim_due(self, now, limit)
 
     def mark_written(self, msg_id: int, now: float) -> bool:
         """The transport is about to write the text's first byte: from here a crash or a lost
         connection leaves its fate unknown. False when the row is no longer ours to send."""
-        with self.write():
-            return Message.update(written_at=now, attempts=Message.attempts + 1, updated_at=now).where(
-                (Message.id == msg_id) & (Message.state == SENDING)).execute() == 1
+        from .fast import mark_written
+        return mark_written(self, msg_id, now)
 
     def return_unwritten(self, ids, now: float) -> int:
         """Claimed texts that were never written (the service is stopping): back to pending."""
@@ -340,11 +326,8 @@ class Store:
             fields["due_at"] = due_at
         if state == PENDING:
             fields["written_at"] = None
-        where = Message.id == msg_id
-        if only_from is not None:
-            where &= Message.state == only_from
-        with self.write():
-            return Message.update(**fields).where(where).execute() == 1
+        from .fast import set_state
+        return set_state(self, msg_id, fields, only_from)
 
     def recover_interrupted(self, now: float) -> tuple[int, int]:
         """Rows left in `sending` by a stop or a crash: (back to pending, unknown). Only a text
@@ -545,11 +528,9 @@ class Store:
     def mark_sent(self, msg_id: int, *, now: float, transport: str, transport_id: str) -> None:
         """The submit was accepted. A receipt may already have come in (a fast SMSC): never
         step back from delivered/failed to sent."""
-        account = self.accounts.get(transport, transport)
-        with self.write():
-            Message.update(transport=transport, transport_id=transport_id, account=account, updated_at=now,
-                           error="").where(Message.id == msg_id).execute()
-            Message.update(state=SENT).where((Message.id == msg_id) & (Message.state == SENDING)).execute()
+        from .fast import mark_sent
+        mark_sent(self, msg_id, now=now, transport=transport, account=self.accounts.get(transport, transport),
+                  transport_id=transport_id)
 
     def apply_dlr(self, keys, state: str, error: str, now: float, msg_id: int | None = None,
                   transport: str = "smpp") -> int:
@@ -558,15 +539,17 @@ class Store:
         among the texts sent through this service's account (ids repeat across accounts)."""
         final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
                  "undeliverable": FAILED, "deleted": FAILED}.get(state)
-        lookups = [Message.id == msg_id] if msg_id is not None else []
-        lookups += [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
+        if msg_id is not None:
+            from .fast import dlr_by_id
+            if dlr_by_id(self, msg_id, final, state, error, now):
+                return 1
+        lookups = [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
                     | Message.transport_id.endswith("," + k) | Message.transport_id.contains("," + k + ",")
                     for k in keys]
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
-        for i, cond in enumerate(lookups):
-            if i > 0 or msg_id is None:
-                cond = cond & ours
+        for cond in lookups:
+            cond = cond & ours
             rows = list(Message.select().where((Message.direction == "out") & cond))
             if not rows:
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from . import db as st
+from . import db as st      # db imports this module lazily: no cycle at import time
 
 _PG_CACHE: dict[str, str] = {}
 
@@ -221,3 +221,78 @@ def migrate_v23(db) -> None:
         'AND c.id = (SELECT d.id FROM "consent" d WHERE d.number = c.number AND d.line = c.line '
         'AND d.kind = \'inbound-call\' ORDER BY d.at DESC, d.id DESC LIMIT 1) '
         'ON CONFLICT (number, line) DO NOTHING')
+
+
+# ---- the outbox: claim, write, sent, receipt ----------------------------------------------------
+_MSG_COLS = ("id", "call_id", "direction", "kind", "line", "peer", "body", "state", "due_at", "attempts",
+             "transport", "transport_id", "error", "created_at", "updated_at", "calls_missed", "note",
+             "ref", "written_at", "box", "account")
+_CLAIM = (f'SELECT {", ".join(_MSG_COLS)} FROM "message" WHERE state = \'pending\' AND due_at <= ? '
+          'AND direction = \'out\' AND box = ? ORDER BY due_at, id LIMIT ?')
+
+
+def _message(values) -> st.Message:
+    kw = dict(zip(_MSG_COLS, values))
+    kw["call"] = kw.pop("call_id")
+    return st.Message(__no_default__=1, **kw)
+
+
+def claim_due(store, now: float, limit: int) -> list:
+    """Store.claim_due in two constant statements."""
+    with store.write():
+        sql = _CLAIM if store.is_sqlite else _CLAIM + " FOR UPDATE SKIP LOCKED"
+        got = rows(store, sql, (now, store.box, limit))
+        if not got:
+            return []
+        ids = [r[0] for r in got]
+        run(store, f'UPDATE "message" SET state = \'sending\', written_at = NULL, updated_at = ? '
+                   f'WHERE id IN ({", ".join("?" * len(ids))}) AND state = \'pending\'', (now, *ids))
+    out = [_message(r) for r in got]
+    for m in out:
+        m.state, m.written_at = st.SENDING, None
+    return out
+
+
+def mark_written(store, msg_id: int, now: float) -> bool:
+    with store.write():
+        return run(store, 'UPDATE "message" SET written_at = ?, attempts = attempts + 1, updated_at = ? '
+                          'WHERE id = ? AND state = \'sending\'', (now, now, msg_id)) == 1
+
+
+def mark_sent(store, msg_id: int, *, now: float, transport: str, account: str, transport_id: str) -> None:
+    """Never steps back from delivered/failed (a receipt that came first) to sent."""
+    with store.write():
+        run(store, 'UPDATE "message" SET transport = ?, transport_id = ?, account = ?, updated_at = ?, '
+                   'error = \'\', state = CASE WHEN state = \'sending\' THEN \'sent\' ELSE state END '
+                   'WHERE id = ?', (transport, transport_id, account, now, msg_id))
+
+
+_SET_STATE: dict[tuple, str] = {}
+
+
+def set_state(store, msg_id: int, fields: dict, only_from: str | None) -> bool:
+    key = (tuple(fields), only_from is not None)
+    sql = _SET_STATE.get(key)
+    if sql is None:
+        sets = ", ".join(f'"{k}" = ?' for k in fields)
+        sql = _SET_STATE[key] = (f'UPDATE "message" SET {sets} WHERE id = ?'
+                                 + (" AND state = ?" if only_from is not None else ""))
+    params = (*fields.values(), msg_id) + ((only_from,) if only_from is not None else ())
+    with store.write():
+        return run(store, sql, params) == 1
+
+
+def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now: float) -> int:
+    """A receipt for the text this process submitted (its row id known): 1, or 0 when there
+    is no such outgoing text (the caller then looks by the gateway's id)."""
+    with store.write():
+        r = one(store, 'SELECT state FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,))
+        if r is None:
+            return 0
+        if final is None:
+            run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ?',
+                (f"receipt: {state}", now, msg_id))
+        elif r[0] != st.FAILED:     # one failed part fails the text
+            run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? WHERE id = ?',
+                (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), msg_id))
+        return 1
