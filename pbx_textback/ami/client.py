@@ -73,6 +73,9 @@ def _first(ev, key: str) -> str:
 
 # --------------------------------------------------------------------------- panoramisk glue
 
+CONSUME_SLICE = 64          # events handled before the consumer yields to the rest of the loop
+
+
 class _Protocol(AMIProtocol):
     """AMIProtocol reading through our framing. Everything else (responses, futures, event
     dispatch) stays panoramisk's."""
@@ -500,7 +503,13 @@ class AmiSource:
 
     async def _consume(self) -> None:
         q = self._queue
+        done = 0
         while True:
+            done += 1
+            if done % CONSUME_SLICE == 0:
+                # a full queue never makes q.get() wait: let the outbox (and everything else
+                # on the loop) take its turn, or a burst of events starves the texts it queues
+                await asyncio.sleep(0)
             item = await q.get()
             if item is _STOP:
                 return

@@ -96,7 +96,7 @@ def _parse(s: str, region: str) -> phonenumbers.PhoneNumber | None:
     return n
 
 
-CACHE_SIZE = 4096     # distinct numbers remembered: a call parses its caller once, not ~8 times
+CACHE_SIZE = 1024     # distinct numbers remembered: a call parses its caller once, not ~8 times
 
 
 def to_e164(raw: str, region: str = "US") -> str | None:

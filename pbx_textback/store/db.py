@@ -543,9 +543,12 @@ class Store:
             from .fast import dlr_by_id
             if dlr_by_id(self, msg_id, final, state, error, now):
                 return 1
-        lookups = [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
-                    | Message.transport_id.endswith("," + k) | Message.transport_id.contains("," + k + ",")
-                    for k in keys]
+        # the exact id first (indexed): a one-part text, the common case; then the id as one
+        # part of several (a scan, so only when the exact one finds nothing)
+        lookups = [c for k in keys for c in (
+            Message.transport_id == k,
+            Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
+            | Message.transport_id.contains("," + k + ","))]
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
         for cond in lookups:

@@ -48,7 +48,7 @@ class LineView:
 
 
 _LINES: dict[int, tuple] = {}      # id(cfg) -> (cfg, {called: LineView | None}); configs are frozen
-_LINES_MAX, _CALLED_MAX = 8, 4096
+_LINES_MAX, _CALLED_MAX = 8, 1024
 
 
 def find_line(cfg, called: str) -> LineView | None:
