@@ -525,7 +525,7 @@ class AmiSource:
                 continue
             try:
                 r = self.on_event(item)
-                if inspect.isawaitable(r):
+                if r is not None and inspect.isawaitable(r):
                     await r
             except Exception as e:
                 # name the event and where it failed, not its content (caller numbers)
