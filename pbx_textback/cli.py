@@ -146,8 +146,6 @@ def stream_kind(data: bytes) -> str | None:
 
 
 def cmd_replay(a) -> int:
-    from .pipeline import Pipeline
-    from .store.db import open_store
     cfg = _config(a.config)
     try:
         data = Path(a.file).read_bytes()
@@ -160,20 +158,19 @@ def cmd_replay(a) -> int:
         other = {"asterisk": "an AMI (Asterisk)", "freeswitch": "an ESL (FreeSWITCH)"}[kind]
         raise CliError(f"{a.file} looks like {other} stream, not {a.pbx}: try --pbx {kind}")
     at = _parse_at(a.at) if a.at else None
-    cfg = replace(cfg, store=replace(cfg.store, path=":memory:", dsn=""))
-    store = open_store(":memory:")
-    pipe = Pipeline(cfg, store, replay=True)
-    for rec in replay_records(data, a.pbx, cfg):
-        if at is not None:
-            rec = replace(rec, started_at=at, ended_at=at)
-        now = at if at is not None else rec.ended_at
-        v = pipe.on_record(rec, now=now)
-        if a.json:
-            print(json.dumps(v.to_json(), ensure_ascii=False), flush=True)
-        else:
-            print(_human(v), flush=True)
-    store.close()
-    return 0
+    from . import replaycmd      # the calls, then each text's fate on the trace's clock
+    return replaycmd.run(replay_records(data, a.pbx, cfg), cfg, at=at, as_json=a.json, human_call=_human)
+
+
+def cmd_whatif(a) -> int:
+    from . import whatif
+    cfg = _config(a.config, required=True)
+    try:
+        since = whatif.parse_since(a.since, time.time())
+    except whatif.WhatifError as e:
+        raise CliError(str(e)) from None
+    return whatif.run(cfg, store_path=a.store or cfg.store.path, dsn="" if a.store else cfg.store.dsn,
+                      since=since, as_json=a.json, examples=a.examples, label=a.config)
 
 
 def _human(v) -> str:
@@ -675,6 +672,23 @@ def cmd_user(a) -> int:
     return 0
 
 
+def _store_command(module):
+    """hooks, token: the body lives in its own module; run(a, cfg, store, fail)."""
+    def fail(msg):
+        raise CliError(msg)
+
+    def command(a) -> int:
+        if getattr(a, "action", "") == "secret":
+            return module.run(a, None, None, fail)
+        cfg = _config(a.config, required=True, secrets=False)
+        store = _store(cfg)
+        try:
+            return module.run(a, cfg, store, fail)
+        finally:
+            store.close()
+    return command
+
+
 def cmd_demo(a) -> int:
     from .demo import DemoError, run_demo
     try:
@@ -713,12 +727,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", help="SQLite file to keep (default: a temp dir)")
     s = cmd("check-config", cmd_check_config, "validate a config file")
     s.add_argument("-c", "--config", required=True)
-    s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream")
+    s = cmd("replay", cmd_replay, "classify and decide every call of a recorded PBX event stream, then "
+            "run the outbox on its clock: what each text would become (sent, cancelled, held...)")
     s.add_argument("file")
     s.add_argument("--pbx", default="asterisk", choices=["asterisk", "freeswitch"])
     s.add_argument("-c", "--config")
-    s.add_argument("--at", help="the time of the calls (ISO-8601 with offset) for the hours check")
+    s.add_argument("--at", help="the time of the calls (ISO-8601 with offset): for the hours check, and the "
+                   "outbox's clock when the trace has no timestamps of its own")
     s.add_argument("--json", action="store_true")
+    s = cmd("whatif", cmd_whatif, "the calls in the store decided again under another config (-c: the "
+            "proposed one; its [store] is read): which texts would (not) go out, other wording, later "
+            "or earlier; nothing is sent")
+    s.add_argument("-c", "--config")
+    s.add_argument("--since", default="7d", help="how far back: 7d, 36h, 2w or an ISO-8601 time")
+    s.add_argument("--store", help="read this SQLite store instead of the config's")
+    s.add_argument("--examples", type=int, default=3, help="example calls per change")
+    s.add_argument("--json", action="store_true", help="one JSON document")
     s = cmd("explain", cmd_explain, "why did this caller (not) get a text? (NUMBER or CALL_ID)")
     s.add_argument("key", metavar="NUMBER|CALL_ID")
     s.add_argument("-c", "--config")
@@ -792,6 +816,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
+    from .hooks import cli as hooks_cli
+    from .web import tokens as tokens_cli
+    for mod in (hooks_cli, tokens_cli):
+        mod.add_parser(lambda name, help, m=mod: cmd(name, _store_command(m), help))
     s = cmd("esl", cmd_esl, "the FreeSWITCH event-socket child (started by run)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     _add_help_texts(sub)
@@ -805,6 +833,7 @@ EXAMPLES = {
     "demo": "pbx-textback demo --once --pbx freeswitch",
     "check-config": "pbx-textback check-config -c /etc/pbx-textback/config.toml",
     "replay": "pbx-textback replay calls.ami --pbx asterisk --at 2026-11-26T17:30:00-06:00",
+    "whatif": "pbx-textback whatif -c /etc/pbx-textback/new.toml --since 7d   (nothing is sent)",
     "explain": "pbx-textback explain +15125550188",
     "number": "pbx-textback number '(512) 555-0188' --region US",
     "sms-info": "pbx-textback sms-info 'Sorry we missed your call'",
@@ -821,6 +850,8 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
+    "hooks": "pbx-textback hooks deliveries --endpoint crm\n  pbx-textback hooks resend 42",
+    "token": "pbx-textback token add hubspot-relay --scope write",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",
 }
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core.model import MISSED_REASONS, Marker   # [[pbx.after_hours_markers]] are core Markers
+from .core.policy.ownership import OwnerRule     # [[web.owner_rules]] are core OwnerRules
 from .sip.message import SipSettings
 from .smpp.transport import SmppSettings
 
@@ -204,6 +205,87 @@ class Web:
     (`pbx-textback user add`): a box nobody set up opens no port."""
     enabled: bool = True
     listen: str = "127.0.0.1:8080"       # HOST:PORT; put nginx/Apache with TLS in front
+    # the front desk (README "Front desk: ownership, locks, notifications")
+    reply_lock_minutes: float = 30.0     # an agent's "is replying" lock lapses after this idle time
+    owner_rules: tuple[OwnerRule, ...] = ()   # first rule naming a signed-in agent owns a new conversation
+
+    def __post_init__(self):
+        if not (0 < self.reply_lock_minutes <= 24 * 60):
+            raise ValueError(f"reply_lock_minutes must be between 0 and 1440, not {self.reply_lock_minutes}")
+
+
+
+# ---- webhooks and the REST API (README "Webhooks", "REST API") ----------------------------
+HOOK_EVENTS = ("call.missed", "call.answered", "message.sent", "message.delivered", "message.failed",
+               "message.received", "conversation.assigned", "conversation.closed", "contact.opted_out",
+               "contact.opted_in", "callback.completed")
+
+
+@dataclass(frozen=True)
+class HookEndpoint:
+    """One receiver. `secret` (secret_file / secret_env) holds one or more whsec_ secrets,
+    whitespace apart: each signs, so a receiver can move to a new one (secret rotation)."""
+    name: str
+    url: str
+    secret: str = ""
+    events: tuple[str, ...] = HOOK_EVENTS
+
+
+@dataclass(frozen=True)
+class Hooks:
+    endpoint: tuple[HookEndpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Api:
+    rate_per_minute: int = 120           # requests per token per minute (429 beyond)
+
+
+def _hooks_problems(cfg, lines) -> list[str]:
+    import base64
+    import binascii
+    out, names = [], set()
+    for i, ep in enumerate(cfg.hooks.endpoint):
+        k = f"hooks.endpoint[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", ep.name):
+            out.append(f"'{k}.name'{_where(k + '.name', lines)}: '{ep.name}' must be letters, digits, "
+                       "'.', '_' or '-', e.g. \"crm\"")
+        elif ep.name in names:
+            out.append(f"'{k}.name'{_where(k + '.name', lines)}: endpoint '{ep.name}' is named twice")
+        names.add(ep.name)
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", ep.url):
+            out.append(f"'{k}.url'{_where(k + '.url', lines)}: '{ep.url}' is not an http(s) URL")
+        for ev in ep.events:
+            if ev not in HOOK_EVENTS:
+                out.append(f"'{k}.events'{_where(k + '.events', lines)}: '{ev}' is not one of "
+                           f"{', '.join(HOOK_EVENTS)}")
+        if not ep.secret:
+            if _SECRETS_NEEDED.get():
+                out.append(f"'{k}.secret'{_where(k, lines)}: missing; give secret_file = \"…\" holding "
+                           "a whsec_… secret (one per line; two during a rotation)")
+            continue
+        for sec in ep.secret.split():
+            try:
+                ok = sec.startswith("whsec_") and len(base64.b64decode(sec[6:] + "==", validate=False)) >= 16
+            except (binascii.Error, ValueError):
+                ok = False
+            if not ok:
+                out.append(f"'{k}.secret'{_where(k, lines)}: not a whsec_ secret (whsec_ then base64 of "
+                           "at least 16 bytes; `pbx-textback hooks secret` makes one)")
+    return out
+
+
+@dataclass(frozen=True)
+class DeskPhones:
+    """Call back from the inbox (the agent's desk phone rings first) and callers' replies
+    pushed to desk phones as SIP MESSAGE, both through the PBX connection (README "Desk
+    phones"). Empty strings take the PBX type's default, shown after each key."""
+    channel: str = ""            # the agent's phone; {ext} = the user's --extension. PJSIP/{ext} | user/{ext}
+    context: str = ""            # the phone's own dialplan context (its outbound route dials the caller). from-internal | default
+    ring_seconds: int = 20       # how long the desk phone rings before the call back gives up
+    push_replies: bool = True    # a caller's reply goes to the owner's desk phone (all agents' while unassigned)
+    message_to: str = ""         # where a pushed reply goes. pjsip:{ext} | {ext}@<FreeSWITCH domain> (required there)
+    message_from: str = ""       # its From; "" = the PBX's default (Asterisk) | textback@<domain of message_to>
 
 
 @dataclass(frozen=True)
@@ -217,6 +299,9 @@ class Config:
     compliance: Compliance = field(default_factory=Compliance)
     features: Features = field(default_factory=Features)
     web: Web = field(default_factory=Web)
+    hooks: Hooks = field(default_factory=Hooks)
+    api: Api = field(default_factory=Api)
+    deskphones: DeskPhones = field(default_factory=DeskPhones)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
@@ -261,7 +346,7 @@ _RANGES = {
     "ping_interval": (0.1, 3600, "seconds"), "alert_after_minutes": (0, 10080, "minutes"),
     "internal_max_digits": (1, 15, "digits"), "cross_line_cap": (0, 100000, "texts"),
     "global_hourly_cap": (0, 1000000, "texts"), "retention_days": (0, 36600, "days"),
-    "port": (0, 65535, ""), "listen_port": (0, 65535, ""), "relay_port": (0, 65535, ""),   # 0: any free port
+    "rate_per_minute": (1, 100000, "requests"), "port": (0, 65535, ""), "listen_port": (0, 65535, ""), "relay_port": (0, 65535, ""),   # 0: any free port
 }
 
 
@@ -548,6 +633,22 @@ def web_listen(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _deskphone_problems(d: DeskPhones, lines) -> list[str]:
+    out = []
+    for key in ("channel", "message_to"):
+        v = getattr(d, key)
+        if v and "{ext}" not in v:
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: '{v}' names no phone: "
+                       "put {ext} where the agent's extension goes (e.g. \"PJSIP/{ext}\")")
+    if not 5 <= d.ring_seconds <= 120:
+        out.append(f"'deskphones.ring_seconds'{_where('deskphones.ring_seconds', lines)}: "
+                   f"{d.ring_seconds} is not within 5..120")
+    for key in ("channel", "context", "message_to", "message_from"):
+        if re.search(r"[\s\r\n|]", getattr(d, key)):
+            out.append(f"'deskphones.{key}'{_where('deskphones.' + key, lines)}: no blanks or '|' allowed")
+    return out
+
+
 def _validate(cfg: Config, lines) -> list[str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     from .core.text.templates import TemplateError, check_template
@@ -559,6 +660,8 @@ def _validate(cfg: Config, lines) -> list[str]:
         if obj not in allowed:
             problems.append(f"'{key}'{_where(key, lines)}: '{obj}' is not one of {', '.join(allowed)}")
     problems += _range_problems(cfg, lines)
+    problems += _hooks_problems(cfg, lines)
+    problems += _deskphone_problems(cfg.deskphones, lines)
     if web_listen(cfg.web.listen) is None:
         problems.append(f"'web.listen'{_where('web.listen', lines)}: '{cfg.web.listen}' is not HOST:PORT "
                         "(e.g. 127.0.0.1:8080)")

@@ -41,6 +41,9 @@ path = {store}
 
 [compliance]
 quiet_hours = ""
+
+[web]
+listen = "{listen}"
 """
 
 
@@ -115,7 +118,9 @@ async def run_demo(a) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(store_path + suffix).unlink(missing_ok=True)
     config_path = folder / "config.toml"
-    config_path.write_text(DEMO_CONFIG.format(store=json.dumps(store_path)), encoding="utf-8")
+    from . import demo_inbox
+    config_path.write_text(DEMO_CONFIG.format(store=json.dumps(store_path), listen=demo_inbox.listen_address()),
+                           encoding="utf-8")
     cfg = loads(config_path.read_text(encoding="utf-8"), str(config_path))
     traces = demo_traces(a.pbx)
     tmp = tempfile.TemporaryDirectory(prefix="pbx-textback-demo-")
@@ -143,10 +148,15 @@ async def run_demo(a) -> int:
     print(f"demo: a loopback {a.pbx} on 127.0.0.1:{port} plays {len(traces)} recorded "
           f"call traces; texts go to the log. Ctrl-C stops.", flush=True)
     seen = []
+    # the inbox only for a demo that keeps running: --once stops before anyone could sign in
+    password = None if a.once else demo_inbox.add_demo_user(store_path)      # the demo's own store only
     svc = Service(cfg, on_verdict=lambda v: (seen.append(v), _print_verdict(v)))
     extra = []
     if a.once:
         extra.append(_stop_when_done(svc, server, seen))
+    else:           # the demo's callers answer now and then
+        extra.append(demo_inbox.announce(svc, password))
+        extra.append(demo_inbox.callers_reply(svc, a.pace))
     try:
         await svc.run(extra_tasks=extra)
     finally:

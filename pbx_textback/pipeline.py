@@ -51,6 +51,8 @@ def _window(spans: str):
 class Pipeline:
     def __init__(self, cfg, store, *, clock=time.time, replay: bool = False):
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay
+        self.on_arrival = None     # (peer, line, queue, now): the inbox picks an owner (web/ownership.py)
+        self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
 
     def e164(self, raw: str) -> str:
         return to_e164(raw, self.cfg.business.country) or raw
@@ -149,7 +151,28 @@ class Pipeline:
                                       source=f"call {rec.call_id}")
         self.store.record_verdict(verdict, now=stamp, consent=ev)
         self._log(verdict)
+        if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
+            self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),
+                          rec.queue, stamp)
+        elif self.on_reached is not None and rec.answered_by_human:
+            inbound = rec.direction == INBOUND
+            peer = self.e164(rec.caller if inbound else rec.called) if (rec.caller and not rec.withheld) or not inbound else ""
+            try:
+                if peer:
+                    self.on_reached(peer, rec.answered_by if inbound else rec.caller, stamp)
+            except Exception:
+                log.exception("could not note who talked to a caller")
         return verdict
+
+    def _arrived(self, peer: str, line: str, queue: str, now: float) -> None:
+        """A missed call or a reply opened a conversation: the inbox may give it an owner.
+        Never the texting's problem: a failure here is logged and the call or reply stands."""
+        if self.on_arrival is None:
+            return
+        try:
+            self.on_arrival(peer, line, queue, now)
+        except Exception:
+            log.exception("could not pick an owner for a conversation")
 
     def _collapse(self, rec, line, known, now) -> Verdict:
         """Another missed call while a text for this caller still waits: one text, which now
@@ -231,6 +254,8 @@ class Pipeline:
             log.exception("could not store a reply from %s: the sender will be asked to retry", mask(peer))
             return False
         log.info("reply from %s to %s: %s", mask(peer), line, intent.intent)
+        if intent.intent not in ("stop", "help"):
+            self._arrived(peer, line, "", now)
         return True
 
     def _consent_change(self, peer, line, intent, text, now) -> None:

@@ -69,6 +69,10 @@ class Service:
         self.smtp = None
         self.features = None
         self.web = None                          # the front-desk inbox (web/app.py)
+        self.hooks = None                        # webhooks (hooks/worker.py), when endpoints are set
+        if cfg.hooks.endpoint:
+            from .hooks.worker import HookService
+            self.hooks = HookService(cfg, self.store, clock=clock)
         self.web_port: int | None = None
         self._gap_since: float | None = None     # events may be lost from here (disconnected)
         self._connected_once = False
@@ -84,6 +88,8 @@ class Service:
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
+        if ev.get("Event-Name") == "BACKGROUND_JOB" and getattr(self, "desk", None) is not None:
+            self.desk.on_job(ev)          # a call back's `bgapi originate` answered
         if self.features is not None and ev.get("Event-Subclass") == "textback::feature":
             asyncio.get_running_loop().create_task(self.features.handle_esl_event(ev))
         if self.cfg.pbx.type == "freeswitch" and ev.get("Event-Name") == "RECV_MESSAGE":
@@ -193,7 +199,8 @@ class Service:
         from .store.web import has_users
         if not self.cfg.web.enabled:
             return
-        if not has_users(self.store):
+        from .store.api import has_tokens
+        if not has_users(self.store) and not has_tokens(self.store):
             log.info("web inbox off: no user yet (`pbx-textback user add NAME --role admin`)")
             return
         from .web.app import Inbox
@@ -207,6 +214,22 @@ class Service:
             self.web = None
             return
         log.info("web inbox on http://%s:%d/", host, self.web_port)
+        from .web.ownership import on_arrival, on_reached
+        self.pipeline.on_arrival = lambda peer, line, queue, now: on_arrival(self.cfg, self.store, peer, line,
+                                                                              queue, now)
+        self.pipeline.on_reached = lambda peer, endpoint, now: on_reached(self.store, peer, endpoint, now)
+
+    def _start_desk(self, source) -> list:
+        """Desk phones through this PBX connection: the inbox's Call back, replies pushed."""
+        from .deskphone import DeskPhones
+        fs = self.cfg.pbx.type == "freeswitch"
+        self.desk = DeskPhones(self.cfg, self.store, clock=self.clock,
+                               send_action=source.send_action if source is not None and not fs else None,
+                               esl_api=source.api if source is not None and fs else None,
+                               esl_bgapi=source.bgapi if source is not None and fs else None)
+        if self.web is not None:
+            self.web.deskphones = self.desk
+        return [asyncio.create_task(self.desk.run(), name="deskphones")]
 
     async def _start_features(self, source) -> None:
         from .ami.fastagi import FeatureCodes
@@ -370,12 +393,14 @@ class Service:
             await self._start_features(source)
         if self.cfg.smtp.enabled:
             from .smtp.listener import VoicemailListener
-            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail)
+            from .voicemail_audio import keeper
+            self.smtp = VoicemailListener(self._smtp_settings(), self.on_voicemail, on_recording=keeper(self))
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
-        side = [asyncio.create_task(t) for t in extra_tasks]
+        side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
+        hooks_task = asyncio.create_task(self.hooks.run(), name="webhooks") if self.hooks else None
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         side.append(asyncio.create_task(self._heartbeat(), name="status"))
         self.status.attach()
@@ -403,6 +428,9 @@ class Service:
             await self.features.stop()
         if self.web is not None:
             await self.web.stop()
+        if hooks_task is not None:           # in-flight deliveries go back to the queue
+            self.hooks.stop()
+            await asyncio.gather(hooks_task, return_exceptions=True)
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):

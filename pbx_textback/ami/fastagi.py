@@ -32,7 +32,9 @@ from typing import Any, Awaitable, Callable
 from panoramisk import fast_agi
 
 from ..core.pbx import dialplan_vars as dv
+from ..core.pbx import originate as og
 from ..store import callbacks as cbs
+from ..store import deskphones as sd
 from ..store.db import Store
 
 log = logging.getLogger("pbx_textback.fastagi")
@@ -300,6 +302,8 @@ class FeatureCodes:
                 ok, detail = False, f"{type(e).__name__}: {e}"
             else:
                 ok, detail = check(res)
+                if ok and check is _fs_ok:       # +OK <uuid>: the call the timeline follows
+                    sd.note_channel(self.store, cb_id, og.fs_result(res)[2])
             cbs.finish_callback(self.store, cb_id, cbs.CONNECTED if ok else cbs.FAILED,
                                 now=self._clock(), detail="" if ok else detail)
             if ok:
@@ -328,28 +332,15 @@ class FeatureCodes:
         number = call.caller
         channel_id = channel_id or f"textback-cb-{_SAFE_ID.sub('', call.call_id)}-{self._clock():.0f}"
         self._remember_calling(channel_id, number)
-        return {
-            "Action": "Originate",
-            "ChannelId": channel_id,
-            "Channel": endpoint,
-            "Context": self.dial_context,
-            "Exten": self._dial_number(number),
-            "Priority": "1",
-            "CallerID": f'"Callback {number}" <{number}>',
-            "Timeout": str(self.ring_timeout_s * 1000),
-            "Variable": f"{dv.VAR_CALLBACK}={_SAFE_ID.sub('', call.call_id)}",
-            "Async": "true",
-        }
+        return og.ami_originate(endpoint, self.dial_context, number, ring_seconds=self.ring_timeout_s,
+                                exten=self._dial_number(number), extra={
+                                    "ChannelId": channel_id,
+                                    "Variable": f"{dv.VAR_CALLBACK}={_SAFE_ID.sub('', call.call_id)}"})
 
     def fs_originate_command(self, endpoint: str, call) -> str:
-        number = call.caller
-        vars_ = ",".join([
-            f"origination_caller_id_name='Callback {number}'",
-            f"origination_caller_id_number={number}",
-            f"originate_timeout={self.ring_timeout_s}",
-            f"{dv.FS_VAR_CALLBACK}={_SAFE_ID.sub('', call.call_id)}",
-        ])
-        return f"originate {{{vars_}}}{endpoint} {self._dial_number(number)} XML {self.fs_context}"
+        return og.fs_originate(endpoint, self.fs_context, call.caller, ring_seconds=self.ring_timeout_s,
+                               exten=self._dial_number(call.caller),
+                               extra_vars=(f"{dv.FS_VAR_CALLBACK}={_SAFE_ID.sub('', call.call_id)}",))
 
     # ---- Asterisk: FastAGI routes ------------------------------------------------------------
     async def _agi_callback(self, request: fast_agi.Request) -> None:
@@ -373,6 +364,7 @@ class FeatureCodes:
         call, cb = claimed
         log.info("%s from %s: calling back call %s", dv.FEATURE_CALLBACK, endpoint, call.call_id)
         action = self.originate_action(endpoint, call)
+        sd.note_channel(self.store, cb.id, action["ChannelId"])     # its result on the timeline
         try:
             digits = _digits(call.caller)
             await agi.answer(dv.RESULT_CALLING, "", digits)

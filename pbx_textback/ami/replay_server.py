@@ -8,6 +8,10 @@ before login gets `Authentication Required`; `Ping` -> `Ping: Pong` + `Timestamp
 `CoreShowChannels` -> the EventList start / rows / `CoreShowChannelsComplete` sequence;
 `Logoff` -> `Goodbye` and close; with no trace (left) to play, `FullyBooted` after login; `Originate` (Async) -> queued + `OriginateResponse`;
 `MessageSend` -> `Message successfully sent`; anything else -> `Invalid/unknown command`.
+`originate_traces` ({number or "*": recorded Originate trace}, tests/fixtures/asterisk/originate/):
+an Originate to that number is answered the way the recording shows: queued, then every event
+Asterisk sent after it, with the recorded ActionID, number and desk-phone channel replaced by
+the ones the client sent (see `originate_frames`).
 Write classes (`write_classes`, None = all): like Asterisk, a session keeps the classes it had
 at login (`manager reload` reaches new sessions only); `MessageSend` / `Originate` without
 `message` / `originate` get `Permission denied`, and `ListCommands` lists what the session may send.
@@ -68,6 +72,38 @@ def trace_frames(data: bytes) -> list[bytes]:
     while frames and frames[-1].startswith(b"Response: Goodbye"):
         frames.pop()
     return frames
+
+
+_QUEUED = re.compile(rb"^Response: Success\r?\nActionID: ([^\r\n]+)\r?\nMessage: Originate successfully queued", re.M)
+
+
+def originate_frames(data: bytes) -> tuple[list[bytes], dict[bytes, bytes]]:
+    """A recorded Originate trace: the frames Asterisk sent after its `Originate successfully
+    queued` answer (without the Logoff's Goodbye), and the recorded values a replay replaces:
+    {b"ActionID": .., b"Exten": .., b"Channel": ..} as the recorded Originate had them."""
+    frames = [m.group(0) for m in _FRAME.finditer(data)]
+    at = next(i for i, f in enumerate(frames) if _QUEUED.match(f))
+    recorded = {b"ActionID": _QUEUED.match(frames[at]).group(1)}
+    after = [f for f in frames[at + 1:] if not f.startswith(b"Response: Goodbye")]
+    final = next(f for f in after if f.startswith(b"Event: OriginateResponse"))
+    for key in (b"Exten", b"Channel"):
+        recorded[key] = re.search(rb"^" + key + rb": ([^\r\n]+)", final, re.M).group(1)
+    recorded[b"Channel"] = re.sub(rb"-[0-9a-f]{8}$", b"", recorded[b"Channel"])   # PJSIP/100-00000002
+    return after, recorded
+
+
+def replay_originate(frames: list[bytes], recorded: dict[bytes, bytes], action: dict) -> bytes:
+    """The recorded frames as they would be for this Originate: its ActionID on the
+    OriginateResponse, its number and its desk-phone channel wherever the recording had them."""
+    new = {k: _get(action, k.decode()).encode() for k in recorded}
+    out = []
+    for f in frames:
+        f = f.replace(b"ActionID: " + recorded[b"ActionID"], b"ActionID: " + new[b"ActionID"])
+        f = f.replace(recorded[b"Exten"], new[b"Exten"])
+        f = re.sub(re.escape(recorded[b"Channel"]) + rb"(?=-[0-9a-f]{8}|\r?\n)",
+                   lambda m: new[b"Channel"], f)
+        out.append(f)
+    return b"".join(out)
 
 
 def rewrite_ids(frame: bytes, loop_no: int) -> bytes:
@@ -134,8 +170,10 @@ class AmiReplayServer:
                  close_after_each: bool = False, speed: float = 0.0,
                  channels: list[dict] | None = None, seed: int | None = None,
                  max_chunk: int = 96, max_delay: float = 5.0,
-                 write_classes=("originate", "message", "reporting")):
+                 write_classes=("originate", "message", "reporting"), before_trace=None,
+                 originate_traces: dict | None = None):
         self.traces = [Path(t) for t in traces]
+        self.before_trace = before_trace   # async fn(i) awaited before trace i > 0: a test's "go"
         self.username, self.secret = username, secret
         self.host, self.port = host, port
         self.pace, self.speed = float(pace), float(speed)
@@ -146,6 +184,7 @@ class AmiReplayServer:
         self.max_chunk, self.max_delay = max_chunk, max_delay
         self._rng = random.Random(seed)
         self._frames = [trace_frames(p.read_bytes()) for p in self.traces]
+        self._originate = {k: originate_frames(Path(p).read_bytes()) for k, p in (originate_traces or {}).items()}
         self._cursor = 0
         self._loop_no = 0
         self._played_any = False
@@ -285,7 +324,12 @@ class AmiReplayServer:
                                           ("Message", "Thanks for all the fish.")))
             return False
         elif name == "originate":
-            if _get(action, "Async").lower() in ("true", "yes", "1", "on", "y", "t"):
+            recorded = self._originate.get(_get(action, "Exten")) or self._originate.get("*")
+            if recorded is not None:
+                await self._send(conn, _frame(("Response", "Success"), *idh,
+                                              ("Message", "Originate successfully queued")))
+                await self._send(conn, replay_originate(*recorded, action))
+            elif _get(action, "Async").lower() in ("true", "yes", "1", "on", "y", "t"):
                 await self._send(conn, _frame(("Response", "Success"), *idh,
                                               ("Message", "Originate successfully queued")))
                 await self._send(conn, _frame(
@@ -356,6 +400,8 @@ class AmiReplayServer:
                     self._loop_no += 1
                 i = self._cursor
                 self._cursor += 1
+                if self._played_any and self.before_trace is not None:
+                    await self.before_trace(i)
                 if self._played_any and self.pace > 0:
                     await asyncio.sleep(self.pace)
                 self._played_any = True

@@ -6,7 +6,8 @@ Used by the integration tests and `pbx-textback demo --pbx freeswitch`. Like Fre
 `-ERR invalid` and the connection closed; anything before auth -> `-ERR command not found`
 (FreeSWITCH answers so); `event plain|json ...` -> `+OK event listener enabled plain|json`,
 then the traces play; `api <cmd>` -> an `api/response` (canned replies by command; `show
-channels as json` lists the channels created and not yet destroyed in what was played); `bgapi` -> `+OK Job-UUID: ...`;
+channels as json` lists the channels created and not yet destroyed in what was played); `bgapi` -> `+OK Job-UUID: ...`,
+then a BACKGROUND_JOB event (to a connection subscribed to it) carrying the answer `api` would give;
 `exit` -> `+OK bye`, a disconnect notice, close.
 
 What it plays: each trace's frames after the recorded `+OK event listener enabled` reply,
@@ -93,6 +94,25 @@ def shift_times(data: bytes, seconds: float) -> bytes:
 
 def _reply(text: str) -> bytes:
     return f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode()
+
+
+def background_job(fmt: str, job: str, cmdline: str, answer: str) -> bytes:
+    """The BACKGROUND_JOB event that carries a bgapi command's answer (`+OK <uuid>`, `-ERR
+    NO_ANSWER`) in its body, plain (URL-encoded values, inner Content-Length) or json (`_body`)."""
+    from urllib.parse import quote
+    name, _, arg = cmdline.partition(" ")
+    headers = {"Job-UUID": job, "Job-Command": name, "Job-Command-Arg": arg,
+               "Event-Name": "BACKGROUND_JOB", "Core-UUID": "3150d247-a4e5-43ca-9e0c-23f8f87ad02e",
+               "Event-Calling-Function": "api_exec"}
+    if fmt == "json":
+        inner = json.dumps({**headers, "Content-Length": str(len(answer.encode())), "_body": answer}, separators=(",", ":")).encode()
+        ctype = b"text/event-json"
+    else:
+        body = answer.encode()
+        inner = ("".join(f"{k}: {quote(v, safe='/+')}\n" for k, v in headers.items())
+                 + f"Content-Length: {len(body)}\n\n").encode() + body
+        ctype = b"text/event-plain"
+    return b"Content-Length: %d\nContent-Type: %s\n\n" % (len(inner), ctype) + inner
 
 
 def _api(body: str) -> bytes:
@@ -191,6 +211,7 @@ class EslReplayServer:
         self.subscriptions = 0
         self.frames_sent = 0
         self.commands: list[str] = []
+        self._jobs = 0
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -225,6 +246,7 @@ class EslReplayServer:
         authed = False
         player: asyncio.Task | None = None
         sub = Subscription()
+        fmt = "plain"
         lock = asyncio.Lock()
 
         async def send(data: bytes, chunk: int = 0) -> None:
@@ -277,9 +299,14 @@ class EslReplayServer:
                         writer.write(_api(self._api(cmd[4:].strip())))
                     await writer.drain()
                 elif cmd.startswith("bgapi "):
-                    job = "00000000-0000-4000-8000-000000000000"
+                    self._jobs += 1
+                    job = f"00000000-0000-4000-8000-{self._jobs:012d}"
                     await send(f"Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}"
                                f"\nJob-UUID: {job}\n\n".encode())
+                    # then, as FreeSWITCH does, the command's answer as a BACKGROUND_JOB event
+                    job_event = background_job(fmt, job, cmd[6:].strip(), self._api(cmd[6:].strip()))
+                    if sub.wants(job_event):
+                        await send(job_event)
                 elif cmd == "exit":
                     await send(_reply("+OK bye"))
                     await send(_DISCONNECT)

@@ -280,9 +280,12 @@ class _TrackedSMTP(SMTP):
 
 
 class VoicemailListener:
-    def __init__(self, settings: SmtpSettings, on_voicemail: Callable[[VoicemailFact], None]):
+    def __init__(self, settings: SmtpSettings, on_voicemail: Callable[[VoicemailFact], None],
+                 on_recording: Callable | None = None):
+        """on_recording(fact, Recording): the mail's attached recording, after on_voicemail."""
         self.settings = settings
         self.on_voicemail = on_voicemail
+        self.on_recording = on_recording
         self._server: asyncio.base_events.Server | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._protocols: set[_TrackedSMTP] = set()
@@ -325,6 +328,22 @@ class VoicemailListener:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    async def _recording(self, fact: VoicemailFact, data: bytes) -> str:
+        """The attached recording to on_recording (parsed in a worker: it may be megabytes)."""
+        from ..core.pbx.vmail_audio import recording
+        if self.on_recording is None:
+            return ""
+        rec = await asyncio.get_running_loop().run_in_executor(self._pool, recording, data)
+        if rec is None:
+            return ""
+        if rec.too_big:
+            return " (recording larger than the limit: not kept)"
+        try:
+            self.on_recording(fact, rec)
+        except Exception as e:   # noqa: BLE001 - the mail is relayed whatever happens here
+            return f" (recording not kept: {type(e).__name__})"
+        return f" (recording kept, {len(rec.audio)} bytes)"
+
     # -- one message --
     async def _handle(self, env: Envelope) -> str:
         s = self.settings
@@ -354,6 +373,8 @@ class VoicemailListener:
                     self._seen.add(key)
                 except Exception as e:   # noqa: BLE001
                     what += f" (fact callback failed: {type(e).__name__})"
+                else:
+                    what += await self._recording(fact, data)
 
         res = await loop.run_in_executor(
             self._pool, relay_sync, s, env.mail_from, rcpts, data,

@@ -3,8 +3,9 @@ the record of each call back (table `callback`). Sync functions that never await
 
 A missed caller is *waiting* while: the call was inbound and missed, within the window, the
 caller's number was not withheld, no later call reached a person with that number (an
-answered inbound call from it or an answered outbound call to it), and no call back by the
-feature code is recorded for that number within the window (a failed one does not count).
+answered inbound call from it or an answered outbound call to it), and no call back (by the
+feature code or from the inbox) is recorded for that number within the window (a failed one,
+or one whose call the PBX recorded as unanswered - the caller busy - does not count).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class Callback(Base):
     feature = pw.CharField(default="*88")
     state = pw.CharField()                   # originating | connected | failed
     detail = pw.TextField(default="")        # the PBX's answer when it failed
+    agent = pw.CharField(default="")         # the inbox user who asked for it ("" = a feature code)
+    channel_id = pw.CharField(default="")    # the originated call's id (Linkedid / uuid) once known
     created_at = pw.DoubleField(index=True)
     updated_at = pw.DoubleField()
 
@@ -58,9 +61,15 @@ def _candidates(since: float, *, exclude_called_back: bool):
                             & (Call.created_at >= since) & (Call.caller != "")
                             & ~pw.fn.EXISTS(reached))
     if exclude_called_back:
+        # a call back counts while it may still reach them; one whose call the PBX recorded
+        # as not answered (caller busy, no answer) leaves them waiting, as a failed one does
+        missed_back = Call.alias()
+        not_reached = missed_back.select(missed_back.id).where(
+            (missed_back.call_id == Callback.channel_id) & (Callback.channel_id != "")
+            & (missed_back.answered == False))  # noqa: E712
         done = Callback.select(Callback.id).where(
             (Callback.peer == Call.caller) & (Callback.created_at >= since)
-            & (Callback.state != FAILED))
+            & (Callback.state != FAILED) & ~pw.fn.EXISTS(not_reached))
         q = q.where(~pw.fn.EXISTS(done))
     return q
 
@@ -69,13 +78,31 @@ def _usable(call: Call) -> bool:
     return bool(_DIALABLE.match(call.caller)) and not _withheld(call)
 
 
+def _owners(endpoint: str) -> tuple[str, dict[str, str]]:
+    """The inbox user whose desk phone this is ('' if none), and every conversation's owner."""
+    from .web import ConversationState, WebUser
+    ext = re.sub(r"^[A-Za-z]+/", "", endpoint).split("@")[0]        # PJSIP/100, user/100@dom
+    me = (WebUser.select(WebUser.name).where((WebUser.extension == ext) & (WebUser.extension != "")
+                                              & (WebUser.disabled == False)).scalar())  # noqa: E712
+    owners = dict(ConversationState.select(ConversationState.peer, ConversationState.owner)
+                  .where(ConversationState.owner != "").tuples())
+    return me or "", owners
+
+
 def claim_oldest_waiting(store: Store, *, endpoint: str, now: float, window_s: float,
                          feature: str = "*88") -> tuple[Call, Callback] | None:
     """The oldest missed caller still waiting, and a `callback` row (originating) claiming it,
-    in one write transaction: two phones pressing *88 at once get two different callers."""
+    in one write transaction: two phones pressing *88 at once get two different callers.
+    A phone that is an inbox user's gets that agent's own callers first, then unassigned ones,
+    never another agent's; any other phone gets the oldest of all."""
     since = now - window_s
     with store.write():
-        for call in _candidates(since, exclude_called_back=True).order_by(Call.created_at, Call.id):
+        me, owners = _owners(endpoint)
+        calls = list(_candidates(since, exclude_called_back=True).order_by(Call.created_at, Call.id))
+        if me:
+            calls = [c for c in calls if owners.get(c.caller, "") in (me, "")]
+            calls.sort(key=lambda c: owners.get(c.caller, "") != me)       # stable: oldest first within
+        for call in calls:
             if not _usable(call):
                 continue
             cb = Callback.create(call=call, peer=call.caller, endpoint=endpoint, feature=feature,

@@ -224,6 +224,53 @@ def _v14(db):
 MIGRATIONS.append((14, _v14))
 
 
+def _v15(db):
+    """Call back from the inbox: the callback table says who asked and which call it made."""
+    from .deskphones import add_columns
+    add_columns(db)
+
+
+MIGRATIONS.append((15, _v15))
+
+
+def _desk_tables(db):
+    """The front desk's locks, notes, saved replies, notification choices, ownership rules (store/desk.py)."""
+    from .desk import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((16, _desk_tables))
+NEW_STORE_TABLES.append(_desk_tables)
+
+
+def _v18(db):
+    """The inbox's list as one row per caller, kept by triggers (store/inbox.py); voicemail
+    recordings for its player (store/voicemail.py)."""
+    from . import inbox, voicemail
+    inbox.create_tables(db)
+    voicemail.create_tables(db)
+
+
+MIGRATIONS.append((18, _v18))
+NEW_STORE_TABLES.append(_v18)
+
+
+def _hook_tables(db):
+    from .hooks import create_tables
+    create_tables(db)
+
+
+def _api_tables(db):
+    from .api import create_tables
+    create_tables(db)
+
+
+# webhooks' events and deliveries (store/hooks.py); the REST API's tokens (store/api.py)
+MIGRATIONS.append((20, _hook_tables))
+MIGRATIONS.append((21, _api_tables))
+NEW_STORE_TABLES.extend([_hook_tables, _api_tables])
+
+
 def _v23(db):
     """The hot path's indexes and the per-caller consent summary (store/fast.py)."""
     from .fast import migrate_v23

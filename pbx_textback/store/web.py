@@ -137,76 +137,31 @@ def end_session(store: Store, token: str, everywhere: bool = False) -> None:
 
 
 # ---- conversations -------------------------------------------------------------------------------
-def conversations(store: Store, now: float) -> list[dict]:
-    """Every caller number with a missed call or a reply: when they last called or wrote,
-    when someone last answered (an agent's text or a call that reached them), and the state."""
-    conv: dict[str, dict] = {}
-
-    def get(peer):
-        return conv.setdefault(peer, {"peer": peer, "first_in": None, "last_in": 0.0, "handled": 0.0, "missed": 0,
-                                      "replies": 0, "line": "", "state": OPEN, "owner": "", "until": None})
-    for peer, first, at, n, line in (Call.select(Call.caller, pw.fn.MIN(Call.created_at), pw.fn.MAX(Call.created_at),
-                                                 pw.fn.COUNT(Call.id), pw.fn.MAX(Call.line))
-                              .where((Call.direction == "inbound") & (Call.missed == True)  # noqa: E712
-                                     & (Call.caller != "")).group_by(Call.caller).tuples()):
-        c = get(peer)
-        c["first_in"] = first if c["first_in"] is None else min(c["first_in"], first)
-        c["last_in"], c["missed"], c["line"] = max(c["last_in"], at), n, line or ""
-    for peer, first, at, n in (Message.select(Message.peer, pw.fn.MIN(Message.created_at), pw.fn.MAX(Message.created_at),
-                                              pw.fn.COUNT(Message.id))
-                        .where(Message.direction == "in").group_by(Message.peer).tuples()):
-        c = get(peer)
-        c["first_in"] = first if c["first_in"] is None else min(c["first_in"], first)
-        c["last_in"], c["replies"] = max(c["last_in"], at), n
-    for peer, at in (Message.select(Message.peer, pw.fn.MAX(Message.created_at))
-                     .where((Message.direction == "out") & (Message.kind == "agent"))
-                     .group_by(Message.peer).tuples()):
-        if peer in conv:
-            conv[peer]["handled"] = max(conv[peer]["handled"], at)
-    for peer, at in (Call.select(Call.caller, pw.fn.MAX(Call.created_at))
-                     .where((Call.direction == "inbound") & (Call.answered == True))  # noqa: E712
-                     .group_by(Call.caller).tuples()):
-        if peer in conv:
-            conv[peer]["handled"] = max(conv[peer]["handled"], at)
-    for s in ConversationState.select():
-        c = conv.get(s.peer)
-        if c is None:
-            continue
-        c["owner"], c["set_at"] = s.owner, s.set_at
-        wrote_since = c["last_in"] > s.set_at
-        if s.state == DONE and not wrote_since:
-            c["state"] = DONE
-        elif s.state == SNOOZED and not wrote_since and (s.until is None or s.until > now):
-            c["state"], c["until"] = SNOOZED, s.until
-    for c in conv.values():
-        c["waiting"] = c["last_in"] > c["handled"]
-        # waiting since the first call or text nobody answered yet; when someone answered or
-        # closed it in between, since the latest (the first after that is not kept apart)
-        seen = max(c["handled"], c.pop("set_at", 0.0))
-        c["since"] = c["first_in"] if seen < c["first_in"] else c["last_in"]
-    return list(conv.values())
-
-
-def view(convs: list[dict], name: str, search: str = "", me: str = "") -> list[dict]:
+# Every caller number with a missed call or a reply: when they last called or wrote, when someone
+# last answered (an agent's text or a call that reached them), and the state. The sums live in one
+# row per caller that the database keeps current on every write (store/inbox.py says why).
+def view(store: Store, name: str, now: float, search: str = "", me: str = "", limit: int = 100) -> list[dict]:
     """needs-reply: open, unassigned and waiting, oldest waiting first; mine: open and mine;
-    open, snoozed, done: newest first."""
-    if name == "needs-reply":
-        rows = [c for c in convs if c["state"] == OPEN and not c["owner"] and c["waiting"]]
-        rows.sort(key=lambda c: c["since"])
-    else:
-        if name == "mine":
-            rows = [c for c in convs if c["state"] == OPEN and me and c["owner"] == me]
-        else:
-            rows = [c for c in convs if c["state"] == {"done": DONE, "snoozed": SNOOZED}.get(name, OPEN)]
-        rows.sort(key=lambda c: -c["last_in"])
-    if search:
-        digits = "".join(ch for ch in search if ch.isdigit())
-        rows = [c for c in rows if digits and digits in c["peer"]]
-    return rows
+    open, snoozed, done: newest first. At most `limit` rows; search by the number's digits."""
+    from . import inbox
+    return inbox.rows(name, now, search, me=me, limit=limit)
 
 
-def counts(convs: list[dict], me: str = "") -> dict[str, int]:
-    return {v: len(view(convs, v, me=me)) for v in VIEWS}
+def conversation(store: Store, peer: str, now: float) -> dict | None:
+    from . import inbox
+    return inbox.one(peer, now)
+
+
+def listing(store: Store, name: str, now: float, owner: str | None = None,
+            after: tuple[float, str] | None = None, limit: int = 100) -> list[dict]:
+    """A view ('all' too) newest first, after a (last_in, peer) cursor: the REST API's pages."""
+    from . import inbox
+    return inbox.listing(name, now, owner=owner, after=after, limit=limit)
+
+
+def counts(store: Store, now: float, me: str = "") -> dict[str, int]:
+    from . import inbox
+    return inbox.counts(VIEWS, now, me)
 
 
 def set_state(store: Store, peer: str, state: str, by: str, now: float, until: float | None = None) -> None:
@@ -232,7 +187,11 @@ def set_owner(store: Store, peer: str, owner: str, by: str, now: float) -> None:
 def change_mark(store: Store) -> str:
     """Changes when any call, message or state does: what the live pages watch. One maximum
     per query, so that SQLite reads each from its index instead of scanning the table."""
+    from .callbacks import Callback          # a call back's result (desk phone answered or not)
+    from .voicemail import VoicemailAudio     # a recording comes after its call: the player appears
     marks = (Call.select(pw.fn.MAX(Call.id)), Message.select(pw.fn.MAX(Message.id)),
              Message.select(pw.fn.MAX(Message.updated_at)),
-             ConversationState.select(pw.fn.MAX(ConversationState.changed_at)))
+             ConversationState.select(pw.fn.MAX(ConversationState.changed_at)),
+             Callback.select(pw.fn.MAX(Callback.updated_at)),
+             VoicemailAudio.select(pw.fn.MAX(VoicemailAudio.id)))
     return ":".join(str(q.scalar()) for q in marks)

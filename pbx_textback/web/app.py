@@ -18,7 +18,8 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import timeline
+from . import api, callback, desk, hooks, timeline, voicemail
+from .keys import CSRF, USER
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -28,6 +29,7 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/s
 MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
 LIVE_POLL_S = 0.25
 MAX_BODY = 1600
+PAGE_ROWS = 100          # a view's rows per page; "Show more" asks for the next hundred too
 
 
 class LoginLimiter:
@@ -62,6 +64,8 @@ class Inbox:
                                       autoescape=True, undefined=jinja2.StrictUndefined)
         self.env.filters["visible"] = visible_controls
         self.runner: web.AppRunner | None = None
+        self.feed: desk.ReplyFeed | None = None      # callers' replies for the pages' chime
+        self.deskphones = None   # deskphone.DeskPhones: the service's PBX connection (call back), set by it
 
     # ---- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -73,6 +77,7 @@ class Inbox:
             web.post("/logout", self.logout),
             web.get("/static/style.css", self.static),
             web.get("/static/app.js", self.static),
+            web.get("/static/desk.js", self.static),
             web.get("/", self.inbox),
             web.get("/c/{peer}", self.conversation),
             web.post("/c/{peer}/reply", self.reply),
@@ -80,7 +85,12 @@ class Inbox:
             web.post("/c/{peer}/owner", self.set_owner),
             web.get("/sms-info", self.segments),
             web.get("/events", self.events),
+            *desk.routes(self),
         ])
+        app.add_routes(voicemail.routes(self))
+        app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
+        app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
+        app.add_routes(callback.routes(self))
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -110,6 +120,8 @@ class Inbox:
 
     @web.middleware
     async def _auth(self, request, handler):
+        if request.path.startswith("/api/"):          # tokens, never the session: no CSRF
+            return await api.guard(self, request, handler)
         route = request.match_info.route.resource
         key = (request.method, route.canonical if route is not None else request.path)
         if key in PUBLIC:
@@ -119,7 +131,7 @@ class Inbox:
             if request.method == "GET" and key[1] not in ("/events", "/sms-info"):
                 raise web.HTTPSeeOther("/login")
             raise web.HTTPUnauthorized(text="sign in first")
-        request["user"], request["csrf"] = found
+        request[USER], request[CSRF] = found
         if request.method != "GET":
             sent = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf", "")
             if not hmac.compare_digest(str(sent).encode(), found[1].encode()):   # bytes: any text compares
@@ -127,9 +139,10 @@ class Inbox:
         return await handler(request)
 
     def _page(self, template: str, request=None, status: int = 200, **ctx) -> web.Response:
-        ctx.setdefault("user", request.get("user") if request is not None else None)
-        ctx.setdefault("csrf", request.get("csrf", "") if request is not None else "")
+        ctx.setdefault("user", request.get(USER) if request is not None else None)
+        ctx.setdefault("csrf", request.get(CSRF, "") if request is not None else "")
         ctx.setdefault("business", self.cfg.business.name or "pbx-textback")
+        ctx.setdefault("heard", desk.last_heard(self) if ctx["user"] else 0)
         return web.Response(text=self.env.get_template(template).render(**ctx), status=status,
                             content_type="text/html", charset="utf-8")
 
@@ -185,14 +198,20 @@ class Inbox:
         if name not in sw.VIEWS:
             name = "needs-reply"
         q = request.query.get("q", "").strip()[:40]
-        convs = sw.conversations(self.store, self.clock())
-        me = request["user"].name
-        rows = sw.view(convs, name, q, me=me)
+        try:
+            shown = min(max(int(request.query.get("n", PAGE_ROWS)), PAGE_ROWS), 50 * PAGE_ROWS)
+        except ValueError:
+            shown = PAGE_ROWS
+        me, now = request[USER].name, self.clock()
+        rows = sw.view(self.store, name, now, q, me=me, limit=shown + 1)
+        more = len(rows) > shown
+        rows = rows[:shown]
         tz = self.cfg.business.timezone
         for c in rows:
             c["when"] = timeline.clock(c["last_in"], tz)
-        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(convs, me), q=q,
-                          views=VIEW_NAMES)
+        desk.mark_rows(self, rows, me)
+        return self._page("inbox.html", request, view=name, rows=rows, counts=sw.counts(self.store, now, me), q=q,
+                          views=VIEW_NAMES, more=shown + PAGE_ROWS if more else 0)
 
     def _peer(self, request) -> str:
         raw = request.match_info["peer"]
@@ -208,14 +227,15 @@ class Inbox:
         msgs = self.store.messages_to(peer)
         now = self.clock()
         items = timeline.build(peer, calls, msgs, hist, now=now, business_tz=self.cfg.business.timezone)
+        items = callback.with_callbacks(items, self.store, peer, self.cfg.business.timezone)
+        items = voicemail.merged(items, self.store, peer, self.cfg.business.timezone)
         line = self._reply_line(peer)
         s = consent.standing(hist, peer, line)
         closed = ""
         if s.status == consent.OPTED_OUT:
             closed = (f"This caller opted out ({timeline.clock(s.since, self.cfg.business.timezone)}, "
                       f"by {s.source!r}): no text can be sent until they text START or opt back in.")
-        convs = {c["peer"]: c for c in sw.conversations(self.store, now)}
-        conv = convs.get(peer, {"state": sw.OPEN, "owner": "", "until": None})
+        conv = sw.conversation(self.store, peer, now) or {"state": sw.OPEN, "owner": "", "until": None}
         conv["until_words"] = timeline.clock(conv["until"], self.cfg.business.timezone) if conv["until"] else ""
         return {"peer": peer, "items": items, "line": line, "closed": closed, "conv": conv,
                 "agents": [u.name for u in sw.users(self.store) if not u.disabled],
@@ -241,14 +261,24 @@ class Inbox:
         return Pipeline(self.cfg, self.store).sender_for(peer)
 
     async def conversation(self, request):
-        return self._page("conversation.html", request, error="", draft="", **self._thread(self._peer(request)))
+        return self._conversation_page(request, self._peer(request))
+
+    def _conversation_page(self, request, peer: str, status: int = 200, error: str = "", draft: str = "",
+                           t: dict | None = None, **extra):
+        t = t if t is not None else self._thread(peer)
+        t.update(desk.thread_extras(self, peer, request[USER].name, t["items"]))
+        return self._page("conversation.html", request, status=status, error=error, draft=draft, **t,
+                          confirm_send=extra.get("confirm_send", ""))
 
     async def reply(self, request):
         from ..pipeline import person_text_refusals
         peer = self._peer(request)
-        body = str((await request.post()).get("body", "")).strip()
+        form = await request.post()
+        body = str(form.get("body", "")).strip()
         t = self._thread(peer)
         error = ""
+        me = request[USER].name
+        other = desk.held_by_other(self, peer, me)
         if not body:
             error = "The reply is empty."
         elif len(body) > MAX_BODY:
@@ -259,13 +289,14 @@ class Inbox:
             refused = person_text_refusals(self.cfg, self.store, peer, t["line"])
             if refused:
                 error = "Not sent: " + "; ".join(ch.detail for ch in refused)
+        if not error and other and form.get("confirm") != "1":     # someone else holds it: ask first
+            return self._conversation_page(request, peer, status=409, draft=body, t=t, confirm_send=other,
+                                           error=f"{other} is replying to this caller right now.")
         if error or self.send is None:
             error = error or "Texting is not running in this process."
-            return self._page("conversation.html", request, status=400, error=error, draft=body, **t)
-        me = request["user"].name
+            return self._conversation_page(request, peer, status=400, error=error, draft=body, t=t)
         mid = self.send(peer, t["line"], body, me)
-        if not t["conv"]["owner"]:            # the owner is who last answered the caller
-            sw.set_owner(self.store, peer, me, me, self.clock())
+        desk.sent(self, peer, me)             # the owner is who last answered the caller
         log.info("message %s queued by %s from the inbox", mid, me)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
@@ -281,13 +312,13 @@ class Inbox:
             if span is None:
                 raise web.HTTPBadRequest(text=f"snooze for one of: {', '.join(SNOOZES)}")
             until = self.clock() + span if span else None
-        sw.set_state(self.store, peer, state, request["user"].name, self.clock(), until=until)
+        sw.set_state(self.store, peer, state, request[USER].name, self.clock(), until=until)
         raise web.HTTPSeeOther(f"/c/{peer}")
 
     async def set_owner(self, request):
         """Claim (me), assign to a signed-up agent, or unassign ('')."""
         peer = self._peer(request)
-        me = request["user"].name
+        me = request[USER].name
         owner = str((await request.post()).get("owner", ""))
         owner = me if owner == "me" else owner
         if owner and (sw.user(self.store, owner) is None or sw.user(self.store, owner).disabled):
@@ -307,9 +338,16 @@ class Inbox:
         await resp.write(b"retry: 1000\n\n")
         changed = asyncio.Event()
         self.listeners.add(changed)
+        if self.feed is None:
+            self.feed = desk.ReplyFeed(self.store)
+        self.feed.poll()
+        # replies after the last the page knew of (when it was made, or the last it was told
+        # of before a reconnect) are news to it
+        heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
         if self.watcher is None:
             self.watcher = asyncio.create_task(self._watch())
         try:
+            heard = await self.feed.send(resp, request[USER].name, heard)
             while not self.stopping.is_set():
                 try:
                     await asyncio.wait_for(changed.wait(), 15)
@@ -319,6 +357,7 @@ class Inbox:
                 changed.clear()
                 if not self.stopping.is_set():
                     await resp.write(b"event: change\ndata: 1\n\n")
+                    heard = await self.feed.send(resp, request[USER].name, heard)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -327,13 +366,14 @@ class Inbox:
 
     async def _watch(self) -> None:
         """One reader of the store's change mark for every open page, while any is open."""
-        mark = sw.change_mark(self.store)
+        mark = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
         try:
             while self.listeners and not self.stopping.is_set():
                 await asyncio.sleep(LIVE_POLL_S)
-                now = sw.change_mark(self.store)
+                now = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
                 if now != mark:
                     mark = now
+                    self.feed.poll()
                     for ev in list(self.listeners):
                         ev.set()
         finally:

@@ -63,12 +63,13 @@ def build(peer: str, calls: list[dict], messages: list[dict], consent_events: li
                 detail += "; no text: " + "; ".join(refused)
         if c.get("answered_by"):
             detail += f"; answered by {c['answered_by']}"
-        items.append({"at": c["started_at"] or 0.0, "kind": "call", "title": title,
+        items.append({"at": c["started_at"] or 0.0, "kind": "call", "title": title, "call_id": c["call_id"],
                       "line": c["called"] if inbound else c["caller"], "detail": detail.strip("; "), "body": ""})
     for m in messages:
         if m["direction"] == "in":
             items.append({"at": m["created_at"], "kind": "reply", "title": "Caller wrote", "line": m["line"],
-                          "detail": _intent_words(m.get("note") or ""), "body": m["body"]})
+                          "detail": _intent_words(m.get("note") or ""), "body": m["body"],
+                          "id": m.get("id"), "review": (m.get("note") or "").startswith("review")})
         else:
             items.append({"at": m["created_at"], "kind": "text", "title": KIND_WORDS.get(m["kind"], m["kind"]),
                           "line": m["line"], "detail": text_state(m, now, business_tz), "body": m["body"],
@@ -83,8 +84,8 @@ def build(peer: str, calls: list[dict], messages: list[dict], consent_events: li
 
 
 def _intent_words(note: str) -> str:
-    if note.startswith("message"):
-        return ""
+    if note.startswith("message"):       # "message (not an opt-out, checked by maria)" says who
+        return note[len("message"):].strip(" ()")
     if note.startswith("review"):
         return "may mean 'stop texting me': check before texting"
     return note

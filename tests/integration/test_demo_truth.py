@@ -160,3 +160,50 @@ def test_one_log_line_per_voicemail_mail(caplog):
                 and "listener on" not in r.getMessage() and "connections still open" not in r.getMessage()]
     assert len(per_mail) == 1, [f"{r.name}: {r.getMessage()}" for r in per_mail]
     assert "boss@example.com" not in caplog.text
+
+
+def test_the_readme_demo_serves_the_inbox_its_login_signs_in_and_callers_reply(tmp_path):
+    """`./dev demo` (the README's command runs `pbx-textback demo`): the printed URL answers, the
+    printed demo login signs in, and the demo's callers' replies show up in the inbox live."""
+    import signal
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"^\s+\./dev demo$", readme, re.M) and "sign in as demo" in readme
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    p = subprocess.Popen([sys.executable, "-m", "pbx_textback.cli", "demo", "--pace", "0.2"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    try:
+        found = None
+        for _ in range(40):
+            line = p.stdout.readline()
+            found = re.match(r"^demo: the inbox is at (http://127\.0\.0\.1:\d+/)  sign in as (\S+) / (\S+)$", line)
+            if found:
+                break
+        assert found, "the demo printed no inbox URL and login"
+        url, name, password = found.groups()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        first = opener.open(url, timeout=10)
+        assert first.url.endswith("/login") and "password" in first.read().decode()   # signed out: the login
+        wrong = urllib.parse.urlencode({"name": name, "password": password + "x"}).encode()
+        try:
+            opener.open(url + "login", data=wrong, timeout=10)
+            raise AssertionError("a wrong password signed in")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+        good = urllib.parse.urlencode({"name": name, "password": password}).encode()
+        inbox = opener.open(url + "login", data=good, timeout=10)
+        assert inbox.url == url and "Needs reply" in inbox.read().decode()
+        deadline, page = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            page = opener.open(url + "?view=open", timeout=10).read().decode()
+            if re.search(r"· [1-9]\d* repl(y|ies)", page):
+                break
+            time.sleep(0.5)
+        assert re.search(r"· [1-9]\d* repl(y|ies)", page), "no demo caller replied within a minute"
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+    assert p.returncode == 0

@@ -14,6 +14,7 @@ from pbx_textback.ami.replay_server import AmiReplayServer
 from pbx_textback.config import loads
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
+from tests.service_toml import smpp_service_toml
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 MISSED = ["02-no-answer.ami", "03-abandoned.ami", "04-busy.ami", "05-ringgroup-voicemail.ami"]
@@ -21,28 +22,8 @@ CALLERS = {"+17375550188", "+15125550177", "+12145550142", "+15125550199"}
 
 
 def cfg_for(tmp_path, smsc, ami_port, extra=""):
-    return loads(f"""
-[business]
-name = "Acme Dental"
-phone = "+15125550100"
-[pbx.ami]
-port = {ami_port}
-username = "t"
-secret = "s"
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
-enquire_link_interval = 5
-{extra}
-""")
+    return loads(smpp_service_toml(tmp_path / "s.sqlite3", smsc.port, ami_port=ami_port,
+                                   smpp="enquire_link_interval = 5", extra=extra))
 
 
 async def run_service(cfg, traces, until, timeout=30.0, during=None):

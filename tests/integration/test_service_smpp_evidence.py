@@ -9,40 +9,18 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from pbx_textback.config import loads
 from pbx_textback.store import db as st
 from tests.integration.test_service_smpp import FIX, run_service
+from tests.service_toml import smpp_service_toml
 
 CALLER = "+15125550177"          # the caller of 03-abandoned.ami
 
 
 def cfg_text(tmp_path, smsc, extra="") -> str:
-    return f"""
-[business]
-name = "Acme Dental"
-phone = "+15125550100"
-[pbx.ami]
-port = 1
-username = "t"
-secret = "s"
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-denylist = ["+1900*"]
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
-enquire_link_interval = 5
-reconnect_min = 0.1
-{extra}
-"""
+    return smpp_service_toml(tmp_path / "s.sqlite3", smsc.port, compliance='denylist = ["+1900*"]',
+                             smpp="enquire_link_interval = 5\nreconnect_min = 0.1", extra=extra)
 
 
 def setup(tmp_path, smsc, extra=""):

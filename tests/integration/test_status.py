@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.ami_thread import ThreadedAmi
 from tests.peers.smsc_peer import free_port
+from tests.service_toml import smpp_service_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "asterisk"
@@ -38,30 +39,9 @@ def test_status_tells_running_connected_bound_paused_and_waiting(tmp_path, smsc_
     smtp_port = free_port()
     with ThreadedAmi([FIX / "02-no-answer.ami"], username="t", secret="s") as ami:
         cfg = tmp_path / "config.toml"
-        cfg.write_text(f"""
-[business]
-name = "Acme Dental"
-[pbx.ami]
-port = {ami.port}
-username = "t"
-secret = "s"
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
-[smtp]
-enabled = true
-listen_port = {smtp_port}
-[[line]]
-number = "+15125550110"
-""")
+        cfg.write_text(smpp_service_toml(tmp_path / "s.sqlite3", smsc.port, ami_port=ami.port, phone="",
+                                         extra=f'[smtp]\nenabled = true\nlisten_port = {smtp_port}\n'
+                                               '[[line]]\nnumber = "+15125550110"'))
         c = ["-c", str(cfg)]
         p = cli("status", *c, env=env)
         assert p.returncode == 1 and "service: NOT RUNNING" in p.stdout, p.stdout

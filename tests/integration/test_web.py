@@ -216,7 +216,7 @@ def test_the_reply_box_queues_an_agent_text_and_an_opted_out_caller_is_closed(in
     ok, closed_page, refused, refused_text, info = run(inbox, scenario)
     assert ok == 303
     assert inbox.sent == [(PEER, LINE, "We can see you at 3 today", "maria")]
-    assert "This caller opted out" in closed_page and "<textarea" not in closed_page
+    assert "This caller opted out" in closed_page and "<textarea id=\"body\"" not in closed_page   # notes stay open
     assert refused == 400 and "opted out" in refused_text
     assert info == {"encoding": "ucs2", "units": 6, "segments": 1, "ucs2_chars": ["✓"]}
 
@@ -336,8 +336,9 @@ def test_a_timed_snooze_ends_by_itself_and_views_work_on_postgresql_too(store_fa
     missed_call(store, PEER, 1000.0)
     reply(store, "+15125550188", "hello", 1500.0)
     sw.set_state(store, PEER, sw.SNOOZED, "maria", 2000.0, until=5600.0)
-    assert [c["peer"] for c in sw.view(sw.conversations(store, 5599.0), "snoozed")] == [PEER]
-    assert [c["peer"] for c in sw.view(sw.conversations(store, 5601.0), "needs-reply")] == [PEER, "+15125550188"]
+    assert [c["peer"] for c in sw.view(store, "snoozed", 5599.0)] == [PEER]
+    assert [c["peer"] for c in sw.view(store, "needs-reply", 5601.0)] == [PEER, "+15125550188"]
+    assert sw.counts(store, 5599.0)["snoozed"] == 1 and sw.counts(store, 5601.0)["needs-reply"] == 2
     before = sw.change_mark(store)
     sw.set_owner(store, PEER, "maria", "maria", 5700.0)
     assert sw.change_mark(store) != before          # an owner change reaches the live pages
@@ -374,3 +375,23 @@ def test_the_timeline_says_what_happened_to_each_text_and_why(tmp_path):
     assert "Consent: opted back in" in page
     assert "It is 22:30 CST for the caller, outside 08:00-20:00" in page      # a warning, the box stays open
     assert "<textarea" in page
+
+
+def test_a_long_view_shows_a_hundred_callers_and_show_more_adds_the_rest(inbox):
+    now = time.time()
+    with inbox.store.write():
+        for n in range(105):
+            inbox.store.add_message(direction="in", kind="reply", line=LINE, peer=f"+1512555{n:04d}", body="hi",
+                                    state="received", due_at=now - 1000 + n, created_at=now - 1000 + n)
+
+    async def scenario(client):
+        await sign_in(client)
+        first = await (await client.get("/")).text()
+        more = re.search(r'<a href="(/\?view=needs-reply&amp;q=&amp;n=200)">Show more</a>', first)
+        rest = await (await client.get(more.group(1).replace("&amp;", "&"))).text() if more else ""
+        return first, more, rest
+    first, more, rest = run(inbox, scenario)
+    peers = re.findall(r'class="peer">([^<]+)', first)
+    assert len(peers) == 100 and peers[0] == "+15125550000"            # oldest waiting first
+    assert 'data-view="needs-reply">105<' in first and more
+    assert len(re.findall(r'class="peer">([^<]+)', rest)) == 105 and "Show more" not in rest

@@ -56,11 +56,15 @@ listen = "127.0.0.1:{web_port}"
 """)
         self.svc = None
         self.ready = threading.Event()
+        self.go_on = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _main(self):
-        # the second call comes a few seconds after the first: it must show up live
-        server = AmiReplayServer(self.traces, username="t", secret="s", pace=4.0)
+        # the second call comes once the test has the page open (go_on): it must show up live
+        async def hold(i):
+            while not self.go_on.is_set():
+                await asyncio.sleep(0.05)
+        server = AmiReplayServer(self.traces, username="t", secret="s", pace=0.5, before_trace=hold)
         port = await server.start()
         cfg = replace(self.cfg, pbx=replace(self.cfg.pbx, ami=replace(self.cfg.pbx.ami, port=port,
                                                                        username="t", secret="s")))
@@ -126,6 +130,7 @@ def test_front_desk_in_a_real_browser(tmp_path, smsc):
             sign_in(page, "maria")
             convs = page.locator(".convs .peer")
             sync_api.expect(convs).to_have_text([FIRST])            # Needs reply, from the replayed trace
+            run.go_on.set()
 
             # the next missed call appears on the open page, no reload, within a second of being stored
             run.wait_rows("SELECT id FROM call WHERE caller = ?", SECOND)

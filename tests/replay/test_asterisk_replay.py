@@ -92,8 +92,10 @@ def run_cli(*args, **kw):
 def test_cli_replay_json_contract():
     p = run_cli("replay", str(FIX / "12-concurrent.ami"), "--pbx", "asterisk", "--json")
     assert p.returncode == 0, p.stderr
-    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    lines = [x for x in rows if "call_id" in x]          # the calls; after them, one line per text
     assert {x["caller"] for x in lines} == {"+15125550123", "+17375550111", "+12105550199"}
+    assert [x["peer"] for x in rows[len(lines):]] == ["+12105550199", "+17375550111"]
     for x in lines:
         assert set(x) >= {"call_id", "caller", "called", "direction", "missed", "reason",
                           "voicemail_left", "decision", "checks", "body"}
@@ -119,7 +121,7 @@ fri = ["08:00-17:00"]
     closed = run_cli("replay", trace, "-c", str(cfg), "--json", "--at", "2026-11-26T21:00:00-06:00")
     opened = run_cli("replay", trace, "-c", str(cfg), "--json", "--at", "2026-11-26T10:00:00-06:00")
     unknown = run_cli("replay", trace, "-c", str(cfg), "--json")
-    c, o, u = (json.loads(p.stdout) for p in (closed, opened, unknown))
+    c, o, u = (json.loads(p.stdout.splitlines()[0]) for p in (closed, opened, unknown))
     assert c["reason"] == "after-hours" and o["reason"] == "abandoned"
     assert u["reason"] == "abandoned"
     hours = next(ch for ch in u["checks"] if ch["name"] == "hours")
@@ -130,7 +132,8 @@ def test_cli_replay_unknown_line_is_skipped(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[line]]\nnumber = "+15125550199"\n')
     p = run_cli("replay", str(FIX / "03-abandoned.ami"), "-c", str(cfg), "--json")
-    got = json.loads(p.stdout)
+    (line,) = p.stdout.splitlines()                     # no text: no text line
+    got = json.loads(line)
     assert got["missed"] is True and got["decision"] == "skip"
     assert any(c["name"] == "line" and not c["ok"] for c in got["checks"])
 

@@ -111,7 +111,7 @@ def test_opted_out_caller_never_texted_by_a_later_missed_call(store_target, tmp_
 def test_ambiguous_reply_is_flagged_for_review_and_a_person_confirms(store_target, tmp_path):
     h = Harness(store_target, CFG, clock=Clock(chicago("2026-11-26 10:00")))
     h.play(trace("03-abandoned.ami"))
-    h.pipe.on_inbound(CALLER, "+15125550140", "I want to cancel my appointment", now=h.clock.t)
+    h.pipe.on_inbound(CALLER, "+15125550140", "I want you to stop", now=h.clock.t)
     reply = [m for m in rows() if m.direction == "in"][0]
     assert reply.note.startswith("review") and "pbx-textback optout" in reply.note
     assert not [m for m in rows() if m.kind == "confirmation"]

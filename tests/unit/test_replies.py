@@ -5,7 +5,7 @@ import tomllib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pbx_textback.core.policy.replies import INTENTS, KEYWORDS, ReplyIntent, classify_reply
+from pbx_textback.core.policy.replies import INTENTS, KEYWORDS, TAKES_OBJECT, ReplyIntent, classify_reply
 
 CORPUS = tomllib.loads((pathlib.Path(__file__).parent / "reply_corpus.toml").read_text("utf-8"))["reply"]
 
@@ -97,3 +97,50 @@ def test_never_raises_with_keywords_inside(noise):
 
 def test_non_str_input_does_not_raise():
     assert classify_reply(None).intent == "message"     # type: ignore[arg-type]
+
+
+# --- issue 12: the review flag stays rare, real opt-outs still opt out ----------------------------
+
+STOP_WORDS = [kw for kw, intent in ALL_KEYWORDS if intent == "stop"]
+THINGS = st.sampled_from(["The leak", "The water", "My AC", "The alarm", "The bleeding", "The noise",
+                          "My toilet", "The dripping", "It", "The heater", "The pain"])
+DESCRIBE = st.sampled_from(["{t} won't stop", "{t} wont stop", "{t} doesn't stop", "{t} stopped working",
+                            "{t} stopped", "{t} keeps running and won't stop", "{t} never stops",
+                            "{t} is not stopping"])
+REQUESTS = st.sampled_from(["", ", please hurry", ". Can someone come today?", " - call me back",
+                            "! help", " since this morning", ", what do I do"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(DESCRIBE, THINGS, REQUESTS, st.lists(st.booleans(), max_size=40))
+def test_stop_inside_a_request_is_an_ordinary_message(shape, thing, tail, flips):
+    text = _recase(shape.format(t=thing) + tail, flips)
+    assert classify_reply(text).intent == "message", repr(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STOP_WORDS), st.lists(st.booleans(), max_size=12),
+       st.sampled_from(["", "please ", "pls ", "ok ", "just "]), st.sampled_from(["", " please", " now", " thanks", " it"]),
+       SUFFIXES, SPACE)
+def test_stop_keywords_with_filler_still_opt_out(kw, flips, before, after, suffix, space):
+    text = space + before + _recase(kw, flips) + after + suffix
+    if kw.lower() in TAKES_OBJECT and after == " it":
+        assert classify_reply(text).intent == "review", repr(text)      # "cancel it": the booking?
+    else:
+        assert classify_reply(text).intent == "stop", repr(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(STOP_WORDS), st.sampled_from(["Hi. ", "ok, ", "Thanks for the text. ", "I said "]),
+       st.sampled_from(["", ".", "!", "!!"]))
+def test_a_stop_keyword_alone_in_a_clause_of_a_longer_text_still_opts_out(kw, lead, end):
+    text = f"{lead}{kw}{end}" if lead != "I said " else f"{lead.strip()}. {kw}{end}"
+    assert classify_reply(text).intent == "stop", repr(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["stop texting me", "please stop messaging me", "take me off your list",
+                        "unsubscribe me", "no more texts", "dont text me again", "remove my number"]),
+       st.sampled_from(["", "The leak won't stop. ", "My AC stopped working, ", "hi "]))
+def test_opt_out_phrases_win_even_beside_a_describing_stop(phrase, lead):
+    assert classify_reply(lead + phrase).intent == "stop"

@@ -16,9 +16,13 @@ How a message is read (first rule that applies wins):
    matched = that clause.
 3. An opt-out phrase anywhere ("please stop texting me", "take me off your list") -> stop,
    matched = the phrase; unless negated just before ("don't unsubscribe me") -> review.
-4. A STOP-family keyword inside a longer message where it may carry another meaning ("can you
-   stop by tomorrow", "cancel my appointment") -> review: a person confirms with one action;
-   matched = the keyword. The lead should hold automated texts to the number until then.
+4. A STOP-family keyword said TO us inside a longer message -> review: a person confirms with
+   one action; matched = the keyword. Only where it reads as an order: opening a clause
+   ("Stop with the reminders", "cancel it") or closing one after a person ("I want you to
+   stop"). The same word describing the world is an ordinary message and no flag: "The leak
+   won't stop, please hurry", "My AC stopped working", "can you stop by tomorrow", "I want to
+   cancel my appointment", "El precio es muy alto". A flag on every "stop" taught the desk to
+   click it away; kept rare, it is read.
 5. Everything else -> message. START and HELP count only as the whole message (rule 1): an
    opt-in must be unambiguous, and "I need help with my order" is for a person to answer.
 YES is not an opt-in keyword by default (it answers too many other questions); add it per
@@ -138,10 +142,18 @@ NEGATED_BEFORE = re.compile(r"\b(?:dont|do not|not|never|nunca)(?: (?:want|wish|
 TAKES_OBJECT = frozenset("cancel cancelar end remove revoke baja".split())
 PRONOUNS = frozenset("it this that these them".split())
 
-# STOP-family keywords that carry other meanings inside a sentence -> review (rule 4).
+# STOP-family keywords that may be an order inside a sentence -> review (rule 4), in their
+# base form only: "stopped", "cancelled" describe what happened, never an order to us.
 # (Spanish: 'alto' also means tall/high, 'baja' low, 'parar' to stop by, 'cancelar' a booking.)
-REVIEW_WORDS = frozenset("stop stopped stopping cancel cancelled canceled end quit revoke remove "
+REVIEW_WORDS = frozenset("stop cancel end quit revoke remove "
                          "alto parar pare detener cancelar baja basta".split())
+# The word after a clause-opening keyword that gives it another meaning: visiting ("stop by"),
+# a booking or a bill ("cancel my appointment", "remove the charge").
+OTHER_SENSE_NEXT = frozenset("by in over at for".split())
+OTHER_SENSE_OBJECTS = frozenset("appointment appt appointments booking reservation order visit cleaning "
+                                "checkup surgery charge charges payment fee cita reserva pedido".split())
+# A negation right before a clause-closing keyword makes it a description: "won't stop".
+DESCRIBING_BEFORE = frozenset("wont doesnt didnt cant cannot couldnt wouldnt isnt not never no".split())
 
 # --- normalization ----------------------------------------------------------------------------
 _APOSTROPHES = dict.fromkeys(map(ord, "'’‘ʼ`´"), None)
@@ -253,14 +265,40 @@ def classify_reply(text: str, *, extra_keywords: dict[str, tuple[str, ...]] | No
     if negated:
         return negated
 
-    # 4. a STOP-family keyword with another possible meaning
+    # 4. a STOP-family keyword that may be an order to us
     stop_words = {k for k, v in words.items() if v[0] == "stop" and " " not in k}
-    for tok in norm.split():
-        if tok in REVIEW_WORDS or tok in stop_words:
+    for clause in _CLAUSE_SPLIT.split(text.replace("-", " - ")):
+        tok = _order_word(_strip_filler(_fold(clause.replace("-", " ")).split()), stop_words)
+        if tok:
             hit = words.get(tok)
             kw = hit[1] if hit else tok.upper()
             return ReplyIntent("review", kw, hit[2] if hit else None,
-                               "opt-out keyword inside a longer message: a person confirms")
+                               "opt-out keyword said as an order inside a longer message: a person confirms")
     if "🛑" in text:
         return ReplyIntent("review", "🛑", None, "stop-sign emoji")
     return ReplyIntent("message", None, None, "no keyword or opt-out phrase")
+
+
+def _order_word(core: list[str], stop_words: set[str]) -> str:
+    """The STOP-family word of a clause (filler stripped) when it reads as an order to us:
+    first ("stop with the reminders") unless the next word gives it another sense ("stop by",
+    "cancel my appointment"), or last after a person ("I want you to stop") unless a negation
+    or a thing makes it a description ("the leak won't stop"). '' when neither."""
+    if not core:
+        return ""
+    family = REVIEW_WORDS | stop_words
+    first, rest = core[0], core[1:]
+    if first in family:
+        other_sense = rest and (rest[0] in OTHER_SENSE_NEXT or OTHER_SENSE_OBJECTS & set(rest[:3]))
+        if not other_sense:
+            return first
+    last = core[-1]
+    if len(core) > 1 and last in family and core[-2] not in DESCRIBING_BEFORE:
+        # said to someone ("I want you to stop", "can you stop?"), not asked about ("when do
+        # you end") nor said of a thing ("the leak won't stop")
+        if {"you", "u", "ya", "yall"} & set(core[-4:-1]) and core[0] not in QUESTION_WORDS:
+            return last
+    return ""
+
+
+QUESTION_WORDS = frozenset("what when where why how which who que cuando donde".split())

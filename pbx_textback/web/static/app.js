@@ -8,11 +8,14 @@
     if (!r.ok) return;
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     const fresh = doc.getElementById("live");
-    if (fresh) live.replaceWith(fresh);
+    if (fresh) { live.replaceWith(fresh); document.dispatchEvent(new Event("live-refreshed")); }
   }
   function listen() {
-    const es = new EventSource("/events");
+    // after: the newest reply this page knew of when it was made (a reply in between still chimes)
+    const es = new EventSource("/events?after=" + encodeURIComponent(document.body.dataset.heard || ""));
     es.addEventListener("change", refresh);
+    // a caller's reply: the chime and notification (desk.js)
+    es.addEventListener("reply", (e) => { if (window.deskReply) window.deskReply(JSON.parse(e.data)); });
     // after a restart or a dropped network EventSource reconnects by itself: catch up then
     es.addEventListener("open", refresh);
   }

@@ -1,0 +1,56 @@
+"""After-hours markers on a FreeSWITCH call: the variables, prompts and destinations a dialplan
+uses to route a call as closed (or open). Pure: each function notes what it matched on the call."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pbx_textback.core.model import Marker
+
+if TYPE_CHECKING:
+    from pbx_textback.core.pbx.freeswitch_call import FsCall
+
+
+def on_set(markers, call: FsCall, data: str) -> None:
+    if data.startswith("^^") and len(data) > 2:
+        parts = data[3:].split(data[2])
+    else:
+        parts = [data]
+    for part in parts:
+        k, sep, v = part.partition("=")
+        if not sep:
+            continue
+        k = k.strip()
+        for m in markers:
+            if m.kind == "variable" and m.key == k and m.value == v.strip():
+                mark(call, m)
+
+
+def on_vars(markers, call: FsCall, ev: dict) -> None:
+    for m in markers:
+        if m.kind == "variable" and ev.get("variable_" + m.key) == m.value:
+            mark(call, m)
+
+
+def on_play(markers, call: FsCall, path: str) -> None:
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0]
+    for m in markers:
+        if m.kind == "playback" and m.value in (path, base, stem):
+            mark(call, m)
+
+
+def on_dest(markers, call: FsCall, ev: dict) -> None:
+    dest = ev.get("Caller-Destination-Number")
+    if not dest:
+        return
+    for m in markers:
+        if m.kind == "destination" and m.value == dest and (
+                not m.key or m.key == ev.get("Caller-Context")):
+            mark(call, m)
+
+
+def mark(call: FsCall, m: Marker) -> None:
+    d = m.describe()
+    lst = call.closed_marks if m.closed else call.open_marks
+    if d not in lst:
+        lst.append(d)

@@ -1,0 +1,87 @@
+"""The inbox's per-caller summary rows (store/inbox.py) are kept by triggers on every write:
+after any mix of calls, replies, agent texts, states, owners and a purge, each row equals what a
+rebuild from scratch computes, on SQLite and on a real PostgreSQL."""
+import random
+
+from pbx_textback.store import db as st
+from pbx_textback.store import inbox
+from pbx_textback.store import web as sw
+
+
+def snapshot():
+    counts = sorted((r.status, r.owner, r.waiting, r.n) for r in inbox.InboxCount.select() if r.n)
+    return counts, sorted((r["peer"], r["line"], r["first_in"], r["last_in"], r["handled"], r["missed"], r["replies"],
+                   r["state"], r["owner"], r["until"], r["status"], r["waiting"], r["since"])
+                  for r in inbox.InboxConv.select().dicts())
+
+
+def test_trigger_kept_rows_equal_a_rebuild_after_every_kind_of_write(store_factory):
+    store = store_factory()
+    rnd = random.Random(7)
+    peers = [f"+1512555{n:04d}" for n in range(12)]
+    t = 1000.0
+    for i in range(300):
+        t += rnd.uniform(1, 50)
+        p, what = rnd.choice(peers), rnd.random()
+        with store.write():
+            if what < 0.3:
+                st.Call.create(call_id=f"c{i}", pbx="asterisk", caller=p, caller_raw=p, called="+15125550140",
+                               line=rnd.choice(["+15125550140", "+15125550141"]), direction="inbound",
+                               missed=rnd.random() < 0.7, answered=rnd.random() < 0.3, reason="x", record="{}",
+                               created_at=t)
+            elif what < 0.6:
+                store.add_message(direction="in", kind="reply", peer=p, body="hi", state="received", due_at=t)
+            elif what < 0.75:
+                store.add_message(direction="out", kind=rnd.choice(["agent", "missed-call"]), peer=p, body="ok",
+                                  state="pending", due_at=t)
+        if 0.75 <= what < 0.9:
+            sw.set_state(store, p, rnd.choice([sw.DONE, sw.SNOOZED, sw.OPEN]), "maria", t,
+                         until=rnd.choice([None, t + 100]))
+        elif what >= 0.9:
+            sw.set_owner(store, p, rnd.choice(["", "maria", "joe"]), "maria", t)
+    kept = snapshot()
+    assert any(r[10] == "open" for r in kept[1]) and any(r[10] in ("done", "snoozed") for r in kept[1])
+    inbox.rebuild(store.db)
+    assert snapshot() == kept
+    store.purge(before=t / 2 + 500)                 # deletes: the rows follow them down
+    kept = snapshot()
+    inbox.rebuild(store.db)
+    assert snapshot() == kept
+    store.close()
+
+
+def test_needs_reply_pages_stop_at_the_limit_and_keep_oldest_first(store_factory):
+    store = store_factory()
+    with store.write():
+        for n in range(30):
+            store.add_message(direction="in", kind="reply", peer=f"+1512555{n:04d}", body="hi", state="received",
+                              due_at=5000.0 - n)
+    got = [c["peer"] for c in sw.view(store, "needs-reply", 6000.0, limit=10)]
+    assert got == [f"+1512555{n:04d}" for n in range(29, 19, -1)]
+    assert sw.counts(store, 6000.0)["needs-reply"] == 30
+    sw.set_owner(store, "+15125550003", "maria", "maria", 6000.0)
+    sw.set_state(store, "+15125550004", sw.SNOOZED, "maria", 6000.0, until=6100.0)
+    sw.set_state(store, "+15125550005", sw.DONE, "maria", 6000.0)
+    assert sw.counts(store, 6050.0, me="maria") == {"needs-reply": 27, "mine": 1, "open": 28, "snoozed": 1, "done": 1}
+    assert sw.counts(store, 6100.0, me="maria") == {"needs-reply": 28, "mine": 1, "open": 29, "snoozed": 0, "done": 1}
+    assert [c["peer"] for c in sw.view(store, "open", 6000.0, search="0003")] == ["+15125550003"]
+    store.close()
+
+
+def test_migration_18_gives_a_store_from_before_the_summary_its_rows(store_factory):
+    store = store_factory()
+    with store.write():
+        store.add_message(direction="in", kind="reply", peer="+15125550101", body="hi", state="received", due_at=10.0)
+    sw.set_state(store, "+15125550101", sw.DONE, "maria", 5.0)          # before the reply: open again
+    inbox.drop_triggers(store.db)
+    store.db.execute_sql('DROP TABLE "inboxcount"')
+    store.db.execute_sql('DROP TABLE "inboxconv"')                     # the store as it was before
+    (step,) = [f for v, f in st.MIGRATIONS if v == 18]
+    with store.db.atomic():
+        step(store.db)
+    assert [c["peer"] for c in sw.view(store, "needs-reply", 20.0)] == ["+15125550101"]
+    assert sw.counts(store, 20.0)["needs-reply"] == 1
+    with store.write():                                                 # and its triggers are back
+        store.add_message(direction="in", kind="reply", peer="+15125550102", body="hi", state="received", due_at=11.0)
+    assert sw.counts(store, 20.0)["needs-reply"] == 2
+    store.close()
