@@ -119,6 +119,7 @@ def reached_since(store, peer: str, since: float) -> str:
 
 # ---- consent: what the state machine needs, not every row ever --------------------------------
 _CONSENT_COLS = "kind, number, at, scope, line, source, confirms, lang, id"
+_NOT_CALLS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
 
 
 def consent_standing_history(store, number: str) -> list:
@@ -129,7 +130,9 @@ def consent_standing_history(store, number: str) -> list:
     standing is the same as over the full history — and one "inbound-call" row per call no
     longer makes every call of a frequent caller slower than the last."""
     from ..core.policy.consent import ConsentEvent
-    got = rows(store, f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind != \'inbound-call\' '
+    # kind IN (...), not kind != 'inbound-call': the (number, kind) index then seeks the few
+    # rows instead of walking every inbound call the number ever made
+    got = rows(store, f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {_NOT_CALLS} '
                       f'UNION ALL SELECT {_CONSENT_COLS} FROM "consent" WHERE id IN '
                       '(SELECT consent_id FROM "consentlastcall" WHERE number = ?) '
                       'ORDER BY 3, 9', (number, number))
