@@ -163,7 +163,7 @@ def cmd_replay(a) -> int:
 
 
 def cmd_whatif(a) -> int:
-    from . import whatif
+    from pbx_textback.replay import whatif
     cfg = _config(a.config, required=True)
     try:
         since = whatif.parse_since(a.since, time.time())
@@ -202,6 +202,8 @@ def cmd_explain(a) -> int:
     msgs = store.messages_to(peer) if peer else []
     replies = [m for m in msgs if m["direction"] == "in"]
     shared = len(store.boxes()) > 1        # several PBX boxes: say which one took each call
+    from pbx_textback.admin.cli import name_templates
+    name_templates(store, cfg, calls)      # which template (file, page change) wrote each text
     store.close()
     in_calls = {m["id"] for c in calls for m in c["messages"]}
     by_call_id = any(c["call_id"] == key for c in calls)
@@ -233,7 +235,8 @@ def cmd_explain(a) -> int:
         print(f"  verdict: {verdict} — {c['why']}")
         for n in c["notes"]:
             print(f"  note: {n}")
-        print(f"  decision: {c['decision']}")
+        print(f"  decision: {c['decision']}" + (f" (template {c['template']}: {c['template_from']})"
+                                                 if c.get("template") else ""))
         for ch in c["checks"]:
             print(f"    [{'ok' if ch['ok'] else 'NO'}] {ch['name']}: {ch['detail']}")
         for m in c["messages"]:
@@ -672,6 +675,34 @@ def cmd_user(a) -> int:
     return 0
 
 
+def cmd_settings(a) -> int:
+    from pbx_textback.admin.cli import cmd_settings as body
+    cfg = _config(a.config, required=True)
+    try:
+        return body(a, cfg, _store(cfg))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_web(a) -> int:
+    from pbx_textback.admin.cli import cmd_web as body
+    cfg = _config(a.config, required=True)
+    try:
+        return body(cfg, _store(cfg))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_report(a) -> int:
+    from pbx_textback.reporting.report import run_cli
+    cfg = _config(a.config, required=True)
+    store = _store(cfg)
+    try:
+        return run_cli(a, cfg, store)
+    finally:
+        store.close()
+
+
 def _store_command(module):
     """hooks, token: the body lives in its own module; run(a, cfg, store, fail)."""
     def fail(msg):
@@ -816,6 +847,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extension", help="the user's desk-phone extension, e.g. 100")
     s.add_argument("--password-file", help="read the password from this file (else it is asked twice)")
     s.add_argument("-c", "--config")
+    s = cmd("settings", cmd_settings, "what the admin page changed: export (as TOML for the config file) "
+            "or history (who, when, old, new)")
+    s.add_argument("action", choices=["export", "history"])
+    s.add_argument("--full", action="store_true", help="export: the whole config file with the page's values written in")
+    s.add_argument("--limit", type=int, default=200, help="history: at most this many changes")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-c", "--config")
+    s = cmd("web", cmd_web, "serve the inbox alone (no PBX connection, no transport): replies are "
+            "queued for the box that owns the line")
+    s.add_argument("-c", "--config")
+    s = cmd("report", cmd_report, "missed calls, texts, replies, response times, call backs, recovered callers, opt-outs")
+    s.add_argument("--since", help="first day, YYYY-MM-DD in the business's time zone (default: last week, Monday to Sunday)")
+    s.add_argument("--until", help="last day, YYYY-MM-DD, included (default: now)")
+    s.add_argument("--by", default="line", choices=["line", "agent", "campaign", "day", "week"])
+    s.add_argument("--json", action="store_true", help="the whole report as JSON")
+    s.add_argument("--csv", action="store_true", help="the tables as CSV")
+    s.add_argument("--table", choices=["calls", "texts", "rates", "response", "buckets"], help="with --csv: one table")
+    s.add_argument("-c", "--config")
     from .hooks import cli as hooks_cli
     from .web import tokens as tokens_cli
     for mod in (hooks_cli, tokens_cli):
@@ -850,6 +899,9 @@ EXAMPLES = {
     "resend": "pbx-textback resend 42   (the message id `explain` shows; recorded as a resend)",
     "send-test": "pbx-textback send-test --to +15125550188 --text 'test from pbx-textback'",
     "user": "pbx-textback user add maria --role agent --extension 101",
+    "settings": "pbx-textback settings export >> page-settings.toml\n  pbx-textback settings history",
+    "web": "pbx-textback web -c /etc/pbx-textback/config.toml   (a box that only serves the inbox)",
+    "report": "pbx-textback report --since 2026-11-23 --until 2026-11-29 --by agent --csv > week.csv",
     "hooks": "pbx-textback hooks deliveries --endpoint crm\n  pbx-textback hooks resend 42",
     "token": "pbx-textback token add hubspot-relay --scope write",
     "doctor": "pbx-textback doctor   (as root on the PBX box, before `systemctl enable --now pbx-textback`)",

@@ -276,6 +276,41 @@ def _hooks_problems(cfg, lines) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """`/metrics` for Prometheus (README "Metrics"): off by default, and only ever on the
+    loopback address (a remote Prometheus scrapes through the box's reverse proxy or SSH)."""
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"
+
+    def __post_init__(self):
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+            raise ValueError(f"listen = {self.listen!r}: metrics are served on the loopback address "
+                             "only (127.0.0.1:PORT or [::1]:PORT); they carry no sign-in")
+
+
+@dataclass(frozen=True)
+class Mail:
+    """E-mail to staff through the local MTA (README "E-mail to staff"): off when `to` is empty."""
+    to: tuple[str, ...] = ()               # staff addresses
+    sender: str = "pbx-textback@localhost"
+    mta: str = "127.0.0.1:25"              # HOST:PORT of the local MTA (plain SMTP, no auth)
+    unseen_reply_minutes: float = 15.0     # a reply nobody answered for this long: one mail; 0: never
+    daily_summary_at: str = "18:00"        # local time of the day's summary; "": none
+
+    def __post_init__(self):
+        if web_listen(self.mta) is None:
+            raise ValueError(f"mta = {self.mta!r}: give HOST:PORT, e.g. 127.0.0.1:25")
+        if self.daily_summary_at and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", self.daily_summary_at):
+            raise ValueError(f"daily_summary_at = {self.daily_summary_at!r}: give HH:MM (24 h) or \"\" for none")
+        if not 0 <= self.unseen_reply_minutes <= 10080:
+            raise ValueError(f"unseen_reply_minutes = {self.unseen_reply_minutes:g}: give 0..10080 minutes (0: never)")
+        bad = [a for a in self.to if "@" not in a or any(c in a for c in " ,;<>")]
+        if bad:
+            raise ValueError(f"to: {bad[0]!r} is not an e-mail address")
+
+
+@dataclass(frozen=True)
 class DeskPhones:
     """Call back from the inbox (the agent's desk phone rings first) and callers' replies
     pushed to desk phones as SIP MESSAGE, both through the PBX connection (README "Desk
@@ -302,10 +337,16 @@ class Config:
     hooks: Hooks = field(default_factory=Hooks)
     api: Api = field(default_factory=Api)
     deskphones: DeskPhones = field(default_factory=DeskPhones)
+    metrics: Metrics = field(default_factory=Metrics)
+    mail: Mail = field(default_factory=Mail)
     line: tuple[Line, ...] = ()
     every_inbound_number: bool = False   # no lines: treat every inbound DID as a line
     source: str = ""
     warnings: tuple[str, ...] = ()       # template lint warnings: shown, not fatal
+    # the file's text and the admin page's values merged on top (settings.py): kept so a
+    # reload or a page edit can rebuild the config; not part of what a config *is*
+    toml: str = field(default="", compare=False, repr=False)
+    page: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def allowed_countries(self) -> frozenset[str]:
@@ -410,15 +451,18 @@ def load(path: str | os.PathLike, *, for_service: bool = False, strict: bool = T
 
 
 def loads(text: str, path: str = "<config>", *, for_service: bool = False, strict: bool = True,
-          secrets: bool = True) -> Config:
+          secrets: bool = True, page: dict | None = None) -> Config:
+    """page: the admin page's values (settings.py keys), merged over the file's before checking."""
     token = _SECRETS_NEEDED.set(secrets)
     try:
-        return _loads(text, path, for_service=for_service, strict=strict)
+        cfg = _loads(text, path, for_service=for_service, strict=strict, page=page or {})
+        return dataclasses.replace(cfg, toml=text, page=dict(page or {}))
     finally:
         _SECRETS_NEEDED.reset(token)
 
 
-def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
+def _loads(text: str, path: str, *, for_service: bool, strict: bool, page: dict) -> Config:
+    from pbx_textback.admin.settings import merge
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -428,6 +472,7 @@ def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
     except ValueError as e:        # e.g. an integer of thousands of digits
         raise ConfigError([f"TOML value refused: {e}"], path) from None
     lines = _key_lines(text)
+    data, unmatched = merge(data, page) if page else (data, [])
     problems: list[str] = _removed_keys(data, lines)
     try:
         cfg = _build(Config, data, "", lines, problems)
@@ -449,6 +494,7 @@ def _loads(text: str, path: str, *, for_service: bool, strict: bool) -> Config:
     warnings += tuple(_week_warnings(cfg, lines))
     if for_service:
         warnings += tuple(_service_warnings(cfg, lines))
+    warnings += tuple(f"page setting {k}: the file has no such line; ignored" for k in unmatched)
     return dataclasses.replace(cfg, source=path, every_inbound_number=not cfg.line, warnings=warnings)
 
 
@@ -490,7 +536,7 @@ def _build(cls, data, prefix: str, lines, problems):
         problems.append(f"{prefix or 'top level'}{_where(prefix, lines)}: expected a table")
         return None
     hints = typing.get_type_hints(cls)
-    internal = ("source", "warnings", "every_inbound_number") if cls is Config else ()
+    internal = ("source", "warnings", "every_inbound_number", "toml", "page") if cls is Config else ()
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in internal}
     kwargs = {}
     for key, value in data.items():

@@ -50,6 +50,9 @@ class Service:
         from .config import box_id
         self.store = open_store(cfg.store.path, cfg.store.dsn, box_id(cfg))
         self.store.accounts = senders.accounts(cfg)
+        from pbx_textback.admin.reload import Reloader, apply_to_service, with_page     # the admin page's values on top
+        self.cfg = cfg = with_page(cfg, self.store)
+        self.reloader = Reloader(cfg, self.store, lambda c: apply_to_service(self, c))
         self.pipeline = Pipeline(cfg, self.store, clock=clock)
         self.transport = LogTransport()      # the real ones are built in run(): "pbx" needs the source
         self.watch = None
@@ -370,9 +373,10 @@ class Service:
         # a store the service cannot write fails here, before READY=1 (StoreError)
         check_writable(self.store, self.cfg.store.path if not self.cfg.store.dsn else "", self.clock())
         self._pbx_addr = f"{host or self._pbx_host()}:{port or self._pbx_port()}"
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, handler in ((signal.SIGINT, self._stop.set), (signal.SIGTERM, self._stop.set),
+                             (signal.SIGHUP, self.reloader.reload_file)):   # reload: the file again
             try:
-                loop.add_signal_handler(sig, self._stop.set)
+                loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):
                 pass
         source = self._source(host, port) if self.cfg.pbx.type != "mail" else None
@@ -398,11 +402,14 @@ class Service:
             smtp_port = await self.smtp.start()
             log.info("voicemail e-mail listener on %s:%d", self.cfg.smtp.listen_host, smtp_port)
         await self._start_web()
+        from pbx_textback.reporting import observe
+        self.observers = await observe.start(self)       # /metrics, e-mail to staff (off by default)
         side = [asyncio.create_task(t) for t in extra_tasks] + self._start_desk(source)
         side.append(asyncio.create_task(self.notifier.watchdog(), name="watchdog"))
         hooks_task = asyncio.create_task(self.hooks.run(), name="webhooks") if self.hooks else None
         side.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         side.append(asyncio.create_task(self._heartbeat(), name="status"))
+        side.append(asyncio.create_task(self.reloader.watch(), name="settings"))
         self.status.attach()
         self.notifier.ready(f"PBX {self.pbx_state}")
         log.info("pbx-textback running: %s at %s, store %s, transport %s, %d line(s)%s",
@@ -431,6 +438,7 @@ class Service:
         if hooks_task is not None:           # in-flight deliveries go back to the queue
             self.hooks.stop()
             await asyncio.gather(hooks_task, return_exceptions=True)
+        await self.observers.stop()
         await self.transport.stop()
         await self.worker.close()        # results recorded; claimed texts never written -> pending
         for t in tasks + side + [stopper] + ([self._recovery] if self._recovery else []):

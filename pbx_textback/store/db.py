@@ -61,6 +61,7 @@ class DecisionRow(Base):
     checks = pw.TextField()                    # JSON list of {name, ok, detail}
     line = pw.CharField(default="")
     created_at = pw.DoubleField()
+    template = pw.CharField(default="")        # the template's fingerprint (settings.template_version)
 
     class Meta:
         table_name = "decision"
@@ -241,6 +242,32 @@ def _desk_tables(db):
 
 MIGRATIONS.append((16, _desk_tables))
 NEW_STORE_TABLES.append(_desk_tables)
+
+
+def _v17(db):
+    """The admin page's settings and their history (store/settings.py); which template wrote
+    each text (explain)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate as run
+    from .settings import create_tables
+    create_tables(db)
+    if "template" in [c.name for c in db.get_columns("decision")]:
+        return            # safe to run again, like every step (a store that was made new has it)
+    m = SqliteMigrator(db) if isinstance(db, pw.SqliteDatabase) else PostgresqlMigrator(db)
+    run(m.add_column("decision", "template", pw.CharField(default="")))
+
+
+def _settings_tables(db):
+    from .settings import create_tables
+    create_tables(db)
+
+
+def _template_version(source: str) -> str:
+    from pbx_textback.admin.settings import template_version
+    return template_version(source) if source else ""
+
+
+MIGRATIONS.append((17, _v17))
+NEW_STORE_TABLES.append(_settings_tables)
 
 
 def _v18(db):
@@ -708,7 +735,7 @@ class Store:
                 "missed": call.missed, "reason": call.reason, "why": call.why,
                 "voicemail_left": call.voicemail_left, "recovered": call.recovered,
                 "started_at": call.started_at, "ended_at": call.ended_at,
-                "decision": dec.action if dec else None,
+                "decision": dec.action if dec else None, "template": dec.template if dec else "",
                 "checks": json.loads(dec.checks) if dec else [],
                 "messages": msgs, "notes": rec.get("notes", []),
                 "answered_by": rec.get("answered_by", ""), "answered": call.answered,
@@ -878,3 +905,6 @@ def waiting_texts(store: Store) -> tuple[int, float | None, int]:
 def setting_since(store: Store, key: str) -> tuple[str, float] | None:
     row = Setting.get_or_none(Setting.key == key)
     return (row.value, row.set_at) if row else None
+
+
+from . import reports as _reports  # noqa: E402,F401  (its migration 19 and indexes register on import)

@@ -160,8 +160,8 @@ def add_consent(store, ev) -> int:
 _INS_CALL = ('INSERT INTO "call" (box, call_id, pbx, caller, caller_raw, called, line, direction, missed, '
              'reason, why, voicemail_left, recovered, started_at, ended_at, record, created_at, answered) '
              'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id')
-_INS_DECISION = ('INSERT INTO "decision" (call_id, action, checks, line, created_at) '
-                 'VALUES (?, ?, ?, ?, ?)')
+_INS_DECISION = ('INSERT INTO "decision" (call_id, action, checks, line, created_at, template) '
+                 'VALUES (?, ?, ?, ?, ?, ?)')
 _INS_MESSAGE = ('INSERT INTO "message" (box, call_id, direction, kind, line, peer, body, state, due_at, '
                 'attempts, transport, transport_id, error, created_at, updated_at, calls_missed, note, '
                 'account) VALUES (?, ?, \'out\', \'missed-call\', ?, ?, ?, \'pending\', ?, 0, \'\', \'\', '
@@ -186,7 +186,7 @@ def record_verdict(store, verdict, *, now: float, consent=None) -> tuple[int, in
             c.voicemail_left, c.recovered, c.started_at, c.ended_at,
             json.dumps(c.to_dict(), default=str), now, c.answered_by_human))
         run(store, _INS_DECISION, (call_id, d.action, json.dumps([ch.to_dict() for ch in d.checks]),
-                                   d.line, now))
+                                   d.line, now, st._template_version(d.template) if d.action == "text" else ""))
         msg_id = None
         if d.action == "text":
             msg_id = insert(store, _INS_MESSAGE, (

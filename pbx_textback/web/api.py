@@ -329,7 +329,7 @@ def routes(inbox) -> list[web.RouteDef]:
 
     async def reports(request):
         try:
-            from .. import reports as rp          # helper "reports" (issue 13) provides it
+            from pbx_textback.reporting import report as rp          # helper "reports" (issue 13) provides it
             fn = getattr(rp, "api_report")
         except (ImportError, AttributeError):
             raise ApiError(501, "reports are not available through the API in this version; "

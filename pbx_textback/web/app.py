@@ -18,8 +18,9 @@ from aiohttp import web
 from ..core.numbers import to_e164
 from ..core.text.sms import sms_info
 from ..store import web as sw
-from . import api, callback, desk, hooks, timeline, voicemail
+from . import admin, api, callback, desk, hooks, timeline, voicemail
 from .keys import CSRF, USER
+from .reports import routes as reports_routes
 from .passwords import DUMMY_HASH, verify
 
 log = logging.getLogger("pbx_textback.web")
@@ -91,6 +92,8 @@ class Inbox:
         app.add_routes(api.routes(self))          # /api/v1: token auth (web/api.py)
         app.add_routes(hooks.routes(self))        # /admin/hooks (web/hooks.py)
         app.add_routes(callback.routes(self))
+        app.add_routes(reports_routes(self))
+        app.add_routes(admin.routes(self))      # admin pages (admin role only)
         return app
 
     async def start(self, host: str, port: int) -> int:

@@ -121,9 +121,13 @@ def document() -> dict:
         f"{b}/contacts/{{number}}/opt-in": {"post": _op(
             "record an opt-in", _ok("Contact"), [NUMBER],
             _body({"reason": S, "confirm": {"type": "boolean"}}, ["reason"]), write=True)},
-        f"{b}/reports": {"get": _op("the manager's numbers (501 when this version has no reports)",
-                                    {"200": {"description": "the report as JSON"}, "501": _ERR, "401": _ERR},
-                                    [_q("from", "first day, YYYY-MM-DD"), _q("to", "last day, YYYY-MM-DD")])},
+        f"{b}/reports": {"get": _op("the manager's numbers: the report of `pbx-textback report --json` as data "
+                                    "(README \"Reports, metrics and e-mail to staff\")",
+                                    {"200": {"description": "the report as JSON"}, "400": _ERR, "401": _ERR},
+                                    [_q("from", "first day, YYYY-MM-DD (default: last week)"),
+                                     _q("to", "last day, YYYY-MM-DD, included"),
+                                     _q("by", "grouping", {"type": "string", "enum": ["line", "agent", "campaign",
+                                                                                      "day", "week"]})])},
     }
     return {"openapi": "3.1.0",
             "info": {"title": "pbx-textback API", "version": __version__,

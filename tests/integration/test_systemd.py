@@ -98,6 +98,8 @@ def test_the_unit_verifies_where_it_is_installed_documentation_included(tmp_path
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
+    (root / "bin").mkdir()
+    shutil.copy(shutil.which("kill") or "/bin/kill", root / "bin/kill")     # ExecReload= (every box has it)
     (root / "opt/pbx-textback-src").mkdir(parents=True)
     shutil.copy(ROOT / "README.md", root / "opt/pbx-textback-src")
     docs = re.findall(r"^Documentation=(.*)$", UNIT.read_text(), re.M)

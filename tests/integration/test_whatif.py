@@ -155,7 +155,7 @@ def test_whatif_reads_sqlite_and_postgresql_alike_and_changes_neither(store_targ
     """A store filled by the real pipeline and outbox (tests/replay/test_timing.py's harness: a
     60 s delay, the caller redials 30 s later and gets through, the text is cancelled); under
     no delay the text would have gone out."""
-    from pbx_textback import whatif as wi
+    from pbx_textback.replay import whatif as wi
     from pbx_textback.config import loads
     from pbx_textback.store import db as st
     from tests.replay.test_timing import CALLER, CFG, Harness, trace
@@ -190,7 +190,7 @@ def test_an_hours_override_in_force_then_applies_again(tmp_path, capsys):
     The store keeps only today's override, but the call's hours check names the one it saw,
     so whatif under the same config finds no difference (and under another template, the
     after-hours one)."""
-    from pbx_textback import whatif as wi
+    from pbx_textback.replay import whatif as wi
     from pbx_textback.config import loads
     from tests.replay.test_timing import CFG, Harness, trace
     cfg_text = CFG.replace("delay_seconds = 60", "delay_seconds = 0").replace(

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import replace
 
-from .simulate import STEP, Simulation, iso
+from pbx_textback.replay.simulate import STEP, Simulation, iso
 
 
 def _shift(rec, by: float):

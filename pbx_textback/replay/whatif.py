@@ -20,12 +20,12 @@ import re
 import time
 from collections import Counter, defaultdict
 
-from .core.model import INBOUND, CallRecord, Leg
-from .core.policy.decide import find_line
-from .core.policy import consent as consent_mod
-from .simulate import Simulation, iso
-from .store import db as st
-from .store.history import read_history
+from pbx_textback.core.model import INBOUND, CallRecord, Leg
+from pbx_textback.core.policy.decide import find_line
+from pbx_textback.core.policy import consent as consent_mod
+from pbx_textback.replay.simulate import Simulation, iso
+from pbx_textback.store import db as st
+from pbx_textback.store.history import read_history
 
 WENT_OUT = {st.SENT, st.DELIVERED, st.NO_RECEIPT, st.UNKNOWN}   # the service handed it over
 WAITING = {st.PENDING, st.SENDING}      # not yet due: it goes out at its due time unless...

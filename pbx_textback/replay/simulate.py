@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .outbox import OutboxWorker, SendResult
-from .pipeline import Pipeline
-from .store import db as st
-from .store.history import texts
+from pbx_textback.outbox import OutboxWorker, SendResult
+from pbx_textback.pipeline import Pipeline
+from pbx_textback.store import db as st
+from pbx_textback.store.history import texts
 
 STEP = 0.001                  # no time in the trace: each call a millisecond after the one before
 HORIZON = 8 * 86400.0         # after the last call: follow-ups, quiet hours, holds play out in this

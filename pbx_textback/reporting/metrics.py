@@ -1,0 +1,140 @@
+"""`/metrics` in the Prometheus text format (prometheus-client), on its own loopback listener.
+
+Counts come from the store at each scrape (they survive restarts and agree with the
+reports); the PBX connection and the SMSC bind come from the running service. Label values are
+lines (our own DIDs), reasons, kinds and results: never a caller's number.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from pbx_textback.core.report.compute import episodes
+from pbx_textback.store import metrics as sql
+from pbx_textback.store.reports import response_events
+
+log = logging.getLogger("pbx_textback.reporting.metrics")
+NS = "pbx_textback"
+RESPONSE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+HISTOGRAM_TTL_S = 60.0      # the response histogram reads every clock in the store: once a minute
+
+
+class StoreCollector:
+    """A prometheus_client collector: each scrape reads the store."""
+
+    def __init__(self, store, *, lines=(), clock=time.time, pbx_up=None, smsc_bound=None):
+        """lines: the configured DIDs (another number in a label becomes 'other'; none
+        configured: every inbound number is a line). pbx_up / smsc_bound: () -> bool | None."""
+        self.store, self.lines, self.clock = store, set(lines), clock
+        self.pbx_up, self.smsc_bound = pbx_up, smsc_bound
+        self._hist: tuple[float, list, float] | None = None
+
+    def _line(self, line: str) -> str:
+        if not line:
+            return "none"
+        return line if not self.lines or line in self.lines else "other"
+
+    def collect(self):
+        now = self.clock()
+        missed = CounterMetricFamily(f"{NS}_missed_calls", "Inbound calls no person answered", labels=["line", "reason"])
+        inbound = CounterMetricFamily(f"{NS}_inbound_calls", "Inbound calls", labels=["line"])
+        acc_m, acc_i = {}, {}
+        for line, reason, was_missed, n in sql.call_totals(self.store):
+            ln = self._line(line)
+            acc_i[ln] = acc_i.get(ln, 0) + n
+            if was_missed:
+                acc_m[(ln, reason)] = acc_m.get((ln, reason), 0) + n
+        for (ln, reason), n in sorted(acc_m.items()):
+            missed.add_metric([ln, reason], n)
+        for ln, n in sorted(acc_i.items()):
+            inbound.add_metric([ln], n)
+        yield missed
+        yield inbound
+        texts = CounterMetricFamily(f"{NS}_texts", "Outgoing texts by kind and result (state)", labels=["kind", "result"])
+        for kind, state, n in sql.text_totals(self.store):
+            texts.add_metric([kind, state], n)
+        yield texts
+        yield self._by_line(f"{NS}_replies", "Texts from callers", sql.reply_totals(self.store))
+        yield self._by_line(f"{NS}_opt_outs", "Opt-outs (STOP or by staff)", sql.opt_out_totals(self.store))
+        cb = CounterMetricFamily(f"{NS}_callbacks", "Call backs by feature code, by result", labels=["result"])
+        for state, n in sql.callback_totals(self.store):
+            cb.add_metric([state], n)
+        yield cb
+        hooks = sql.webhook_delivery_totals(self.store)
+        if hooks is not None:
+            wh = CounterMetricFamily(f"{NS}_webhook_deliveries", "Webhook deliveries by result", labels=["result"])
+            for state, n in hooks:
+                wh.add_metric([state], n)
+            yield wh
+        depth, oldest = sql.outbox(self.store, now)
+        yield GaugeMetricFamily(f"{NS}_outbox_depth", "Texts waiting to go (pending or being sent)", value=depth)
+        yield GaugeMetricFamily(f"{NS}_outbox_oldest_due_seconds", "Age of the oldest text that is due and not sent",
+                                value=oldest or 0.0)
+        for name, doc, fn in ((f"{NS}_pbx_up", "1 while the PBX event connection is up", self.pbx_up),
+                              (f"{NS}_smsc_bound", "1 while the SMPP bind is up", self.smsc_bound)):
+            if fn is not None:
+                v = fn()
+                if v is not None:
+                    yield GaugeMetricFamily(name, doc, value=1.0 if v else 0.0)
+        yield self._response_histogram(now)
+
+    def _by_line(self, name, doc, rows):
+        m = CounterMetricFamily(name, doc, labels=["line"])
+        acc = {}
+        for line, n in rows:
+            acc[self._line(line)] = acc.get(self._line(line), 0) + n
+        for ln, n in sorted(acc.items()):
+            m.add_metric([ln], n)
+        return m
+
+    def _response_histogram(self, now: float):
+        if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
+            ev, closes, _ = response_events(self.store, 0.0, now + 1)
+            times = [e["end"] - e["start"] for e in episodes(ev, closes) if e["end"] is not None]
+            counts = [sum(1 for t in times if t <= b) for b in RESPONSE_BUCKETS]
+            self._hist = (now, [(str(b), c) for b, c in zip(RESPONSE_BUCKETS, counts)] + [("+Inf", len(times))],
+                          float(sum(times)))
+        _, buckets, total = self._hist
+        h = HistogramMetricFamily(f"{NS}_first_human_response_seconds",
+                                  "From a caller's first reply (or missed call) to a person's text or call")
+        h.add_metric([], buckets, sum_value=total)
+        return h
+
+
+def registry_for(collector: StoreCollector) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return reg
+
+
+class MetricsServer:
+    """GET /metrics on its own listener (the config only allows a loopback address)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry, self.runner = registry, None
+
+    async def handle(self, request):
+        try:
+            body = generate_latest(self.registry)
+        except Exception as e:          # the store's trouble: say so, keep serving
+            log.warning("metrics scrape failed: %s", e)
+            return web.Response(status=503, text=f"metrics unavailable: {e}\n")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self, host: str, port: int) -> int:
+        app = web.Application()
+        app.add_routes([web.get("/metrics", self.handle)])
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
