@@ -73,6 +73,9 @@ def _first(ev, key: str) -> str:
 
 # --------------------------------------------------------------------------- panoramisk glue
 
+CONSUME_SLICE = 64          # events handled before the consumer yields to the rest of the loop
+
+
 class _Protocol(AMIProtocol):
     """AMIProtocol reading through our framing. Everything else (responses, futures, event
     dispatch) stays panoramisk's."""
@@ -84,15 +87,29 @@ class _Protocol(AMIProtocol):
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
         self.reconcile_id: str | None = None
         self.on_reconcile: Callable[[Message], None] | None = None
+        # an event no action waits for goes straight to this (the frame, a plain dict): the
+        # round trip through panoramisk's case-insensitive Message and its pattern dispatch
+        # back to a dict was most of the cost of an event
+        self.on_event: Callable[[dict], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         # panoramisk: `data.decode(encoding, 'ignore')` per read, then split on CRLFCRLF and
         # `strip()` each message -> UTF-8 split across reads loses characters, and an empty
         # last header ("Extra: ") is dropped. We frame raw bytes instead.
         self.reads += 1
+        fast = self.on_event
         for frame in self.framing.feed(data):
             if self.version is None and self.framing.banner:
                 self.version = self.framing.banner.partition("/")[2].strip()
+            if fast is not None and not self.responses and self.reconcile_id is None:
+                name = frame.get("Event")
+                # no action is waiting, so no response can claim it; Shutdown stays panoramisk's
+                if name.__class__ is str and name.lower() != "shutdown":
+                    try:
+                        fast(frame)
+                    except Exception:
+                        log.exception("AMI: could not handle a %s frame", name)
+                    continue
             msg = Message(frame)
             msg._frame = frame
             try:
@@ -367,6 +384,7 @@ class AmiSource:
             return "failed", f"cannot connect ({e.strerror or e})"
         self._booted = booted = asyncio.Event()
         proto.on_reconcile = self._on_reconcile_row
+        proto.on_event = self._on_frame
         done = loop.create_future()
         done.set_result((transport, proto))
         mgr.connection_made(done)                  # panoramisk wires the protocol, sends Login
@@ -456,8 +474,11 @@ class AmiSource:
     # -- panoramisk callbacks (sync, inside data_received: only enqueue) ------------------
 
     def _on_message(self, manager, message) -> None:
+        self._on_frame(message_to_dict(message))
+
+    def _on_frame(self, ev: dict) -> None:
+        """An event, as a dict of its own (a fresh frame or a copy), in stream order."""
         try:
-            ev = message_to_dict(message)
             booted = _first(ev, "Event") == "FullyBooted" and self._booted is not None
             if booted:
                 self._booted.set()
@@ -482,7 +503,13 @@ class AmiSource:
 
     async def _consume(self) -> None:
         q = self._queue
+        done = 0
         while True:
+            done += 1
+            if done % CONSUME_SLICE == 0:
+                # a full queue never makes q.get() wait: let the outbox (and everything else
+                # on the loop) take its turn, or a burst of events starves the texts it queues
+                await asyncio.sleep(0)
             item = await q.get()
             if item is _STOP:
                 return
@@ -498,7 +525,7 @@ class AmiSource:
                 continue
             try:
                 r = self.on_event(item)
-                if inspect.isawaitable(r):
+                if r is not None and inspect.isawaitable(r):
                     await r
             except Exception as e:
                 # name the event and where it failed, not its content (caller numbers)

@@ -5,7 +5,7 @@ that fills a CallRecord; the classifier and the decision never look at PBX heade
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 
 INBOUND, OUTBOUND, INTERNAL = "inbound", "outbound", "internal"
 
@@ -95,7 +95,11 @@ class CallRecord:
     notes: tuple[str, ...] = ()          # what the tracker inferred and why, for explain
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """asdict(self), without its deep copy of every field (once per call, on the hot
+        path): the fields are immutable, only the legs become dicts."""
+        d = dict(self.__dict__)
+        d["legs"] = tuple(dict(leg.__dict__) for leg in self.legs)
+        return d
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 import phonenumbers
@@ -95,10 +96,18 @@ def _parse(s: str, region: str) -> phonenumbers.PhoneNumber | None:
     return n
 
 
+CACHE_SIZE = 1024     # distinct numbers remembered: a call parses its caller once, not ~8 times
+
+
 def to_e164(raw: str, region: str = "US") -> str | None:
     """E.164 for any valid number (textable or not), else None."""
     if not raw:
         return None
+    return _to_e164(str(raw), region)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _to_e164(raw: str, region: str) -> str | None:
     s = _clean(raw)
     if _is_anonymous(s):
         return None
@@ -114,6 +123,12 @@ def number_info(raw: str, region: str = "US", *, allowed_countries: Iterable[str
     region = (region or "US").upper()
     allowed = frozenset(c.upper() for c in allowed_countries) if allowed_countries is not None \
         else frozenset({region})
+    return _number_info(raw, region, allowed, internal_max_digits)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits: int) -> NumberInfo:
+    """Pure and frozen, so one parse per distinct number serves every call (bounded)."""
     s = _clean(raw)
     if _is_anonymous(s):
         return NumberInfo(raw, None, False, "anonymous")

@@ -37,6 +37,14 @@ log = logging.getLogger("pbx_textback.smpp")
 BIND_MODES = ("transceiver", "transmitter+receiver")
 
 
+# Bounded memories (a soak showed ~250 bytes per text kept until 200,000 texts): a receipt
+# usually comes within seconds, and one for an older text is matched in the store by its
+# gateway id (mark_sent stored it); a destination no longer remembered gets a random
+# concatenation reference, as after a restart.
+REMEMBER_IDS = 4096
+REMEMBER_REFS = 4096
+
+
 @dataclass(frozen=True)
 class SmppSettings:
     host: str = "127.0.0.1"
@@ -611,7 +619,7 @@ class SmppTransport:
         ref = self._refs.get(to)
         ref = random.randrange(256) if ref is None else (ref + 1) & 0xFF
         self._refs[to] = ref
-        if len(self._refs) > 100_000:
+        if len(self._refs) > REMEMBER_REFS:
             self._refs.pop(next(iter(self._refs)))
         return ref
 
@@ -922,7 +930,7 @@ class SmppTransport:
         keys = message_id_keys(message_id)
         if keys:
             self._sent_ids[keys[0]] = (message_id, msg_ref)
-            if len(self._sent_ids) > 200_000:
+            if len(self._sent_ids) > REMEMBER_IDS:
                 self._sent_ids.popitem(last=False)
 
     def match_message_id(self, message_id) -> tuple[str, str] | None:

@@ -298,6 +298,21 @@ MIGRATIONS.append((21, _api_tables))
 NEW_STORE_TABLES.extend([_hook_tables, _api_tables])
 
 
+def _v23(db):
+    """The hot path's indexes and the per-caller consent summary (store/fast.py)."""
+    from .fast import migrate_v23
+    migrate_v23(db)
+
+
+def _fast_tables(db):
+    from .fast import create_tables
+    create_tables(db)
+
+
+MIGRATIONS.append((23, _v23))
+NEW_STORE_TABLES.append(_fast_tables)
+
+
 def _v24(db):
     """Call backs placed by the box that owns the caller's line (store/boxcalls.py)."""
     from .boxcalls import add_box_column
@@ -348,8 +363,8 @@ class Store:
         return Call.select(pw.fn.MAX(Call.created_at)).scalar()
 
     def has_call(self, call_id: str) -> bool:
-        # narrow selects throughout: building the SQL for all columns is most of the cost
-        return Call.select(Call.id).where((Call.call_id == call_id) & _own_call(self.box)).exists()
+        from .fast import seen
+        return seen(self, call_id)
 
     def last_text_at(self, peer: str, line: str) -> float | None:
         row = (Message.select(pw.fn.MAX(Message.created_at)).where(
@@ -357,64 +372,25 @@ class Store:
             & (Message.kind == "missed-call") & (Message.state != CANCELLED)).scalar())
         return row
 
-    def record_verdict(self, verdict, *, now: float) -> tuple[int, int | None]:
+    def record_verdict(self, verdict, *, now: float, consent=None) -> tuple[int, int | None]:
         """Call + decision + (when texting) its outbox row, in one transaction. Idempotent per
         call_id: a call seen twice (replayed, reconciled) keeps its first decision and is
-        never texted twice."""
-        c, o, d = verdict.call, verdict.outcome, verdict.decision
-        shown = verdict.extra
-        with self.write():
-            existing = Call.select(Call.id).where((Call.call_id == c.call_id) & _own_call(self.box)).first()
-            if existing is not None:
-                return existing.id, None
-            call = Call.create(
-                box=self.box, call_id=c.call_id, pbx=c.pbx, caller=shown.get("caller", c.caller),
-                caller_raw=c.caller, called=shown.get("called", c.called), line=d.line,
-                direction=c.direction, missed=o.missed, reason=o.reason, why=o.why,
-                voicemail_left=c.voicemail_left, recovered=c.recovered, started_at=c.started_at,
-                ended_at=c.ended_at, record=json.dumps(c.to_dict(), default=str), created_at=now,
-                answered=c.answered_by_human)
-            DecisionRow.create(call=call, action=d.action, line=d.line, created_at=now,
-                               checks=json.dumps([ch.to_dict() for ch in d.checks]),
-                               template=_template_version(d.template) if d.action == "text" else "")
-            msg_id = None
-            if d.action == "text":
-                msg_id = Message.create(
-                    box=self.box, call=call, direction="out", kind="missed-call", line=d.line, peer=d.to,
-                    body=d.body, state=PENDING, due_at=d.due_at if d.due_at is not None else now,
-                    created_at=now, updated_at=now, calls_missed=verdict.extra.get("calls_missed", 1)).id
-            elif verdict.extra.get("collapse_into"):
-                mid, body, n = verdict.extra["collapse_into"]
-                Message.update(body=body, calls_missed=n, updated_at=now).where(
-                    (Message.id == mid) & (Message.state == PENDING)).execute()
-            return call.id, msg_id
+        never texted twice. consent: the caller's inbound-call event, in the same transaction."""
+        from .fast import record_verdict
+        return record_verdict(self, verdict, now=now, consent=consent)
 
     # ---- outbox ------------------------------------------------------------------------------
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:
         """pending rows that are due -> sending, oldest due first. An attempt is counted when
         the text is written (mark_written), not here: a claimed text may never leave."""
-        with self.write():
-            q = (Message.select().where(
-                (Message.state == PENDING) & (Message.due_at <= now) & (Message.direction == "out")
-                & (Message.box == self.box))       # another box's texts go out through its own gateway
-                .order_by(Message.due_at, Message.id).limit(limit))
-            if not self.is_sqlite:     # two workers (two PBX boxes) never claim the same row
-                q = q.for_update("FOR UPDATE SKIP LOCKED")
-            rows = list(q)
-            ids = [r.id for r in rows]
-            if ids:
-                Message.update(state=SENDING, written_at=None, updated_at=now).where(
-                    Message.id.in_(ids) & (Message.state == PENDING)).execute()
-            for r in rows:
-                r.state, r.written_at = SENDING, None
-            return rows
+        from .fast import claim_due
+        return claim_due(self, now, limit)
 
     def mark_written(self, msg_id: int, now: float) -> bool:
         """The transport is about to write the text's first byte: from here a crash or a lost
         connection leaves its fate unknown. False when the row is no longer ours to send."""
-        with self.write():
-            return Message.update(written_at=now, attempts=Message.attempts + 1, updated_at=now).where(
-                (Message.id == msg_id) & (Message.state == SENDING)).execute() == 1
+        from .fast import mark_written
+        return mark_written(self, msg_id, now)
 
     def return_unwritten(self, ids, now: float) -> int:
         """Claimed texts that were never written (the service is stopping): back to pending."""
@@ -443,11 +419,8 @@ class Store:
             fields["due_at"] = due_at
         if state == PENDING:
             fields["written_at"] = None
-        where = Message.id == msg_id
-        if only_from is not None:
-            where &= Message.state == only_from
-        with self.write():
-            return Message.update(**fields).where(where).execute() == 1
+        from .fast import set_state
+        return set_state(self, msg_id, fields, only_from)
 
     def recover_interrupted(self, now: float) -> tuple[int, int]:
         """Rows left in `sending` by a stop or a crash: (back to pending, unknown). Only a text
@@ -538,11 +511,8 @@ class Store:
 
     def reached_since(self, peer: str, since: float) -> str:
         """A call after `since` in which a person spoke with this number, as 'call ID'."""
-        row = (Call.select().where((Call.created_at > since) & (Call.answered == True)  # noqa: E712
-                                   & (((Call.direction == "inbound") & (Call.caller == peer))
-                                      | ((Call.direction == "outbound") & (Call.called == peer))))
-               .order_by(Call.created_at).first())
-        return f"{row.direction} call {row.call_id}" if row else ""
+        from .fast import reached_since
+        return reached_since(self, peer, since)
 
     def replied_since(self, peer: str, since: float) -> bool:
         return Message.select().where((Message.peer == peer) & (Message.direction == "in")
@@ -587,23 +557,25 @@ class Store:
 
     def add_consent(self, ev) -> int:
         """Call inside write() when it must be atomic with other rows."""
-        return Consent.create(number=ev.number, kind=ev.kind, at=ev.at, scope=ev.scope, line=ev.line,
-                              source=ev.source, confirms=ev.confirms, lang=ev.lang).id
+        from .fast import add_consent
+        return add_consent(self, ev)
+
+    def consent_standing(self, number: str) -> list:
+        """The events that decide `number`'s consent standing (not its whole history)."""
+        from .fast import consent_standing_history
+        return consent_standing_history(self, number)
 
     AUTOMATED = ("missed-call", "follow-up", "manual")
 
     def auto_text_times(self, peer: str, since: float) -> list[float]:
         """When automated texts to this number were queued (pending ones too: a second
         concurrent missed call must see the first)."""
-        return [m.created_at for m in Message.select(Message.created_at).where(
-            (Message.peer == peer) & (Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
-            & (Message.created_at > since)
-            & (Message.state.not_in([CANCELLED, EXPIRED, FAILED])))]
+        from .fast import auto_text_times
+        return auto_text_times(self, peer, since)
 
     def texts_since(self, since: float) -> int:
-        return Message.select().where((Message.direction == "out") & (Message.kind.in_(self.AUTOMATED))
-                                      & (Message.created_at > since)
-                                      & (Message.state.in_([SENDING, SENT, DELIVERED, UNKNOWN]))).count()
+        from .fast import texts_since
+        return texts_since(self, since)
 
     def last_help_at(self, peer: str) -> float | None:
         return Message.select(pw.fn.MAX(Message.created_at)).where(
@@ -649,11 +621,9 @@ class Store:
     def mark_sent(self, msg_id: int, *, now: float, transport: str, transport_id: str) -> None:
         """The submit was accepted. A receipt may already have come in (a fast SMSC): never
         step back from delivered/failed to sent."""
-        account = self.accounts.get(transport, transport)
-        with self.write():
-            Message.update(transport=transport, transport_id=transport_id, account=account, updated_at=now,
-                           error="").where(Message.id == msg_id).execute()
-            Message.update(state=SENT).where((Message.id == msg_id) & (Message.state == SENDING)).execute()
+        from .fast import mark_sent
+        mark_sent(self, msg_id, now=now, transport=transport, account=self.accounts.get(transport, transport),
+                  transport_id=transport_id)
 
     def apply_dlr(self, keys, state: str, error: str, now: float, msg_id: int | None = None,
                   transport: str = "smpp") -> int:
@@ -662,15 +632,20 @@ class Store:
         among the texts sent through this service's account (ids repeat across accounts)."""
         final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
                  "undeliverable": FAILED, "deleted": FAILED}.get(state)
-        lookups = [Message.id == msg_id] if msg_id is not None else []
-        lookups += [(Message.transport_id == k) | Message.transport_id.startswith(k + ",")
-                    | Message.transport_id.endswith("," + k) | Message.transport_id.contains("," + k + ",")
-                    for k in keys]
+        if msg_id is not None:
+            from .fast import dlr_by_id
+            if dlr_by_id(self, msg_id, final, state, error, now):
+                return 1
+        # the exact id first (indexed): a one-part text, the common case; then the id as one
+        # part of several (a scan, so only when the exact one finds nothing)
+        lookups = [c for k in keys for c in (
+            Message.transport_id == k,
+            Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
+            | Message.transport_id.contains("," + k + ","))]
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
-        for i, cond in enumerate(lookups):
-            if i > 0 or msg_id is None:
-                cond = cond & ours
+        for cond in lookups:
+            cond = cond & ours
             rows = list(Message.select().where((Message.direction == "out") & cond))
             if not rows:
                 continue

@@ -15,6 +15,7 @@ MAX_FRAME = 256 * 1024          # a real AMI frame is a few KB; a Command output
 _END = re.compile(rb"\r?\n\r?\n")
 _BANNER = re.compile(rb"^[^:\r\n]*Call Manager/[^\r\n]*\r?\n")
 
+GOOD_KEYS_MAX = 4096            # header names remembered as checked (AMI has a few hundred)
 Frame = dict[str, "str | list[str]"]
 
 
@@ -25,6 +26,7 @@ class AmiFraming:
         self.errors = 0
         self._buf = bytearray()
         self._discarding = False      # inside an oversized frame: drop until its end
+        self._good_keys: set[str] = set()
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
@@ -38,6 +40,8 @@ class AmiFraming:
                 pos = m.end()
             elif b"\n" in buf or len(buf) > 64:
                 self.banner = ""      # no banner (mid-stream or a server of ours): go on
+        if not self._discarding:
+            pos = self._feed_crlf(buf, pos, out)
         while True:
             m = _END.search(buf, pos)
             if m is None:
@@ -60,6 +64,55 @@ class AmiFraming:
             # keep the tail: the frame's end may straddle the cut
             del buf[:-3]
         return out
+
+    def _feed_crlf(self, buf: bytearray, pos: int, out: list) -> int:
+        """The common case at C speed: every complete frame in the buffer, when the stretch
+        up to the last frame end is all CRLF and valid UTF-8, decoded once and split on the
+        blank lines; each frame whose lines are all `Key: Value` with distinct plain keys is
+        a dict at once. Anything else (LF-only line ends, a repeated header, a malformed line,
+        bad UTF-8) goes to _parse, which says what was wrong. Returns where it stopped."""
+        end = buf.rfind(b"\r\n\r\n")
+        if end < pos:
+            return pos
+        end += 4
+        region = bytes(buf[pos:end])
+        if region.count(b"\n") != region.count(b"\r\n"):
+            return pos                  # bare LFs somewhere: the careful path finds the ends
+        try:
+            text = region.decode("utf-8")
+        except UnicodeDecodeError:
+            return pos
+        limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
+        good = self._good_keys
+        for chunk in text.split("\r\n\r\n"):
+            if not chunk:
+                continue
+            lines = chunk.split("\r\n")
+            try:
+                frame = dict([ln.split(": ", 1) for ln in lines])
+            except ValueError:          # a line without ": "
+                frame = None
+            if (frame is None or len(frame) != len(lines) or len(chunk) > limit
+                    or not (frame.keys() <= good or self._learn(frame))
+                    or ("Event" not in frame and "Response" not in frame)):
+                if not chunk.strip():
+                    continue
+                frame = self._parse(chunk.encode("utf-8"))
+                if frame is None:
+                    continue
+            out.append(frame)
+        return end
+
+    def _learn(self, frame: dict) -> bool:
+        """Whether every key is a plain header name (no space, 1..64 characters); plain
+        ones are remembered (a few hundred in practice, bounded) so the next frame is
+        checked with one set comparison."""
+        keys = [k for k in frame if k not in self._good_keys]
+        if any(not k or k[0] == " " or " " in k or len(k) > 64 for k in keys):
+            return False
+        if len(self._good_keys) < GOOD_KEYS_MAX:
+            self._good_keys.update(keys)
+        return True
 
     def _parse(self, chunk: bytes) -> Frame | None:
         if len(chunk) > self.max_frame:

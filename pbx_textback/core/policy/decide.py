@@ -47,7 +47,32 @@ class LineView:
         return self.delays.get(reason, self.delay_seconds)
 
 
+_LINES: dict[int, tuple] = {}      # id(cfg) -> (cfg, {called: LineView | None}); configs are frozen
+_LINES_MAX, _CALLED_MAX = 8, 1024
+
+
 def find_line(cfg, called: str) -> LineView | None:
+    """The line `called` rang, resolved once per config and number (bounded): every call
+    asks, and the answer only changes with the config."""
+    entry = _LINES.get(id(cfg))
+    if entry is None or entry[0] is not cfg:
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        entry = _LINES[id(cfg)] = (cfg, {})
+    known = entry[1]
+    try:
+        return known[called]
+    except KeyError:
+        pass
+    except TypeError:                  # an unhashable key: no caching
+        return _find_line(cfg, called)
+    if len(known) >= _CALLED_MAX:
+        known.clear()
+    line = known[called] = _find_line(cfg, called)
+    return line
+
+
+def _find_line(cfg, called: str) -> LineView | None:
     region = cfg.business.country
     want = to_e164(called, region) or called
     for ln in cfg.line:
@@ -70,9 +95,15 @@ def hours_state(line: LineView | None, call: CallRecord, now: float | None, fact
     return hours_mod.state_at(line.hours, line.timezone, at, facts.hours_override)
 
 
-def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Facts()) -> Verdict:
-    """now: the decision time (epoch seconds), None when unknown (replay without a clock)."""
-    line = find_line(cfg, call.called) if call.direction == INBOUND else None
+_RESOLVE = object()
+
+
+def decide(call: CallRecord, cfg, *, now: float | None = None, facts: Facts = Facts(),
+           line: LineView | None = _RESOLVE) -> Verdict:
+    """now: the decision time (epoch seconds), None when unknown (replay without a clock).
+    line: the call's line when the caller has resolved it already (None: no line)."""
+    if line is _RESOLVE:
+        line = find_line(cfg, call.called) if call.direction == INBOUND else None
     h_state, h_why = hours_state(line, call, now, facts)
     outcome = classify(call, service_closed=(h_state == hours_mod.CLOSED) if line else None,
                        min_talk_seconds=cfg.policy.min_talk_seconds)

@@ -105,6 +105,7 @@ def _home_zone(e164: str, zones: tuple[str, ...]) -> str:
     return next((z for z in home if z in zones), zones[0])
 
 
+@lru_cache(maxsize=1024)
 def recipient_zone(e164: str, business_tz: str) -> tuple[str, str]:
     """(zone, why). One zone -> it. Several -> the business's zone (why says so), except when
     they all keep the same clock (then the first). None known -> the business's zone."""

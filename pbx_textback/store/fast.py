@@ -1,0 +1,308 @@
+"""The per-call hot path in hand-written SQL (issue 14).
+
+The ORM built each statement afresh (most of a missed call's CPU went into composing SQL);
+here every statement is a constant string, and what one call needs from the store is read in
+one statement and written in one transaction. Same rows, same rules as db.py: a decision is
+durable before any send, one transaction per step.
+
+SQL is written with `?` placeholders; PostgreSQL's driver wants `%s` (converted once).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from . import db as st      # db imports this module lazily: no cycle at import time
+
+_PG_CACHE: dict[str, str] = {}
+
+
+def _sql(store, sql: str) -> str:
+    if store.is_sqlite:
+        return sql
+    out = _PG_CACHE.get(sql)
+    if out is None:
+        out = _PG_CACHE[sql] = sql.replace("?", "%s")
+    return out
+
+
+def rows(store, sql: str, params=()) -> list[tuple]:
+    return store.db.execute_sql(_sql(store, sql), params).fetchall()
+
+
+def one(store, sql: str, params=()):
+    return store.db.execute_sql(_sql(store, sql), params).fetchone()
+
+
+def run(store, sql: str, params=()) -> int:
+    """A write; returns the rows it changed."""
+    return store.db.execute_sql(_sql(store, sql), params).rowcount
+
+
+def insert(store, sql: str, params=()) -> int:
+    """An INSERT ... RETURNING id (SQLite >= 3.35 and PostgreSQL both have RETURNING)."""
+    return store.db.execute_sql(_sql(store, sql), params).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the store knows that bears on one call, read in one statement."""
+    seen: bool = False                     # this call was already decided
+    pending_id: int | None = None          # a text for this caller on this line still waiting
+    pending_calls: int = 1
+    last_text_at: float | None = None
+    hours_mode: str | None = None          # HoursOverride row (None: auto)
+    hours_until: float | None = None
+    paused: bool = False
+
+
+_FACTS = (
+    'SELECT '
+    '(SELECT 1 FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 1), '
+    '(SELECT id FROM "message" WHERE peer = ? AND line = ? AND state = \'pending\' '
+    '   AND kind = \'missed-call\' ORDER BY id LIMIT 1), '
+    '(SELECT calls_missed FROM "message" WHERE peer = ? AND line = ? AND state = \'pending\' '
+    '   AND kind = \'missed-call\' ORDER BY id LIMIT 1), '
+    # newest first through the (peer, created_at) index: stops at the first that counts
+    '(SELECT created_at FROM "message" WHERE peer = ? AND line = ? AND direction = \'out\' '
+    '   AND kind = \'missed-call\' AND state != \'cancelled\' ORDER BY created_at DESC LIMIT 1), '
+    '(SELECT mode FROM "hoursoverride" WHERE line = ? LIMIT 1), '
+    '(SELECT "until" FROM "hoursoverride" WHERE line = ? LIMIT 1), '
+    '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)')
+
+
+def call_facts(store, call_id: str, peer: str, line: str) -> CallFacts:
+    r = one(store, _FACTS, (call_id, store.box, peer, line, peer, line, peer, line, line, line))
+    return CallFacts(seen=r[0] is not None, pending_id=r[1], pending_calls=r[2] or 1,
+                     last_text_at=r[3], hours_mode=r[4], hours_until=r[5], paused=r[6] == "1")
+
+
+def hours_mode(f: CallFacts, now: float) -> str:
+    """As Store.hours_override: an override whose end has passed is auto."""
+    if f.hours_mode is None or (f.hours_until is not None and now >= f.hours_until):
+        return "auto"
+    return f.hours_mode
+
+
+def seen(store, call_id: str) -> bool:
+    return one(store, 'SELECT 1 FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 1',
+               (call_id, store.box)) is not None
+
+
+def paused(store) -> bool:
+    r = one(store, 'SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1')
+    return r is not None and r[0] == "1"
+
+
+_AUTO = "('missed-call', 'follow-up', 'manual')"      # Store.AUTOMATED
+
+
+def auto_text_times(store, peer: str, since: float) -> list[float]:
+    return [r[0] for r in rows(
+        store, 'SELECT created_at FROM "message" WHERE peer = ? AND created_at > ? '
+               f'AND direction = \'out\' AND kind IN {_AUTO} '
+               'AND state NOT IN (\'cancelled\', \'expired\', \'failed\')', (peer, since))]
+
+
+def texts_since(store, since: float) -> int:
+    return one(store, f'SELECT COUNT(*) FROM "message" WHERE created_at > ? AND direction = \'out\' '
+                      f'AND kind IN {_AUTO} AND state IN (\'sending\', \'sent\', \'delivered\', \'unknown\')',
+               (since,))[0]
+
+
+def reached_since(store, peer: str, since: float) -> str:
+    r = one(store, 'SELECT direction, call_id FROM "call" WHERE created_at > ? AND answered = ? '
+                   'AND ((direction = \'inbound\' AND caller = ?) OR (direction = \'outbound\' AND called = ?)) '
+                   'ORDER BY created_at LIMIT 1', (since, True, peer, peer))
+    return f"{r[0]} call {r[1]}" if r else ""
+
+
+# ---- consent: what the state machine needs, not every row ever --------------------------------
+_CONSENT_COLS = "kind, number, at, scope, line, source, confirms, lang, id"
+_NOT_CALLS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
+
+
+def consent_standing_history(store, number: str) -> list:
+    """The consent events that decide `number`'s standing: every opt-out, opt-in and
+    confirmation, and of the inbound-call events only the latest per line. An earlier
+    inbound call changes nothing a later one on the same line does not (core/policy/consent.py:
+    it only ever sets `conversational` since its time, and never undoes an opt-out), so the
+    standing is the same as over the full history — and one "inbound-call" row per call no
+    longer makes every call of a frequent caller slower than the last."""
+    from ..core.policy.consent import ConsentEvent
+    # kind IN (...), not kind != 'inbound-call': the (number, kind) index then seeks the few
+    # rows instead of walking every inbound call the number ever made
+    got = rows(store, f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {_NOT_CALLS} '
+                      f'UNION ALL SELECT {_CONSENT_COLS} FROM "consent" WHERE id IN '
+                      '(SELECT consent_id FROM "consentlastcall" WHERE number = ?) '
+                      'ORDER BY 3, 9', (number, number))
+    return [ConsentEvent(k, n, at, sc, ln, src, conf, lang, str(i))
+            for k, n, at, sc, ln, src, conf, lang, i in got]
+
+
+_ADD_CONSENT = ('INSERT INTO "consent" (number, kind, at, scope, line, source, confirms, lang) '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id')
+_LAST_CALL = ('INSERT INTO "consentlastcall" (number, line, at, consent_id) VALUES (?, ?, ?, ?) '
+              'ON CONFLICT (number, line) DO UPDATE SET at = excluded.at, consent_id = excluded.consent_id '
+              'WHERE excluded.at >= "consentlastcall".at')
+
+
+def add_consent(store, ev) -> int:
+    """Call inside write() when it must be atomic with other rows."""
+    cid = insert(store, _ADD_CONSENT, (ev.number, ev.kind, ev.at, ev.scope, ev.line, ev.source,
+                                       ev.confirms, ev.lang))
+    if ev.kind == "inbound-call":
+        run(store, _LAST_CALL, (ev.number, ev.line, ev.at, cid))
+    return cid
+
+
+# ---- one call's decision: call + decision + outbox row (+ consent) in one transaction ----------
+_INS_CALL = ('INSERT INTO "call" (box, call_id, pbx, caller, caller_raw, called, line, direction, missed, '
+             'reason, why, voicemail_left, recovered, started_at, ended_at, record, created_at, answered) '
+             'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id')
+_INS_DECISION = ('INSERT INTO "decision" (call_id, action, checks, line, created_at, template) '
+                 'VALUES (?, ?, ?, ?, ?, ?)')
+_INS_MESSAGE = ('INSERT INTO "message" (box, call_id, direction, kind, line, peer, body, state, due_at, '
+                'attempts, transport, transport_id, error, created_at, updated_at, calls_missed, note, '
+                'account) VALUES (?, ?, \'out\', \'missed-call\', ?, ?, ?, \'pending\', ?, 0, \'\', \'\', '
+                '\'\', ?, ?, ?, \'\', \'\') RETURNING id')
+_COLLAPSE = ('UPDATE "message" SET body = ?, calls_missed = ?, updated_at = ? '
+             'WHERE id = ? AND state = \'pending\'')
+_EXISTING = 'SELECT id FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 1'
+
+
+def record_verdict(store, verdict, *, now: float, consent=None) -> tuple[int, int | None]:
+    """Store.record_verdict, plus the caller's inbound-call consent event in the same
+    transaction (one step, one commit)."""
+    c, o, d = verdict.call, verdict.outcome, verdict.decision
+    shown = verdict.extra
+    with store.write():
+        existing = one(store, _EXISTING, (c.call_id, store.box))
+        if existing is not None:
+            return existing[0], None
+        call_id = insert(store, _INS_CALL, (
+            store.box, c.call_id, c.pbx, shown.get("caller", c.caller), c.caller,
+            shown.get("called", c.called), d.line, c.direction, o.missed, o.reason, o.why,
+            c.voicemail_left, c.recovered, c.started_at, c.ended_at,
+            json.dumps(c.to_dict(), default=str), now, c.answered_by_human))
+        run(store, _INS_DECISION, (call_id, d.action, json.dumps([ch.to_dict() for ch in d.checks]),
+                                   d.line, now, st._template_version(d.template) if d.action == "text" else ""))
+        msg_id = None
+        if d.action == "text":
+            msg_id = insert(store, _INS_MESSAGE, (
+                store.box, call_id, d.line, d.to, d.body, d.due_at if d.due_at is not None else now,
+                now, now, shown.get("calls_missed", 1)))
+        elif shown.get("collapse_into"):
+            mid, body, n = shown["collapse_into"]
+            run(store, _COLLAPSE, (body, n, now, mid))
+        if consent is not None:
+            add_consent(store, consent)
+        return call_id, msg_id
+
+
+# ---- migration 23: the indexes the hot path reads through, and the consent summary -------------
+def create_tables(db) -> None:
+    db.execute_sql('CREATE TABLE IF NOT EXISTS "consentlastcall" ('
+                   'number VARCHAR(255) NOT NULL, line VARCHAR(255) NOT NULL, '
+                   'at DOUBLE PRECISION NOT NULL, consent_id INTEGER NOT NULL, '
+                   'PRIMARY KEY (number, line))')
+    for name, table, cols in (
+            ("message_peer_created_at", "message", "peer, created_at"),
+            ("message_peer_state", "message", "peer, state"),
+            ("message_created_at", "message", "created_at"),
+            ("call_caller_created_at", "call", "caller, created_at"),
+            ("consent_number_kind", "consent", "number, kind")):
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols})')
+
+
+def migrate_v23(db) -> None:
+    """Stores made before: the indexes, and the summary filled from the history they hold."""
+    create_tables(db)
+    db.execute_sql(
+        'INSERT INTO "consentlastcall" (number, line, at, consent_id) '
+        'SELECT c.number, c.line, c.at, c.id FROM "consent" c WHERE c.kind = \'inbound-call\' '
+        'AND c.id = (SELECT d.id FROM "consent" d WHERE d.number = c.number AND d.line = c.line '
+        'AND d.kind = \'inbound-call\' ORDER BY d.at DESC, d.id DESC LIMIT 1) '
+        'ON CONFLICT (number, line) DO NOTHING')
+
+
+# ---- the outbox: claim, write, sent, receipt ----------------------------------------------------
+_MSG_COLS = ("id", "call_id", "direction", "kind", "line", "peer", "body", "state", "due_at", "attempts",
+             "transport", "transport_id", "error", "created_at", "updated_at", "calls_missed", "note",
+             "ref", "written_at", "box", "account")
+_CLAIM = (f'SELECT {", ".join(_MSG_COLS)} FROM "message" WHERE state = \'pending\' AND due_at <= ? '
+          'AND direction = \'out\' AND box = ? ORDER BY due_at, id LIMIT ?')
+
+
+_ANY_DUE = ('SELECT 1 FROM "message" WHERE state = \'pending\' AND due_at <= ? AND direction = \'out\' '
+            'AND box = ? LIMIT 1')
+
+
+def _message(values) -> st.Message:
+    kw = dict(zip(_MSG_COLS, values))
+    kw["call"] = kw.pop("call_id")
+    return st.Message(__no_default__=1, **kw)
+
+
+def claim_due(store, now: float, limit: int) -> list:
+    """Store.claim_due in two constant statements; when nothing is due (most wake-ups: a
+    text finished, a call was decided but its text waits), one read and no transaction."""
+    if one(store, _ANY_DUE, (now, store.box)) is None:
+        return []
+    with store.write():
+        sql = _CLAIM if store.is_sqlite else _CLAIM + " FOR UPDATE SKIP LOCKED"
+        got = rows(store, sql, (now, store.box, limit))
+        if not got:
+            return []
+        ids = [r[0] for r in got]
+        run(store, f'UPDATE "message" SET state = \'sending\', written_at = NULL, updated_at = ? '
+                   f'WHERE id IN ({", ".join("?" * len(ids))}) AND state = \'pending\'', (now, *ids))
+    out = [_message(r) for r in got]
+    for m in out:
+        m.state, m.written_at = st.SENDING, None
+    return out
+
+
+def mark_written(store, msg_id: int, now: float) -> bool:
+    with store.write():
+        return run(store, 'UPDATE "message" SET written_at = ?, attempts = attempts + 1, updated_at = ? '
+                          'WHERE id = ? AND state = \'sending\'', (now, now, msg_id)) == 1
+
+
+def mark_sent(store, msg_id: int, *, now: float, transport: str, account: str, transport_id: str) -> None:
+    """Never steps back from delivered/failed (a receipt that came first) to sent."""
+    with store.write():
+        run(store, 'UPDATE "message" SET transport = ?, transport_id = ?, account = ?, updated_at = ?, '
+                   'error = \'\', state = CASE WHEN state = \'sending\' THEN \'sent\' ELSE state END '
+                   'WHERE id = ?', (transport, transport_id, account, now, msg_id))
+
+
+_SET_STATE: dict[tuple, str] = {}
+
+
+def set_state(store, msg_id: int, fields: dict, only_from: str | None) -> bool:
+    key = (tuple(fields), only_from is not None)
+    sql = _SET_STATE.get(key)
+    if sql is None:
+        sets = ", ".join(f'"{k}" = ?' for k in fields)
+        sql = _SET_STATE[key] = (f'UPDATE "message" SET {sets} WHERE id = ?'
+                                 + (" AND state = ?" if only_from is not None else ""))
+    params = (*fields.values(), msg_id) + ((only_from,) if only_from is not None else ())
+    with store.write():
+        return run(store, sql, params) == 1
+
+
+def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now: float) -> int:
+    """A receipt for the text this process submitted (its row id known): 1, or 0 when there
+    is no such outgoing text (the caller then looks by the gateway's id)."""
+    with store.write():
+        r = one(store, 'SELECT state FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,))
+        if r is None:
+            return 0
+        if final is None:
+            run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ?',
+                (f"receipt: {state}", now, msg_id))
+        elif r[0] != st.FAILED:     # one failed part fails the text
+            run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? WHERE id = ?',
+                (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), msg_id))
+        return 1
