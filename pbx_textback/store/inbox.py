@@ -9,9 +9,12 @@ count over one index range.
 
 Why triggers keep it: the rows it sums are written in many places (the pipeline, the outbox,
 the SMPP receiver, the inbox, other boxes' services on a shared PostgreSQL, `purge`). A
-trigger on call, message and conversationstate recomputes the one caller's row in the same
+trigger on call, message and conversationstate keeps the one caller's row in the same
 transaction as the write, so no writer can forget it and it can never disagree with the rows
-it sums. A recompute reads only that caller's rows (indexed by caller/peer): a few rows.
+it sums. An insert (nearly every write) adds to the row: a count up by one, a time that only
+grows, so its cost does not grow with the caller's history (a frequent caller's thousands of
+texts). An update or a delete recomputes the caller's row from that caller's rows (indexed by
+caller/peer), since it can take a count or a time back.
 
 `status` is the state as the page shows it (a done or snoozed conversation is open again once
 the caller calls or writes after it was set). A snooze with an end time stays `snoozed` here;
@@ -113,6 +116,54 @@ def _derive(where: str, greatest: str) -> str:
             f'WHERE {where}')
 
 
+def _add(table: str, r: str, pg: bool) -> list[str]:
+    """Statements that add one inserted row `r` (NEW) of `table` to its caller's row: O(1) however
+    long the caller's history (counts go up by one, times only grow), where _refresh re-reads all of
+    it. Equal to a _refresh for any insert (the integration test holds them to a rebuild). An update
+    or a delete can lower a count or a time, so those still recompute."""
+    key = dict((t, k) for t, k, *_ in _SOURCES)[table]
+    p, x = f'{r}."{key}"', f'{r}."created_at"'
+    greatest = "GREATEST" if pg else "MAX"
+    insert = (f'INSERT INTO "inboxconv" ("peer", "line", "last_in", "handled", "missed", "replies", "state", "owner", '
+              f'"set_at", "status", "waiting", "since") VALUES ({p}, \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0)')
+    out = [insert + ' ON CONFLICT ("peer") DO NOTHING' if pg else insert.replace("INSERT", "INSERT OR IGNORE", 1)]
+    # the UPDATE below takes the row's lock and, on PostgreSQL, re-reads it after a concurrent
+    # writer of the same caller committed: the increments add to that writer's result
+
+    def came_in(is_in: str) -> list[str]:
+        # SET reads the row as it was: first_in IS NULL means no call or reply counted yet
+        fresh = f'({x} IS NOT NULL AND ("first_in" IS NULL OR {x} > "last_in"))'
+        return [f'"first_in" = CASE WHEN {is_in} AND {x} IS NOT NULL AND ("first_in" IS NULL OR {x} < "first_in") '
+                f'THEN {x} ELSE "first_in" END',
+                f'"last_in" = CASE WHEN {is_in} AND {fresh} THEN {x} ELSE "last_in" END']
+
+    def answered(is_ans: str) -> str:
+        return f'"handled" = CASE WHEN {is_ans} AND {x} > "handled" THEN {x} ELSE "handled" END'
+
+    if table == "call":
+        missed = f'({r}."direction" = \'inbound\' AND {r}."missed")'
+        sets = [f'"missed" = "missed" + CASE WHEN {missed} THEN 1 ELSE 0 END',
+                # the latest missed call's line: the new call's when it is the latest of the
+                # caller's calls and replies (the usual case: calls arrive in time order); a call
+                # stored late looks the latest missed call up (one caller's missed calls)
+                f'"line" = CASE WHEN NOT {missed} THEN "line" '
+                f'WHEN {x} IS NOT NULL AND ("first_in" IS NULL OR {x} >= "last_in") THEN COALESCE({r}."line", \'\') '
+                f'ELSE COALESCE((SELECT "line" FROM "call" WHERE "caller" = {p} AND "direction" = \'inbound\' '
+                f'AND "missed" ORDER BY "created_at" DESC, "id" DESC LIMIT 1), \'\') END',
+                *came_in(missed),
+                answered(f'({r}."direction" = \'inbound\' AND {r}."answered")')]
+    elif table == "message":
+        is_in = f'{r}."direction" = \'in\''
+        sets = [f'"replies" = "replies" + CASE WHEN {is_in} THEN 1 ELSE 0 END', *came_in(is_in),
+                answered(f'({r}."direction" = \'out\' AND {r}."kind" = \'agent\')')]
+    else:
+        sets = [f'"state" = COALESCE({r}."state", \'\')', f'"owner" = COALESCE({r}."owner", \'\')',
+                f'"set_at" = COALESCE({r}."set_at", 0)', f'"until" = {r}."until"']
+    out.append(f'UPDATE "inboxconv" SET {", ".join(sets)} WHERE "peer" = {p}')
+    out.append(_derive(f'"peer" = {p}', greatest))
+    return out
+
+
 # what each source table's trigger watches: (table, key column, columns that matter, rows that matter)
 _SOURCES = (
     ("call", "caller", ("caller", "direction", "missed", "answered", "created_at", "line"),
@@ -130,7 +181,10 @@ def _sqlite_triggers() -> list[str]:
                             (f'UPDATE OF {", ".join(cols)}', ("OLD", "NEW"))):
             name = f"inbox_{table}_{event.split()[0].lower()}"
             when = " OR ".join(cond.format(r=r).replace("TRUE", "1") for r in rows)
-            body = "".join(s + "; " for r in rows for s in _refresh(f'{r}."{key}"', pg=False))
+            if event == "INSERT":
+                body = "".join(s + "; " for s in _add(table, "NEW", pg=False))
+            else:
+                body = "".join(s + "; " for r in rows for s in _refresh(f'{r}."{key}"', pg=False))
             out.append(f'CREATE TRIGGER IF NOT EXISTS "{name}" AFTER {event} ON "{table}" '
                        f'WHEN {when} BEGIN {body}END')
     return out
@@ -143,6 +197,8 @@ def _pg_triggers() -> list[str]:
     for table, key, cols, cond in _SOURCES:
         out.append(
             f"CREATE OR REPLACE FUNCTION inbox_on_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP = 'INSERT' THEN IF {cond.format(r='NEW')} AND NEW.\"{key}\" <> '' THEN "
+            f"{'; '.join(_add(table, 'NEW', pg=True))}; END IF; RETURN NULL; END IF; "
             f"IF TG_OP <> 'INSERT' AND {cond.format(r='OLD')} THEN PERFORM inbox_refresh(OLD.\"{key}\"); END IF; "
             f"IF TG_OP <> 'DELETE' AND {cond.format(r='NEW')} THEN PERFORM inbox_refresh(NEW.\"{key}\"); END IF; "
             f"RETURN NULL; END $$")
