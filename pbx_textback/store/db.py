@@ -332,6 +332,18 @@ MIGRATIONS.append((25, _seen_tables))
 NEW_STORE_TABLES.append(_seen_tables)
 
 
+def _v26(db):
+    """The inbox summary's triggers add an inserted call or text to the caller's row instead of
+    recounting the caller's whole history (store/inbox.py). SQLite keeps a trigger of the same
+    name as it was, so they are dropped and made again; a new store has them from _v18."""
+    from . import inbox
+    inbox.drop_triggers(db)
+    inbox.create_triggers(db)
+
+
+MIGRATIONS.append((26, _v26))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
