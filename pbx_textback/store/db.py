@@ -840,7 +840,10 @@ MIGRATION_LOCK = 0x70627874          # PostgreSQL advisory lock key of migrate()
 
 def migrate(db: pw.Database) -> int:
     """A new store gets today's schema at once; an older one gets each later step in order."""
-    with db.atomic():
+    # SQLite: take the write lock first (IMMEDIATE), so a second process opening the store at
+    # once (the service starting, `status` asking) waits its turn instead of failing on the
+    # upgrade from reader to writer, which SQLite refuses at once with "database is locked"
+    with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():
         if isinstance(db, pw.PostgresqlDatabase):
             # several services (one per PBX box) may start at once on an empty or older store:
             # one migrates, the others wait here and then find it done
