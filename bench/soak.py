@@ -42,6 +42,7 @@ from pbx_textback.ami.replay_server import AmiReplayServer, rewrite_ids, trace_f
 from pbx_textback.config import loads  # noqa: E402
 from pbx_textback.service import Service  # noqa: E402
 from tests.peers import smsc_peer  # noqa: E402
+from tests.service_toml import smpp_service_toml  # noqa: E402
 
 TRACE = ROOT / "tests" / "fixtures" / "asterisk" / "03-abandoned.ami"
 CALLER = b"+15125550177"
@@ -137,29 +138,9 @@ def rss_mb() -> float:
 
 
 def config(tmp: Path, smsc_port: int):
-    return loads(f"""
-[business]
-name = "Acme Dental"
-phone = "+15125550100"
-[pbx.ami]
-port = 1
-username = "t"
-secret = "s"
-[store]
-path = "{tmp / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-global_hourly_cap = 0
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc_port}
-system_id = "acme"
-password = "pw"
-window = 10
-tps = 0
-""")
+    # dedupe and the per-caller caps stay on: frequent callers' history is what the soak grows
+    return loads(smpp_service_toml(tmp / "s.sqlite3", smsc_port, compliance="global_hourly_cap = 0",
+                                   smpp="window = 10\ntps = 0"))
 
 
 def _object_counts() -> dict:
