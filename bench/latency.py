@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -191,6 +192,25 @@ def config(tmp: Path, smsc_port: int):
                                    smpp="window = 10\ntps = 0", extra="[policy]\ndedupe_hours = 0"))
 
 
+def count_statements(store) -> Counter:
+    """SQLite's own trace of the service's connection: statements run, commits, and the
+    statements triggers ran. Python's sqlite3 reports a trigger's steps as the text of the
+    statement that fired them, so a repeat of the statement just seen counts as a trigger's."""
+    counts: Counter = Counter()
+    last = [""]
+
+    def seen(sql: str) -> None:
+        if sql == last[0]:
+            counts["trigger"] += 1
+            return
+        last[0] = sql
+        counts["stmt"] += 1
+        if sql[:6].upper() == "COMMIT":
+            counts["commit"] += 1
+    store.db.connection().set_trace_callback(seen)
+    return counts
+
+
 def final_states(path: str) -> dict[str, int]:
     import sqlite3
     db = sqlite3.connect(path)
@@ -235,6 +255,7 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
             out["error"] = f"not ready: PBX {svc.pbx_state}, SMSC bound {bool(bound)}"
             return
         await asyncio.sleep(0.5)                      # let the reconcile snapshot settle
+        counts = count_statements(svc.store)
         pipe.send("go")
         t_go = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -253,6 +274,8 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         out["cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         out["lag"] = svc.lag[lag0:]
+        out["sql"] = dict(counts)
+        svc.store.db.connection().set_trace_callback(None)
     finally:
         svc.stop()
 
@@ -337,6 +360,9 @@ def main() -> None:
           f"whole bench {wall:.1f} s")
     print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
           f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call")
+    sql = out.get("sql", {})
+    print(f"  SQLite statements per call: {sql.get('stmt', 0) / n:.1f} (of them commits "
+          f"{sql.get('commit', 0) / n:.1f}), plus {sql.get('trigger', 0) / n:.1f} run by triggers")
     print("latency in ms (SMSC timestamps have 1 ms resolution):")
     print(line("END TO END call end -> submit_sm @SMSC", e2e))
     print(line("baseline: call end -> on_event", base))

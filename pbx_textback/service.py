@@ -387,6 +387,8 @@ class Service:
         self.transport, self.watch = senders.build(self.cfg, store=self.store, pipeline=self.pipeline,
                                                    source=source, clock=self.clock)
         self.worker.transport = self.transport
+        from .store.checkpoint import Checkpointer     # WAL flushes off the event loop
+        self.checkpointer = Checkpointer(self.cfg.store.path if not self.cfg.store.dsn else "").start(self.store)
         await self.transport.start()
         self._mark_alive()
         with self.store.write():      # confirmations owed from before a crash go out now
@@ -449,6 +451,7 @@ class Service:
         await asyncio.gather(*tasks, *side, stopper, return_exceptions=True)
         self._mark_alive()
         self.status.close()
+        self.checkpointer.stop()
         self.store.close()
         log.info("pbx-textback stopped" + (" after an error (exit 1)" if code else ""))
         return code

@@ -344,6 +344,17 @@ def _v26(db):
 MIGRATIONS.append((26, _v26))
 
 
+def _v27(db):
+    """Drop the indexes that repeat another's leading columns (store/fast.py): every call's
+    insert paid for them."""
+    from .fast import drop_redundant_indexes
+    drop_redundant_indexes(db)
+
+
+MIGRATIONS.append((27, _v27))
+NEW_STORE_TABLES.append(_v27)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -815,7 +826,12 @@ def open_store(path: str = "", dsn: str = "", box: str = "") -> Store:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             _owned_by_directory_owner(path)
         db = pw.SqliteDatabase(path, pragmas={
-            "journal_mode": "wal", "busy_timeout": 5000, "synchronous": "normal",
+            # busy_timeout first: switching a new file to WAL takes a lock, and processes
+            # opening it at once must wait for it, not fail with "database is locked"
+            "busy_timeout": 5000, "journal_mode": "wal", "synchronous": "normal",
+            # statement journals (an insert whose triggers write other tables opens one) in
+            # memory, not a temp file made and removed per transaction: half a call's insert
+            "temp_store": "memory",
             "foreign_keys": 1}, check_same_thread=False)
     proxy.initialize(db)
     try:
