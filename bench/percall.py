@@ -1,0 +1,128 @@
+"""Per-call CPU of the service's store and decision steps, without sockets: the part of
+bench/latency.py's "CPU per call" that is not framing, the event loop or the SMSC link, so
+that a change to it shows above the noise of a shared machine. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/percall.py [--calls 2000] [--rounds 3]
+
+Per call, in this order, as the running service does them (same config as bench/latency.py:
+one line, quiet hours off, no dedupe or caps): the decision (Pipeline.on_record: facts,
+checks, the verdict, its rows), the outbox's claim, its last look (the gate's facts, the
+written mark), the submit's answer (mark_sent) and the receipt (apply_dlr by row id).
+Baseline in the same run: the same number of empty write transactions (BEGIN IMMEDIATE +
+COMMIT), the floor any step that writes pays.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pbx_textback.config import loads  # noqa: E402
+from pbx_textback.core.model import CallRecord  # noqa: E402
+from pbx_textback.outbox import OutboxWorker  # noqa: E402
+from pbx_textback.pipeline import Pipeline  # noqa: E402
+from pbx_textback.store.db import open_store  # noqa: E402
+from tests.service_toml import smpp_service_toml  # noqa: E402
+
+STEPS = ("decide", "claim", "last look", "sent", "receipt")
+
+
+def config(tmp: Path):
+    return loads(smpp_service_toml(tmp / "s.sqlite3", 1, compliance="cross_line_cap = 0\nglobal_hourly_cap = 0",
+                                   smpp="window = 10\ntps = 0", extra="[policy]\ndedupe_hours = 0"))
+
+
+def record(i: int, now: float) -> CallRecord:
+    return CallRecord("asterisk", f"{1795734713 + i}.4", "+1512555%04d" % (1000 + i % 9000), "+15125550100",
+                      "inbound", started_at=now - 20, ended_at=now, caller_cancelled=True,
+                      dial_results=("CANCEL",), ring_seconds=20.0)
+
+
+def count_statements(store) -> dict:
+    counts = {"stmt": 0, "commit": 0}
+
+    def seen(sql: str) -> None:
+        counts["stmt"] += 1
+        counts["commit"] += sql[:6].upper() == "COMMIT"
+    store.db.connection().set_trace_callback(seen)
+    return counts
+
+
+def one_round(n: int, stmts: bool) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="pbx-percall-"))
+    try:
+        cfg = config(tmp)
+        store = open_store(cfg.store.path, box="bench")
+        pipe = Pipeline(cfg, store)
+        worker = OutboxWorker(store, None, gate_facts=pipe.gate_facts, after_sent=pipe.after_sent)
+        spent = dict.fromkeys(STEPS, 0.0)
+        counts = count_statements(store) if stmts else None
+        texted = 0
+        clock = time.process_time
+        for i in range(n):
+            now = time.time()
+            t0 = clock()
+            v = pipe.on_record(record(i, now), now=now)
+            t1 = clock()
+            rows = store.claim_due(time.time() + 1, limit=10)
+            t2 = clock()
+            for row in rows:
+                if not worker._last_look(row):
+                    continue
+                t3 = clock()
+                store.mark_sent(row.id, now=time.time(), transport="smpp", transport_id=f"id{row.id}")
+                t4 = clock()
+                store.apply_dlr([f"id{row.id}"], "delivered", "", time.time(), row.id)
+                t5 = clock()
+                spent["last look"] += t3 - t2
+                spent["sent"] += t4 - t3
+                spent["receipt"] += t5 - t4
+                texted += 1
+            spent["decide"] += t1 - t0
+            spent["claim"] += t2 - t1
+            assert v.decision.action == "text", v.decision
+        out = {k: v / n * 1000 for k, v in spent.items()}
+        out["texted"] = texted
+        if counts is not None:
+            out["stmt"], out["commit"] = counts["stmt"] / n, counts["commit"] / n
+            store.db.connection().set_trace_callback(None)
+        t0 = clock()
+        for _ in range(n):
+            with store.write():
+                pass
+        out["empty txn"] = (clock() - t0) / n * 1000
+        store.close()
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    counted = one_round(min(args.calls, 200), stmts=True)        # statements: a short round of its own
+    runs = [one_round(args.calls, stmts=False) for _ in range(args.rounds)]
+    print(f"per-call CPU of the store and decision steps: {args.calls} missed calls x {args.rounds} rounds, "
+          f"each texted ({runs[0]['texted']}/{args.calls}), ms per call, median of the rounds (min-max)")
+    total = [sum(r[s] for s in STEPS) for r in runs]
+    for s in STEPS:
+        xs = [r[s] for r in runs]
+        print(f"  {s:<12} {statistics.median(xs):6.3f}  ({min(xs):.3f}-{max(xs):.3f})")
+    print(f"  {'all steps':<12} {statistics.median(total):6.3f}  ({min(total):.3f}-{max(total):.3f})")
+    base = statistics.median(r["empty txn"] for r in runs)
+    print(f"  baseline: one empty write transaction {base:.3f} ms; the steps cost "
+          f"{statistics.median(total) / base:.1f}x that")
+    print(f"  SQLite statements per call: {counted['stmt']:.1f}, of them commits {counted['commit']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
