@@ -55,7 +55,15 @@ class Pipeline:
         self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
 
     def e164(self, raw: str) -> str:
-        return to_e164(raw, self.cfg.business.country) or raw
+        """The same parse the decision's caller check makes (number_info with the same
+        arguments, one cache entry), so a new caller's number is parsed once, not twice. Only
+        a short number that check calls internal is parsed as a number anyway (to_e164 does)."""
+        cfg = self.cfg
+        info = number_info(raw, cfg.business.country, allowed_countries=cfg.allowed_countries,
+                           internal_max_digits=cfg.policy.internal_max_digits)
+        if info.why == "internal":
+            return to_e164(raw, cfg.business.country) or raw
+        return info.e164 or raw
 
     def facts(self, rec: CallRecord, line, calls_missed: int = 1, now: float | None = None,
               known: fast.CallFacts | None = None) -> Facts:
@@ -87,7 +95,9 @@ class Pipeline:
         c = self.cfg.compliance
         t = now if now is not None else self.clock()
         out = [consent.consent_check(self.store.consent_standing(peer), peer, line.number)]
-        info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries)
+        # with no denylist the check passes whatever the number: no parse of it for that
+        info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries) \
+            if c.denylist else None
         out += [ch for ch in caps.destination_rules(info, self.cfg.allowed_countries, c.denylist, c.allowlist)
                 if ch.name == "denylist"]
         qh = self.quiet_hours(line)
@@ -218,10 +228,11 @@ class Pipeline:
         limit = self.cfg.compliance.global_hourly_cap
         # no cap: nothing to count (the check passes whatever the count)
         cap = caps.global_hourly_cap(self.store.texts_since(now - 3600) if limit and limit > 0 else 0, limit)
-        return GateFacts(reached_by=self.store.reached_since(row.peer, since),
+        reached, paused = fast.gate_reads(self.store, row.peer, since)
+        return GateFacts(reached_by=reached,
                          replied=row.kind == "follow-up" and self.store.replied_since(row.peer, since),
                          opted_out=consent.is_opted_out(self.store.consent_standing(row.peer), row.peer, row.line),
-                         paused=fast.paused(self.store),
+                         paused=paused,
                          allowed_at=allowed, over_hourly_cap="" if cap.ok else cap.detail)
 
     # ---- callers' replies ----------------------------------------------------------------------

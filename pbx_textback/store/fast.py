@@ -117,6 +117,18 @@ def reached_since(store, peer: str, since: float) -> str:
     return f"{r[0]} call {r[1]}" if r else ""
 
 
+_GATE = ('SELECT (SELECT direction || \' call \' || call_id FROM "call" WHERE created_at > ? AND answered = ? '
+         'AND ((direction = \'inbound\' AND caller = ?) OR (direction = \'outbound\' AND called = ?)) '
+         'ORDER BY created_at LIMIT 1), '
+         '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)')
+
+
+def gate_reads(store, peer: str, since: float) -> tuple[str, bool]:
+    """The outbox's last look: reached_since and paused in one statement."""
+    r = one(store, _GATE, (since, True, peer, peer))
+    return r[0] or "", r[1] == "1"
+
+
 # ---- consent: what the state machine needs, not every row ever --------------------------------
 _CONSENT_COLS = "kind, number, at, scope, line, source, confirms, lang, id"
 _NOT_CALLS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
