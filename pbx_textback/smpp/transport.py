@@ -755,19 +755,20 @@ class SmppTransport:
                   short_message=spec.short_message)
         if spec.message_payload is not None:
             kw["message_payload"] = spec.message_payload
-        p = P.make("submit_sm", link.seqs, **kw)
-        part.link, part.seq = link, p.sequence
+        seq = link.seqs.next_sequence()
+        data = P.submit_sm(seq, **kw)              # smpplib's octets without its objects
+        part.link, part.seq = link, seq
         part.written += 1
         self._writes += 1
         part.wseq = self._writes
-        link.inflight[p.sequence] = part
+        link.inflight[seq] = part
         part.timer = asyncio.get_running_loop().call_later(
-            s.response_timeout, self._submit_timeout, link, p.sequence)
+            s.response_timeout, self._submit_timeout, link, seq)
         self.stats["submit_sm"] += 1
         # a wake-up that comes late (a busy loop) may catch up by up to 50 ms of sends: without
         # that credit every late wake-up is rate lost, 20 % and more at a few hundred per second
         self._next_send = max(now - 0.05, self._next_send) + (1.0 / self._rate if self._rate else 0.0)
-        return p.generate()
+        return data
 
     def _submit_timeout(self, link: _Link, seq: int) -> None:
         part = link.inflight.pop(seq, None)
