@@ -1,11 +1,13 @@
 """The outbox worker: due rows -> a transport -> their final state.
 
-Rows are claimed (pending -> sending) in a transaction before any transport sees them. The
-transport calls `last_look()` in the same step as it writes the text's first byte: the gate
-runs then (quiet hours, max age, opt-out, reached) and `written_at` is stored. So a stop or a
-crash leaves `sending` rows that start-up sorts out: never written -> pending again; written
-and unanswered -> `unknown`, shown to the admin and never resent silently (`pbx-textback
-resend ID` records a copy as the admin's choice).
+Due rows are read and handed to the transport; the transport calls `last_look()` in the same
+step as it writes the text's first byte: the gate runs then (quiet hours, max age, opt-out,
+reached) and the row is taken, pending -> sending with `written_at`, in one transaction (one
+commit per text instead of a claim and then a written mark; a row cancelled or held while it
+waited for the transport is simply no longer pending, and nothing is written). So a stop or a
+crash leaves only written rows in `sending`: unanswered -> `unknown` at start-up, shown to the
+admin and never resent silently (`pbx-textback resend ID` records a copy as the admin's
+choice). Rows of an older version claimed but never written go back to pending at start-up.
 
 Texts go out as independent tasks, as many at once as the transport can carry (`capacity`: an
 SMSC's window), and a free slot is refilled at once: one slow text never holds the others.
@@ -119,7 +121,7 @@ class OutboxWorker:
             free = self.capacity - len(self._tasks)
             if free <= 0:
                 break
-            rows = self.store.claim_due(self.clock(), limit=free)
+            rows = self.store.due_rows(self.clock(), limit=free, skip=self._tasks.keys())
             for row in rows:
                 task = asyncio.get_running_loop().create_task(self._send(row), name=f"text-{row.id}")
                 self._tasks[row.id] = task
@@ -163,7 +165,10 @@ class OutboxWorker:
     def _last_look(self, row) -> bool:
         """Right before the first byte: the gate at this instant, then `written_at`."""
         now = self.clock()
-        return self._gate(row, now) and self.store.mark_written(row.id, now)
+        if not (self._gate(row, now) and self.store.take_written(row.id, now)):
+            return False
+        row.state, row.written_at = st.SENDING, now
+        return True
 
     async def _send(self, row) -> None:
         try:
@@ -191,6 +196,14 @@ class OutboxWorker:
             res = SendResult("unknown", error=f"transport error: {e}")
         if looked == [False]:
             return                                  # the last look recorded hold/cancel/expire
+        if not looked and res.status != "retry":
+            # an answer without a last look (nothing written, it says, or a transport that does
+            # not ask): the row must leave pending to be recorded, or it would go out again
+            if not self.store.take_unlooked(row.id, self.clock()):
+                log.warning("message %s: %s without a last look, and no longer pending: left as it is",
+                            row.id, res.status)
+                return
+            row.state = st.SENDING
         written = looked == [True]
         if res.status == "unknown" and not written:
             res = SendResult("retry", error=res.error or "not written")    # no byte left: not unknown
@@ -213,7 +226,7 @@ class OutboxWorker:
                 return
             delay = res.retry_after or 5.0
             self.store.set_state(row.id, st.PENDING, now=now, error=res.error, due_at=now + delay,
-                                 only_from=st.SENDING)
+                                 only_from=row.state)          # never taken: still pending
             # said once per cause: an outage must not write a line per text every few seconds
             log.log(logging.WARNING if res.error != row.error else logging.DEBUG,
                     "message %s not sent yet (%s): it waits in the queue, next try in %.0f s",
@@ -231,7 +244,7 @@ class OutboxWorker:
                       "receipt that still arrives settles it (`pbx-textback explain %s`)",
                       row.id, mask(row.peer), res.error, row.peer)
         else:
-            self.store.set_state(row.id, st.FAILED, now=now, error=res.error, only_from=st.SENDING)
+            self.store.set_state(row.id, st.FAILED, now=now, error=res.error, only_from=row.state)
             log.error("message %s to %s failed: %s", row.id, mask(row.peer), res.error)
 
     def stop(self) -> None:

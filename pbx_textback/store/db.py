@@ -415,6 +415,20 @@ class Store:
         from .fast import mark_written
         return mark_written(self, msg_id, now)
 
+    def due_rows(self, now: float, limit: int, skip=()) -> list[Message]:
+        """The outbox worker's due rows, not yet taken (store/fast.py: taken at the last look)."""
+        from .fast import due_rows
+        return due_rows(self, now, limit, set(skip))
+
+    def take_written(self, msg_id: int, now: float) -> bool:
+        """pending -> sending, written now, in one transaction; False: not ours to send."""
+        from .fast import take_written
+        return take_written(self, msg_id, now)
+
+    def take_unlooked(self, msg_id: int, now: float) -> bool:
+        from .fast import take_unlooked
+        return take_unlooked(self, msg_id, now)
+
     def return_unwritten(self, ids, now: float) -> int:
         """Claimed texts that were never written (the service is stopping): back to pending."""
         ids = list(ids)

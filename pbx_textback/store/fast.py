@@ -294,6 +294,34 @@ def claim_due(store, now: float, limit: int) -> list:
     return out
 
 
+def due_rows(store, now: float, limit: int, skip) -> list:
+    """The outbox worker's pick: due pending rows, oldest due first, not those it already
+    carries (skip: their ids). One read, no write: the row is taken (pending -> sending) at
+    its last look, in the same transaction as its written mark (take_written)."""
+    got = rows(store, _CLAIM, (now, store.box, limit + len(skip)))
+    return [_message(r) for r in got if r[0] not in skip][:limit]
+
+
+_TAKE = ('UPDATE "message" SET state = \'sending\', written_at = ?, attempts = attempts + 1, updated_at = ? '
+         'WHERE id = ? AND state = \'pending\' AND box = ?')
+
+
+def take_written(store, msg_id: int, now: float) -> bool:
+    """Right before the first byte: pending -> sending with written_at, one UPDATE in one
+    transaction. False when the row is no longer pending (cancelled, held, or another worker's
+    meanwhile): nothing may be written then."""
+    with store.write():
+        return run(store, _TAKE, (now, now, msg_id, store.box)) == 1
+
+
+def take_unlooked(store, msg_id: int, now: float) -> bool:
+    """A transport answered without asking its last look (it wrote nothing it says, or it is
+    a transport that never asks): the row leaves pending so that its result can be recorded."""
+    with store.write():
+        return run(store, 'UPDATE "message" SET state = \'sending\', updated_at = ? '
+                          'WHERE id = ? AND state = \'pending\'', (now, msg_id)) == 1
+
+
 def mark_written(store, msg_id: int, now: float) -> bool:
     with store.write():
         return run(store, 'UPDATE "message" SET written_at = ?, attempts = attempts + 1, updated_at = ? '
