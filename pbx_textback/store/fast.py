@@ -134,6 +134,11 @@ _CONSENT_COLS = "kind, number, at, scope, line, source, confirms, lang, id"
 _NOT_CALLS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
 
 
+_STANDING = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {_NOT_CALLS} '
+             f'UNION ALL SELECT {", ".join("c." + c for c in _CONSENT_COLS.split(", "))} '
+             'FROM "consentlastcall" l JOIN "consent" c ON c.id = l.consent_id WHERE l.number = ?')
+
+
 def consent_standing_history(store, number: str) -> list:
     """The consent events that decide `number`'s standing: every opt-out, opt-in and
     confirmation, and of the inbound-call events only the latest per line. An earlier
@@ -144,10 +149,9 @@ def consent_standing_history(store, number: str) -> list:
     from ..core.policy.consent import ConsentEvent
     # kind IN (...), not kind != 'inbound-call': the (number, kind) index then seeks the few
     # rows instead of walking every inbound call the number ever made
-    got = rows(store, f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {_NOT_CALLS} '
-                      f'UNION ALL SELECT {_CONSENT_COLS} FROM "consent" WHERE id IN '
-                      '(SELECT consent_id FROM "consentlastcall" WHERE number = ?) '
-                      'ORDER BY 3, 9', (number, number))
+    # the few rows are put in order here: an ORDER BY over the UNION made SQLite sort each
+    # half through a temporary b-tree (a third of the statement's time)
+    got = sorted(rows(store, _STANDING, (number, number)), key=lambda r: (r[2], r[8]))
     return [ConsentEvent(k, n, at, sc, ln, src, conf, lang, str(i))
             for k, n, at, sc, ln, src, conf, lang, i in got]
 
