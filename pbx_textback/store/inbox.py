@@ -181,8 +181,9 @@ def _sqlite_triggers() -> list[str]:
                             (f'UPDATE OF {", ".join(cols)}', ("OLD", "NEW"))):
             name = f"inbox_{table}_{event.split()[0].lower()}"
             when = " OR ".join(cond.format(r=r).replace("TRUE", "1") for r in rows)
-            if event == "INSERT":
-                body = "".join(s + "; " for s in _add(table, "NEW", pg=False))
+            if event == "INSERT":      # one upsert: the row written once (store/inbox_upsert.py)
+                from .inbox_upsert import upsert
+                body = upsert(table, key) + "; "
             else:
                 body = "".join(s + "; " for r in rows for s in _refresh(f'{r}."{key}"', pg=False))
             out.append(f'CREATE TRIGGER IF NOT EXISTS "{name}" AFTER {event} ON "{table}" '
@@ -212,8 +213,9 @@ def _bump(r: str, delta: str, pg: bool) -> list[str]:
     key = f'"status" = {r}."status" AND "owner" = {r}."owner" AND "waiting" = {r}."waiting"'
     insert = (f'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") '
               f'VALUES ({r}."status", {r}."owner", {r}."waiting", 0)')
-    return [insert + ' ON CONFLICT ("status", "owner", "waiting") DO NOTHING' if pg
-            else insert.replace("INSERT", "INSERT OR IGNORE", 1),
+    # ON CONFLICT DO NOTHING on SQLite too: fired from an upsert (store/inbox_upsert.py), an
+    # INSERT OR IGNORE takes the upsert's conflict policy (abort) instead of its own
+    return [insert + ' ON CONFLICT ("status", "owner", "waiting") DO NOTHING',
             f'UPDATE "inboxcount" SET "n" = "n" {delta} WHERE {key}']
 
 
