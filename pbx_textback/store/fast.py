@@ -357,15 +357,18 @@ def set_state(store, msg_id: int, fields: dict, only_from: str | None) -> bool:
 
 def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now: float) -> int:
     """A receipt for the text this process submitted (its row id known): 1, or 0 when there
-    is no such outgoing text (the caller then looks by the gateway's id)."""
+    is no such outgoing text (the caller then looks by the gateway's id). One UPDATE; the
+    row is read only when it changed nothing (a failed text stays failed: one failed part
+    fails the text)."""
     with store.write():
-        r = one(store, 'SELECT state FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,))
-        if r is None:
-            return 0
         if final is None:
-            run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ?',
-                (f"receipt: {state}", now, msg_id))
-        elif r[0] != st.FAILED:     # one failed part fails the text
-            run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? WHERE id = ?',
-                (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), msg_id))
-        return 1
+            n = run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ? AND direction = \'out\'',
+                    (f"receipt: {state}", now, msg_id))
+        else:
+            n = run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? '
+                           'WHERE id = ? AND direction = \'out\' AND state != ?',
+                    (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "),
+                     msg_id, st.FAILED))
+        if n:
+            return 1
+        return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
