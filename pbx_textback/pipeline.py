@@ -8,10 +8,10 @@ from dataclasses import replace
 from functools import lru_cache
 
 from .core.policy import caps, consent, quiet
-from .core.policy.decide import Facts, decide, find_line, template_vars
+from .core.policy.decide import Facts, decide, e164_of, find_line, template_vars
 from .core.policy.gate import GateFacts
 from .core.model import INBOUND, OUTBOUND, CallRecord, Check, Verdict
-from .core.numbers import number_info, to_e164
+from .core.numbers import number_info
 from .core.policy.replies import classify_reply
 from .core.text.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
 from .store import db as st
@@ -55,15 +55,8 @@ class Pipeline:
         self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
 
     def e164(self, raw: str) -> str:
-        """The same parse the decision's caller check makes (number_info with the same
-        arguments, one cache entry), so a new caller's number is parsed once, not twice. Only
-        a short number that check calls internal is parsed as a number anyway (to_e164 does)."""
-        cfg = self.cfg
-        info = number_info(raw, cfg.business.country, allowed_countries=cfg.allowed_countries,
-                           internal_max_digits=cfg.policy.internal_max_digits)
-        if info.why == "internal":
-            return to_e164(raw, cfg.business.country) or raw
-        return info.e164 or raw
+        """E.164 where it parses (decide.e164_of: the caller check's parse, shared)."""
+        return e164_of(raw, self.cfg)
 
     def facts(self, rec: CallRecord, line, calls_missed: int = 1, now: float | None = None,
               known: fast.CallFacts | None = None) -> Facts:

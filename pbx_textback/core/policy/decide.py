@@ -202,8 +202,20 @@ def template_vars(cfg, line: LineView, *, caller: str, caller_name: str, reason:
                      calls_missed=calls_missed, voicemail_left=voicemail_left)
 
 
+def e164_of(raw: str, cfg) -> str:
+    """`raw` as E.164 where it parses, else as given: to_e164's answer through the caller
+    check's own parse (number_info with the same arguments, one cache entry), so a new
+    caller's number is parsed once per call, not once per question. Both parse and format
+    alike; only a short number number_info calls internal goes through to_e164 itself."""
+    region = cfg.business.country
+    info = number_info(raw, region, allowed_countries=cfg.allowed_countries,
+                       internal_max_digits=cfg.policy.internal_max_digits)
+    if info.why == "internal":
+        return to_e164(raw, region) or raw
+    return info.e164 or raw
+
+
 def _shown(call: CallRecord, cfg) -> dict:
     """Caller and called as E.164 where they parse, for output and matching."""
-    region = cfg.business.country
-    return {"caller": to_e164(call.caller, region) or call.caller if not call.withheld else call.caller,
-            "called": to_e164(call.called, region) or call.called}
+    return {"caller": e164_of(call.caller, cfg) if not call.withheld else call.caller,
+            "called": e164_of(call.called, cfg)}
