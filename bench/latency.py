@@ -24,7 +24,8 @@ Measured:
     the AMI client's queue hop); also on_event's own time for that event (tracker + decision +
     store write, synchronous) to split what the rest adds.
   * the rest split at the moment the outbox worker takes the row; event-loop lag (a 10 ms
-    sleep probe); this process's CPU per call; the texts' final states (receipts matched).
+    sleep probe); this process's CPU per call; the texts' final states (receipts matched);
+    SQLite statements and commits per call on the service's connection (sqlite3's trace).
 At 50 calls/s the service process runs near one full core, so the tail (and even p50) varies
 a lot from run to run: run it a few times.
 """
