@@ -15,13 +15,22 @@ MAX_FRAME = 256 * 1024          # a real AMI frame is a few KB; a Command output
 _END = re.compile(rb"\r?\n\r?\n")
 _BANNER = re.compile(rb"^[^:\r\n]*Call Manager/[^\r\n]*\r?\n")
 
+_MARK = "\x01"                  # never in an AMI frame; marks where a line began
+_EOL = ": " + _MARK
 GOOD_KEYS_MAX = 4096            # header names remembered as checked (AMI has a few hundred)
 Frame = dict[str, "str | list[str]"]
 
 
 class AmiFraming:
-    def __init__(self, max_frame: int = MAX_FRAME):
+    """`wanted`: the event names the reader handles (None: all). An event frame whose first
+    line is `Event: <name>` with another name, and which has no ActionID or Response line
+    (so no action of ours waits for it), is skipped after reading that line: no dict, no
+    checks, no error for a malformed line in it. Responses and other frames always come."""
+
+    def __init__(self, max_frame: int = MAX_FRAME, wanted: "frozenset[str] | None" = None):
         self.max_frame = max_frame
+        self.wanted = wanted
+        self.skipped = 0              # frames skipped as not wanted
         self.banner: str | None = None
         self.errors = 0
         self._buf = bytearray()
@@ -53,6 +62,8 @@ class AmiFraming:
                 continue
             if not chunk.strip():
                 continue                # stray blank lines between frames
+            if self.wanted is not None and self._unwanted(chunk):
+                continue
             frame = self._parse(chunk)
             if frame is not None:
                 out.append(frame)
@@ -67,41 +78,76 @@ class AmiFraming:
 
     def _feed_crlf(self, buf: bytearray, pos: int, out: list) -> int:
         """The common case at C speed: every complete frame in the buffer, when the stretch
-        up to the last frame end is all CRLF and valid UTF-8, decoded once and split on the
-        blank lines; each frame whose lines are all `Key: Value` with distinct plain keys is
-        a dict at once. Anything else (LF-only line ends, a repeated header, a malformed line,
-        bad UTF-8) goes to _parse, which says what was wrong. Returns where it stopped."""
+        up to the last frame end is all CRLF and valid UTF-8, is decoded once and cut into
+        frames and `Key: Value` pairs by str methods alone (see _split_frames); a frame whose
+        lines are all `Key: Value` with distinct plain keys is a dict at once. Anything else
+        (LF-only line ends, a repeated header, a malformed line, bad UTF-8) goes to _parse,
+        which says what was wrong. Returns where it stopped."""
         end = buf.rfind(b"\r\n\r\n")
         if end < pos:
             return pos
         end += 4
-        region = bytes(buf[pos:end])
+        region = buf[pos:end]
         if region.count(b"\n") != region.count(b"\r\n"):
             return pos                  # bare LFs somewhere: the careful path finds the ends
         try:
             text = region.decode("utf-8")
         except UnicodeDecodeError:
             return pos
+        if _MARK in text:               # the marker below must not occur in the data itself
+            return pos
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
-        for chunk in text.split("\r\n\r\n"):
-            if not chunk:
-                continue
-            lines = chunk.split("\r\n")
-            try:
-                frame = dict([ln.split(": ", 1) for ln in lines])
-            except ValueError:          # a line without ": "
-                frame = None
-            if (frame is None or len(frame) != len(lines) or len(chunk) > limit
+        wanted = self.wanted
+        for chunk in text.replace("\r\n", _EOL).split(_EOL + _EOL):
+            if wanted is not None and chunk[:7] == "Event: " and len(chunk) <= limit:
+                i = chunk.find(_EOL)
+                if (chunk[7:i] if i > 0 else chunk[7:]) not in wanted and \
+                        _MARK + "ActionID:" not in chunk and _MARK + "Response:" not in chunk:
+                    self.skipped += 1   # the same test as _unwanted, on the marked text
+                    continue
+            # chunk: one frame with each CRLF turned into ": \x01". Split on ": ", the key
+            # parts are then the odd ones out: they (all but the first) start with \x01.
+            # Joining the key parts and splitting them on \x01 gives exactly one key per
+            # line only if every line has exactly one ": " (proof in _split_frames' test).
+            parts = chunk.split(": ")
+            n = len(parts) >> 1
+            frame = None
+            if len(parts) == 2 * chunk.count(_MARK) + 2:
+                keys = "".join(parts[0::2]).split(_MARK)
+                if len(keys) == n:
+                    frame = dict(zip(keys, parts[1::2]))
+            if (frame is None or len(frame) != n or len(chunk) > limit
                     or not (frame.keys() <= good or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
-                if not chunk.strip():
+                if not chunk:
                     continue
-                frame = self._parse(chunk.encode("utf-8"))
+                raw = chunk.replace(_EOL, "\r\n")
+                if not raw.strip():
+                    continue
+                raw = raw.encode("utf-8")
+                if wanted is not None and self._unwanted(raw):
+                    continue
+                frame = self._parse(raw)
                 if frame is None:
                     continue
             out.append(frame)
         return end
+
+    def _unwanted(self, chunk: bytes) -> bool:
+        """A whole frame's bytes: an event nobody reads (see the class doc)? An oversized one
+        is not skipped here: _parse reports it whatever its name."""
+        if chunk[:7] != b"Event: " or len(chunk) > self.max_frame:
+            return False
+        i = chunk.find(b"\n")
+        name = chunk[7:i] if i > 0 else chunk[7:]
+        if name[-1:] == b"\r" and i > 0:
+            name = name[:-1]
+        if name.decode("utf-8", "replace") in self.wanted or b"\nActionID:" in chunk \
+                or b"\nResponse:" in chunk:
+            return False
+        self.skipped += 1
+        return True
 
     def _learn(self, frame: dict) -> bool:
         """Whether every key is a plain header name (no space, 1..64 characters); plain

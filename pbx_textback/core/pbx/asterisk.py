@@ -668,6 +668,14 @@ _HANDLERS = {
     "Hangup": AsteriskTracker._on_hangup,
 }
 
+# Every AMI event the service reads: the tracker's (above) and what the AMI source waits for
+# itself (ami/client.py: FullyBooted, Shutdown, the CoreShowChannels rows, OriginateResponse).
+# The service's framing skips any other event after its first line (AmiFraming(wanted=)), and
+# bench/ingest.py measures with this same set.
+SERVICE_AMI_EVENTS = frozenset(_HANDLERS) | {
+    "FullyBooted", "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete",
+    "OriginateResponse"}
+
 
 def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
                         chunks: list[int] | None = None) -> list[CallRecord]:
