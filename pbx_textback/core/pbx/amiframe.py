@@ -15,8 +15,6 @@ MAX_FRAME = 256 * 1024          # a real AMI frame is a few KB; a Command output
 _END = re.compile(rb"\r?\n\r?\n")
 _BANNER = re.compile(rb"^[^:\r\n]*Call Manager/[^\r\n]*\r?\n")
 
-_MARK = "\x01"                  # never in an AMI frame; marks where a line began
-_EOL = ": " + _MARK
 GOOD_KEYS_MAX = 4096            # header names remembered as checked (AMI has a few hundred)
 Frame = dict[str, "str | list[str]"]
 
@@ -78,54 +76,42 @@ class AmiFraming:
 
     def _feed_crlf(self, buf: bytearray, pos: int, out: list) -> int:
         """The common case at C speed: every complete frame in the buffer, when the stretch
-        up to the last frame end is all CRLF and valid UTF-8, is decoded once and cut into
-        frames and `Key: Value` pairs by str methods alone (see _split_frames); a frame whose
-        lines are all `Key: Value` with distinct plain keys is a dict at once. Anything else
-        (LF-only line ends, a repeated header, a malformed line, bad UTF-8) goes to _parse,
-        which says what was wrong. Returns where it stopped."""
+        up to the last frame end is valid UTF-8, decoded once and split on the blank lines;
+        each frame whose lines are all CRLF-ended `Key: Value` with distinct plain keys is a
+        dict at once. Anything else (a repeated header, a malformed line) goes to _parse,
+        which says what was wrong; from a bare LF on, and for bad UTF-8, the careful loop in
+        feed() takes over. Returns where it stopped."""
         end = buf.rfind(b"\r\n\r\n")
         if end < pos:
             return pos
         end += 4
-        region = buf[pos:end]
-        if region.count(b"\n") != region.count(b"\r\n"):
-            return pos                  # bare LFs somewhere: the careful path finds the ends
         try:
-            text = region.decode("utf-8")
+            text = buf[pos:end].decode("utf-8")
         except UnicodeDecodeError:
             return pos
-        if _MARK in text:               # the marker below must not occur in the data itself
-            return pos
+        if text.count("\n") != text.count("\r\n"):
+            return pos                  # a bare LF: the careful loop in feed() finds the ends
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
         wanted = self.wanted
-        for chunk in text.replace("\r\n", _EOL).split(_EOL + _EOL):
+        for chunk in text.split("\r\n\r\n"):
             if wanted is not None and chunk[:7] == "Event: " and len(chunk) <= limit:
-                i = chunk.find(_EOL)
-                if (chunk[7:i] if i > 0 else chunk[7:]) not in wanted and \
-                        _MARK + "ActionID:" not in chunk and _MARK + "Response:" not in chunk:
-                    self.skipped += 1   # the same test as _unwanted, on the marked text
+                j = chunk.find("\r\n")
+                if (chunk[7:j] if j > 0 else chunk[7:]) not in wanted and \
+                        "\nActionID:" not in chunk and "\nResponse:" not in chunk:
+                    self.skipped += 1   # the same test as _unwanted, on the decoded text
                     continue
-            # chunk: one frame with each CRLF turned into ": \x01". Split on ": ", the key
-            # parts are then the odd ones out: they (all but the first) start with \x01.
-            # Joining the key parts and splitting them on \x01 gives exactly one key per
-            # line only if every line has exactly one ": " (proof in _split_frames' test).
-            parts = chunk.split(": ")
-            n = len(parts) >> 1
-            frame = None
-            if len(parts) == 2 * chunk.count(_MARK) + 2:
-                keys = "".join(parts[0::2]).split(_MARK)
-                if len(keys) == n:
-                    frame = dict(zip(keys, parts[1::2]))
-            if (frame is None or len(frame) != n or len(chunk) > limit
+            lines = chunk.split("\r\n")
+            try:
+                frame = dict([ln.split(": ", 1) for ln in lines])
+            except ValueError:          # a line without ": "
+                frame = None
+            if (frame is None or len(frame) != len(lines) or len(chunk) > limit
                     or not (frame.keys() <= good or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
-                if not chunk:
+                if not chunk.strip():
                     continue
-                raw = chunk.replace(_EOL, "\r\n")
-                if not raw.strip():
-                    continue
-                raw = raw.encode("utf-8")
+                raw = chunk.encode("utf-8")
                 if wanted is not None and self._unwanted(raw):
                     continue
                 frame = self._parse(raw)
