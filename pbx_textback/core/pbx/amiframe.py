@@ -95,9 +95,12 @@ class AmiFraming:
         good = self._good_keys
         wanted = self.wanted
         for chunk in text.split("\r\n\r\n"):
-            if wanted is not None and chunk[:7] == "Event: " and len(chunk) <= limit:
-                j = chunk.find("\r\n")
-                if (chunk[7:j] if j > 0 else chunk[7:]) not in wanted and \
+            # (a frame after a stray blank line: the split of the reads decides whether the
+            # blank line is left in front of it, so the name is read past it)
+            c = chunk.lstrip("\r\n") if chunk[:1] == "\r" else chunk
+            if wanted is not None and c[:7] == "Event: " and len(chunk) <= limit:
+                j = c.find("\r\n")
+                if (c[7:j] if j > 0 else c[7:]) not in wanted and \
                         "\nActionID:" not in chunk and "\nResponse:" not in chunk:
                     self.skipped += 1   # the same test as _unwanted, on the decoded text
                     continue
@@ -123,10 +126,13 @@ class AmiFraming:
     def _unwanted(self, chunk: bytes) -> bool:
         """A whole frame's bytes: an event nobody reads (see the class doc)? An oversized one
         is not skipped here: _parse reports it whatever its name."""
-        if chunk[:7] != b"Event: " or len(chunk) > self.max_frame:
+        if len(chunk) > self.max_frame:
             return False
-        i = chunk.find(b"\n")
-        name = chunk[7:i] if i > 0 else chunk[7:]
+        c = chunk.lstrip(b"\r\n")
+        if c[:7] != b"Event: ":
+            return False
+        i = c.find(b"\n")
+        name = c[7:i] if i > 0 else c[7:]
         if name[-1:] == b"\r" and i > 0:
             name = name[:-1]
         if name.decode("utf-8", "replace") in self.wanted or b"\nActionID:" in chunk \

@@ -224,11 +224,10 @@ class EslFraming:
     def _plain(self, body: bytes) -> Frame | None:
         text = body.decode("utf-8", errors="replace")
         head, sep, rest = text.partition("\n\n")
-        ev: dict = {}
+        ev = _plain_lines(head)
         unq = _UNQ
-        # one `Key: Value` per line; each value is decoded AFTER the split, on its own, so a
-        # %0A inside it stays inside it
-        for key, value in _LINE.findall(head):
+        # each value is decoded AFTER the split, on its own, so a %0A inside it stays inside it
+        for key, value in ev.items():
             if "%" in value:
                 dec = unq.get(value)
                 if dec is None:
@@ -236,8 +235,7 @@ class EslFraming:
                     if len(unq) > 8192:
                         unq.clear()
                     unq[value] = dec
-                value = dec
-            ev[key] = value
+                ev[key] = dec
         if "Event-Name" not in ev:
             self._error("text/event-plain frame without Event-Name: dropped")
             return None
@@ -256,7 +254,12 @@ class EslFraming:
             if not isinstance(obj, dict) or "Event-Name" not in obj:
                 self._error("text/event-json frame is not an event object: dropped")
                 return None
-            return {str(k): _str(v) for k, v in obj.items()}
+            if set(map(type, obj.values())) != {str}:
+                # JSON keys are str already: only the values that are not get converted
+                for k, v in obj.items():
+                    if v.__class__ is not str:
+                        obj[k] = _str(v)
+            return obj
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             # not JSON, an integer over Python's 4300 digits, nesting deeper than the stack
             self._error(f"text/event-json frame is not JSON ({type(e).__name__}): dropped")
@@ -265,6 +268,23 @@ class EslFraming:
     def _error(self, msg: str) -> None:
         self.errors += 1
         log.error("ESL: %s", msg)
+
+
+def _plain_lines(head: str) -> dict:
+    """`Key: Value` lines -> dict, the later of a repeated key winning; a line _LINE does not
+    match is skipped. The usual block (every line `Key: Value`, no CR, no colon in a key)
+    is cut by str.split alone; anything else goes through _LINE, which decides."""
+    if "\r" not in head:
+        lines = head.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        try:
+            ev = dict([ln.split(": ", 1) for ln in lines])
+        except ValueError:          # a line without ": "
+            ev = None
+        if ev is not None and "" not in ev and ":" not in "".join(ev):
+            return ev
+    return dict(_LINE.findall(head))
 
 
 def _str(v) -> str:
