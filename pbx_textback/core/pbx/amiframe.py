@@ -105,10 +105,14 @@ class AmiFraming:
                     self.skipped += 1   # the same test as _unwanted, on the decoded text
                     continue
             lines = chunk.split("\r\n")
-            try:
-                frame = dict([ln.split(": ", 1) for ln in lines])
-            except ValueError:          # a line without ": "
-                frame = None
+            # a plain loop over partition() measured faster than any one-call dict building
+            frame = {}
+            for ln in lines:
+                k, sep, v = ln.partition(": ")
+                if not sep:             # a line without ": ": _parse says what it is
+                    frame = None
+                    break
+                frame[k] = v
             if (frame is None or len(frame) != len(lines) or len(chunk) > limit
                     or not (frame.keys() <= good or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
