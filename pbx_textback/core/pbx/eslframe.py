@@ -278,10 +278,13 @@ def _plain_lines(head: str) -> dict:
         lines = head.split("\n")
         if lines[-1] == "":
             lines.pop()
-        try:
-            ev = dict([ln.split(": ", 1) for ln in lines])
-        except ValueError:          # a line without ": "
-            ev = None
+        ev: dict | None = {}
+        for ln in lines:                # (a partition() loop measured faster than split())
+            k, sep, v = ln.partition(": ")
+            if not sep:
+                ev = None
+                break
+            ev[k] = v
         if ev is not None and "" not in ev and ":" not in "".join(ev):
             return ev
     return dict(_LINE.findall(head))
