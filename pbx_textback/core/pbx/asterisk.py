@@ -265,9 +265,16 @@ class AsteriskTracker:
             self._edges.setdefault(b, set()).add(a)
 
     def _call_of(self, ev: dict) -> tuple[_Chan | None, _Call | None]:
-        ch = self._chan(ev)
-        if ch is None:
-            return None, None
+        # _chan()'s common case inline (a known channel, still in the same call): this runs
+        # for nearly every event
+        uid, lid = ev.get("Uniqueid"), ev.get("Linkedid", "")
+        ch = self.chans.get(uid) if uid.__class__ is str else None
+        if ch is not None and lid.__class__ is str and (lid or uid) == ch.linkedid:
+            ch.epoch = self._epoch
+        else:
+            ch = self._chan(ev)
+            if ch is None:
+                return None, None
         call = self.calls.get(ch.linkedid)
         if call is not None:
             call.touched = self._now
