@@ -114,7 +114,7 @@ class AmiFraming:
                     break
                 frame[k] = v
             if (frame is None or len(frame) != len(lines) or len(chunk) > limit
-                    or not (frame.keys() <= good or self._learn(frame))
+                    or not (good.issuperset(frame) or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
                 if not chunk.strip():
                     continue
