@@ -136,3 +136,11 @@ def test_esl_plain_event_with_a_percent_encoded_line_break_stays_one_header():
     [ev] = eslframe.EslFraming().feed(frame)
     assert ev["Event-Name"] == "CUSTOM" and ev["Caller-Caller-ID-Name"] == "Eve\nEvent-Name: HACK"
     assert ev["X"] == "a b" and re.fullmatch(r"[^\n]*", ev["Event-Name"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(hs.lists(esl_line, max_size=8), hs.booleans())
+def test_esl_plain_one_pass_decode_is_cut_then_decode(lines, trailing):
+    head = "\n".join(lines) + ("\n" if trailing else "")
+    want = {k: eslframe.unquote(v, errors="replace") for k, v in eslframe._plain_lines(head).items()}
+    assert eslframe._plain_event(head) == want

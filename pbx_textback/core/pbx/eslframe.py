@@ -224,18 +224,7 @@ class EslFraming:
     def _plain(self, body: bytes) -> Frame | None:
         text = body.decode("utf-8", errors="replace")
         head, sep, rest = text.partition("\n\n")
-        ev = _plain_lines(head)
-        unq = _UNQ
-        # each value is decoded AFTER the split, on its own, so a %0A inside it stays inside it
-        for key, value in ev.items():
-            if "%" in value:
-                dec = unq.get(value)
-                if dec is None:
-                    dec = unquote(value, errors="replace")
-                    if len(unq) > 8192:
-                        unq.clear()
-                    unq[value] = dec
-                ev[key] = dec
+        ev = _plain_event(head)
         if "Event-Name" not in ev:
             self._error("text/event-plain frame without Event-Name: dropped")
             return None
@@ -288,6 +277,41 @@ def _plain_lines(head: str) -> dict:
         if ev is not None and "" not in ev and ":" not in "".join(ev):
             return ev
     return dict(_LINE.findall(head))
+
+
+def _unquote(value: str) -> str:
+    dec = _UNQ.get(value)
+    if dec is None:
+        dec = unquote(value, errors="replace")
+        if len(_UNQ) > 8192:
+            _UNQ.clear()
+        _UNQ[value] = dec
+    return dec
+
+
+def _plain_event(head: str) -> dict:
+    """An event-plain header block -> its headers, each value URL-decoded AFTER the split, on
+    its own, so a %0A inside it stays inside it. The usual block is cut and decoded in one
+    pass; anything else is what _plain_lines cuts, decoded after."""
+    if "\r" not in head:
+        lines = head.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        ev: dict | None = {}
+        seen = _UNQ.get
+        for ln in lines:
+            k, sep, v = ln.partition(": ")
+            if not sep:
+                ev = None
+                break
+            ev[k] = (seen(v) or _unquote(v)) if "%" in v else v
+        if ev is not None and "" not in ev and ":" not in "".join(ev):
+            return ev
+    ev = _plain_lines(head)
+    for k, v in ev.items():
+        if "%" in v:
+            ev[k] = _unquote(v)
+    return ev
 
 
 def _str(v) -> str:
