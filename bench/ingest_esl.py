@@ -4,7 +4,9 @@ framing, plain and json.
 The recorded FreeSWITCH traces (tests/fixtures/freeswitch, event frames only) are replicated
 with every uuid rewritten per copy (so each copy's calls are distinct calls) to at least
 --events events, and fed in 64 KiB reads like a socket would. Rewriting is done before the
-clock starts. Prints figures and the ratios; asserts nothing. Times are the process's CPU
+clock starts. Each format runs twice: every recorded event (the traces were taken with `event
+all`), and only the events the service subscribes to (DEFAULT_EVENTS: FreeSWITCH filters the
+rest before sending). Prints figures and the ratios; asserts nothing. Times are the process's CPU
 time (the machine is shared: wall time would count other processes' turns).
     python bench/ingest_esl.py [--events 200000]
 """
@@ -22,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from pbx_textback.core.policy.classify import classify  # noqa: E402
 from pbx_textback.core.pbx.eslframe import EslFraming  # noqa: E402
 from pbx_textback.core.pbx.freeswitch import FreeswitchTracker  # noqa: E402
+from pbx_textback.esl.events import DEFAULT_EVENTS  # noqa: E402
 from pbx_textback.esl.replay_server import trace_frames  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "freeswitch"
@@ -29,10 +32,21 @@ _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 CHUNK = 65536
 
 
-def base_stream(fmt: str) -> tuple[bytes, int]:
+def subscribed(frame: bytes) -> bool:
+    """Whether the service's own subscription (esl/events.py DEFAULT_EVENTS) asks for this
+    event: the traces were recorded with `event all`, FreeSWITCH sends the service fewer."""
+    names = DEFAULT_EVENTS.split()
+    [ev] = EslFraming().feed(frame)
+    name = ev.get("Event-Name", "")
+    return name in names and (name != "CUSTOM" or ev.get("Event-Subclass", "") in names)
+
+
+def base_stream(fmt: str, only_subscribed: bool = False) -> tuple[bytes, int]:
     paths = sorted(p for p in FIX.glob("*.esl")
                    if p.name.endswith(".json.esl") == (fmt == "json") and "sms" not in p.name)
     frames = [f for p in paths for f in trace_frames(p.read_bytes())]
+    if only_subscribed:
+        frames = [f for f in frames if subscribed(f)]
     return b"".join(frames), len(frames)
 
 
@@ -89,11 +103,11 @@ def _feed(framing, tracker, data: bytes) -> tuple[int, int]:
     return events, calls
 
 
-def one_format(fmt: str, min_events: int, frame_events: int) -> str:
+def one_format(fmt: str, min_events: int, frame_events: int, only_subscribed: bool = False) -> str:
     """Each copy goes through bare framing (while under frame_events) and through the full
     path, one right after the other, so both rates are taken under the same conditions.
     Only the feeding is timed."""
-    body, per = base_stream(fmt)
+    body, per = base_stream(fmt, only_subscribed)
     bare, full = EslFraming(), EslFraming()
     tracker = FreeswitchTracker()
     naive = NaiveFraming()
@@ -122,7 +136,8 @@ def one_format(fmt: str, min_events: int, frame_events: int) -> str:
     t_full += time.process_time() - t0
     f_rate, full_rate = n_bare / t_bare, n / t_full
     ok = lambda x, goal: f"{x:.2f} (goal >= {goal}: {'met' if x >= goal else 'NOT met'})"  # noqa: E731
-    return (f"{fmt:5}: {n} events ({mb:.0f} MB), {calls} calls\n"
+    what = "the service's subscription" if only_subscribed else "every recorded event"
+    return (f"{fmt:5}, {what}: {n} events ({mb:.0f} MB), {calls} calls\n"
             f"       naive split+partition {n_bare / t_naive:10,.0f} ev/s | bare framing "
             f"{f_rate:10,.0f} ev/s (over {n_bare} events) | framing+tracker+classify "
             f"{full_rate:10,.0f} ev/s\n"
@@ -139,7 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--serial", action="store_true", help="one format after the other")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    args = [(fmt, a.events, min(a.events, a.frame_events)) for fmt in ("plain", "json")]
+    # the recorded streams (`event all`) and what the service's subscription lets through
+    args = [(fmt, a.events, min(a.events, a.frame_events), sub)
+            for sub in (False, True) for fmt in ("plain", "json")]
     if a.serial:
         lines = [one_format(*x) for x in args]
     else:
