@@ -14,7 +14,9 @@ transaction as the write, so no writer can forget it and it can never disagree w
 it sums. An insert (nearly every write) adds to the row: a count up by one, a time that only
 grows, so its cost does not grow with the caller's history (a frequent caller's thousands of
 texts). An update or a delete recomputes the caller's row from that caller's rows (indexed by
-caller/peer), since it can take a count or a time back.
+caller/peer), since it can take a count or a time back, and drops the row when nothing of the
+caller counts any more. The triggers make exactly the rows rebuild() makes: none for a caller
+with no number (a withheld caller ID) or for a call neither missed nor answered.
 
 `status` is the state as the page shows it (a done or snoozed conversation is open again once
 the caller calls or writes after it was set). A snooze with an end time stays `snoozed` here;
