@@ -37,6 +37,12 @@ def agent(browser, base, name):
     return page
 
 
+def ready(page):
+    """The page's own script has run: keys pressed while it still loads reach no handler (the
+    heading shows while the document is still being parsed, before the deferred scripts)."""
+    page.wait_for_load_state("load")
+
+
 def test_two_agents_at_the_front_desk(tmp_path, smsc):
     from tests.peers.smsc_peer import free_port
     run = Running(tmp_path, smsc, [FIX / "02-no-answer.ami"], free_port())
@@ -54,6 +60,7 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
                 expect(page.locator(".convs .peer")).to_have_text([CALLER])
 
             # keyboard on the list: j selects the first caller, Enter opens it
+            ready(maria)
             maria.keyboard.press("j")
             expect(maria.locator(".convs li a.selected .peer")).to_have_text(CALLER)
             maria.keyboard.press("Enter")
@@ -64,6 +71,7 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             maria.click("button:has-text('Claim')")
             expect(maria.locator(".state .owner")).to_have_text("maria")
             expect(joe.locator(f".convs li:has-text('{CALLER}') .meta")).to_contain_text("maria", timeout=1000)
+            ready(maria)
 
             # maria types: joe sees she is replying, on the list and on the conversation, live
             maria.keyboard.press("r")                        # r: to the reply box
@@ -114,11 +122,13 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             maria.wait_for_function("Number(document.body.dataset.chimes || 0) >= 1", timeout=3000)
 
             # a private note with n; e marks the conversation done
+            ready(maria)
             maria.locator("h1.peer").click()
             maria.keyboard.press("n")
             maria.keyboard.type("Confirmed 3pm by text")
             maria.click("button:has-text('Add note')")
             expect(joe.locator(".item.note .body")).to_have_text("Confirmed 3pm by text", timeout=2000)
+            ready(maria)
             maria.locator("h1.peer").click()
             maria.keyboard.press("e")
             expect(maria.locator(".state")).to_contain_text("Done")
@@ -144,8 +154,10 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             maria.keyboard.press("j")
             maria.keyboard.press("Enter")
             expect(maria.locator("h1.peer")).to_have_text(order[0])
+            ready(maria)
             maria.keyboard.press("j")
             expect(maria.locator("h1.peer")).to_have_text(order[1])
+            ready(maria)
             maria.keyboard.press("k")
             expect(maria.locator("h1.peer")).to_have_text(order[0])
 
