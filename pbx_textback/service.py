@@ -364,10 +364,11 @@ class Service:
             return EslChild(host or e.host, port or e.port, e.password,
                             on_event=self.on_event, on_state=self.on_state)
         from .ami.client import AmiSource
+        from .core.pbx.asterisk import SERVICE_AMI_EVENTS
         a = self.cfg.pbx.ami
         return AmiSource(host or a.host, port or a.port, a.username, a.secret,
                          on_event=self.on_event, on_state=self.on_state,
-                         ping_interval=a.ping_interval)
+                         ping_interval=a.ping_interval, wanted=SERVICE_AMI_EVENTS)
 
     async def run(self, *, host=None, port=None, extra_tasks=()) -> int:
         """Until stopped: 0. A task that dies (the store, the outbox, the PBX source) stops the

@@ -359,6 +359,21 @@ MIGRATIONS.append((27, _v27))
 NEW_STORE_TABLES.append(_v27)
 
 
+def _v28(db):
+    """The inbox summary's triggers make the rows a rebuild makes, no more: none for a caller
+    with no number (SQLite counted a withheld caller's missed call as an open conversation) or
+    for a call neither missed nor answered, and an update or a delete that takes a caller's last
+    counted row drops the caller's row and its count (store/inbox.py). Then one rebuild puts
+    the rows and counts of a store made before right."""
+    from . import inbox
+    inbox.drop_triggers(db)
+    inbox.create_triggers(db)
+    inbox.rebuild(db)
+
+
+MIGRATIONS.append((28, _v28))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket

@@ -14,7 +14,9 @@ transaction as the write, so no writer can forget it and it can never disagree w
 it sums. An insert (nearly every write) adds to the row: a count up by one, a time that only
 grows, so its cost does not grow with the caller's history (a frequent caller's thousands of
 texts). An update or a delete recomputes the caller's row from that caller's rows (indexed by
-caller/peer), since it can take a count or a time back.
+caller/peer), since it can take a count or a time back, and drops the row when nothing of the
+caller counts any more. The triggers make exactly the rows rebuild() makes: none for a caller
+with no number (a withheld caller ID) or for a call neither missed nor answered.
 
 `status` is the state as the page shows it (a done or snoozed conversation is open again once
 the caller calls or writes after it was set). A snooze with an end time stays `snoozed` here;
@@ -76,8 +78,10 @@ def _refresh(p: str, pg: bool) -> list[str]:
     """Statements that recompute the row of caller `p` (an SQL expression) from scratch."""
     state = lambda col, dflt: f'COALESCE((SELECT "{col}" FROM "conversationstate" WHERE "peer" = {p}), {dflt})'  # noqa: E731
     greatest = "GREATEST" if pg else "MAX"
+    # no number (a withheld caller ID): no conversation, as the rebuild has it
     insert = (f'INSERT INTO "inboxconv" ("peer", "line", "last_in", "handled", "missed", "replies", "state", "owner", '
-              f'"set_at", "status", "waiting", "since") VALUES ({p}, \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0)')
+              f'"set_at", "status", "waiting", "since") SELECT {p}, \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0 '
+              f'WHERE {p} <> \'\'')
     out = [insert + ' ON CONFLICT ("peer") DO NOTHING' if pg else insert.replace("INSERT", "INSERT OR IGNORE", 1)]
     if pg:
         # wait for a concurrent writer of the same caller (another box's service), so that the
@@ -98,7 +102,16 @@ def _refresh(p: str, pg: bool) -> list[str]:
         f'"until" = (SELECT "until" FROM "conversationstate" WHERE "peer" = {p}) '
         f'WHERE "peer" = {p}'.replace("%s", "''"))
     out.append(_derive(f'"peer" = {p}', greatest))
+    out.append(f'DELETE FROM "inboxconv" WHERE "peer" = {p} AND {_EMPTY}')
     return out
+
+
+# a row whose caller has nothing left that the rebuild makes a row from (an update or a delete
+# took the last of it): the rebuild has no such row, so the triggers drop it, and its count
+_EMPTY = ('"first_in" IS NULL AND NOT EXISTS (SELECT 1 FROM "call" WHERE "caller" = "inboxconv"."peer" '
+          'AND "direction" = \'inbound\' AND "answered") AND NOT EXISTS (SELECT 1 FROM "message" '
+          'WHERE "peer" = "inboxconv"."peer" AND "direction" = \'out\' AND "kind" = \'agent\') '
+          'AND NOT EXISTS (SELECT 1 FROM "conversationstate" WHERE "peer" = "inboxconv"."peer")')
 
 
 def _derive(where: str, greatest: str) -> str:
@@ -166,10 +179,12 @@ def _add(table: str, r: str, pg: bool) -> list[str]:
 
 # what each source table's trigger watches: (table, key column, columns that matter, rows that matter)
 _SOURCES = (
+    # an inbound call neither missed nor answered changes nothing in its caller's row: it makes
+    # none either (the rebuild makes none for it)
     ("call", "caller", ("caller", "direction", "missed", "answered", "created_at", "line"),
-     "{r}.\"direction\" = 'inbound'"),
+     "({r}.\"direction\" = 'inbound' AND ({r}.\"missed\" OR {r}.\"answered\"))"),
     ("message", "peer", ("peer", "direction", "kind", "created_at"),
-     "({r}.\"direction\" = 'in' OR {r}.\"kind\" = 'agent')"),
+     "({r}.\"direction\" = 'in' OR ({r}.\"direction\" = 'out' AND {r}.\"kind\" = 'agent'))"),
     ("conversationstate", "peer", ("peer", "state", "until", "owner", "set_at"), "TRUE"),
 )
 
@@ -180,7 +195,7 @@ def _sqlite_triggers() -> list[str]:
         for event, rows in (("INSERT", ("NEW",)), ("DELETE", ("OLD",)),
                             (f'UPDATE OF {", ".join(cols)}', ("OLD", "NEW"))):
             name = f"inbox_{table}_{event.split()[0].lower()}"
-            when = " OR ".join(cond.format(r=r).replace("TRUE", "1") for r in rows)
+            when = " OR ".join(f'({cond.format(r=r)} AND {r}."{key}" <> \'\')'.replace("TRUE", "1") for r in rows)
             if event == "INSERT":      # one upsert: the row written once (store/inbox_upsert.py)
                 from .inbox_upsert import upsert
                 body = upsert(table, key) + "; "
@@ -295,7 +310,7 @@ def rebuild(db) -> None:
         'WHERE "missed" > 0',
         'INSERT INTO "inboxconv" ("peer", "line", "last_in", "handled", "missed", "replies", "state", "owner", '
         '"set_at", "status", "waiting", "since") SELECT "peer", \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0 '
-        'FROM "conversationstate" WHERE "peer" NOT IN (SELECT "peer" FROM "inboxconv")',
+        'FROM "conversationstate" WHERE "peer" <> \'\' AND "peer" NOT IN (SELECT "peer" FROM "inboxconv")',
         'UPDATE "inboxconv" SET "state" = s."state", "owner" = s."owner", "set_at" = s."set_at", "until" = s."until" '
         'FROM "conversationstate" AS s WHERE s."peer" = "inboxconv"."peer"',
         _derive("TRUE" if _is_pg(db) else "1", greatest),

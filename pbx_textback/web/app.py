@@ -345,19 +345,22 @@ class Inbox:
         EventSource reconnects by itself (after a restart too) and the page then reloads its lists."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})      # nginx: do not buffer
-        await resp.prepare(request)
-        await resp.write(b"retry: 1000\n\n")
-        changed = asyncio.Event()
-        self.listeners.add(changed)
+        # listening (and the watcher's first mark read) before the page hears the stream is open:
+        # a change stored after that is told to it; one stored before, its refresh on open
+        # (asked after the open) finds
         if self.feed is None:
             self.feed = desk.ReplyFeed(self.store)
-        self.feed.poll()
-        # replies after the last the page knew of (when it was made, or the last it was told
-        # of before a reconnect) are news to it
-        heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
+        changed = asyncio.Event()
+        self.listeners.add(changed)
         if self.watcher is None:
-            self.watcher = asyncio.create_task(self._watch())
+            self.watcher = asyncio.create_task(self._watch(self._mark()))
         try:
+            await resp.prepare(request)
+            await resp.write(b"retry: 1000\n\n")
+            self.feed.poll()
+            # replies after the last the page knew of (when it was made, or the last it was told
+            # of before a reconnect) are news to it
+            heard = self.feed.start(request.headers.get("Last-Event-ID") or request.query.get("after", ""))
             heard = await self.feed.send(resp, request[USER].name, heard)
             while not self.stopping.is_set():
                 try:
@@ -375,13 +378,15 @@ class Inbox:
             self.listeners.discard(changed)
         return resp
 
-    async def _watch(self) -> None:
+    def _mark(self) -> str:
+        return sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
+
+    async def _watch(self, mark: str) -> None:
         """One reader of the store's change mark for every open page, while any is open."""
-        mark = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
         try:
             while self.listeners and not self.stopping.is_set():
                 await asyncio.sleep(LIVE_POLL_S)
-                now = sw.change_mark(self.store) + ":" + desk.change_mark(self.store)
+                now = self._mark()
                 if now != mark:
                     mark = now
                     self.feed.poll()

@@ -5,6 +5,8 @@ texts and replies through the real SMSC. What each agent sees of the other: the 
 the notification of a reply; the keyboard; an opt-out settled in one click closes the box;
 the phone-sized page."""
 
+import time
+
 import pytest
 
 from tests.integration.test_web_browser import CHROMIUM, FIX, Running, mo_after_bind, sign_in
@@ -37,6 +39,21 @@ def agent(browser, base, name):
     return page
 
 
+def ready(page):
+    """The page's own script has run: keys pressed while it still loads reach no handler (the
+    heading shows while the document is still being parsed, before the deferred scripts)."""
+    page.wait_for_load_state("load")
+
+
+def wait_true(page, expr, timeout=3.0):
+    """Until the page says expr is true. Not wait_for_function: when expr is not true at once it
+    polls through eval, which the page's Content-Security-Policy (no unsafe-eval) refuses."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(expr):
+        assert time.monotonic() < end, f"not true within {timeout:g} s: {expr}"
+        page.wait_for_timeout(50)
+
+
 def test_two_agents_at_the_front_desk(tmp_path, smsc):
     from tests.peers.smsc_peer import free_port
     run = Running(tmp_path, smsc, [FIX / "02-no-answer.ami"], free_port())
@@ -54,6 +71,7 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
                 expect(page.locator(".convs .peer")).to_have_text([CALLER])
 
             # keyboard on the list: j selects the first caller, Enter opens it
+            ready(maria)
             maria.keyboard.press("j")
             expect(maria.locator(".convs li a.selected .peer")).to_have_text(CALLER)
             maria.keyboard.press("Enter")
@@ -64,6 +82,7 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             maria.click("button:has-text('Claim')")
             expect(maria.locator(".state .owner")).to_have_text("maria")
             expect(joe.locator(f".convs li:has-text('{CALLER}') .meta")).to_contain_text("maria", timeout=1000)
+            ready(maria)
 
             # maria types: joe sees she is replying, on the list and on the conversation, live
             maria.keyboard.press("r")                        # r: to the reply box
@@ -108,17 +127,19 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
                 expect(page.locator(".state")).to_contain_text("Open")
                 assert page.evaluate("window.pwned") is None
                 expect(page.locator("#toast")).to_contain_text(f"New reply from {CALLER}")
-                page.wait_for_function("window.__notes.length > 0", timeout=3000)
+                wait_true(page, "window.__notes.length > 0")
                 assert page.evaluate("window.__notes[0]") == {
                     "title": f"Reply from {CALLER}", "body": "<script>window.pwned = 1</script>see you at 3"}
-            maria.wait_for_function("Number(document.body.dataset.chimes || 0) >= 1", timeout=3000)
+            wait_true(maria, "Number(document.body.dataset.chimes || 0) >= 1")
 
             # a private note with n; e marks the conversation done
+            ready(maria)
             maria.locator("h1.peer").click()
             maria.keyboard.press("n")
             maria.keyboard.type("Confirmed 3pm by text")
             maria.click("button:has-text('Add note')")
             expect(joe.locator(".item.note .body")).to_have_text("Confirmed 3pm by text", timeout=2000)
+            ready(maria)
             maria.locator("h1.peer").click()
             maria.keyboard.press("e")
             expect(maria.locator(".state")).to_contain_text("Done")
@@ -144,8 +165,10 @@ def test_two_agents_at_the_front_desk(tmp_path, smsc):
             maria.keyboard.press("j")
             maria.keyboard.press("Enter")
             expect(maria.locator("h1.peer")).to_have_text(order[0])
+            ready(maria)
             maria.keyboard.press("j")
             expect(maria.locator("h1.peer")).to_have_text(order[1])
+            ready(maria)
             maria.keyboard.press("k")
             expect(maria.locator("h1.peer")).to_have_text(order[0])
 

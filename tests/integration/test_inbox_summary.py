@@ -3,25 +3,40 @@ after any mix of calls, replies, agent texts, states, owners and a purge, each r
 rebuild from scratch computes, on SQLite and on a real PostgreSQL."""
 import random
 
+import peewee as pw
+import pytest
+
 from pbx_textback.store import db as st
 from pbx_textback.store import inbox
 from pbx_textback.store import web as sw
 
 
 def snapshot():
+    """(the per-bucket counts, the summary rows): both are compared with a rebuild's."""
     counts = sorted((r.status, r.owner, r.waiting, r.n) for r in inbox.InboxCount.select() if r.n)
     return counts, sorted((r["peer"], r["line"], r["first_in"], r["last_in"], r["handled"], r["missed"], r["replies"],
                    r["state"], r["owner"], r["until"], r["status"], r["waiting"], r["since"])
                   for r in inbox.InboxConv.select().dicts())
 
 
-def test_trigger_kept_rows_equal_a_rebuild_after_every_kind_of_write(store_factory):
+def counted():
+    """The counts as the rows say (what each bucket's count must be at any moment)."""
+    q = (inbox.InboxConv.select(inbox.InboxConv.status, inbox.InboxConv.owner, inbox.InboxConv.waiting,
+                                pw.fn.COUNT(inbox.InboxConv.id))
+         .group_by(inbox.InboxConv.status, inbox.InboxConv.owner, inbox.InboxConv.waiting))
+    return sorted(q.tuples())
+
+
+@pytest.mark.parametrize("seed", [7, 3, 11])
+def test_trigger_kept_rows_equal_a_rebuild_after_every_kind_of_write(store_factory, seed):
     """Inserts add to a caller's row (no recount), so every kind of insert is here: missed and
-    answered calls (and both, and neither, and outbound), replies, agent and automated texts,
-    first states and owners; in time order, at the same time as the one before, and stored late
-    (a call older than the caller's last word looks its line up); then a purge."""
+    answered calls (and both, and neither, and outbound, and from a withheld number), replies,
+    agent and automated texts, first states and owners; in time order, at the same time as the
+    one before, and stored late (a call older than the caller's last word looks its line up);
+    updates that turn a stored missed call into an answered one (or into neither); then a purge.
+    Rows and per-bucket counts are compared with a rebuild's every few writes."""
     store = store_factory()
-    rnd = random.Random(7)
+    rnd = random.Random(seed)
     peers = [f"+1512555{n:04d}" for n in range(12)]
     t = 1000.0
     for i in range(600):
@@ -29,6 +44,8 @@ def test_trigger_kept_rows_equal_a_rebuild_after_every_kind_of_write(store_facto
         t += 0 if r < 0.1 else rnd.uniform(1, 50)
         at = t - rnd.uniform(1, 400) if r > 0.85 else t             # some stored late, some at the same time
         p, what = rnd.choice(peers), rnd.random()
+        if what < 0.3 and rnd.random() < 0.1:
+            p = ""                                                   # a call with its caller ID withheld
         with store.write():
             if what < 0.3:
                 st.Call.create(call_id=f"c{i}", pbx="asterisk", caller=p, caller_raw=p, called="+15125550140",
@@ -46,12 +63,23 @@ def test_trigger_kept_rows_equal_a_rebuild_after_every_kind_of_write(store_facto
                          until=rnd.choice([None, t + 100]))
         elif what >= 0.85:
             sw.set_owner(store, p, rnd.choice(["", "maria", "joe"]), "maria", t)
+        if rnd.random() < 0.15:
+            # a stored call learns it was answered after all (or that it was neither)
+            stored = [c.id for c in st.Call.select(st.Call.id).where(st.Call.caller == p).order_by(st.Call.id)]
+            if stored:
+                with store.write():
+                    st.Call.update(**rnd.choice([dict(missed=False, answered=True), dict(answered=True),
+                                                 dict(missed=False)])).where(st.Call.id == rnd.choice(stored)).execute()
+        assert snapshot()[0] == counted(), f"the counts left the rows after write {i}"
         if i % 5 == 4:         # often: a state change recounts the caller, hiding an error
             kept = snapshot()
             inbox.rebuild(store.db)
-            assert snapshot() == kept, f"after write {i}"
+            rebuilt = snapshot()
+            assert rebuilt[0] == kept[0], f"the counts after write {i}"
+            assert rebuilt[1] == kept[1], f"the rows after write {i}"
     kept = snapshot()
     assert any(r[10] == "open" for r in kept[1]) and any(r[10] in ("done", "snoozed") for r in kept[1])
+    assert not any(r[0] == "" for r in kept[1])                  # a withheld number is no conversation
     inbox.rebuild(store.db)
     assert snapshot() == kept
     store.purge(before=t / 2 + 500)                 # deletes: the rows follow them down

@@ -20,8 +20,15 @@ Frame = dict[str, "str | list[str]"]
 
 
 class AmiFraming:
-    def __init__(self, max_frame: int = MAX_FRAME):
+    """`wanted`: the event names the reader handles (None: all). An event frame whose first
+    line is `Event: <name>` with another name, and which has no ActionID or Response line
+    (so no action of ours waits for it), is skipped after reading that line: no dict, no
+    checks, no error for a malformed line in it. Responses and other frames always come."""
+
+    def __init__(self, max_frame: int = MAX_FRAME, wanted: "frozenset[str] | None" = None):
         self.max_frame = max_frame
+        self.wanted = wanted
+        self.skipped = 0              # frames skipped as not wanted
         self.banner: str | None = None
         self.errors = 0
         self._buf = bytearray()
@@ -53,6 +60,8 @@ class AmiFraming:
                 continue
             if not chunk.strip():
                 continue                # stray blank lines between frames
+            if self.wanted is not None and self._unwanted(chunk):
+                continue
             frame = self._parse(chunk)
             if frame is not None:
                 out.append(frame)
@@ -67,41 +76,74 @@ class AmiFraming:
 
     def _feed_crlf(self, buf: bytearray, pos: int, out: list) -> int:
         """The common case at C speed: every complete frame in the buffer, when the stretch
-        up to the last frame end is all CRLF and valid UTF-8, decoded once and split on the
-        blank lines; each frame whose lines are all `Key: Value` with distinct plain keys is
-        a dict at once. Anything else (LF-only line ends, a repeated header, a malformed line,
-        bad UTF-8) goes to _parse, which says what was wrong. Returns where it stopped."""
+        up to the last frame end is valid UTF-8, decoded once and split on the blank lines;
+        each frame whose lines are all CRLF-ended `Key: Value` with distinct plain keys is a
+        dict at once. Anything else (a repeated header, a malformed line) goes to _parse,
+        which says what was wrong; from a bare LF on, and for bad UTF-8, the careful loop in
+        feed() takes over. Returns where it stopped."""
         end = buf.rfind(b"\r\n\r\n")
         if end < pos:
             return pos
         end += 4
-        region = bytes(buf[pos:end])
-        if region.count(b"\n") != region.count(b"\r\n"):
-            return pos                  # bare LFs somewhere: the careful path finds the ends
         try:
-            text = region.decode("utf-8")
+            text = buf[pos:end].decode("utf-8")
         except UnicodeDecodeError:
             return pos
+        if text.count("\n") != text.count("\r\n"):
+            return pos                  # a bare LF: the careful loop in feed() finds the ends
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
+        wanted = self.wanted
         for chunk in text.split("\r\n\r\n"):
-            if not chunk:
-                continue
+            # (a frame after a stray blank line: the split of the reads decides whether the
+            # blank line is left in front of it, so the name is read past it)
+            c = chunk.lstrip("\r\n") if chunk[:1] == "\r" else chunk
+            if wanted is not None and c[:7] == "Event: " and len(chunk) <= limit:
+                j = c.find("\r\n")
+                if (c[7:j] if j > 0 else c[7:]) not in wanted and \
+                        "\nActionID:" not in chunk and "\nResponse:" not in chunk:
+                    self.skipped += 1   # the same test as _unwanted, on the decoded text
+                    continue
             lines = chunk.split("\r\n")
-            try:
-                frame = dict([ln.split(": ", 1) for ln in lines])
-            except ValueError:          # a line without ": "
-                frame = None
+            # a plain loop over partition() measured faster than any one-call dict building
+            frame = {}
+            for ln in lines:
+                k, sep, v = ln.partition(": ")
+                if not sep:             # a line without ": ": _parse says what it is
+                    frame = None
+                    break
+                frame[k] = v
             if (frame is None or len(frame) != len(lines) or len(chunk) > limit
-                    or not (frame.keys() <= good or self._learn(frame))
+                    or not (good.issuperset(frame) or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
                 if not chunk.strip():
                     continue
-                frame = self._parse(chunk.encode("utf-8"))
+                raw = chunk.encode("utf-8")
+                if wanted is not None and self._unwanted(raw):
+                    continue
+                frame = self._parse(raw)
                 if frame is None:
                     continue
             out.append(frame)
         return end
+
+    def _unwanted(self, chunk: bytes) -> bool:
+        """A whole frame's bytes: an event nobody reads (see the class doc)? An oversized one
+        is not skipped here: _parse reports it whatever its name."""
+        if len(chunk) > self.max_frame:
+            return False
+        c = chunk.lstrip(b"\r\n")
+        if c[:7] != b"Event: ":
+            return False
+        i = c.find(b"\n")
+        name = c[7:i] if i > 0 else c[7:]
+        if name[-1:] == b"\r" and i > 0:
+            name = name[:-1]
+        if name.decode("utf-8", "replace") in self.wanted or b"\nActionID:" in chunk \
+                or b"\nResponse:" in chunk:
+            return False
+        self.skipped += 1
+        return True
 
     def _learn(self, frame: dict) -> bool:
         """Whether every key is a plain header name (no space, 1..64 characters); plain

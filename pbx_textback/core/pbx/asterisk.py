@@ -130,13 +130,20 @@ class AsteriskTracker:
         self._reconcile_seen: set[str] | None = None  # uids listed by CoreShowChannels so far
         self._now: float | None = None                # the clock of the last expire() call
         self._pending_out: list[CallRecord] = []      # closed by the open-call limit
+        # the markers by what they look at, so a VarSet/Newexten does one dict lookup
+        self._var_marks: dict[str, list[Marker]] = {}
+        self._ctx_marks: dict[str, list[Marker]] = {}
+        for mk in self.s.markers:
+            if mk.kind == "variable":
+                self._var_marks.setdefault(mk.key, []).append(mk)
+            elif mk.kind == "context":
+                self._ctx_marks.setdefault(mk.key, []).append(mk)
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
         name = ev.get("Event")
-        if not isinstance(name, str):
-            return []
-        handler = _HANDLERS.get(name)
+        # a repeated Event header is a list (unhashable): no handler
+        handler = _HANDLERS.get(name) if name.__class__ is str else None
         if handler is None:
             return []
         try:
@@ -185,11 +192,19 @@ class AsteriskTracker:
         return "extension", endpoint
 
     def _chan(self, ev: dict, *, create: bool = True, adopted: bool = False) -> _Chan | None:
-        uid = first(ev, "Uniqueid")
+        uid = ev.get("Uniqueid", "")
+        if uid.__class__ is not str:
+            uid = first(ev, "Uniqueid")
         if not uid or uid == "none":     # "none": a global variable's VarSet, on no channel
             return None
-        linkedid = first(ev, "Linkedid") or uid
+        linkedid = ev.get("Linkedid", "")
+        if linkedid.__class__ is not str:
+            linkedid = first(ev, "Linkedid")
+        linkedid = linkedid or uid
         ch = self.chans.get(uid)
+        if ch is not None and ch.linkedid == linkedid:   # the common case: nothing to change
+            ch.epoch = self._epoch
+            return ch
         if ch is None:
             # a channel of a call already decided (late, reordered, after a gap): a call is
             # decided once, so its stragglers open nothing
@@ -250,15 +265,25 @@ class AsteriskTracker:
             self._edges.setdefault(b, set()).add(a)
 
     def _call_of(self, ev: dict) -> tuple[_Chan | None, _Call | None]:
-        ch = self._chan(ev)
-        if ch is None:
-            return None, None
+        # _chan()'s common case inline (a known channel, still in the same call): this runs
+        # for nearly every event
+        uid, lid = ev.get("Uniqueid"), ev.get("Linkedid", "")
+        ch = self.chans.get(uid) if uid.__class__ is str else None
+        if ch is not None and lid.__class__ is str and (lid or uid) == ch.linkedid:
+            ch.epoch = self._epoch
+        else:
+            ch = self._chan(ev)
+            if ch is None:
+                return None, None
         call = self.calls.get(ch.linkedid)
         if call is not None:
             call.touched = self._now
-            ts = _ts(ev)
-            if ts is not None:
-                call.last_ts = ts
+            t = ev.get("Timestamp")     # _ts() inline: this runs for nearly every event
+            if t.__class__ is str and t:
+                try:
+                    call.last_ts = float(t)
+                except ValueError:
+                    pass
         return ch, call
 
     # ---- event handlers --------------------------------------------------------------------
@@ -319,10 +344,13 @@ class AsteriskTracker:
         ch, call = self._call_of(ev)
         if call is None:
             return
-        app = first(ev, "Application")
-        data = first(ev, "AppData")
-        context = first(ev, "Context")
-        exten = first(ev, "Exten")
+        # VarSet and Newexten are most of a call's events: their headers are read without
+        # first()'s call unless one came repeated (a list)
+        app, data, context, exten = (ev.get("Application", ""), ev.get("AppData", ""),
+                                     ev.get("Context", ""), ev.get("Exten", ""))
+        if not (app.__class__ is data.__class__ is context.__class__ is exten.__class__ is str):
+            app, data, context, exten = (first(ev, "Application"), first(ev, "AppData"),
+                                         first(ev, "Context"), first(ev, "Exten"))
         if ch.incoming is False and not ch.dialled and ch.exten in ("", "s") and exten not in ("", "s"):
             ch.dialled = exten        # an originated channel: the dialplan runs where it was sent
         if app == "VoiceMail":
@@ -337,19 +365,22 @@ class AsteriskTracker:
                 closed = (m.group(1) == "0") == (m.group(2) == "truegoto")
                 self._after_hours(call, closed, f"FreePBX time condition {first(ev, 'Exten')} "
                                                 f"took its {'false' if closed else 'true'} branch")
-        for mk in self.s.markers:
-            if mk.kind == "context" and mk.key == context:
-                self._after_hours(call, mk.closed, f"reached context {context}")
+        for mk in self._ctx_marks.get(context, ()):
+            self._after_hours(call, mk.closed, f"reached context {context}")
 
     def _on_varset(self, ev):
-        var = first(ev, "Variable")
+        var = ev.get("Variable", "")
+        if var.__class__ is not str:
+            var = first(ev, "Variable")
         if not var:
             return
         ch, call = self._call_of(ev)
         if call is None:
             return
         base = var.lstrip("_")
-        value = first(ev, "Value")
+        value = ev.get("Value", "")
+        if value.__class__ is not str:
+            value = first(ev, "Value")
         if base == "DIALSTATUS":
             if value:
                 call.dialstatus.setdefault(ch.uid, []).append(value)
@@ -362,8 +393,8 @@ class AsteriskTracker:
         elif base == "CALLINGNUMPRES_SV":
             if ch.uid == _origin_uid(call) and _withheld_pres(value):
                 self._withheld(call, f"caller's number presentation is {value}")
-        for mk in self.s.markers:
-            if mk.kind == "variable" and mk.key == base and mk.value.lower() == value.lower():
+        for mk in self._var_marks.get(base, ()):
+            if mk.value.lower() == value.lower():
                 self._after_hours(call, mk.closed, f"{base}={value}")
 
     def _on_userevent(self, ev):
@@ -667,6 +698,14 @@ _HANDLERS = {
     "QueueCallerAbandon": AsteriskTracker._on_queue_abandon,
     "Hangup": AsteriskTracker._on_hangup,
 }
+
+# Every AMI event the service reads: the tracker's (above) and what the AMI source waits for
+# itself (ami/client.py: FullyBooted, Shutdown, the CoreShowChannels rows, OriginateResponse).
+# The service's framing skips any other event after its first line (AmiFraming(wanted=)), and
+# bench/ingest.py measures with this same set.
+SERVICE_AMI_EVENTS = frozenset(_HANDLERS) | {
+    "FullyBooted", "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete",
+    "OriginateResponse"}
 
 
 def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,

@@ -91,6 +91,7 @@ class FreeswitchTracker:
     def __init__(self, settings: FsTrackerSettings | None = None):
         self.s = settings or FsTrackerSettings()
         self.graph = CallGraph(self.s.remember_finished)
+        self._var_keys = markers.var_keys(self.s.after_hours_markers)
         self._held: dict[str, FsCall] = {}
         self._events = 0
         self.errors = 0
@@ -202,8 +203,13 @@ class FreeswitchTracker:
                 call.notes.append(f"joined {leg.name or uid} mid-call ({name} was the first "
                                   "event seen of it)")
         # links to other legs
+        raw = ev.get
         for key in _LINK_VARS:
-            other = get(ev, key)
+            other = raw(key)            # get() only for what is not a plain str: most are absent
+            if other is None:
+                continue
+            if other.__class__ is not str:
+                other = get(ev, key)
             if other and other != uid:
                 if key == "variable_last_bridge_to" and name != "CHANNEL_HANGUP_COMPLETE":
                     continue
@@ -264,8 +270,8 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self.s.after_hours_markers:
-            markers.on_vars(self.s.after_hours_markers, call, ev)
+        if self._var_keys:
+            markers.on_var_keys(self._var_keys, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 

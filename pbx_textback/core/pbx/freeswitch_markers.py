@@ -26,8 +26,19 @@ def on_set(markers, call: FsCall, data: str) -> None:
 
 
 def on_vars(markers, call: FsCall, ev: dict) -> None:
-    for m in markers:
-        if m.kind == "variable" and ev.get("variable_" + m.key) == m.value:
+    on_var_keys(var_keys(markers), call, ev)
+
+
+def var_keys(markers) -> tuple:
+    """The variable markers as (event header, value, marker), in order: made once per
+    tracker, so each channel event costs one lookup per marker and no string building."""
+    return tuple(("variable_" + m.key, m.value, m) for m in markers if m.kind == "variable")
+
+
+def on_var_keys(keys: tuple, call: FsCall, ev: dict) -> None:
+    get = ev.get
+    for header, value, m in keys:
+        if get(header) == value:
             mark(call, m)
 
 

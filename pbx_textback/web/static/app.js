@@ -1,14 +1,34 @@
 // Our only script: live updates (server-sent events) and the reply's segment count.
 "use strict";
 (function () {
+  // One refresh in flight at a time, and a change that comes meanwhile asks for one more after
+  // it: the answer in flight may have been rendered before that change was stored. (Two at
+  // once lost the newer: the first to land replaced the #live node the other one then
+  // replaced while it was already out of the page, so a reply showed only at the next change.)
+  let busy = false, again = false, failed = 0;
   async function refresh() {
-    const live = document.getElementById("live");
-    if (!live) return;
-    const r = await fetch(location.href, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-    const fresh = doc.getElementById("live");
-    if (fresh) { live.replaceWith(fresh); document.dispatchEvent(new Event("live-refreshed")); }
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      do { again = false; await fetchLive(); } while (again);
+    } finally { busy = false; }
+  }
+  async function fetchLive() {
+    if (!document.getElementById("live")) return;
+    let html;
+    try {
+      const r = await fetch(location.href, { credentials: "same-origin", cache: "no-store" });
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      html = await r.text();
+    } catch (e) {
+      // a busy or restarting server: try again a few times (a reconnect catches up anyway)
+      if (++failed <= 5) setTimeout(refresh, 1000 * failed);
+      return;
+    }
+    failed = 0;
+    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
+    const live = document.getElementById("live");      // the node on the page now
+    if (fresh && live) { live.replaceWith(fresh); document.dispatchEvent(new Event("live-refreshed")); }
   }
   function listen() {
     // after: the newest reply this page knew of when it was made (a reply in between still chimes)
