@@ -868,13 +868,28 @@ def open_store(path: str = "", dsn: str = "", box: str = "") -> Store:
             "foreign_keys": 1}, check_same_thread=False)
     proxy.initialize(db)
     try:
-        db.connect(reuse_if_open=True)
-        migrate(db)
+        _connect_and_migrate(db, sqlite=not dsn)
     except pw.OperationalError as e:
         if dsn or path == ":memory:":
             raise
         raise StoreError(f"cannot open the store {path}: {e}{_ownership_fix(path)}") from None
     return Store(db, box)
+
+
+def _connect_and_migrate(db: pw.Database, sqlite: bool) -> None:
+    """Connect and bring the schema up to date. SQLite can still answer "database is locked"
+    while several processes open a new file at once (the switch to WAL, under a loaded
+    machine, can outlast the busy timeout): try again a few times before giving up."""
+    for attempt in range(6):
+        try:
+            db.connect(reuse_if_open=True)
+            migrate(db)
+            return
+        except pw.OperationalError as e:
+            if not sqlite or "locked" not in str(e) or attempt == 5:
+                raise
+            db.close()
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _postgres(dsn: str) -> pw.Database:
