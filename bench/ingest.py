@@ -82,8 +82,10 @@ def bench_ami(min_events: int) -> None:
     round (interleaved, so all see the same machine); only the feeding is timed."""
     template = ami_template()
     rounds = -(-min_events // template[3])
-    naive_f, bare_f, filt_f = NaiveFraming(), AmiFraming(), AmiFraming(wanted=SERVICE_AMI_EVENTS)
-    full_f, tr = AmiFraming(wanted=SERVICE_AMI_EVENTS), AsteriskTracker()
+    tr = AsteriskTracker()
+    svc = dict(wanted=SERVICE_AMI_EVENTS, wanted_vars=tr.read_vars)   # as the service frames
+    naive_f, bare_f, filt_f = NaiveFraming(), AmiFraming(), AmiFraming(**svc)
+    full_f = AmiFraming(**svc)
     fullu_f, tru = AmiFraming(), AsteriskTracker()
     n = n_filt = size = calls = missed = n_naive = 0
     t = dict.fromkeys(("naive", "bare", "filt", "full", "fullu"), 0.0)

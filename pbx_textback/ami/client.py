@@ -198,10 +198,12 @@ class AmiSource:
                  events: str = "on",
                  auth_retry: float = 45.0, connect_timeout: float = 10.0,
                  login_timeout: float = 10.0, fully_booted_timeout: float = 30.0,
-                 wanted: "frozenset[str] | None" = None):
+                 wanted: "frozenset[str] | None" = None,
+                 wanted_vars: "frozenset[str] | None" = None):
         # wanted: the only event names on_event needs (None: every event); the framing skips
         # the rest unread. Responses and events an action waits for always come.
-        self.wanted = wanted
+        # wanted_vars: the VarSets read whole; the others come short (AmiFraming).
+        self.wanted, self.wanted_vars = wanted, wanted_vars
         for name, value in (("username", username), ("secret", secret), ("events", events)):
             if "\r" in str(value) or "\n" in str(value):
                 raise ValueError(f"AMI {name} must not contain a line break")
@@ -389,7 +391,7 @@ class AmiSource:
         self._booted = booted = asyncio.Event()
         proto.on_reconcile = self._on_reconcile_row
         proto.on_event = self._on_frame
-        proto.framing.wanted = self.wanted
+        proto.framing.wanted, proto.framing.wanted_vars = self.wanted, self.wanted_vars
         done = loop.create_future()
         done.set_result((transport, proto))
         mgr.connection_made(done)                  # panoramisk wires the protocol, sends Login
