@@ -115,9 +115,9 @@ class AmiFraming:
                     if "\nActionID:" not in chunk and "\nResponse:" not in chunk:
                         self.skipped += 1   # the same test as _unwanted, on the decoded text
                         continue
-                elif name == "VarSet" and wvars is not None and _var(c) not in wvars and \
+                elif name == "VarSet" and wvars is not None and \
                         "\nActionID:" not in chunk and "\nResponse:" not in chunk:
-                    short = _short_varset(c)
+                    short = _short_varset(c, wvars)
                     if short is not None:
                         self.shortened += 1
                         out.append(short)
@@ -217,37 +217,40 @@ class AmiFraming:
         log.error("AMI framing: %s", msg)
 
 
-def _var(frame: str) -> str:
-    """A VarSet's variable name as the tracker reads it: the first `Variable: ` line's value,
-    leading underscores stripped; "" when there is none."""
-    i = frame.find("\r\nVariable: ")
-    if i < 0:
-        return ""
-    j = frame.find("\r\n", i + 12)
-    return (frame[i + 12:j] if j >= 0 else frame[i + 12:]).lstrip("_")
+_ABSENT = ""
 
 
-def _header(frame: str, key: str) -> str | None:
-    """The first `key` line's value (key given as "\r\nName: "), None when absent."""
+def _header(frame: str, name: str) -> str | None:
+    """The value of header `name` in a CRLF frame, as _parse would give it: "" (_ABSENT) when
+    there is no such line, None when it is not one plain `Name: value` line (repeated, or
+    `Name:value`), which the caller leaves to the whole parse."""
+    key = "\r\n" + name + ":"
     i = frame.find(key)
     if i < 0:
-        return None
+        return _ABSENT
     i += len(key)
     j = frame.find("\r\n", i)
-    return frame[i:j] if j >= 0 else frame[i:]
+    if frame[i:i + 1] != " " or (j >= 0 and frame.find(key, j) >= 0):
+        return None
+    return frame[i + 1:j] if j >= 0 else frame[i + 1:]
 
 
 RAW_KEY = "_raw"          # a short VarSet's whole frame text (see AmiFraming)
 
 
-def _short_varset(text: str) -> Frame | None:
-    uid = _header(text, "\r\nUniqueid: ")
-    if not uid:
-        return None           # no channel to move on: the reader gets it whole (and ignores it)
-    short: Frame = {"Event": "VarSet", "Uniqueid": uid,
-                    "Linkedid": _header(text, "\r\nLinkedid: ") or "", RAW_KEY: text}
-    ts = _header(text, "\r\nTimestamp: ")
-    if ts is not None:
+def _short_varset(text: str, read: frozenset) -> Frame | None:
+    """A VarSet of a variable not in `read`, as a short frame; None: the frame comes whole (a
+    variable read, or no name at all, which the tracker ignores; no channel; any header
+    the tracker looks at in a shape only the whole parse reads right)."""
+    var = _header(text, "Variable")
+    if not var or var.lstrip("_") in read:
+        return None
+    uid, lid, ts = (_header(text, "Uniqueid"), _header(text, "Linkedid"),
+                    _header(text, "Timestamp"))
+    if not uid or lid is None or ts is None:
+        return None
+    short: Frame = {"Event": "VarSet", "Uniqueid": uid, "Linkedid": lid, RAW_KEY: text}
+    if ts or "\r\nTimestamp: " in text:
         short["Timestamp"] = ts
     return short
 
