@@ -217,41 +217,41 @@ class AmiFraming:
         log.error("AMI framing: %s", msg)
 
 
-_ABSENT = ""
-
-
-def _header(frame: str, name: str) -> str | None:
-    """The value of header `name` in a CRLF frame, as _parse would give it: "" (_ABSENT) when
-    there is no such line, None when it is not one plain `Name: value` line (repeated, or
-    `Name:value`), which the caller leaves to the whole parse."""
-    key = "\r\n" + name + ":"
-    i = frame.find(key)
-    if i < 0:
-        return _ABSENT
-    i += len(key)
-    j = frame.find("\r\n", i)
-    if frame[i:i + 1] != " " or (j >= 0 and frame.find(key, j) >= 0):
-        return None
-    return frame[i + 1:j] if j >= 0 else frame[i + 1:]
-
-
 RAW_KEY = "_raw"          # a short VarSet's whole frame text (see AmiFraming)
+
+
+def _value(text: str, key: str) -> str | None:
+    """The value of the first `key` line (key = "\r\nName:"), as _parse reads it; "" when there
+    is none, None when that line is `Name:value` (only the whole parse reads it right)."""
+    i = text.find(key)
+    if i < 0:
+        return ""
+    i += len(key)
+    if text[i:i + 1] != " ":
+        return None
+    j = text.find("\r\n", i)
+    return text[i + 1:j] if j >= 0 else text[i + 1:]
 
 
 def _short_varset(text: str, read: frozenset) -> Frame | None:
     """A VarSet of a variable not in `read`, as a short frame; None: the frame comes whole (a
-    variable read, or no name at all, which the tracker ignores; no channel; any header
-    the tracker looks at in a shape only the whole parse reads right)."""
-    var = _header(text, "Variable")
+    variable read, or none named, which the tracker ignores; no channel; a header it reads
+    written `Name:value`, or a repeated Timestamp, which only the whole parse reads right).
+    A repeated Uniqueid/Linkedid/Variable is read as the tracker reads it: the first one."""
+    var = _value(text, "\r\nVariable:")
     if not var or var.lstrip("_") in read:
         return None
-    uid, lid, ts = (_header(text, "Uniqueid"), _header(text, "Linkedid"),
-                    _header(text, "Timestamp"))
-    if not uid or lid is None or ts is None:
+    uid, lid = _value(text, "\r\nUniqueid:"), _value(text, "\r\nLinkedid:")
+    if not uid or lid is None:
         return None
     short: Frame = {"Event": "VarSet", "Uniqueid": uid, "Linkedid": lid, RAW_KEY: text}
-    if ts or "\r\nTimestamp: " in text:
-        short["Timestamp"] = ts
+    if "Timestamp:" in text:            # (timestampevents = yes)
+        i = text.find("\r\nTimestamp:")
+        if i >= 0:
+            ts = _value(text, "\r\nTimestamp:")
+            if ts is None or text.find("\r\nTimestamp:", i + 12) >= 0:
+                return None             # a list whole: the tracker reads no time from it
+            short["Timestamp"] = ts
     return short
 
 
