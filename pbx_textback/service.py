@@ -368,7 +368,7 @@ class Service:
         a = self.cfg.pbx.ami
         return AmiSource(host or a.host, port or a.port, a.username, a.secret,
                          on_event=self.on_event, on_state=self.on_state,
-                         ping_interval=a.ping_interval, wanted=SERVICE_AMI_EVENTS)
+                         ping_interval=a.ping_interval, wanted=SERVICE_AMI_EVENTS, wanted_vars=self.tracker.read_vars)
 
     async def run(self, *, host=None, port=None, extra_tasks=()) -> int:
         """Until stopped: 0. A task that dies (the store, the outbox, the PBX source) stops the

@@ -87,17 +87,19 @@ class _Protocol(AMIProtocol):
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
         self.reconcile_id: str | None = None
         self.on_reconcile: Callable[[Message], None] | None = None
-        # an event no action waits for goes straight to this (the frame, a plain dict): the
-        # round trip through panoramisk's case-insensitive Message and its pattern dispatch
-        # back to a dict was most of the cost of an event
-        self.on_event: Callable[[dict], None] | None = None
+        # the events no action waits for go straight to this (the frames, plain dicts), all
+        # of one read in one list, in order: the round trip through panoramisk's
+        # case-insensitive Message and its pattern dispatch back to a dict was most of the
+        # cost of an event, and one queue item per event the next biggest
+        self.on_events: Callable[[list], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         # panoramisk: `data.decode(encoding, 'ignore')` per read, then split on CRLFCRLF and
         # `strip()` each message -> UTF-8 split across reads loses characters, and an empty
         # last header ("Extra: ") is dropped. We frame raw bytes instead.
         self.reads += 1
-        fast = self.on_event
+        fast = self.on_events
+        batch: list = []
         for frame in self.framing.feed(data):
             if self.version is None and self.framing.banner:
                 self.version = self.framing.banner.partition("/")[2].strip()
@@ -105,11 +107,11 @@ class _Protocol(AMIProtocol):
                 name = frame.get("Event")
                 # no action is waiting, so no response can claim it; Shutdown stays panoramisk's
                 if name.__class__ is str and name.lower() != "shutdown":
-                    try:
-                        fast(frame)
-                    except Exception:
-                        log.exception("AMI: could not handle a %s frame", name)
+                    batch.append(frame)
                     continue
+            if batch:                   # the events before this frame first: stream order
+                self._hand_on(batch)
+                batch = []
             msg = Message(frame)
             msg._frame = frame
             try:
@@ -119,6 +121,14 @@ class _Protocol(AMIProtocol):
                 # connection and the rest of this read. Log and go on with the next frame.
                 log.exception("AMI: could not handle a %s frame",
                               _first(frame, "Event") or _first(frame, "Response") or "?")
+        if batch:
+            self._hand_on(batch)
+
+    def _hand_on(self, batch: list) -> None:
+        try:
+            self.on_events(batch)
+        except Exception:
+            log.exception("AMI: could not hand on %d event(s)", len(batch))
 
     def handle_message(self, message):
         if (self.reconcile_id is not None and "event" in message
@@ -198,10 +208,12 @@ class AmiSource:
                  events: str = "on",
                  auth_retry: float = 45.0, connect_timeout: float = 10.0,
                  login_timeout: float = 10.0, fully_booted_timeout: float = 30.0,
-                 wanted: "frozenset[str] | None" = None):
+                 wanted: "frozenset[str] | None" = None,
+                 wanted_vars: "frozenset[str] | None" = None):
         # wanted: the only event names on_event needs (None: every event); the framing skips
         # the rest unread. Responses and events an action waits for always come.
-        self.wanted = wanted
+        # wanted_vars: the VarSets read whole; the others come short (AmiFraming).
+        self.wanted, self.wanted_vars = wanted, wanted_vars
         for name, value in (("username", username), ("secret", secret), ("events", events)):
             if "\r" in str(value) or "\n" in str(value):
                 raise ValueError(f"AMI {name} must not contain a line break")
@@ -388,8 +400,8 @@ class AmiSource:
             return "failed", f"cannot connect ({e.strerror or e})"
         self._booted = booted = asyncio.Event()
         proto.on_reconcile = self._on_reconcile_row
-        proto.on_event = self._on_frame
-        proto.framing.wanted = self.wanted
+        proto.on_events = self._on_frames
+        proto.framing.wanted, proto.framing.wanted_vars = self.wanted, self.wanted_vars
         done = loop.create_future()
         done.set_result((transport, proto))
         mgr.connection_made(done)                  # panoramisk wires the protocol, sends Login
@@ -496,6 +508,22 @@ class AmiSource:
         except Exception:       # never let anything escape into panoramisk's read loop
             log.exception("AMI: could not enqueue an event")
 
+    def _on_frames(self, frames: list) -> None:
+        """Events of one read, fresh dicts in stream order: one queue item (see _consume).
+        A FullyBooted ends its item, so "connected" can follow it in order (_on_frame)."""
+        try:
+            start = 0
+            for i, ev in enumerate(frames):
+                if ev.get("Event") == "FullyBooted":
+                    if i > start:
+                        self._queue.put_nowait(frames[start:i])
+                    self._on_frame(ev)
+                    start = i + 1
+            if start < len(frames):
+                self._queue.put_nowait(frames[start:] if start else frames)
+        except Exception:       # never let anything escape into panoramisk's read loop
+            log.exception("AMI: could not enqueue events")
+
     def _on_reconcile_row(self, message) -> None:
         try:
             ev = message_to_dict(message)
@@ -510,15 +538,11 @@ class AmiSource:
         q = self._queue
         done = 0
         while True:
-            done += 1
-            if done % CONSUME_SLICE == 0:
-                # a full queue never makes q.get() wait: let the outbox (and everything else
-                # on the loop) take its turn, or a burst of events starves the texts it queues
-                await asyncio.sleep(0)
             item = await q.get()
             if item is _STOP:
                 return
             if isinstance(item, _StateChange):
+                done += 1
                 if self.on_state is None:
                     continue
                 try:
@@ -528,16 +552,23 @@ class AmiSource:
                 except Exception as e:
                     log.error("on_state(%r) raised %s", item.state, type(e).__name__)
                 continue
-            try:
-                r = self.on_event(item)
-                if r is not None and inspect.isawaitable(r):
-                    await r
-            except Exception as e:
-                # name the event and where it failed, not its content (caller numbers)
-                where = "".join(traceback.format_tb(e.__traceback__)[-3:]).rstrip()
-                log.error("event handler raised %s on %s event (Uniqueid %s); event skipped\n%s",
-                          type(e).__name__, _first(item, "Event") or "?",
-                          _first(item, "Uniqueid") or "-", where)
+            for ev in (item if item.__class__ is list else (item,)):    # a read's events, or one
+                done += 1
+                if done % CONSUME_SLICE == 0:
+                    # a full queue (or a big read) never makes this wait: let the outbox (and
+                    # everything else on the loop) take its turn, or a burst of events starves
+                    # the texts it queues
+                    await asyncio.sleep(0)
+                try:
+                    r = self.on_event(ev)
+                    if r is not None and inspect.isawaitable(r):
+                        await r
+                except Exception as e:
+                    # name the event and where it failed, not its content (caller numbers)
+                    where = "".join(traceback.format_tb(e.__traceback__)[-3:]).rstrip()
+                    log.error("event handler raised %s on %s event (Uniqueid %s); event skipped\n%s",
+                              type(e).__name__, _first(ev, "Event") or "?",
+                              _first(ev, "Uniqueid") or "-", where)
 
     # -- helpers ------------------------------------------------------------------------------
 

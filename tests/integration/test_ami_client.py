@@ -362,3 +362,45 @@ def test_unreachable_pbx_backs_off_exponentially_and_stops_promptly():
         assert time.monotonic() - t0 < 0.5
     run(main())
     assert states[0][0] == "connecting" and states[-1][0] == "disconnected"
+
+
+def test_a_burst_in_few_reads_comes_in_order_with_the_loop_served_and_a_bad_event_skipped(tmp_path, caplog):
+    """The events of one read go to the consumer as one batch: still one on_event per event, in
+    stream order, "connected" right behind FullyBooted, other tasks served at least every
+    CONSUME_SLICE events, and an event whose handler raises skipped alone."""
+    from pbx_textback.ami.client import CONSUME_SLICE
+    n = 600
+    frames = "".join(f"Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/100-{i:08x}\r\n"
+                     f"Uniqueid: 1795734000.{i}\r\nExten: {i}\r\n\r\n" for i in range(n))
+    trace = tmp_path / "burst.ami"
+    trace.write_bytes(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n"
+                      b"Message: Authentication accepted\r\n\r\n"
+                      b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
+                      + frames.encode())
+    ticks: list[int] = []
+
+    def boom(ev):
+        if ev.get("Exten") == "100":
+            raise ValueError("a handler bug")
+
+    async def main():
+        async with Harness([trace], on_event=boom) as h:
+            async def ticker():
+                while True:
+                    ticks.append(len(h.events))
+                    await asyncio.sleep(0)
+            t = asyncio.create_task(ticker())
+            await h.until(lambda: len(live(h.events)) >= n + 1, what="all events")
+            t.cancel()
+            got = live(h.events)
+            assert got[0]["Event"] == "FullyBooted"
+            assert [e["Exten"] for e in got[1:n + 1]] == [str(i) for i in range(n)]
+            i = h.timeline.index(("event", "FullyBooted"))
+            assert h.timeline[i + 1] == ("state", "connected")
+            assert h.client._protocol.reads < n / 10        # many events per read: batches
+            steps = [b - a for a, b in zip(ticks, ticks[1:])]
+            assert max(steps) <= CONSUME_SLICE
+    caplog.set_level(logging.ERROR, logger="pbx_textback")
+    run(main())
+    errs = [r.getMessage() for r in caplog.records if "handler raised" in r.getMessage()]
+    assert len(errs) == 1 and "ValueError on Newexten" in errs[0]

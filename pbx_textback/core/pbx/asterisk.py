@@ -19,7 +19,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from pbx_textback.core.pbx.amiframe import first
+from pbx_textback.core.pbx.amiframe import RAW_KEY, first, parse_raw
 from pbx_textback.core.pbx.dialplan_vars import CTX_FREEPBX_TRUNK
 from pbx_textback.core.numbers import is_anonymous
 from pbx_textback.core.pbx.streams import split_at
@@ -138,6 +138,13 @@ class AsteriskTracker:
                 self._var_marks.setdefault(mk.key, []).append(mk)
             elif mk.kind == "context":
                 self._ctx_marks.setdefault(mk.key, []).append(mk)
+
+    @property
+    def read_vars(self) -> frozenset[str]:
+        """The channel variables _on_varset acts on (leading underscores stripped), with this
+        tracker's markers: the service's framing hands every other VarSet on short (AmiFraming's
+        wanted_vars), with only what moves its call on (ids, Timestamp) read."""
+        return VARSET_READ | frozenset(self._var_marks)
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
@@ -373,7 +380,20 @@ class AsteriskTracker:
         if var.__class__ is not str:
             var = first(ev, "Variable")
         if not var:
-            return
+            if RAW_KEY not in ev:
+                return
+            # a short VarSet (a variable nobody reads, AmiFraming wanted_vars): it only moves
+            # its channel's call on; a channel met first here, or moved, needs the whole frame
+            ch = self.chans.get(ev["Uniqueid"])
+            if ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid:
+                self._call_of(ev)
+                return
+            ev = parse_raw(ev)
+            if ev is None:
+                return
+            var = first(ev, "Variable")
+            if not var:
+                return
         ch, call = self._call_of(ev)
         if call is None:
             return
@@ -708,11 +728,19 @@ SERVICE_AMI_EVENTS = frozenset(_HANDLERS) | {
     "OriginateResponse"}
 
 
+# The variables _on_varset reads whatever the markers (see AsteriskTracker.read_vars).
+VARSET_READ = frozenset({"DIALSTATUS", "VMSTATUS", "FROM_DID", "CALLINGNUMPRES_SV"})
+
+
 def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
-                        chunks: list[int] | None = None) -> list[CallRecord]:
-    """Framing + tracker over a whole recorded stream, in the order calls finish."""
+                        chunks: list[int] | None = None, *,
+                        filtered: bool = True) -> list[CallRecord]:
+    """Framing + tracker over a whole recorded stream, in the order calls finish. `filtered`:
+    skip the events and VarSets the service skips (what `replay` shows is what it would do)."""
     from pbx_textback.core.pbx.amiframe import AmiFraming
-    framing, tracker, out = AmiFraming(), AsteriskTracker(settings), []
+    tracker, out = AsteriskTracker(settings), []
+    framing = AmiFraming(wanted=SERVICE_AMI_EVENTS, wanted_vars=tracker.read_vars) \
+        if filtered else AmiFraming()
     pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:
         for ev in framing.feed(piece):
