@@ -115,8 +115,10 @@ def test_every_trace_delivered_exactly(sc, chunking):
             got = live(h.events)
             assert len(got[:len(want)]) == sc["events"]
             assert_trace_events(got, want)              # same order, same header values
-            if chunking and len(want) > 50:
-                assert h.client._protocol.reads > len(want)     # really split into many reads
+            # really split into many reads (a trace that ends in Shutdown may already be on a
+            # new session, whose protocol has read little: check the others)
+            if chunking and len(want) > 50 and not any(e["Event"] == "Shutdown" for e in want):
+                assert h.client._protocol.reads > len(want)
             if any(e["Event"] == "FullyBooted" for e in want):
                 assert "connected" in h.state_names()
     run(main())
