@@ -14,14 +14,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from pbx_textback.core.report.compute import episodes
+from pbx_textback.reporting.response_hist import ResponseHistogram
 from pbx_textback.store import metrics as sql
-from pbx_textback.store.reports import response_events
 
 log = logging.getLogger("pbx_textback.reporting.metrics")
 NS = "pbx_textback"
 RESPONSE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
-HISTOGRAM_TTL_S = 60.0      # the response histogram reads every clock in the store: once a minute
+HISTOGRAM_TTL_S = 60.0      # the response histogram reads the store once a minute at most
 
 
 class StoreCollector:
@@ -33,6 +32,7 @@ class StoreCollector:
         self.store, self.lines, self.clock = store, set(lines), clock
         self.pbx_up, self.smsc_bound = pbx_up, smsc_bound
         self._hist: tuple[float, list, float] | None = None
+        self._responses = ResponseHistogram(store, RESPONSE_BUCKETS)
 
     def _line(self, line: str) -> str:
         if not line:
@@ -94,11 +94,7 @@ class StoreCollector:
 
     def _response_histogram(self, now: float):
         if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
-            ev, closes, _ = response_events(self.store, 0.0, now + 1)
-            times = [e["end"] - e["start"] for e in episodes(ev, closes) if e["end"] is not None]
-            counts = [sum(1 for t in times if t <= b) for b in RESPONSE_BUCKETS]
-            self._hist = (now, [(str(b), c) for b, c in zip(RESPONSE_BUCKETS, counts)] + [("+Inf", len(times))],
-                          float(sum(times)))
+            self._hist = (now, *self._responses.read(now))
         _, buckets, total = self._hist
         h = HistogramMetricFamily(f"{NS}_first_human_response_seconds",
                                   "From a caller's first reply (or missed call) to a person's text or call")
