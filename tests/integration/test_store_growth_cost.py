@@ -77,3 +77,31 @@ def test_the_hourly_count_counts_the_last_hours_texts_that_went_out(store_factor
                               state=state, due_at=NOW - 600, created_at=NOW - 600)
     assert store.texts_since(NOW - 3600) == 4
     assert store.texts_since(NOW - 3 * 86400) == 54
+
+
+def test_a_missed_call_costs_the_same_with_twenty_times_the_calls_before_it(tmp_path):
+    """The whole of one missed call, through the real pipeline and outbox: decide (dedupe, caps,
+    consent, the inbox summary's triggers), write, send. Callers as in the soak: one in five is
+    one of a few who call again and again, the rest call once."""
+    from tests.replay.test_timing import Clock, Harness
+    from tests.report_day import B, trace
+    cfg = ('[business]\nname = "Acme Dental"\ntimezone = "America/Chicago"\n'
+           '[compliance]\nquiet_hours = ""\n')
+    h = Harness({"path": str(tmp_path / "s.sqlite3"), "dsn": ""}, cfg, clock=Clock(NOW))
+
+    def one(i: int) -> None:
+        who = f"+1512555{100 + i % 4:04d}" if i % 5 == 0 else f"+1512556{i:04d}"
+        h.play(trace("03-abandoned.ami", copy=i + 1, swap=(B, who)))
+        h.clock.t += 61
+        h.drain()
+
+    def cost(first: int) -> int:          # the median of five calls' steps
+        return sorted(steps(h.store, lambda i=i: one(i)) for i in range(first, first + 5))[2]
+    for i in range(100):
+        one(i)
+    small = cost(100)
+    for i in range(105, 2000):
+        one(i)
+    big = cost(2000)
+    assert len(h.tx.sent) > 1500
+    assert big <= 1.5 * small, (small, big)
