@@ -6,7 +6,9 @@ lines (our own DIDs), reasons, kinds and results: never a caller's number.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 
 from aiohttp import web
@@ -33,6 +35,7 @@ class StoreCollector:
         self.pbx_up, self.smsc_bound = pbx_up, smsc_bound
         self._hist: tuple[float, list, float] | None = None
         self._responses = ResponseHistogram(store, RESPONSE_BUCKETS)
+        self._lock = threading.Lock()          # scrapes run in threads: one adds to the sums at a time
 
     def _line(self, line: str) -> str:
         if not line:
@@ -93,9 +96,10 @@ class StoreCollector:
         return m
 
     def _response_histogram(self, now: float):
-        if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
-            self._hist = (now, *self._responses.read(now))
-        _, buckets, total = self._hist
+        with self._lock:
+            if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
+                self._hist = (now, *self._responses.read(now))
+            _, buckets, total = self._hist
         h = HistogramMetricFamily(f"{NS}_first_human_response_seconds",
                                   "From a caller's first reply (or missed call) to a person's text or call")
         h.add_metric([], buckets, sum_value=total)
@@ -116,7 +120,9 @@ class MetricsServer:
 
     async def handle(self, request):
         try:
-            body = generate_latest(self.registry)
+            # in a thread: the counts read whole tables (a year of calls: seconds), and the
+            # service's loop must go on taking calls meanwhile
+            body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, self.registry)
         except Exception as e:          # the store's trouble: say so, keep serving
             log.warning("metrics scrape failed: %s", e)
             return web.Response(status=503, text=f"metrics unavailable: {e}\n")
