@@ -295,6 +295,7 @@ def main() -> None:
         smsc.close()
         smsc = None
         size = store_bytes(cfg.store.path)
+        out["parts"] = store_parts(cfg.store.path)
         if args.keep:
             shutil.copy(cfg.store.path, str(tmp / "before-purge.sqlite3"))
         cfg_path = tmp / "config.toml"
@@ -320,6 +321,19 @@ def main() -> None:
         print("bench did not run:", out["error"])
         return
     report(args, out, stats, size, purge)
+
+
+def store_parts(path: str, top: int = 10) -> list[tuple[str, int]]:
+    """(table or index, bytes) of the biggest, from SQLite's dbstat (empty where it is not built in)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?",
+                          (top,)).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
 
 
 PURGE_DAYS = 1
@@ -389,6 +403,9 @@ def report(args, out: dict, stats: dict, size: int, purge: dict) -> None:
             print(f"  RSS: {samples[0]['rss']:.1f} -> {samples[-1]['rss']:.1f} MB; the run ended before the warm-up "
                   f"({args.warmup:g} s and {args.warmup_calls:,} calls) did")
     print(f"  store: {size / 1e6:.1f} MB for {n:,} calls = {size / max(n, 1):,.0f} bytes per call")
+    if out.get("parts"):
+        print("    the biggest parts, bytes per call: " + ", ".join(
+            f"{name} {b / max(n, 1):,.0f}" for name, b in out["parts"]))
     print(f"  pbx-textback purge --older-than {PURGE_DAYS} --yes (two days later): {purge['s']:.1f} s, "
           f"exit {purge['rc']}: {' '.join(purge['said'])}")
 
