@@ -49,7 +49,8 @@ class LoginLimiter:
         now = self.clock()
         for k in keys:
             # popped and put back: the dict stays in order of the last failure, oldest first
-            self.fails[k] = [t for t in self.fails.pop(k, []) if now - t < FAIL_WINDOW_S] + [now]
+            # (the last MAX_FAILS decide a block: a key never holds more)
+            self.fails[k] = ([t for t in self.fails.pop(k, []) if now - t < FAIL_WINDOW_S] + [now])[-MAX_FAILS:]
         while len(self.fails) > MAX_KEYS:   # a spray of made-up names: forget the longest quiet
             del self.fails[next(iter(self.fails))]
 

@@ -24,13 +24,13 @@ def test_a_spray_of_made_up_names_keeps_memory_bounded():
     lim = LoginLimiter(clock)
     tracemalloc.start()
     try:
-        spray(lim, clock, 0, 30000)
-        after_30k = tracemalloc.get_traced_memory()[0]
-        spray(lim, clock, 30000, 90000)
-        after_120k = tracemalloc.get_traced_memory()[0]
+        spray(lim, clock, 0, 15000)
+        after_15k = tracemalloc.get_traced_memory()[0]
+        spray(lim, clock, 15000, 45000)
+        after_60k = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert after_120k < after_30k * 1.1 + 100_000, (after_30k, after_120k)
+    assert after_60k < after_15k * 1.1 + 100_000, (after_15k, after_60k)
 
 
 def test_the_address_spraying_stays_blocked_and_recent_names_too():
@@ -41,7 +41,7 @@ def test_the_address_spraying_stays_blocked_and_recent_names_too():
     assert lim.blocked("10.9.9.9") and lim.blocked("maria")
     spray(lim, clock, 0, 3000)                       # others' noise, fewer than the limit remembers
     assert lim.blocked("maria")
-    spray(lim, clock, 0, 40000, addr="10.6.6.6")     # one address, many names: it stays blocked
+    spray(lim, clock, 0, 12000, addr="10.6.6.6")     # one address, many names: it stays blocked
     assert lim.blocked("10.6.6.6") and lim.blocked("10.6.6.6", "nobody")
     clock.t += FAIL_WINDOW_S + 1
     assert not lim.blocked("10.6.6.6")               # the window has passed: it may try again
