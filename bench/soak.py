@@ -1,8 +1,9 @@
 """Soak benchmark (issue 14): the real service takes missed calls as fast as it sustains, for a
 long time, while the store grows. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/soak.py                      # a short run (--seconds 180)
-    .venv/bin/python bench/soak.py --calls 1000000 --seconds 0    # the long one
+    .venv/bin/python bench/soak.py                                  # a short run (--seconds 180)
+    .venv/bin/python bench/soak.py --calls 1000000 --seconds 0 --warmup-calls 50000   # the long one
+    .venv/bin/python bench/soak.py --seconds 300 --tracemalloc      # where memory grew (slow)
 
 What runs (as bench/latency.py):
   * a feeder PROCESS logs the service in like Asterisk and writes copies of
@@ -17,8 +18,12 @@ What runs (as bench/latency.py):
     dir, outbox, SMPP) with the shipped defaults except: quiet hours off (a soak runs at any
     hour) and the global hourly cap off (the SMS-pumping guard would hold all but 200 texts).
 Measured, every 10 s: calls decided (rate), texts at the SMSC, this process's RSS and CPU.
-At the end: the rate in the first and last windows, RSS growth after warm-up (the first
---warmup seconds), store bytes per call, and how long `purge` of everything takes.
+At the end: calls/s and CPU per call in each --slice of calls (the rate must not fall as the
+store grows), RSS growth after warm-up (--warmup seconds and --warmup-calls calls, whichever
+ends later: the bounded memories fill first), store bytes per call, and how long the real
+`pbx-textback purge --older-than 1 --yes` takes on that store, run as two days later (every
+call is then older than a day). Ctrl-C or SIGTERM ends the run early and still reports.
+The CPU per call is the steadier figure when other work shares the machine.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import os
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +86,8 @@ class Copies:
 
 # ------------------------------------------------------------------------------ feeder process
 def feeder_main(pipe, decided, backlog, n: int, window: int, frequent: int, every: int) -> None:
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)         # Ctrl-C stops the service; it stops us
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(_feeder(pipe, decided, backlog, n, window, frequent, every))
 
@@ -137,10 +145,14 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def config(tmp: Path, smsc_port: int):
+def config_text(tmp: Path, smsc_port: int) -> str:
     # dedupe and the per-caller caps stay on: frequent callers' history is what the soak grows
-    return loads(smpp_service_toml(tmp / "s.sqlite3", smsc_port, compliance="global_hourly_cap = 0",
-                                   smpp="window = 10\ntps = 0"))
+    # the global hourly cap off: the shipped 200 would hold all but 200 texts an hour, and a cap
+    # as high as the soak's rate makes each text count the last hour's texts (all of them, for
+    # the first hour): a cost of the cap's size, not of the store's (tests/integration/
+    # test_store_growth_cost.py holds the count to the last hour)
+    return smpp_service_toml(tmp / "s.sqlite3", smsc_port, compliance="global_hourly_cap = 0",
+                             smpp="window = 10\ntps = 0")
 
 
 def _object_counts() -> dict:
@@ -169,7 +181,8 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         await asyncio.sleep(0.5)
         pipe.send("go")
         t0 = time.monotonic()
-        samples = []
+        samples = out["samples"] = []
+        out["decided"] = 0
         snap = counts = None
         if args.tracemalloc:
             import tracemalloc
@@ -188,13 +201,15 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
                      cpu_ms=(cpu_s - last_cpu) * 1000 / max(n - last_n, 1),
                      texts=st.get("submit_sm", 0), store=store_bytes(svc.cfg.store.path))
             samples.append(s)
+            out["decided"] = n
             print(f"  {s['t']:6.0f} s  calls {n:8,}  {s['rate']:6.1f}/s  CPU {s['cpu_ms']:5.2f} ms/call  "
                   f"texts {s['texts']:8,}  RSS {s['rss']:6.1f} MB  store {s['store'] / 1e6:7.1f} MB",
                   flush=True)
             last_n, last_t, last_cpu = n, now, cpu_s
-            if args.objects and counts is None and s["t"] >= args.warmup:
+            warm = s["t"] >= args.warmup and n >= args.warmup_calls
+            if args.objects and counts is None and warm:
                 counts = _object_counts()
-            if args.tracemalloc and snap is None and s["t"] >= args.warmup:
+            if args.tracemalloc and snap is None and warm:
                 import tracemalloc
                 snap = tracemalloc.take_snapshot()
             if (args.calls and n >= args.calls) or (args.seconds and now - t0 >= args.seconds):
@@ -213,7 +228,6 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         pipe.send("stop")
         out["sent"] = (await loop.run_in_executor(None, pipe.recv))[1]
         await asyncio.sleep(2.0)                         # the last texts and receipts
-        out["samples"] = samples
         out["decided"] = decided.value
     finally:
         svc.stop()
@@ -224,6 +238,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=0, help="stop after this many calls (0: --seconds decides)")
     ap.add_argument("--seconds", type=float, default=180.0, help="stop after this long (0: --calls decides)")
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS growth is measured")
+    ap.add_argument("--warmup-calls", type=int, default=20000,
+                    help="calls before RSS growth is measured (the tracker remembers 20,000 finished ids)")
+    ap.add_argument("--slice", type=int, default=10000, help="calls per slice of the rate table")
+    ap.add_argument("--dir", default=None, help="where the store goes (default: a temp dir; 1M calls take ~4 GB)")
     ap.add_argument("--window", type=int, default=20, help="calls the feeder may run ahead")
     ap.add_argument("--frequent", type=int, default=8, help="frequent callers")
     ap.add_argument("--frequent-every", type=int, default=5, help="every Nth call is a frequent caller's")
@@ -244,13 +262,14 @@ def main() -> None:
     feeder = ctx.Process(target=feeder_main, name="ami-feeder", daemon=True,
                          args=(child_end, decided, backlog, args.calls, args.window, args.frequent, args.frequent_every))
     feeder.start()
-    tmp = Path(tempfile.mkdtemp(prefix="pbx-soak-"))
+    tmp = Path(tempfile.mkdtemp(prefix="pbx-soak-", dir=args.dir))
     smsc = None
     out: dict = {}
     try:
         _, ami_port = parent_end.recv()
         smsc = smsc_peer.Smsc(smsc_peer.install(), dlr_delay_ms=50).start()
-        cfg = config(tmp, smsc.port)
+        cfg_text = config_text(tmp, smsc.port)
+        cfg = loads(cfg_text)
 
         queued = [0]
 
@@ -272,18 +291,25 @@ def main() -> None:
               f"{SAMPLE_S:g} s", flush=True)
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
                             extra_tasks=[drive(svc, smsc, parent_end, decided, args, out)]))
+        out["decided"] = decided.value
         stats = smsc.stats()
+        smsc.close()
+        smsc = None
         size = store_bytes(cfg.store.path)
+        out["parts"] = store_parts(cfg.store.path)
         if args.keep:
-            import sqlite3
-            db = sqlite3.connect(cfg.store.path)
-            print("decisions:", db.execute("SELECT action, count(*) FROM decision GROUP BY action").fetchall())
-            db.close()
             shutil.copy(cfg.store.path, str(tmp / "before-purge.sqlite3"))
-        purge_s, purged = purge_all(cfg)
+        cfg_path = tmp / "config.toml"
+        cfg_path.write_text(cfg_text)
+        purge = purge_cli(cfg_path)
     finally:
         if smsc is not None:
             smsc.close()
+        if feeder.is_alive():
+            try:
+                parent_end.send("stop")                  # an early stop: the feeder ends itself
+            except OSError:
+                pass
         feeder.join(5)
         if feeder.is_alive():
             feeder.terminate()
@@ -295,40 +321,102 @@ def main() -> None:
     if "error" in out:
         print("bench did not run:", out["error"])
         return
-    report(args, out, stats, size, purge_s, purged)
+    report(args, out, stats, size, purge)
 
 
-def purge_all(cfg) -> tuple[float, dict]:
-    """`pbx-textback purge` of every call and text (consent records stay), timed."""
-    from pbx_textback.store.db import open_store
-    store = open_store(cfg.store.path)
+def store_parts(path: str, top: int = 10) -> list[tuple[str, int]]:
+    """(table or index, bytes) of the biggest, from SQLite's dbstat (empty where it is not built in)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        t0 = time.perf_counter()
-        purged = store.purge(time.time() + 1)
-        return time.perf_counter() - t0, purged
+        return db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?",
+                          (top,)).fetchall()
+    except sqlite3.Error:
+        return []
     finally:
-        store.close()
+        db.close()
 
 
-def report(args, out: dict, stats: dict, size: int, purge_s: float, purged: dict) -> None:
-    samples = out["samples"]
-    n = out["decided"]
-    print(f"calls written by the feeder {out['sent']:,}, decided {n:,}; texts at the SMSC "
+PURGE_DAYS = 1
+LATER_S = 2 * 86400
+# the real CLI in its own process, its clock two days on: every soak call is then older than a day
+_LATER = ("import sys, time; _t = time.time; time.time = lambda: _t() + {later}; "
+          "from pbx_textback.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def purge_cli(cfg_path: Path) -> dict:
+    """`pbx-textback purge --older-than 1 --yes -c FILE`, timed from start to exit."""
+    argv = [sys.executable, "-c", _LATER.format(later=LATER_S), "purge", "--older-than", str(PURGE_DAYS),
+            "--yes", "-c", str(cfg_path)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=6 * 3600)
+    return {"s": time.perf_counter() - t0, "rc": done.returncode,
+            "said": (done.stdout.strip() or done.stderr.strip()).splitlines()[-1:]}
+
+
+def slices(samples: list[dict], every: int) -> list[tuple[int, int, float, float]]:
+    """(from, to, calls/s, CPU ms per call) per `every` calls, from the 10 s samples (a slice
+    boundary falls between two samples: its time and CPU are interpolated)."""
+    pts = [(0, 0.0, 0.0)]
+    cpu = 0.0
+    for s in samples:
+        cpu += s["cpu_ms"] * max(s["calls"] - pts[-1][0], 0) / 1000
+        pts.append((s["calls"], s["t"], cpu))
+
+    def at(n):
+        for (n0, t0, c0), (n1, t1, c1) in zip(pts, pts[1:]):
+            if n0 <= n <= n1 and n1 > n0:
+                f = (n - n0) / (n1 - n0)
+                return t0 + f * (t1 - t0), c0 + f * (c1 - c0)
+        return None
+    out = []
+    lo = 0
+    while lo + every <= pts[-1][0]:
+        a, b = at(lo), at(lo + every)
+        out.append((lo, lo + every, every / max(b[0] - a[0], 1e-9), 1000 * (b[1] - a[1]) / every))
+        lo += every
+    return out
+
+
+def report(args, out: dict, stats: dict, size: int, purge: dict) -> None:
+    samples = out.get("samples") or []
+    n = out.get("decided", 0)
+    fed = f"{out['sent']:,}" if "sent" in out else "? (stopped early)"
+    print(f"\ncalls written by the feeder {fed}, decided {n:,}; texts at the SMSC "
           f"{stats.get('submit_sm', 0):,}, receipts {stats.get('deliver_sm_resp', 0):,}")
+    table = slices(samples, args.slice)
+    if table:
+        print(f"  rate per {args.slice:,} calls (the store grows from slice to slice):")
+        print("        calls            calls/s   CPU ms/call")
+        for lo, hi, rate, cpu in table:
+            print(f"    {lo:>9,} - {hi:<9,}  {rate:7.1f}    {cpu:6.2f}")
+        first, last = table[0], table[-1]
+        print(f"  last slice / first slice: calls/s {last[2] / first[2]:.2f}, CPU per call {last[3] / first[3]:.2f}")
     if len(samples) >= 2:
-        first, last = samples[0], samples[-1]
-        print(f"  rate: first 10 s {first['rate']:.1f} calls/s, last 10 s {last['rate']:.1f} calls/s "
-              f"(ratio last/first {last['rate'] / max(first['rate'], 1e-9):.2f}; the store grew from "
-              f"{first['calls']:,} to {last['calls']:,} calls)")
-        warm = [s for s in samples if s["t"] >= args.warmup] or samples[-2:]
-        base, peak = warm[0]["rss"], max(s["rss"] for s in warm)
-        print(f"  RSS after warm-up ({args.warmup:g} s): {base:.1f} MB -> {warm[-1]['rss']:.1f} MB at the end, "
-              f"peak {peak:.1f} MB: growth {100 * (warm[-1]['rss'] - base) / base:+.2f}% "
-              f"(goal < 1 %, <= 100 MB)")
-        cpu = [s["cpu_ms"] for s in warm]
-        print(f"  CPU per call after warm-up: {sum(cpu) / len(cpu):.2f} ms (mean of the 10 s windows)")
+        warm = [s for s in samples if s["t"] >= args.warmup and s["calls"] >= args.warmup_calls]
+        if len(warm) >= 2:
+            # RSS moves by a MB up and down between samples: the peaks of the first and the last
+            # minute after warm-up, and the slope of a straight line through every sample
+            k = min(6, len(warm) // 2) or 1
+            base, end = max(s["rss"] for s in warm[:k]), max(s["rss"] for s in warm[-k:])
+            xs, ys = [s["calls"] for s in warm], [s["rss"] for s in warm]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            var = sum((x - mx) ** 2 for x in xs)
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+            print(f"  RSS after warm-up (from {warm[0]['t']:.0f} s, {warm[0]['calls']:,} calls, to {warm[-1]['calls']:,}): "
+                  f"peak of the first minute {base:.1f} MB, of the last {end:.1f} MB: growth "
+                  f"{100 * (end - base) / base:+.2f}% (goal < 1 %); peak of the run {max(ys):.1f} MB (goal <= 100 MB); "
+                  f"fitted slope {slope * 1e7:+.1f} kB per 10,000 calls")
+        else:
+            print(f"  RSS: {samples[0]['rss']:.1f} -> {samples[-1]['rss']:.1f} MB; the run ended before the warm-up "
+                  f"({args.warmup:g} s and {args.warmup_calls:,} calls) did")
     print(f"  store: {size / 1e6:.1f} MB for {n:,} calls = {size / max(n, 1):,.0f} bytes per call")
-    print(f"  purge of everything: {purge_s:.2f} s ({purged})")
+    if out.get("parts"):
+        print("    the biggest parts, bytes per call: " + ", ".join(
+            f"{name} {b / max(n, 1):,.0f}" for name, b in out["parts"]))
+    print(f"  pbx-textback purge --older-than {PURGE_DAYS} --yes (two days later): {purge['s']:.1f} s, "
+          f"exit {purge['rc']}: {' '.join(purge['said'])}")
 
 
 if __name__ == "__main__":

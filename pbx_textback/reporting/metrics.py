@@ -6,7 +6,9 @@ lines (our own DIDs), reasons, kinds and results: never a caller's number.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 
 from aiohttp import web
@@ -14,14 +16,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from pbx_textback.core.report.compute import episodes
+from pbx_textback.reporting.response_hist import ResponseHistogram
 from pbx_textback.store import metrics as sql
-from pbx_textback.store.reports import response_events
 
 log = logging.getLogger("pbx_textback.reporting.metrics")
 NS = "pbx_textback"
 RESPONSE_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
-HISTOGRAM_TTL_S = 60.0      # the response histogram reads every clock in the store: once a minute
+HISTOGRAM_TTL_S = 60.0      # the response histogram reads the store once a minute at most
 
 
 class StoreCollector:
@@ -33,6 +34,8 @@ class StoreCollector:
         self.store, self.lines, self.clock = store, set(lines), clock
         self.pbx_up, self.smsc_bound = pbx_up, smsc_bound
         self._hist: tuple[float, list, float] | None = None
+        self._responses = ResponseHistogram(store, RESPONSE_BUCKETS)
+        self._lock = threading.Lock()          # scrapes run in threads: one adds to the sums at a time
 
     def _line(self, line: str) -> str:
         if not line:
@@ -93,13 +96,10 @@ class StoreCollector:
         return m
 
     def _response_histogram(self, now: float):
-        if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
-            ev, closes, _ = response_events(self.store, 0.0, now + 1)
-            times = [e["end"] - e["start"] for e in episodes(ev, closes) if e["end"] is not None]
-            counts = [sum(1 for t in times if t <= b) for b in RESPONSE_BUCKETS]
-            self._hist = (now, [(str(b), c) for b, c in zip(RESPONSE_BUCKETS, counts)] + [("+Inf", len(times))],
-                          float(sum(times)))
-        _, buckets, total = self._hist
+        with self._lock:
+            if self._hist is None or now - self._hist[0] > HISTOGRAM_TTL_S:
+                self._hist = (now, *self._responses.read(now))
+            _, buckets, total = self._hist
         h = HistogramMetricFamily(f"{NS}_first_human_response_seconds",
                                   "From a caller's first reply (or missed call) to a person's text or call")
         h.add_metric([], buckets, sum_value=total)
@@ -120,7 +120,9 @@ class MetricsServer:
 
     async def handle(self, request):
         try:
-            body = generate_latest(self.registry)
+            # in a thread: the counts read whole tables (a year of calls: seconds), and the
+            # service's loop must go on taking calls meanwhile
+            body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, self.registry)
         except Exception as e:          # the store's trouble: say so, keep serving
             log.warning("metrics scrape failed: %s", e)
             return web.Response(status=503, text=f"metrics unavailable: {e}\n")

@@ -106,7 +106,7 @@ def auto_text_times(store, peer: str, since: float) -> list[float]:
 
 def texts_since(store, since: float) -> int:
     return one(store, f'SELECT COUNT(*) FROM "message" WHERE created_at > ? AND direction = \'out\' '
-                      f'AND kind IN {_AUTO} AND state IN (\'sending\', \'sent\', \'delivered\', \'unknown\')',
+                      f'AND kind IN {_AUTO} AND state || \'\' IN (\'sending\', \'sent\', \'delivered\', \'unknown\')',  # ||'': not the state index (all texts ever)
                (since,))[0]
 
 

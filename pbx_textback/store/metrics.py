@@ -47,3 +47,50 @@ def outbox(store: Store, now: float) -> tuple[int, float | None]:
         SELECT COUNT(*), MIN(CASE WHEN state = 'pending' AND due_at <= ? THEN due_at END) FROM message
         WHERE direction = 'out' AND box = ? AND state IN ('pending', 'sending')""", (now, store.box))[0]
     return int(n or 0), (None if oldest is None else max(0.0, now - oldest))
+
+
+# what stops a response clock (store/reports.response_events reads the same kinds of rows)
+_STOPS = """
+  SELECT m.peer AS peer FROM message m WHERE m.created_at >= ? AND m.created_at < ? AND m.direction = 'out'
+    AND m.kind = 'agent' AND m.state <> 'cancelled'
+  UNION SELECT x.peer FROM callback x WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ?
+  UNION SELECT a.caller FROM "call" a WHERE a.created_at >= ? AND a.created_at < ? AND a.direction = 'inbound'
+    AND a.answered
+  UNION SELECT b.called FROM "call" b WHERE b.created_at >= ? AND b.created_at < ? AND b.direction = 'outbound'
+    AND b.answered"""
+
+
+def response_events_of_stopped(store: Store, lo: float, hi: float) -> tuple[list, list]:
+    """(events, closes) as store/reports.response_events gives them, but only of the callers
+    whose clock something stopped in [lo, hi), read a week back from lo: the first-response
+    histogram adds the clocks that ended in each new window, so it reads what is new rather
+    than the whole history at every refresh."""
+    from .reports import LOOKBACK_S, _not_keyword
+    since = lo - LOOKBACK_S
+    ev = _rows(store, f"""
+        WITH stopped AS MATERIALIZED ({_STOPS})
+        SELECT c.caller, c.created_at, 'missed', c.line, '' FROM stopped JOIN "call" c ON c.caller = stopped.peer
+        WHERE c.direction = 'inbound' AND c.missed AND c.reason <> 'anonymous'
+          AND c.created_at >= ? AND c.created_at < ?
+        UNION ALL
+        SELECT r.peer, r.created_at, 'reply', r.line, '' FROM stopped JOIN message r ON r.peer = stopped.peer
+        WHERE r.direction = 'in' AND {_not_keyword('r')} AND r.created_at >= ? AND r.created_at < ?
+        UNION ALL
+        SELECT m.peer, m.created_at, 'text', m.line, m.note FROM stopped JOIN message m ON m.peer = stopped.peer
+        WHERE m.direction = 'out' AND m.kind = 'agent' AND m.state <> 'cancelled'
+          AND m.created_at >= ? AND m.created_at < ?
+        UNION ALL
+        SELECT x.peer, x.created_at, 'callback', '', x.endpoint FROM stopped JOIN callback x ON x.peer = stopped.peer
+        WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ?
+        UNION ALL
+        SELECT a.caller, a.created_at, 'answered', a.line, '' FROM stopped JOIN "call" a ON a.caller = stopped.peer
+        WHERE a.direction = 'inbound' AND a.answered AND a.created_at >= ? AND a.created_at < ?
+        UNION ALL
+        SELECT b.called, b.created_at, 'call', '', b.caller FROM stopped JOIN "call" b ON b.called = stopped.peer
+        WHERE b.direction = 'outbound' AND b.answered AND b.created_at >= ? AND b.created_at < ?""",
+                (lo, hi) * 4 + (since, hi) * 6)
+    closes = _rows(store, f"""
+        WITH stopped AS MATERIALIZED ({_STOPS})
+        SELECT s.peer, s.set_at FROM stopped JOIN conversationstate s ON s.peer = stopped.peer
+        WHERE s.state = 'done' AND s.set_at < ?""", (lo, hi) * 4 + (hi,))
+    return ev, closes

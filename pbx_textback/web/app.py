@@ -29,6 +29,7 @@ HERE = Path(__file__).parent
 COOKIE = "pbxtb_session"
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/health"), ("GET", "/static/style.css")}
 MAX_FAILS, FAIL_WINDOW_S = 5, 900.0
+MAX_KEYS = 10000            # addresses and names with failed sign-ins remembered at most
 LIVE_POLL_S = 0.25
 MAX_BODY = 1600
 PAGE_ROWS = 100          # a view's rows per page; "Show more" asks for the next hundred too
@@ -47,7 +48,11 @@ class LoginLimiter:
     def failed(self, *keys) -> None:
         now = self.clock()
         for k in keys:
-            self.fails[k] = [t for t in self.fails.get(k, []) if now - t < FAIL_WINDOW_S] + [now]
+            # popped and put back: the dict stays in order of the last failure, oldest first
+            # (the last MAX_FAILS decide a block: a key never holds more)
+            self.fails[k] = ([t for t in self.fails.pop(k, []) if now - t < FAIL_WINDOW_S] + [now])[-MAX_FAILS:]
+        while len(self.fails) > MAX_KEYS:   # a spray of made-up names: forget the longest quiet
+            del self.fails[next(iter(self.fails))]
 
     def forget(self, *keys) -> None:
         for k in keys:

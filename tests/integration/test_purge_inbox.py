@@ -1,0 +1,56 @@
+"""`purge` on a store with a frequent caller (hundreds of calls) and many one-time callers: it
+turns the inbox summary's per-row triggers off for its deletes and rebuilds the rows once (a
+frequent caller's purge was quadratic: bench/soak.py times it). What the inbox shows after it
+is what the remaining rows say, and the triggers keep working for the writes that follow."""
+from pbx_textback.store import db as st
+from pbx_textback.store import inbox
+from pbx_textback.store import web as sw
+
+FREQUENT = "+15125550100"
+
+
+def call(i: int, caller: str, at: float, missed: bool = True) -> None:
+    st.Call.create(call_id=f"c{i}", pbx="asterisk", caller=caller, caller_raw=caller, called="+15125550140",
+                   line="+15125550140", direction="inbound", missed=missed, answered=not missed,
+                   reason="abandoned" if missed else "answered", record="{}", created_at=at)
+
+
+def rows():
+    return sorted((r["peer"], r["first_in"], r["last_in"], r["handled"], r["missed"], r["replies"], r["status"],
+                   r["waiting"]) for r in inbox.InboxConv.select().dicts())
+
+
+def test_purge_leaves_the_inbox_as_the_rows_left_say_and_triggers_on(store_factory):
+    store = store_factory()
+    with store.write():
+        for i in range(400):
+            call(i, FREQUENT, 1000.0 + i)                                     # calls again and again
+            call(1000 + i, f"+1512556{i:04d}", 1000.0 + i)                    # once each
+            if i % 50 == 0:
+                store.add_message(direction="in", kind="reply", peer=f"+1512556{i:04d}", body="hi",
+                                  state="received", due_at=1000.5 + i)
+    sw.set_state(store, "+15125560399", sw.DONE, "maria", 1500.0)
+    assert sw.counts(store, 2000.0)["needs-reply"] == 400                     # every caller but the one done
+    got = store.purge(before=1300.0)                                         # the first 300 of each
+    assert got == {"calls": 600, "decisions": 0, "messages": 6}
+    left = rows()
+    (freq,) = [r for r in left if r[0] == FREQUENT]
+    assert freq[1:6] == (1300.0, 1399.0, 0.0, 100, 0)                         # first_in, last_in, handled, missed, replies
+    assert not any(r[0] == "+15125560000" for r in left)                       # nothing of theirs is left
+    assert sw.counts(store, 2000.0)["needs-reply"] == 100                     # the frequent one, 99 of the last 100
+    inbox.rebuild(store.db)
+    assert rows() == left                                                      # as a rebuild from scratch
+    # the triggers are back: a new caller's reply, and an answered call, after the purge show at once
+    with store.write():
+        store.add_message(direction="in", kind="reply", peer="+15125559999", body="hi", state="received", due_at=2100.0)
+        store.add_message(direction="in", kind="reply", peer=FREQUENT, body="call me", state="received", due_at=2100.0)
+    assert sw.counts(store, 2200.0)["needs-reply"] == 101
+    with store.write():
+        call(5000, FREQUENT, 2150.0, missed=False)
+    assert sw.counts(store, 2200.0)["needs-reply"] == 100
+    (freq,) = [r for r in rows() if r[0] == FREQUENT]
+    assert freq[3:6] == (2150.0, 100, 1)
+    kept = rows()
+    inbox.rebuild(store.db)
+    assert rows() == kept
+    store.close()
