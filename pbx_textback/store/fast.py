@@ -110,17 +110,18 @@ def texts_since(store, since: float) -> int:
                (since,))[0]
 
 
+# a call after `since` in which a person spoke with the number, as 'inbound call ID'
+_REACHED = ('SELECT direction || \' call \' || call_id FROM "call" WHERE created_at > ? AND answered = ? '
+            'AND ((direction = \'inbound\' AND caller = ?) OR (direction = \'outbound\' AND called = ?)) '
+            'ORDER BY created_at LIMIT 1')
+
+
 def reached_since(store, peer: str, since: float) -> str:
-    r = one(store, 'SELECT direction, call_id FROM "call" WHERE created_at > ? AND answered = ? '
-                   'AND ((direction = \'inbound\' AND caller = ?) OR (direction = \'outbound\' AND called = ?)) '
-                   'ORDER BY created_at LIMIT 1', (since, True, peer, peer))
-    return f"{r[0]} call {r[1]}" if r else ""
+    r = one(store, _REACHED, (since, True, peer, peer))
+    return r[0] if r else ""
 
 
-_GATE = ('SELECT (SELECT direction || \' call \' || call_id FROM "call" WHERE created_at > ? AND answered = ? '
-         'AND ((direction = \'inbound\' AND caller = ?) OR (direction = \'outbound\' AND called = ?)) '
-         'ORDER BY created_at LIMIT 1), '
-         '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)')
+_GATE = f'SELECT ({_REACHED}), (SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)'
 
 
 def gate_reads(store, peer: str, since: float) -> tuple[str, bool]:
