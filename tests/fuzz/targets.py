@@ -335,14 +335,14 @@ def run_smpp(data: bytes, *, sweep: bool = True) -> None:
         if getattr(p, "command", "") != "deliver_sm":
             continue
         if (p.esm_class or 0) & 0x24:
-            text, _ = t._sm_text(p)
+            text, _ = t.inbound.sm_text(p)
             make_report(receipted_message_id=getattr(p, "receipted_message_id", None),
                         message_state=getattr(p, "message_state", None),
                         network_error_code=getattr(p, "network_error_code", None), text=text)
         else:
-            t._mo(p)
+            t.inbound.mo(p)
     if sweep:
-        t._sweep_mo()
+        t.inbound.sweep()
 
 
 def run_dlr_text(data: bytes) -> None:

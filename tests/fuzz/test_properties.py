@@ -206,7 +206,7 @@ def test_long_reply_reassembles_in_any_order_with_repeats(parts, ref, sar, rnd):
               dict(esm_class=0x40, short_message=P.concat_udh(ref, total, seq) + body))
         raw = P.make("deliver_sm", P.Sequencer(), source_addr="15125550123",
                      destination_addr="15125550100", data_coding=3, **kw).generate()
-        assert t._mo(P.parse(raw)) == P.ESME_ROK
+        assert t.inbound.mo(P.parse(raw)) == P.ESME_ROK
     assert got and got[0].text == "".join(parts) and got[0].parts == total
 
 

@@ -28,7 +28,7 @@ def test_a_text_waiting_for_a_bind_comes_back_as_retry(smsc_factory):
             took = time.monotonic() - t0
             assert r.status == "retry" and "not written in 5s: not bound" in r.error, r
             assert 4.5 < took < 9
-            assert h.t.stats["not_written"] == 1 and not h.t._queue
+            assert h.t.stats["not_written"] == 1 and not h.t.submits.queue
     run(go(), timeout=15)
 
 
@@ -197,7 +197,7 @@ def test_sar_total_of_thirty_million_is_one_whole_reply_at_once():
                 await until(lambda: len(h.mos) == i + 1, what="the reply")
                 assert time.monotonic() - t0 < 1.0
             assert [m.text for m in h.mos] == ["huge 0", "huge 1"]
-            assert peer.deliver_resps == [0, 0] and len(h.t._mo_parts) == 0
+            assert peer.deliver_resps == [0, 0] and len(h.t.inbound.parts) == 0
             assert h.t.state == "bound"
         await peer.close()
     run(go())

@@ -30,15 +30,15 @@ def test_any_sar_numbers_never_raise_and_stay_bounded(parts):
     async def go():
         t = SmppTransport(SmppSettings(), on_mo=lambda m: got.append(m) or True)
         for i, (ref, total, seq) in enumerate(parts):
-            status = t._mo(_deliver(ref, total, seq, f"p{i}"))
+            status = t.inbound.mo(_deliver(ref, total, seq, f"p{i}"))
             assert status == P.ESME_ROK
         # parts held only for valid multi-part numbers, at most as many as were sent
-        assert len(t._mo_parts) <= len(parts)
+        assert len(t.inbound.parts) <= len(parts)
         return t
     t = asyncio.run(go())
     invalid = [p for p in parts if p[0] is not None and not (p[1] and p[1] > 1 and valid_concat(*p))]
     assert len(got) >= len(invalid)          # an invalid part is a whole reply, handed over at once
-    for held in t._mo_parts._held.values():
+    for held in t.inbound.parts._held.values():
         assert all(1 <= k <= held["total"] <= MAX_PARTS for k in held["parts"])
 
 
