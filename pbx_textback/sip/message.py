@@ -1,8 +1,10 @@
 """SIP MESSAGE (RFC 3428) straight to an SMS-capable SIP trunk: a small client and server over
 asyncio, no SIP library.
 
-The wire (parse, build, digest, body splitting; sans-IO) is in `wire.py`; this module is the
-socket side, and re-exports the wire's names for its callers.
+The wire (parse, build, digest, body splitting; sans-IO) is in `wire.py`, our requests and
+what their answers mean in `outgoing.py`, how we answer the trunk's requests in `answers.py`
+(both sans-IO too), settings in `settings.py`; this module is the socket side (sockets,
+timers, transactions) and re-exports those names for its callers.
 
 `SipMessageTransport` is the outbox transport (`name = "sip"`). It binds `local_port` on UDP and
 TCP to receive callers' replies (MESSAGE -> `on_inbound(InboundSms) -> bool` -> 200 if stored,
@@ -31,14 +33,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import socket
 import time
-import urllib.parse
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..outbox import SendResult
+from .answers import ALLOW, InboundSms, ServerTransactions, judge  # noqa: F401
+from .outgoing import (CONTENT_TYPE, RETRY_CODES, Outcome, build_message,  # noqa: F401
+                       challenge_answer, new_call_id, send_result, sent_by)
+from .settings import MAX_UDP_BYTES, SipSettings  # noqa: F401
 from .wire import (COMPACT, MAX_MESSAGE_BYTES, SipMessage, StreamFramer, Uri, Via,  # noqa: F401
                    build_request, build_response, canon_name, choose_challenge, decode_body,
                    digest_authorization, message_text, new_branch, new_tag, parse_challenge,
@@ -47,101 +50,12 @@ from .wire import (COMPACT, MAX_MESSAGE_BYTES, SipMessage, StreamFramer, Uri, Vi
 
 log = logging.getLogger("pbx_textback.sip")
 
-MAX_UDP_BYTES = 1300          # RFC 3261 18.1.1 (path MTU unknown): larger goes congestion-controlled
-RETRY_CODES = frozenset({408, 480, 500, 503, 504})
-CONTENT_TYPE = "text/plain;charset=UTF-8"
-ALLOW = "MESSAGE, OPTIONS"
-
-
-
-# --------------------------------------------------------------------------------------------
-# settings and the inbound record
-
-
-@dataclass(frozen=True)
-class SipSettings:
-    proxy_host: str                     # the trunk's SIP server (or outbound proxy)
-    proxy_port: int = 5060
-    transport: str = "udp"              # udp | tcp: how requests are sent
-    local_host: str = "127.0.0.1"       # where we listen (and send from, over UDP)
-    local_port: int = 5070              # 0: any free port (tests); UDP and TCP get the same one
-    from_domain: str = ""               # From: <sip:<line>@from_domain>; default proxy_host
-    username: str = ""                  # digest credentials, used only when challenged
-    password: str = field(default="", repr=False)
-    realm: str = ""                     # answer only challenges for this realm ("" = any)
-    timer_t1: float = 0.5               # RFC 3261 T1 (RTT estimate): first retransmit over UDP
-    timer_t2: float = 4.0               # retransmit interval cap
-    timeout: float = 32.0               # Timer F (64*T1 by the RFC; set both when changing T1)
-    request_domain: str = ""            # host in the Request-URI and To; default proxy_host[:port]
-    advertised_host: str = ""           # host in Via; default local_host (or the route's address)
-    listen: tuple[str, ...] = ("udp", "tcp")   # inbound listeners on local_host:local_port
-    allow_from: tuple[str, ...] = ()    # IPs/CIDRs whose requests we take; () = the proxy only
-    oversize: str = "tcp"               # tcp | split: what a UDP request over max_udp_bytes does
-    max_udp_bytes: int = MAX_UDP_BYTES
-    on_timeout: str = "unknown"         # unknown | retry: no final answer by Timer F
-    user_agent: str = "pbx-textback"
-
-    def __post_init__(self):
-        def bad(key, why):
-            raise ValueError(f"sip.{key}: {why}")
-        if not self.proxy_host:
-            bad("proxy_host", "is required (the trunk's SIP server)")
-        if self.transport not in ("udp", "tcp"):
-            bad("transport", f"must be udp or tcp, not {self.transport!r}")
-        for k in ("proxy_port", "local_port"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or not (0 <= v <= 65535) or (k == "proxy_port" and v == 0):
-                bad(k, f"is not a port number: {v!r}")
-        if not set(self.listen) <= {"udp", "tcp"}:
-            bad("listen", f"may hold only udp and tcp, not {self.listen!r}")
-        if self.oversize not in ("tcp", "split"):
-            bad("oversize", f"must be tcp or split, not {self.oversize!r}")
-        if self.on_timeout not in ("unknown", "retry"):
-            bad("on_timeout", f"must be unknown or retry, not {self.on_timeout!r}")
-        if not (0 < self.timer_t1 <= self.timer_t2):
-            bad("timer_t1", "must be > 0 and <= timer_t2")
-        if self.timeout <= 0:
-            bad("timeout", "must be > 0")
-        if self.max_udp_bytes < 400:
-            bad("max_udp_bytes", "is too small for a SIP request")
-        if self.password and not self.username:
-            bad("username", "is needed with a password")
-        for a in self.allow_from:
-            try:
-                ipaddress.ip_network(a, strict=False)
-            except ValueError:
-                bad("allow_from", f"{a!r} is not an IP address or network")
-
-
-@dataclass(frozen=True)
-class InboundSms:
-    """A caller's text that arrived by SIP MESSAGE."""
-    source: str                # the From user: the caller's number as the trunk wrote it
-    dest: str                  # the To user (else the Request-URI user): our line / DID
-    text: str
-    received_at: float
-    transport: str = "sip"
-    message_id: str = ""       # the Call-ID: the same id twice is the same message again
-    content_type: str = ""
-
-
-# --------------------------------------------------------------------------------------------
-# the transport
-
 
 class _Tx:
     __slots__ = ("method", "future", "proceeding", "conn")
 
     def __init__(self, method: str, future: asyncio.Future, conn=None):
         self.method, self.future, self.proceeding, self.conn = method, future, False, conn
-
-
-class _Outcome:
-    """How one client transaction ended."""
-    __slots__ = ("response", "error", "kind")
-
-    def __init__(self, response: SipMessage | None = None, error: str = "", kind: str = ""):
-        self.response, self.error, self.kind = response, error, kind   # kind: timeout|connect|lost
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -216,7 +130,7 @@ class SipMessageTransport:
         self._out_conns: dict[tuple[str, int], _Stream] = {}
         self._conn_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._pending: dict[str, _Tx] = {}
-        self._server_cache: dict[tuple, tuple[float, bytes | None]] = {}
+        self._answered = ServerTransactions()
         self._proxy_addr: tuple[str, int] | None = None
         self._allowed: list = []
         self._via_host = ""
@@ -247,7 +161,7 @@ class SipMessageTransport:
     async def stop(self) -> None:
         for tx in list(self._pending.values()):
             if not tx.future.done():
-                tx.future.set_result(_Outcome(error="transport stopped", kind="lost"))
+                tx.future.set_result(Outcome(error="transport stopped", kind="lost"))
         self._pending.clear()
         if self._tcp_server is not None:
             self._tcp_server.close()
@@ -294,7 +208,7 @@ class SipMessageTransport:
         body_text = msg.body or ""
         transport = self.s.transport
         if transport == "udp":
-            probe = self._build(msg, body_text.encode("utf-8"), "udp", 1, self._new_call_id(),
+            probe = self._build(msg, body_text.encode("utf-8"), "udp", 1, new_call_id(self._via_host),
                                 new_tag(), new_branch())
             reserve = 420 if self.s.username else 0      # room for an Authorization header
             if len(probe) + reserve > self.s.max_udp_bytes:
@@ -326,43 +240,14 @@ class SipMessageTransport:
             ids.append(res.transport_id)
         return SendResult("sent", ",".join(ids))
 
-    def _uris(self, msg) -> tuple[str, str, str]:
-        dom = self.s.request_domain or (
-            self.s.proxy_host if self.s.proxy_port == 5060 else f"{self.s.proxy_host}:{self.s.proxy_port}")
-        peer = urllib.parse.quote(msg.peer or "", safe="+-_.!~*'()&=$,;?/")
-        line = urllib.parse.quote(getattr(msg, "line", "") or self.s.username or "textback",
-                                  safe="+-_.!~*'()&=$,;?/")
-        ruri = f"sip:{peer}@{dom}"
-        return ruri, f"<sip:{peer}@{dom}>", f"<sip:{line}@{self.s.from_domain or self.s.proxy_host}>"
-
     def _build(self, msg, body: bytes, transport: str, cseq: int, call_id: str, from_tag: str,
                branch: str, auth: tuple[str, str] | None = None) -> bytes:
-        ruri, to, frm = self._uris(msg)
-        headers = [
-            ("Via", f"SIP/2.0/{transport.upper()} {self._via_host_port()};branch={branch};rport"),
-            ("Max-Forwards", "70"),
-            ("From", f"{frm};tag={from_tag}"),
-            ("To", to),
-            ("Call-ID", call_id),
-            ("CSeq", f"{cseq} MESSAGE"),
-        ]
-        if auth:
-            headers.append(auth)
-        headers += [("User-Agent", self.s.user_agent), ("Content-Type", CONTENT_TYPE)]
-        return build_request("MESSAGE", ruri, headers, body)
-
-    def _new_call_id(self) -> str:
-        return f"{os.urandom(12).hex()}@{self._via_host or 'pbx-textback'}"
-
-    def _via_host_port(self) -> str:
-        h = self._via_host or "127.0.0.1"
-        if ":" in h:
-            h = f"[{h}]"
-        return f"{h}:{self.local_port}"
+        return build_message(self.s, msg, body, transport, sent_by(self._via_host, self.local_port),
+                             cseq, call_id, from_tag, branch, auth)
 
     async def _send_one(self, msg, text: str, transport: str, last_look) -> SendResult:
         body = text.encode("utf-8")
-        call_id = self._new_call_id()
+        call_id = new_call_id(self._via_host)
         from_tag = new_tag()
         cseq = 1
         branch = new_branch()
@@ -370,22 +255,12 @@ class SipMessageTransport:
         out = await self._transaction(req, branch, transport, last_look)
         r = out.response
         if r is not None and r.status in (401, 407):
-            if not self.s.username:
-                return SendResult("failed", error=f"SIP {r.status} {r.reason}: the trunk wants "
-                                  "digest authentication: set sip username and password")
-            hdr = "www-authenticate" if r.status == 401 else "proxy-authenticate"
-            ch = choose_challenge(r.get_all(hdr), self.s.realm)
-            if ch is None:
-                return SendResult("failed", error=f"SIP {r.status} {r.reason}: no digest challenge "
-                                  f"we can answer (realm {self.s.realm or 'any'}, MD5/SHA-256): "
-                                  f"{'; '.join(r.get_all(hdr)) or 'no ' + canon_name(hdr)}")
-            ruri = self._uris(msg)[0]
-            value = digest_authorization(ch, "MESSAGE", ruri, self.s.username, self.s.password,
-                                         body=body)
+            auth = challenge_answer(r, self.s, msg, body)
+            if isinstance(auth, SendResult):
+                return auth
             cseq += 1
             branch = new_branch()
-            name = "Authorization" if r.status == 401 else "Proxy-Authorization"
-            req = self._build(msg, body, transport, cseq, call_id, from_tag, branch, (name, value))
+            req = self._build(msg, body, transport, cseq, call_id, from_tag, branch, auth)
             out = await self._transaction(req, branch, transport)     # the text is already out: no look
             r = out.response
             if r is not None and r.status in (401, 407):
@@ -393,24 +268,13 @@ class SipMessageTransport:
                                   f"{self.s.username!r} rejected (check sip username/password/realm)")
         return self._result(out, call_id)
 
-    def _result(self, out: _Outcome, call_id: str) -> SendResult:
+    def _result(self, out: Outcome, call_id: str) -> SendResult:
         r = out.response
-        if r is None:
-            if out.kind in ("connect", "held"):     # nothing written
-                return SendResult("retry", error=out.error)
-            if out.kind == "timeout":
-                return SendResult(self.s.on_timeout, transport_id=call_id, error=out.error)
-            return SendResult("unknown", transport_id=call_id, error=out.error)
-        what = f"SIP {r.status} {r.reason}".strip()
-        if 200 <= r.status < 300:
+        if r is not None and 200 <= r.status < 300:
             self.stats["sent"] += 1
-            return SendResult("sent", call_id)
-        if r.status in RETRY_CODES:
-            return SendResult("retry", transport_id=call_id, error=what,
-                              retry_after=parse_retry_after(r.get("retry-after")))
-        return SendResult("failed", transport_id=call_id, error=what)
+        return send_result(out, call_id, self.s.on_timeout)
 
-    async def _transaction(self, req: bytes, branch: str, transport: str, last_look=None) -> _Outcome:
+    async def _transaction(self, req: bytes, branch: str, transport: str, last_look=None) -> Outcome:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         tx = _Tx("MESSAGE", fut)
@@ -421,27 +285,27 @@ class SipMessageTransport:
                 try:
                     conn = await asyncio.wait_for(self._tcp_conn(), max(0.1, deadline - loop.time()))
                 except (OSError, asyncio.TimeoutError) as e:
-                    return _Outcome(error=f"TCP connect to {self.s.proxy_host}:{self.s.proxy_port} "
+                    return Outcome(error=f"TCP connect to {self.s.proxy_host}:{self.s.proxy_port} "
                                           f"failed: {e or 'timed out'}", kind="connect")
                 tx.conn = conn
                 if last_look is not None and not last_look():
-                    return _Outcome(error="held by the outbox's last look", kind="held")
+                    return Outcome(error="held by the outbox's last look", kind="held")
                 conn.write(req)
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - loop.time()))
                 except asyncio.TimeoutError:
-                    return _Outcome(error=f"no final answer within {self.s.timeout:g} s (Timer F, TCP)",
+                    return Outcome(error=f"no final answer within {self.s.timeout:g} s (Timer F, TCP)",
                                     kind="timeout")
             if self._udp is None:
-                return _Outcome(error="UDP socket not open", kind="connect")
+                return Outcome(error="UDP socket not open", kind="connect")
             interval = self.s.timer_t1
             if last_look is not None and not last_look():
-                return _Outcome(error="held by the outbox's last look", kind="held")
+                return Outcome(error="held by the outbox's last look", kind="held")
             self._udp.sendto(req, self._proxy_addr)
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return _Outcome(error=f"no final answer within {self.s.timeout:g} s "
+                    return Outcome(error=f"no final answer within {self.s.timeout:g} s "
                                           f"(Timer F, UDP to {self.s.proxy_host}:{self.s.proxy_port})",
                                     kind="timeout")
                 done, _ = await asyncio.wait({fut}, timeout=min(interval, remaining))
@@ -450,7 +314,7 @@ class SipMessageTransport:
                 if deadline - loop.time() <= 0:
                     continue
                 if self._udp is None:
-                    return _Outcome(error="transport stopped", kind="lost")
+                    return Outcome(error="transport stopped", kind="lost")
                 self._udp.sendto(req, self._proxy_addr)            # Timer E
                 self.stats["retransmits"] += 1
                 interval = self.s.timer_t2 if tx.proceeding else min(interval * 2, self.s.timer_t2)
@@ -475,7 +339,7 @@ class SipMessageTransport:
             del self._out_conns[st.outbound_key]
         for tx in list(self._pending.values()):
             if tx.conn is st and not tx.future.done():
-                tx.future.set_result(_Outcome(error="TCP connection closed before the answer",
+                tx.future.set_result(Outcome(error="TCP connection closed before the answer",
                                               kind="lost"))
 
     # -- receiving -------------------------------------------------------------------------
@@ -513,7 +377,7 @@ class SipMessageTransport:
         if msg.status < 200:
             tx.proceeding = True
             return
-        tx.future.set_result(_Outcome(response=msg))
+        tx.future.set_result(Outcome(response=msg))
 
     def _handle_request(self, req: SipMessage, addr: tuple[str, int], stream: _Stream | None) -> None:
         vias = req.vias()
@@ -523,10 +387,9 @@ class SipMessageTransport:
             return
         if req.method == "ACK":
             return
-        key = self._server_key(req, top)
+        key = ServerTransactions.key(req, top)
         now = time.monotonic()
-        self._expire_server_cache(now)
-        cached = self._server_cache.get(key)
+        cached = self._answered.get(key, now)
         if cached is not None:
             if cached[1] is not None:
                 self._reply_raw(cached[1], req, top, addr, stream)   # retransmission: same answer
@@ -541,68 +404,40 @@ class SipMessageTransport:
                                   extra=[("Retry-After", "30")], received=addr[0],
                                   rport=addr[1] if "rport" in top.params else None)
             self._reply_raw(resp, req, top, addr, stream)
-        self._server_cache[key] = (now + 64 * self.s.timer_t1 + 1.0, resp)
-
-    def _server_key(self, req: SipMessage, top: Via) -> tuple:
-        if top.branch.startswith("z9hG4bK"):
-            return (top.branch, top.host, top.port, req.method)
-        return (req.call_id, req.get("cseq"), parse_nameaddr(req.get("from"))[2].get("tag", ""),
-                req.method)
-
-    def _expire_server_cache(self, now: float) -> None:
-        if len(self._server_cache) > 256 or now - getattr(self, "_last_sweep", 0) > 5:
-            self._last_sweep = now
-            for k in [k for k, (exp, _) in self._server_cache.items() if exp < now]:
-                del self._server_cache[k]
+        self._answered.put(key, now + 64 * self.s.timer_t1 + 1.0, resp)
 
     def _answer(self, req: SipMessage, top: Via, addr, stream) -> bytes:
-        def reply(code, reason, extra=()):
-            data = build_response(req, code, reason, to_tag=new_tag(), extra=list(extra),
-                                  received=addr[0], rport=addr[1] if "rport" in top.params else None)
-            self._reply_raw(data, req, top, addr, stream)
-            return data
-
-        if not self._allowed_source(addr[0]):
+        allowed = self._allowed_source(addr[0])
+        if not allowed:
             log.warning("SIP %s from %s refused (403): not the trunk; add it to sip.allow_from",
                         req.method, addr[0])
-            return reply(403, "Forbidden")
-        missing = [h for h in ("from", "to", "call-id", "cseq") if not req.get(h)]
-        if req.bad or missing or req.cseq[1] != req.method:
-            why = req.bad or (f"missing {', '.join(canon_name(h) for h in missing)}" if missing
-                              else "CSeq method does not match")
-            return reply(400, "Bad Request", [("Warning", f'399 pbx-textback "{why}"')])
-        if req.method == "OPTIONS":
-            return reply(200, "OK", [("Allow", ALLOW), ("Accept", "text/plain, message/cpim")])
-        if req.method in ("CANCEL", "BYE"):
-            return reply(481, "Call/Transaction Does Not Exist")
-        if req.method != "MESSAGE":
-            return reply(405, "Method Not Allowed", [("Allow", ALLOW)])
-        text, why = message_text(req)
-        if why:
-            return reply(415, "Unsupported Media Type", [("Accept", "text/plain, message/cpim")])
-        source = uri_user(req.get("from"))
-        dest = uri_user(req.get("to"))
-        if not dest:
-            u = parse_uri(req.uri)
-            dest = u.user if u else ""
-        if text == "":
-            return reply(200, "OK")                   # nothing a person wrote: nothing to store
-        sms = InboundSms(source=source, dest=dest, text=text, received_at=self.clock(),
-                         message_id=req.call_id, content_type=req.get("content-type"))
+        code, reason, extra, sms = judge(req, allowed, self.clock)
+        if sms is not None:
+            if self._store(sms):
+                code, reason, extra = 200, "OK", []
+            else:
+                code, reason, extra = 500, "Server Internal Error", [("Retry-After", "30")]
+        data = build_response(req, code, reason, to_tag=new_tag(), extra=list(extra),
+                              received=addr[0], rport=addr[1] if "rport" in top.params else None)
+        self._reply_raw(data, req, top, addr, stream)
+        return data
+
+    def _store(self, sms: InboundSms) -> bool:
+        """The caller's text to on_inbound; False: answer 500 so the sender tries again."""
         stored = False
         if self.on_inbound is None:
             log.error("SIP MESSAGE from %s to %s: no inbound handler, answered 500 (sender retries)",
-                      source, dest)
+                      sms.source, sms.dest)
         else:
             try:
                 stored = bool(self.on_inbound(sms))
             except Exception:
-                log.exception("storing the SIP MESSAGE from %s failed", source)
+                log.exception("storing the SIP MESSAGE from %s failed", sms.source)
         if stored:
             self.stats["inbound"] += 1
-            return reply(200, "OK")
-        self.stats["inbound_refused"] += 1
-        return reply(500, "Server Internal Error", [("Retry-After", "30")])
+        else:
+            self.stats["inbound_refused"] += 1
+        return stored
 
     def _allowed_source(self, ip: str) -> bool:
         if not self._allowed:                          # not started: nothing to compare with
