@@ -3,8 +3,9 @@ asyncio, no SIP library.
 
 The wire (parse, build, digest, body splitting; sans-IO) is in `wire.py`, our requests and
 what their answers mean in `outgoing.py`, how we answer the trunk's requests in `answers.py`
-(both sans-IO too), settings in `settings.py`; this module is the socket side (sockets,
-timers, transactions) and re-exports those names for its callers.
+(both sans-IO too), the server transactions in `server.py`, settings in `settings.py`; this
+module is the socket side (sockets, client transactions and their timers) and re-exports
+those names for its callers.
 
 `SipMessageTransport` is the outbox transport (`name = "sip"`). It binds `local_port` on UDP and
 TCP to receive callers' replies (MESSAGE -> `on_inbound(InboundSms) -> bool` -> 200 if stored,
@@ -41,6 +42,7 @@ from ..outbox import SendResult
 from .answers import ALLOW, InboundSms, ServerTransactions, judge  # noqa: F401
 from .outgoing import (CONTENT_TYPE, RETRY_CODES, Outcome, build_message,  # noqa: F401
                        challenge_answer, new_call_id, send_result, sent_by)
+from .server import Server
 from .settings import MAX_UDP_BYTES, SipSettings  # noqa: F401
 from .wire import (COMPACT, MAX_MESSAGE_BYTES, SipMessage, StreamFramer, Uri, Via,  # noqa: F401
                    build_request, build_response, canon_name, choose_challenge, decode_body,
@@ -130,11 +132,10 @@ class SipMessageTransport:
         self._out_conns: dict[tuple[str, int], _Stream] = {}
         self._conn_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._pending: dict[str, _Tx] = {}
-        self._answered = ServerTransactions()
         self._proxy_addr: tuple[str, int] | None = None
-        self._allowed: list = []
         self._via_host = ""
         self.stats = {"sent": 0, "retransmits": 0, "inbound": 0, "inbound_refused": 0}
+        self.server = Server(self)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -151,8 +152,8 @@ class SipMessageTransport:
                 lambda: _Stream(self), host, self.local_port, reuse_address=True)
             self.local_port = self._tcp_server.sockets[0].getsockname()[1]
         self._proxy_addr = await self._resolve(self.s.proxy_host, self.s.proxy_port)
-        self._allowed = [ipaddress.ip_network(a, strict=False)
-                         for a in (self.s.allow_from or (self._proxy_addr[0],))]
+        self.server.allowed = [ipaddress.ip_network(a, strict=False)
+                               for a in (self.s.allow_from or (self._proxy_addr[0],))]
         self._via_host = self.s.advertised_host or self._pick_via_host()
         log.info("SIP MESSAGE on %s:%s (%s), trunk %s:%s over %s", host, self.local_port,
                  "+".join(self.s.listen) or "send only", self.s.proxy_host, self.s.proxy_port,
@@ -360,7 +361,7 @@ class SipMessageTransport:
     def handle_message(self, msg: SipMessage, addr: tuple[str, int], stream: _Stream | None) -> None:
         try:
             if msg.is_request:
-                self._handle_request(msg, addr, stream)
+                self.server.handle_request(msg, addr, stream)
             else:
                 self._handle_response(msg)
         except Exception:
@@ -379,76 +380,7 @@ class SipMessageTransport:
             return
         tx.future.set_result(Outcome(response=msg))
 
-    def _handle_request(self, req: SipMessage, addr: tuple[str, int], stream: _Stream | None) -> None:
-        vias = req.vias()
-        top = parse_via(vias[0]) if vias else None
-        if top is None:
-            log.debug("request without a usable Via from %s: dropped", addr)
-            return
-        if req.method == "ACK":
-            return
-        key = ServerTransactions.key(req, top)
-        now = time.monotonic()
-        cached = self._answered.get(key, now)
-        if cached is not None:
-            if cached[1] is not None:
-                self._reply_raw(cached[1], req, top, addr, stream)   # retransmission: same answer
-            return
-        try:
-            resp = self._answer(req, top, addr, stream)
-        except Exception:
-            # every request gets an answer: without one the sender retransmits for 32 s and
-            # gives up, and a STOP in it is lost; a 500 makes it try again later
-            log.exception("SIP %s from %s: answered 500", req.method, addr[0])
-            resp = build_response(req, 500, "Server Internal Error", to_tag=new_tag(),
-                                  extra=[("Retry-After", "30")], received=addr[0],
-                                  rport=addr[1] if "rport" in top.params else None)
-            self._reply_raw(resp, req, top, addr, stream)
-        self._answered.put(key, now + 64 * self.s.timer_t1 + 1.0, resp)
-
-    def _answer(self, req: SipMessage, top: Via, addr, stream) -> bytes:
-        allowed = self._allowed_source(addr[0])
-        if not allowed:
-            log.warning("SIP %s from %s refused (403): not the trunk; add it to sip.allow_from",
-                        req.method, addr[0])
-        code, reason, extra, sms = judge(req, allowed, self.clock)
-        if sms is not None:
-            if self._store(sms):
-                code, reason, extra = 200, "OK", []
-            else:
-                code, reason, extra = 500, "Server Internal Error", [("Retry-After", "30")]
-        data = build_response(req, code, reason, to_tag=new_tag(), extra=list(extra),
-                              received=addr[0], rport=addr[1] if "rport" in top.params else None)
-        self._reply_raw(data, req, top, addr, stream)
-        return data
-
-    def _store(self, sms: InboundSms) -> bool:
-        """The caller's text to on_inbound; False: answer 500 so the sender tries again."""
-        stored = False
-        if self.on_inbound is None:
-            log.error("SIP MESSAGE from %s to %s: no inbound handler, answered 500 (sender retries)",
-                      sms.source, sms.dest)
-        else:
-            try:
-                stored = bool(self.on_inbound(sms))
-            except Exception:
-                log.exception("storing the SIP MESSAGE from %s failed", sms.source)
-        if stored:
-            self.stats["inbound"] += 1
-        else:
-            self.stats["inbound_refused"] += 1
-        return stored
-
-    def _allowed_source(self, ip: str) -> bool:
-        if not self._allowed:                          # not started: nothing to compare with
-            return True
-        try:
-            a = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(a in net for net in self._allowed)
-
-    def _reply_raw(self, data: bytes, req: SipMessage, top: Via, addr, stream) -> None:
+    def reply_raw(self, data: bytes, req: SipMessage, top: Via, addr, stream) -> None:
         if stream is not None:
             stream.write(data)
             return

@@ -366,7 +366,7 @@ def run_sip(data: bytes) -> None:
         return
     srv = _SipAnswers()
     with _LogWatch("pbx_textback.sip", "answered 500"):
-        srv._handle_request(msg, ("127.0.0.1", 5062), None)
+        srv.server.handle_request(msg, ("127.0.0.1", 5062), None)
     vias = msg.vias()
     if vias and wire.parse_via(vias[0]) is not None and msg.method != "ACK" and len(srv.answers) != 1:
         raise AssertionError(f"{msg.method} got {len(srv.answers)} answers")
@@ -384,7 +384,7 @@ def _sip_transport_class():
                              clock=lambda: 1_800_000_000.0)
             self.answers: list[bytes] = []
 
-        def _reply_raw(self, data, req, top, addr, stream):
+        def reply_raw(self, data, req, top, addr, stream):
             self.answers.append(data)
     return Answers
 

@@ -464,7 +464,7 @@ def test_oversize_split_later_part_failing_is_unknown():
 def test_requests_from_elsewhere_403():
     got = []
     t, udp = server(lambda s: got.append(s) or True)
-    t._allowed = [__import__("ipaddress").ip_network("198.51.100.0/24")]
+    t.server.allowed = [__import__("ipaddress").ip_network("198.51.100.0/24")]
     t.handle_datagram(REQ, ("203.0.113.5", 40000))
     t.handle_datagram(REQ.replace(b"z9hG4bK776", b"z9hG4bK777"), ("198.51.100.9", 40000))
     assert [r.status for r, _ in answers(udp)] == [403, 200] and len(got) == 1
