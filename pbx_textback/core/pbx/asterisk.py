@@ -153,8 +153,12 @@ class AsteriskTracker:
             # a short VarSet (AmiFraming wanted_vars; only the framing makes one, with str ids):
             # half of a call's events. Of a known channel still in the same call it only moves
             # the call on (_call_of, inline); any other goes to _on_varset, which reads it whole.
-            ch = self.chans.get(ev["Uniqueid"])
-            if ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid:
+            try:
+                ch = self.chans.get(ev["Uniqueid"])
+                same = ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid
+            except (KeyError, TypeError):   # not the framing's: the dispatch below says why
+                same = False
+            if same:
                 ch.epoch = self._epoch
                 call = self.calls.get(ch.linkedid)
                 if call is not None:
@@ -163,7 +167,7 @@ class AsteriskTracker:
                     if t:
                         try:
                             call.last_ts = float(t)
-                        except ValueError:
+                        except (ValueError, TypeError):
                             pass
                 return []
         name = ev.get("Event")
