@@ -224,8 +224,12 @@ class FreeswitchTracker:
             handler(self, call, leg, ev, ts)
         else:
             self._vars(call, leg, ev)
-        out.extend(self._check(call, ts))
-        out.extend(self._release(ts))
+        # a call ends when all its legs are gone: while this event's own leg is up (nearly
+        # every event), _check would say no after walking them all
+        if leg.destroyed or call is None or call.legs.get(leg.uid) is not leg:
+            out.extend(self._check(call, ts))
+        if self._held:
+            out.extend(self._release(ts))
         return out
 
     # -- legs and calls ------------------------------------------------------------------

@@ -60,8 +60,16 @@ def on_dest(markers, call: FsCall, ev: dict) -> None:
             mark(call, m)
 
 
+_DESCRIBED: dict[Marker, str] = {}   # a marker's words, made once (a set variable re-marks
+                                     # its call on every later event of the channel)
+
+
 def mark(call: FsCall, m: Marker) -> None:
-    d = m.describe()
+    d = _DESCRIBED.get(m)
+    if d is None:
+        if len(_DESCRIBED) >= 1024:
+            _DESCRIBED.clear()
+        d = _DESCRIBED[m] = m.describe()
     lst = call.closed_marks if m.closed else call.open_marks
     if d not in lst:
         lst.append(d)
