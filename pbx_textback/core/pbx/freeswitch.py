@@ -92,6 +92,9 @@ class FreeswitchTracker:
         self.s = settings or FsTrackerSettings()
         self.graph = CallGraph(self.s.remember_finished)
         self._var_keys = markers.var_keys(self.s.after_hours_markers)
+        # the headers they read: most channel events carry none of them (one C-level test)
+        self._var_heads = frozenset(h for h, _, _ in self._var_keys)
+        self._var_plan = markers.by_header(self._var_keys)
         self._held: dict[str, FsCall] = {}
         self._events = 0
         self.errors = 0
@@ -274,8 +277,8 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self._var_keys:
-            markers.on_var_keys(self._var_keys, call, ev)
+        if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
+            markers.on_var_heads(self._var_plan, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 
