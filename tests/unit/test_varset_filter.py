@@ -193,3 +193,11 @@ def test_a_dict_with_the_key_but_not_from_the_framing_is_only_an_error():
     assert t.feed({RAW_KEY: "x"}) == []
     assert t.feed({RAW_KEY: "x", "Event": "VarSet", "Uniqueid": ["1", "2"]}) == []
     assert t.errors == 1      # the VarSet one: the handler says what was wrong
+
+
+@given(hs.text(alphabet=hs.sampled_from(list("CALERIDPSNUMcalerispnum()-= _\u017f\u212a1")), max_size=30))
+def test_the_presentation_precheck_never_hides_a_match(data):
+    """Newexten's cheap test before _PRES_SET: whatever the regex matches passes it."""
+    from pbx_textback.core.pbx.asterisk import _PRES_SET
+    if _PRES_SET.search(data):
+        assert "pres" in data.casefold()

@@ -389,7 +389,8 @@ class AsteriskTracker:
         elif app == "Set":
             if ch.uid == _origin_uid(call):
                 data = first(ev, "AppData")
-                m = _PRES_SET.search(data)
+                # (both of _PRES_SET's forms say "pres"; casefold() folds as its re.I does)
+                m = _PRES_SET.search(data) if "pres" in data.casefold() else None
                 if m and _withheld_pres(m.group(1) or m.group(2) or ""):
                     self._withheld(call, f"dialplan set presentation {data}")
         elif app == "GotoIf" and self.s.freepbx_timeconditions:
