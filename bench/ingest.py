@@ -41,20 +41,23 @@ def ami_template():
         body += raw.split(b"\r\n", 1)[1] if raw.startswith(b"Asterisk") else raw
     per_round = body.count(b"\r\nEvent: ") + body.startswith(b"Event: ")
     pieces, ids, pos = [], [], 0
+    lo = min(int(m.group(1)) for m in _ID.finditer(body))
     for m in _ID.finditer(body):
         pieces.append(body[pos:m.start()])
-        ids.append(m.group(2))
+        # (the seconds part kept apart too: two traces may share a sequence number, e.g. the
+        # one taken after a restart; one id for both made the later trace's calls stragglers)
+        ids.append((int(m.group(1)) - lo, m.group(2)))
         pos = m.end()
     return pieces, ids, body[pos:], per_round
 
 
 def ami_round(template, r: int) -> list[bytes]:
     pieces, ids, tail, _ = template
-    base = str(2000000000 + r).encode()
+    base = 2000000000 + r * 1000000        # the traces span < 1e6 s
     out = bytearray()
-    for piece, n in zip(pieces, ids):
+    for piece, (sec, n) in zip(pieces, ids):
         out += piece
-        out += base + b"." + n
+        out += b"%d.%s" % (base + sec, n)
     out += tail
     return [bytes(out[i:i + 65536]) for i in range(0, len(out), 65536)]   # 64 KiB socket reads
 

@@ -251,3 +251,66 @@ def test_any_split_of_a_hostile_stream_gives_the_same_frames(pieces, cuts):
 def test_any_json_value_becomes_a_string(value):
     (f,) = parse_stream(json_event({"Event-Name": "CUSTOM", "v": value}))
     assert isinstance(f["v"], str)
+
+
+# ---- the fast ways (the usual event envelope; JSON scanned without json.loads' probes) against
+# the careful way they skip, which says the same on any stream, cut anywhere ---------------------
+import re  # noqa: E402
+
+from pbx_textback.core.pbx import eslframe  # noqa: E402
+
+_ODD = [
+    b"Content-Length: 0\nContent-Type: text/event-plain\n\n",
+    b"Content-Length: 0007\nContent-Type: text/event-json\n\n{\"a\":1}",
+    b"Content-Length: 9\nContent-Type: text/event-json\n\n {\"a\":1} ",
+    b"Content-Length: 30\nContent-Type: text/event-json\n\n{\"Event-Name\":\"X\"}{\"b\":\"c\"}  ",
+    b"Content-Length: 25\nContent-Type: text/event-json\n\n{\"Event-Name\":\"\xed\xa0\x80\"}",
+    b"Content-Length: 22\nContent-Type: text/event-json\n\n{\"Event-Name\":\"\xff\"}",
+    b"Content-Length: 12\nContent-Type: text/event-plain\nX: y\n\nEvent-Name: ",
+    b"Content-Length: 12\r\nContent-Type: text/event-plain\r\n\r\nEvent-Name: Y",
+    b"Content-Length: 1234567890123\nContent-Type: text/event-json\n\n",
+    json_event({"Event-Name": "CUSTOM", "DP": ["a", "b"], "v": None, "t": True}),
+    plain_event({"Event-Name": "MESSAGE"}, b"hi %0A there"),
+]
+
+
+def _careful(monkeypatch):
+    monkeypatch.setattr(eslframe, "_EVENT_HEAD", re.compile(rb"(?!)"))   # never matches
+
+    def no_scan(text, idx):
+        raise StopIteration(idx)
+    monkeypatch.setattr(eslframe, "_scan_json", no_scan)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + _ODD), max_size=14),
+       st.lists(st.integers(0, 4000), max_size=30), st.lists(st.integers(0, 4000), max_size=30))
+def test_the_fast_ways_give_what_the_careful_way_gives(pieces, cuts, cuts2):
+    stream = b"".join(pieces)
+    fast, f1 = _frames_any_split(stream, cuts, max_header=256)
+    with pytest.MonkeyPatch.context() as mp:
+        _careful(mp)
+        careful, f2 = _frames_any_split(stream, cuts2, max_header=256)
+    assert fast == careful
+    assert (f1.errors, f1.bugs) == (f2.errors, f2.bugs) and f1.bugs == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=40).map(lambda b: b'{"' + b),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3),
+                 max_leaves=10).map(lambda v: json.dumps({"Event-Name": "X", "v": v},
+                                                         separators=(",", ":")).encode())))
+def test_a_json_body_reads_the_same_as_json_loads_reads_it(body):
+    got = EslFraming()._json(body)
+    with pytest.MonkeyPatch.context() as mp:
+        _careful(mp)
+        want = EslFraming()._json(body)
+    assert got == want
+
+
+def test_the_usual_envelope_takes_the_fast_way():
+    """(So the property above compares two ways, not one way twice.)"""
+    assert eslframe._EVENT_HEAD.match(EV1) and eslframe._EVENT_HEAD.match(EV2)
+    assert not eslframe._EVENT_HEAD.match(API)

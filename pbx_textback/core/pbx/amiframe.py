@@ -217,7 +217,10 @@ class AmiFraming:
         log.error("AMI framing: %s", msg)
 
 
-RAW_KEY = "_raw"          # a short VarSet's whole frame text (see AmiFraming)
+# A short VarSet's whole frame text (see AmiFraming). A name no header read off the wire can
+# have (both paths refuse a key with a space), so the key alone tells a short frame: the
+# tracker takes one with a single lookup, before its dispatch.
+RAW_KEY = "raw frame"
 
 
 def _value(text: str, key: str) -> str | None:

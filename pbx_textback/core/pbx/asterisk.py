@@ -68,7 +68,7 @@ class AsteriskSettings:
     max_open_calls: int = 5000                   # beyond this the least recently active closes
 
 
-@dataclass
+@dataclass(slots=True)      # (slots: its fields are read and set on nearly every event)
 class _Chan:
     uid: str
     name: str
@@ -89,7 +89,7 @@ class _Chan:
     epoch: int = 0                    # the AMI session (FullyBooted count) it was last seen in
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     id: str
     chans: dict[str, _Chan] = field(default_factory=dict)   # every channel ever in it
@@ -138,6 +138,7 @@ class AsteriskTracker:
                 self._var_marks.setdefault(mk.key, []).append(mk)
             elif mk.kind == "context":
                 self._ctx_marks.setdefault(mk.key, []).append(mk)
+        self._read_vars = self.read_vars
 
     @property
     def read_vars(self) -> frozenset[str]:
@@ -148,20 +149,43 @@ class AsteriskTracker:
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
+        if RAW_KEY in ev:
+            # a short VarSet (AmiFraming wanted_vars; only the framing makes one, with str ids):
+            # half of a call's events. Of a known channel still in the same call it only moves
+            # the call on (_call_of, inline); any other goes to _on_varset, which reads it whole.
+            try:
+                ch = self.chans.get(ev["Uniqueid"])
+                same = ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid
+            except (KeyError, TypeError):   # not the framing's: the dispatch below says why
+                same = False
+            if same:
+                ch.epoch = self._epoch
+                call = self.calls.get(ch.linkedid)
+                if call is not None:
+                    call.touched = self._now
+                    t = ev.get("Timestamp")
+                    if t:
+                        try:
+                            call.last_ts = float(t)
+                        except (ValueError, TypeError):
+                            pass
+                return []
         name = ev.get("Event")
-        # a repeated Event header is a list (unhashable): no handler
-        handler = _HANDLERS.get(name) if name.__class__ is str else None
+        try:
+            handler = _HANDLERS.get(name)
+        except TypeError:       # a repeated Event header is a list (unhashable): no handler
+            return []
         if handler is None:
             return []
         try:
-            out = handler(self, ev) or []
+            out = handler(self, ev)
         except Exception:  # a malformed event must not stop the tracker
             self.errors += 1
             log.exception("tracker: could not apply %s event", name)
-            out = []
+            out = None
         if self._pending_out:
-            out, self._pending_out = self._pending_out + out, []
-        return out
+            out, self._pending_out = self._pending_out + (out or []), []
+        return out or []
 
     def open_calls(self) -> int:
         return len(self.calls)
@@ -351,29 +375,35 @@ class AsteriskTracker:
         ch, call = self._call_of(ev)
         if call is None:
             return
-        # VarSet and Newexten are most of a call's events: their headers are read without
-        # first()'s call unless one came repeated (a list)
-        app, data, context, exten = (ev.get("Application", ""), ev.get("AppData", ""),
-                                     ev.get("Context", ""), ev.get("Exten", ""))
-        if not (app.__class__ is data.__class__ is context.__class__ is exten.__class__ is str):
-            app, data, context, exten = (first(ev, "Application"), first(ev, "AppData"),
-                                         first(ev, "Context"), first(ev, "Exten"))
-        if ch.incoming is False and not ch.dialled and ch.exten in ("", "s") and exten not in ("", "s"):
-            ch.dialled = exten        # an originated channel: the dialplan runs where it was sent
+        # VarSet and Newexten are most of a call's events: a header is read only when what it
+        # tells is needed, and without first()'s call unless it came repeated (a list)
+        app = ev.get("Application", "")
+        if app.__class__ is not str:
+            app = first(ev, "Application")
+        if ch.incoming is False and not ch.dialled and ch.exten in ("", "s"):
+            exten = first(ev, "Exten")
+            if exten not in ("", "s"):
+                ch.dialled = exten    # an originated channel: the dialplan runs where it was sent
         if app == "VoiceMail":
             call.voicemail = True
-        elif app == "Set" and ch.uid == _origin_uid(call):
-            m = _PRES_SET.search(data)
-            if m and _withheld_pres(m.group(1) or m.group(2) or ""):
-                self._withheld(call, f"dialplan set presentation {data}")
-        if self.s.freepbx_timeconditions and context in self._tc_contexts and app == "GotoIf":
-            m = _TC_GOTOIF.match(data)
-            if m:
-                closed = (m.group(1) == "0") == (m.group(2) == "truegoto")
-                self._after_hours(call, closed, f"FreePBX time condition {first(ev, 'Exten')} "
-                                                f"took its {'false' if closed else 'true'} branch")
-        for mk in self._ctx_marks.get(context, ()):
-            self._after_hours(call, mk.closed, f"reached context {context}")
+        elif app == "Set":
+            if ch.uid == _origin_uid(call):
+                data = first(ev, "AppData")
+                # (both of _PRES_SET's forms say "pres"; casefold() folds as its re.I does)
+                m = _PRES_SET.search(data) if "pres" in data.casefold() else None
+                if m and _withheld_pres(m.group(1) or m.group(2) or ""):
+                    self._withheld(call, f"dialplan set presentation {data}")
+        elif app == "GotoIf" and self.s.freepbx_timeconditions:
+            if first(ev, "Context") in self._tc_contexts:
+                m = _TC_GOTOIF.match(first(ev, "AppData"))
+                if m:
+                    closed = (m.group(1) == "0") == (m.group(2) == "truegoto")
+                    self._after_hours(call, closed, f"FreePBX time condition {first(ev, 'Exten')} "
+                                                    f"took its {'false' if closed else 'true'} branch")
+        if self._ctx_marks:
+            context = first(ev, "Context")
+            for mk in self._ctx_marks.get(context, ()):
+                self._after_hours(call, mk.closed, f"reached context {context}")
 
     def _on_varset(self, ev):
         var = ev.get("Variable", "")
@@ -383,11 +413,16 @@ class AsteriskTracker:
             if RAW_KEY not in ev:
                 return
             # a short VarSet (a variable nobody reads, AmiFraming wanted_vars): it only moves
-            # its channel's call on; a channel met first here, or moved, needs the whole frame
-            ch = self.chans.get(ev["Uniqueid"])
-            if ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid:
+            # its channel's call on (feed() takes the common case); a channel met first here,
+            # or moved, needs the whole frame
+            uid, lid = ev["Uniqueid"], ev["Linkedid"] or ev["Uniqueid"]
+            ch = self.chans.get(uid)
+            if ch is not None and lid == ch.linkedid:
                 self._call_of(ev)
                 return
+            if ch is None and (uid == "none" or uid in self._finished or lid in self._finished):
+                return      # a global variable, or a straggler of a call decided: _chan()
+                            # would open nothing, so the whole frame is not worth reading
             ev = parse_raw(ev)
             if ev is None:
                 return
@@ -398,6 +433,8 @@ class AsteriskTracker:
         if call is None:
             return
         base = var.lstrip("_")
+        if base not in self._read_vars:
+            return          # most VarSets: the event only moved its call on
         value = ev.get("Value", "")
         if value.__class__ is not str:
             value = first(ev, "Value")
@@ -618,7 +655,7 @@ class AsteriskTracker:
         return CallRecord(
             pbx="asterisk", call_id=call.id, caller=caller, called=called, direction=direction,
             caller_name=origin.cid_name if origin.cid_name != "<unknown>" else "",
-            withheld=call.withheld or is_anonymous(origin.cid),
+            withheld=call.withheld or _anonymous(origin.cid),
             started_at=call.first_ts, ended_at=call.last_ts, answered_by_human=human,
             answered_by=answered_by, talk_seconds=talk, ring_seconds=ring,
             dial_results=tuple(results), caller_cancelled=DIAL_CANCEL in results,
@@ -678,8 +715,21 @@ def _withheld_pres(value: str) -> bool:
     return v.startswith("prohib") or v == "unavailable"
 
 
+_ANON: dict[str, bool] = {}       # caller ids seen lately (callers call again) -> is_anonymous
+
+
+def _anonymous(cid: str) -> bool:
+    """is_anonymous, remembered: its cleaning costs a tenth of a call's record."""
+    v = _ANON.get(cid)
+    if v is None:
+        if len(_ANON) >= 4096:
+            _ANON.clear()
+        v = _ANON[cid] = is_anonymous(cid)
+    return v
+
+
 def _looks_number(s: str) -> bool:
-    return sum(ch.isdigit() for ch in s) >= 3
+    return sum(map(str.isdigit, s)) >= 3
 
 
 def _external(exten: str, internal_max: int) -> bool:

@@ -43,6 +43,11 @@ _RESYNC = re.compile(rb"Content-(?:Type|Length): ")
 _RESYNC_LONGEST = len(b"Content-Length: ")
 _TERM_LONGEST = len(b"\r\n\r\n")
 _MAX_DIGITS = 12                   # a Content-Length longer than this is garbage anyway
+# the outer block of nearly every frame FreeSWITCH sends (see EslFraming._feed)
+_EVENT_HEAD = re.compile(rb"Content-Length: ([0-9]{1,%d})\nContent-Type: (text/event-(?:plain|json))\n\n"
+                         % _MAX_DIGITS)
+_EVENT_HEADS = {CT.encode(): {"Content-Type": CT} for CT in (CT_PLAIN, CT_JSON)}
+_scan_json = json.JSONDecoder().scan_once
 
 Frame = dict
 _LINE = re.compile(r"^([^:\n]+):[ ]?([^\n\r]*)\r?$", re.M)
@@ -135,6 +140,22 @@ class EslFraming:
                     pos += self._need
                     out.append(frame)
                 continue
+            m = _EVENT_HEAD.match(buf, pos)
+            if m is not None:
+                # the usual frame, `Content-Length: N` `Content-Type: text/event-...`, its body
+                # in the buffer: what the careful way below does with it, without the checks
+                # its two plain lines pass anyway (tests: fast == careful, any split)
+                n = int(m.group(1))
+                start = m.end()
+                if 0 < n <= self.max_body and len(buf) - start >= n:
+                    frame = self._finish(_EVENT_HEADS[m.group(2)], bytes(buf[start:start + n]))
+                    if frame is None:       # as below: a frame start inside the body?
+                        r = _RESYNC.search(buf, start + 1, start + n)
+                        pos = r.start() if r else start + n
+                    else:
+                        pos = start + n
+                        out.append(frame)
+                    continue
             # skip blank lines between frames
             while pos < len(buf) and buf[pos] in (10, 13):
                 pos += 1
@@ -239,7 +260,20 @@ class EslFraming:
 
     def _json(self, body: bytes) -> Frame | None:
         try:
-            obj = json.loads(body)
+            obj = None
+            if body[:2] == b'{"':
+                # what json.loads does with these bytes (UTF-8 by its detect_encoding, as
+                # surrogatepass), without its encoding and whitespace probes: only when the
+                # object is all the body; anything else goes to json.loads, which says why
+                try:
+                    text = body.decode("utf-8", "surrogatepass")
+                    obj, end = _scan_json(text, 0)
+                    if end != len(text):
+                        obj = None
+                except Exception:
+                    obj = None
+            if obj is None:
+                obj = json.loads(body)
             if not isinstance(obj, dict) or "Event-Name" not in obj:
                 self._error("text/event-json frame is not an event object: dropped")
                 return None

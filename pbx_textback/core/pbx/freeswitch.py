@@ -92,6 +92,11 @@ class FreeswitchTracker:
         self.s = settings or FsTrackerSettings()
         self.graph = CallGraph(self.s.remember_finished)
         self._var_keys = markers.var_keys(self.s.after_hours_markers)
+        # the headers they read: most channel events carry none of them (one C-level test)
+        self._var_heads = frozenset(h for h, _, _ in self._var_keys)
+        self._var_plan = markers.by_header(self._var_keys)
+        # on_dest reads only these (none by default), on every EXECUTE and EXECUTE_COMPLETE
+        self._dest_markers = tuple(m for m in self.s.after_hours_markers if m.kind == "destination")
         self._held: dict[str, FsCall] = {}
         self._events = 0
         self.errors = 0
@@ -224,8 +229,12 @@ class FreeswitchTracker:
             handler(self, call, leg, ev, ts)
         else:
             self._vars(call, leg, ev)
-        out.extend(self._check(call, ts))
-        out.extend(self._release(ts))
+        # a call ends when all its legs are gone: while this event's own leg is up (nearly
+        # every event), _check would say no after walking them all
+        if leg.destroyed or call is None or call.legs.get(leg.uid) is not leg:
+            out.extend(self._check(call, ts))
+        if self._held:
+            out.extend(self._release(ts))
         return out
 
     # -- legs and calls ------------------------------------------------------------------
@@ -270,15 +279,16 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self._var_keys:
-            markers.on_var_keys(self._var_keys, call, ev)
+        if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
+            markers.on_var_heads(self._var_plan, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 
     def _on_create(self, call, leg, ev, ts):
         self._fill(leg, ev, ts, first=True)
         self._vars(call, leg, ev)
-        markers.on_dest(self.s.after_hours_markers, call, ev)
+        if self._dest_markers:
+            markers.on_dest(self._dest_markers, call, ev)
 
     def _on_answer(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
@@ -319,7 +329,8 @@ class FreeswitchTracker:
             markers.on_play(self.s.after_hours_markers, call, data)
         elif app == "transfer":
             pass
-        markers.on_dest(self.s.after_hours_markers, call, ev)
+        if self._dest_markers:
+            markers.on_dest(self._dest_markers, call, ev)
 
     def _on_execute_complete(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
@@ -329,7 +340,8 @@ class FreeswitchTracker:
             self._dial_done(call, leg, ev, get(ev, "Application-Data") or leg.bridge_data)
         if app == leg.app:
             leg.app, leg.app_data = "", ""
-        markers.on_dest(self.s.after_hours_markers, call, ev)
+        if self._dest_markers:
+            markers.on_dest(self._dest_markers, call, ev)
 
     def _on_playback(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
@@ -367,7 +379,8 @@ class FreeswitchTracker:
         other_lb = get(ev, "variable_other_loopback_leg_uuid")
         if other_lb:
             call.edges.add((leg.uid, other_lb))
-        markers.on_dest(self.s.after_hours_markers, call, ev)
+        if self._dest_markers:
+            markers.on_dest(self._dest_markers, call, ev)
 
     def _on_create_or_originate(self, call, leg, ev, ts):
         self._on_create(call, leg, ev, ts)

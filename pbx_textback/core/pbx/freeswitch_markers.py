@@ -42,6 +42,35 @@ def on_var_keys(keys: tuple, call: FsCall, ev: dict) -> None:
             mark(call, m)
 
 
+def by_header(keys: tuple) -> tuple:
+    """var_keys grouped for on_var_heads: (header, {value: ((index, marker), ...)}), each
+    header once, in order of first use."""
+    table: dict[str, dict[str, list]] = {}
+    for i, (header, value, m) in enumerate(keys):
+        table.setdefault(header, {}).setdefault(value, []).append((i, m))
+    return tuple((h, {v: tuple(ms) for v, ms in vals.items()}) for h, vals in table.items())
+
+
+def on_var_heads(heads: tuple, call: FsCall, ev: dict) -> None:
+    """on_var_keys with one lookup per header, not one per marker (the default markers read
+    ten headers with two values each), marking in the same order."""
+    get = ev.get
+    hits = None
+    for header, by_value in heads:
+        v = get(header)
+        if v is not None and v.__class__ is str:
+            found = by_value.get(v)
+            if found:
+                hits = found if hits is None else hits + found
+    if hits:
+        for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
+            mark(call, m)
+
+
+def _first(pair):
+    return pair[0]
+
+
 def on_play(markers, call: FsCall, path: str) -> None:
     base = path.replace("\\", "/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0]
@@ -60,8 +89,16 @@ def on_dest(markers, call: FsCall, ev: dict) -> None:
             mark(call, m)
 
 
+_DESCRIBED: dict[Marker, str] = {}   # a marker's words, made once (a set variable re-marks
+                                     # its call on every later event of the channel)
+
+
 def mark(call: FsCall, m: Marker) -> None:
-    d = m.describe()
+    d = _DESCRIBED.get(m)
+    if d is None:
+        if len(_DESCRIBED) >= 1024:
+            _DESCRIBED.clear()
+        d = _DESCRIBED[m] = m.describe()
     lst = call.closed_marks if m.closed else call.open_marks
     if d not in lst:
         lst.append(d)

@@ -1,0 +1,38 @@
+"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads),
+mark a call exactly as the marker-by-marker reading does (on_var_keys): same marks, same
+order, for any markers (repeated headers, interleaved, duplicates) and any event."""
+from hypothesis import given, settings, strategies as hs
+
+from pbx_textback.core.model import Marker
+from pbx_textback.core.pbx import freeswitch_markers as M
+from pbx_textback.core.pbx.freeswitch import DEFAULT_MARKERS
+from pbx_textback.core.pbx.freeswitch_call import FsCall
+
+_names = hs.sampled_from(["office_open", "after_hours", "x", "y"])
+_vals = hs.sampled_from(["true", "false", "1", "", "TRUE"])
+_marker = hs.builds(Marker, hs.just("variable"), _names, _vals, hs.booleans())
+_event = hs.dictionaries(hs.sampled_from(["variable_office_open", "variable_after_hours",
+                                          "variable_x", "variable_y", "Event-Name"]),
+                         hs.one_of(_vals, hs.lists(_vals, max_size=2)), max_size=5)
+
+
+def _marks(read, table, ev):
+    call = FsCall("root")
+    read(table, call, ev)
+    return call.closed_marks, call.open_marks
+
+
+@settings(max_examples=400, deadline=None)
+@given(hs.one_of(hs.lists(_marker, max_size=8), hs.just(list(DEFAULT_MARKERS))), _event)
+def test_one_lookup_per_header_marks_as_one_per_marker(markers, ev):
+    keys = M.var_keys(markers)
+    assert _marks(M.on_var_heads, M.by_header(keys), ev) == _marks(M.on_var_keys, keys, ev)
+
+
+def test_interleaved_headers_keep_the_markers_order():
+    a1, b, a2 = (Marker("variable", "a", "1", True), Marker("variable", "b", "1", True),
+                 Marker("variable", "a", "2", True))
+    keys = M.var_keys([a1, b, a2])
+    ev = {"variable_a": "2", "variable_b": "1"}
+    assert _marks(M.on_var_heads, M.by_header(keys), ev)[0] == ["b=1", "a=2"]
+    assert _marks(M.on_var_keys, keys, ev)[0] == ["b=1", "a=2"]
