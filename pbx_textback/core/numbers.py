@@ -145,13 +145,16 @@ def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits:
     if n is None:
         return NumberInfo(raw, None, False, "invalid")
     # is_valid_number, number_type, time_zones_for_number and region_code_for_number each
-    # find the number's region and type again (7 pattern walks per NANP number): the region
-    # once, validity as is_valid_number defines it, the type once, the zone from that type
+    # find the number's region and type again (7 pattern walks per NANP number, now 3): the
+    # type once, and validity from it as is_valid_number_for_region(n, its region) decides
+    # it (the same metadata, the country code checked the same way), the zone from the type
     where = phonenumbers.region_code_for_number(n)
-    if not phonenumbers.is_valid_number_for_region(n, where):
+    ntype = phonenumbers.number_type(n)
+    if where is None or ntype == T.UNKNOWN or (
+            where != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+            and phonenumbers.country_code_for_valid_region(where) != n.country_code):
         return NumberInfo(raw, None, False, "invalid")
     e164 = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
-    ntype = phonenumbers.number_type(n)
     zones = _zones(n, ntype)
     info = dict(raw=raw, e164=e164, type=_TYPE_NAME.get(ntype, "unknown"),
                 timezone=zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None,
