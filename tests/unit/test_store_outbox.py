@@ -51,6 +51,20 @@ def test_verdict_and_outbox_row_in_one_transaction_and_once_per_call(store, tmp_
     assert explained[0]["notes"] == ["n1"]
 
 
+
+def test_a_call_checked_new_but_recorded_meanwhile_keeps_its_first_decision(store, tmp_path):
+    """The pipeline reads that a call is new and then records it without looking again
+    (checked=True): should another writer of this box have recorded it in between, the
+    insert yields to the first record: one call, one decision, one text."""
+    s = store(tmp_path)
+    first, msg = s.record_verdict(verdict(), now=1000.0)
+    again, none = s.record_verdict(verdict(), now=1001.0, checked=True)
+    assert (again, none) == (first, None) and msg is not None
+    assert st.Call.select().count() == 1 and st.DecisionRow.select().count() == 1
+    assert st.Message.select().count() == 1
+    other, msg2 = s.record_verdict(verdict("c2"), now=1002.0, checked=True)
+    assert other != first and msg2 is not None and st.Message.select().count() == 2
+
 class Flaky:
     name = "flaky"
 
