@@ -2,6 +2,7 @@
 pipeline, at a steady rate of missed calls. Prints figures; asserts nothing.
 
     .venv/bin/python bench/latency.py [--calls 500] [--rate 50] [--dlr-delay-ms 200]
+        [--idle-s 2] [--lag-probe-ms 10] [--profile FILE (cProfile on CPU time, the loop's thread)]
 
 What runs:
   * a feeder PROCESS (like Asterisk, a separate process): an AmiReplayServer subclass on
@@ -24,7 +25,9 @@ Measured:
     the AMI client's queue hop); also on_event's own time for that event (tracker + decision +
     store write, synchronous) to split what the rest adds.
   * the rest split at the moment the outbox worker takes the row; event-loop lag (a 10 ms
-    sleep probe); this process's CPU per call; the texts' final states (receipts matched);
+    sleep probe, from the first call on); this process's CPU per call, and its idle CPU per
+    second measured in the same run before the calls (timers, pollers, the WAL checkpoint
+    thread: at a steady rate each call pays its share); the texts' final states (receipts matched);
     SQLite statements and commits per call on the service's connection (sqlite3's trace).
 At 50 calls/s the service process runs near one full core, so the tail (and even p50) varies
 a lot from run to run: run it a few times.
@@ -243,7 +246,13 @@ def iso_ts(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms: int, out: dict) -> None:
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms: int, out: dict,
+                idle_s: float = 2.0, profile: str = "", lag_every: float = 0.01) -> None:
     loop = asyncio.get_running_loop()
     try:
         deadline = time.monotonic() + 20
@@ -256,11 +265,21 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
             out["error"] = f"not ready: PBX {svc.pbx_state}, SMSC bound {bool(bound)}"
             return
         await asyncio.sleep(0.5)                      # let the reconcile snapshot settle
+        # the service's own idle CPU (timers, pollers, threads) with no call in flight, measured
+        # in this run before the calls start: at a steady rate it is charged to every call
+        c0, t0 = cpu_s(), time.monotonic()
+        await asyncio.sleep(idle_s)
+        out["idle_cpu_per_s"] = (cpu_s() - c0) / (time.monotonic() - t0)
+        probe = asyncio.create_task(svc.lag_probe(lag_every)) if lag_every > 0 else None
         counts = count_statements(svc.store)
+        prof = None
+        if profile:
+            import cProfile
+            prof = cProfile.Profile(time.thread_time)     # CPU, not wall: the box is shared
+            prof.enable()
         pipe.send("go")
         t_go = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        lag0 = len(svc.lag)
         _, written, backlog = await loop.run_in_executor(None, pipe.recv)
         out["written"], out["backlog"] = written, backlog
         out["send_s"] = time.monotonic() - t_go
@@ -273,8 +292,13 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
         await asyncio.sleep(min(1.0, dlr_delay_ms / 1000 + 0.1))   # the last texts' receipts
         out["drained_s"] = time.monotonic() - t_go
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile)
         out["cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-        out["lag"] = svc.lag[lag0:]
+        out["lag"] = svc.lag
+        if probe is not None:
+            probe.cancel()
         out["sql"] = dict(counts)
         svc.store.db.connection().set_trace_callback(None)
     finally:
@@ -286,6 +310,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--rate", type=float, default=50.0, help="missed calls per second")
     ap.add_argument("--dlr-delay-ms", type=int, default=200)
+    ap.add_argument("--idle-s", type=float, default=2.0, help="idle CPU measured this long before the calls")
+    ap.add_argument("--lag-probe-ms", type=float, default=10.0,
+                    help="event-loop lag probe period (0: off; the probe's wakeups are CPU of this process too)")
+    ap.add_argument("--profile", default="", help="cProfile the event loop's thread while measuring, to FILE")
     args = ap.parse_args()
     n, rate = args.calls, args.rate
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -304,7 +332,8 @@ def main() -> None:
         svc = TimedService(cfg)
         t0 = time.monotonic()
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
-                            extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out), svc.lag_probe()]))
+                            extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out,
+                                               args.idle_s, args.profile, args.lag_probe_ms / 1000)]))
         wall = time.monotonic() - t0
         if feeder.is_alive():
             try:
@@ -361,6 +390,10 @@ def main() -> None:
           f"whole bench {wall:.1f} s")
     print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
           f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call")
+    idle = out["idle_cpu_per_s"]
+    print(f"  the service's idle CPU, measured before the calls (same run, no lag probe yet): "
+          f"{idle * 1000:.1f} ms/s = {idle * out['drained_s'] / n * 1000:.2f} ms of the per-call figure; "
+          f"per call without it: {(out['cpu_s'] - idle * out['drained_s']) / n * 1000:.1f} ms")
     sql = out.get("sql", {})
     print(f"  SQLite statements per call: {sql.get('stmt', 0) / n:.1f} (of them commits "
           f"{sql.get('commit', 0) / n:.1f}), plus {sql.get('trigger', 0) / n:.1f} run by triggers")
@@ -371,7 +404,7 @@ def main() -> None:
     print(line("on_event done -> submit_sm @SMSC", rest))
     print(line("  of which: -> outbox worker takes row", queued))
     print(line("  of which: worker takes row -> @SMSC", sending))
-    print(line("event-loop lag (10 ms probe)", out["lag"]))
+    print(line(f"event-loop lag ({args.lag_probe_ms:g} ms probe)", out["lag"]))
     if e2e and base:
         print(f"  ratio end-to-end / baseline: p50 {pct(e2e, 50) / max(pct(base, 50), 1e-3):.1f}x, "
               f"p99 {pct(e2e, 99) / max(pct(base, 99), 1e-3):.1f}x")

@@ -152,7 +152,8 @@ class Pipeline:
         if rec.direction == INBOUND and line is not None and rec.caller and not rec.withheld:
             ev = consent.ConsentEvent(consent.INBOUND_CALL, peer, stamp, line=line.number,
                                       source=f"call {rec.call_id}")
-        self.store.record_verdict(verdict, now=stamp, consent=ev)
+        # known.seen was read just now, on this connection, with no await since: the call is new
+        self.store.record_verdict(verdict, now=stamp, consent=ev, checked=True)
         self._log(verdict)
         if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
             self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import phonenumbers
 from phonenumbers import PhoneNumberType as T
-from phonenumbers.timezone import time_zones_for_number
+from phonenumbers.timezone import time_zones_for_geographical_number, time_zones_for_number
 
 # What PBXs and carriers put in the caller-ID field when there is no number to call back.
 _ANONYMOUS = frozenset({
@@ -126,6 +126,13 @@ def number_info(raw: str, region: str = "US", *, allowed_countries: Iterable[str
     return _number_info(raw, region, allowed, internal_max_digits)
 
 
+def _zones(n: phonenumbers.PhoneNumber, ntype: int) -> list:
+    """time_zones_for_number(n), given n's type (valid n): that function's own steps."""
+    if ntype != T.UNKNOWN and phonenumbers.is_number_type_geographical(ntype, n.country_code):
+        return time_zones_for_geographical_number(n)
+    return time_zones_for_number(n)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits: int) -> NumberInfo:
     """Pure and frozen, so one parse per distinct number serves every call (bounded)."""
@@ -135,14 +142,23 @@ def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits:
     if s.isascii() and s.isdigit() and len(s) <= internal_max_digits:
         return NumberInfo(raw, None, False, "internal")
     n = _parse(s, region)
-    if n is None or not phonenumbers.is_valid_number(n):
+    if n is None:
+        return NumberInfo(raw, None, False, "invalid")
+    # is_valid_number, number_type, time_zones_for_number and region_code_for_number each
+    # find the number's region and type again (7 pattern walks per NANP number, now 3): the
+    # type once, and validity from it as is_valid_number_for_region(n, its region) decides
+    # it (the same metadata, the country code checked the same way), the zone from the type
+    where = phonenumbers.region_code_for_number(n)
+    ntype = phonenumbers.number_type(n)
+    if where is None or ntype == T.UNKNOWN or (
+            where != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+            and phonenumbers.country_code_for_valid_region(where) != n.country_code):
         return NumberInfo(raw, None, False, "invalid")
     e164 = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
-    ntype = phonenumbers.number_type(n)
-    zones = time_zones_for_number(n)
+    zones = _zones(n, ntype)
     info = dict(raw=raw, e164=e164, type=_TYPE_NAME.get(ntype, "unknown"),
                 timezone=zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None,
-                region=phonenumbers.region_code_for_number(n))
+                region=where)
     if info["region"] not in allowed:
         return NumberInfo(textable=False, why="foreign", **info)
     why = _BLOCKED.get(ntype)

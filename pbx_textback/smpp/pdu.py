@@ -92,10 +92,26 @@ def make(name: str, client: Sequencer, **kw):
 def response(name: str, request_seq: int, status: int = ESME_ROK, **kw) -> bytes:
     """A response's bytes: smpplib would give it the client's current sequence, not the
     request's."""
+    if not kw:
+        # every receipt is answered (deliver_sm_resp): smpplib's octets for the name, made
+        # once, with this status and sequence in the header (~15 us -> ~1 us a response)
+        known = _PLAIN_RESP.get(name)
+        if known is None:
+            known = _PLAIN_RESP[name] = _smpp_response(name, 0, ESME_ROK)[:8]     # length, command_id
+            _PLAIN_BODY[name] = _smpp_response(name, 0, ESME_ROK)[HEADER_LEN:]
+        return known + struct.pack(">LL", status, request_seq) + _PLAIN_BODY[name]
+    return _smpp_response(name, request_seq, status, **kw)
+
+
+def _smpp_response(name: str, request_seq: int, status: int, **kw) -> bytes:
     p = _smpp.make_pdu(name, client=_NO_SEQ, **kw)
     p.sequence = request_seq
     p.status = status
     return p.generate()
+
+
+_PLAIN_RESP: dict[str, bytes] = {}
+_PLAIN_BODY: dict[str, bytes] = {}
 
 
 _NO_SEQ = Sequencer()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import peewee as pw
@@ -261,7 +262,10 @@ def _settings_tables(db):
     create_tables(db)
 
 
+@lru_cache(maxsize=64)
 def _template_version(source: str) -> str:
+    """Per decision that texts; a line's few templates hash once each (a sha256 and an import
+    per call before)."""
     from pbx_textback.admin.settings import template_version
     return template_version(source) if source else ""
 
@@ -414,12 +418,13 @@ class Store:
             & (Message.kind == "missed-call") & (Message.state != CANCELLED)).scalar())
         return row
 
-    def record_verdict(self, verdict, *, now: float, consent=None) -> tuple[int, int | None]:
+    def record_verdict(self, verdict, *, now: float, consent=None, checked: bool = False) -> tuple[int, int | None]:
         """Call + decision + (when texting) its outbox row, in one transaction. Idempotent per
         call_id: a call seen twice (replayed, reconciled) keeps its first decision and is
-        never texted twice. consent: the caller's inbound-call event, in the same transaction."""
+        never texted twice. consent: the caller's inbound-call event, in the same transaction.
+        checked: the caller has just read that the call is new (fast.record_verdict)."""
         from .fast import record_verdict
-        return record_verdict(self, verdict, now=now, consent=consent)
+        return record_verdict(self, verdict, now=now, consent=consent, checked=checked)
 
     # ---- outbox ------------------------------------------------------------------------------
     def claim_due(self, now: float, limit: int = 20) -> list[Message]:

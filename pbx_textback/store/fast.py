@@ -188,20 +188,30 @@ _COLLAPSE = ('UPDATE "message" SET body = ?, calls_missed = ?, updated_at = ? '
 _EXISTING = 'SELECT id FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 1'
 
 
-def record_verdict(store, verdict, *, now: float, consent=None) -> tuple[int, int | None]:
+_INS_NEW_CALL = _INS_CALL.replace(' RETURNING id', ' ON CONFLICT (box, call_id) DO NOTHING RETURNING id')
+
+
+def record_verdict(store, verdict, *, now: float, consent=None, checked: bool = False) -> tuple[int, int | None]:
     """Store.record_verdict, plus the caller's inbound-call consent event in the same
-    transaction (one step, one commit)."""
+    transaction (one step, one commit). checked: the caller read call_facts(...).seen for
+    this call on this connection in the same synchronous step and found it new; the insert
+    itself then stands guard (another writer of this box meanwhile: its unique key), and the
+    statement that looked again is saved."""
     c, o, d = verdict.call, verdict.outcome, verdict.decision
     shown = verdict.extra
     with store.write():
-        existing = one(store, _EXISTING, (c.call_id, store.box))
-        if existing is not None:
-            return existing[0], None
-        call_id = insert(store, _INS_CALL, (
+        if not checked:
+            existing = one(store, _EXISTING, (c.call_id, store.box))
+            if existing is not None:
+                return existing[0], None
+        got = one(store, _INS_NEW_CALL if checked else _INS_CALL, (
             store.box, c.call_id, c.pbx, shown.get("caller", c.caller), c.caller,
             shown.get("called", c.called), d.line, c.direction, o.missed, o.reason, o.why,
             c.voicemail_left, c.recovered, c.started_at, c.ended_at,
             json.dumps(c.to_dict(), default=str), now, c.answered_by_human))
+        if got is None:                 # checked, yet another writer recorded it meanwhile
+            return one(store, _EXISTING, (c.call_id, store.box))[0], None
+        call_id = got[0]
         run(store, _INS_DECISION, (call_id, d.action, json.dumps([ch.to_dict() for ch in d.checks]),
                                    d.line, now, st._template_version(d.template) if d.action == "text" else ""))
         msg_id = None

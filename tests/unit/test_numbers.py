@@ -172,3 +172,47 @@ def test_number_info_never_raises_and_is_consistent(raw, region, allowed):
         assert info.region in (allowed if allowed is not None else {(region or "US").upper()})
     if info.e164 is not None:
         assert to_e164(raw, region) == info.e164
+
+
+# Valid numbers of many plans and types: a country code, then digits (most such strings are
+# valid somewhere: mobiles, toll-free, non-geographic, NANP's shared +1 regions).
+_E164ISH = st.builds(lambda cc, rest: f"+{cc}{rest}",
+                     st.sampled_from([1, 7, 33, 34, 41, 44, 49, 61, 81, 86, 91, 353, 358, 800, 808, 870, 882, 979]),
+                     st.text(alphabet="0123456789", min_size=4, max_size=12))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_E164ISH, _DIALISH), st.sampled_from(["US", "GB", "DE", "CA", "AU"]))
+def test_number_info_answers_as_the_library_asked_each_question_once(raw, region):
+    """number_info finds the region and type once (not once per library call): its answer is
+    the one is_valid_number, number_type, time_zones_for_number and region_code_for_number
+    give when each is asked on its own."""
+    import phonenumbers
+    from phonenumbers.timezone import time_zones_for_number
+    from pbx_textback.core.numbers import _TYPE_NAME, _clean, _is_anonymous, _parse
+    info = number_info(raw, region, allowed_countries={"US", "GB", "DE", "CA", "AU", "FR", "CH", "JP"})
+    s = _clean(raw)
+    n = None if _is_anonymous(s) or (s.isascii() and s.isdigit() and len(s) <= 6) else _parse(s, region)
+    if n is None or not phonenumbers.is_valid_number(n):
+        assert info.e164 is None
+        return
+    zones = time_zones_for_number(n)
+    assert info.e164 == phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+    assert info.type == _TYPE_NAME.get(phonenumbers.number_type(n), "unknown")
+    assert info.region == phonenumbers.region_code_for_number(n)
+    assert info.timezone == (zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None)
+
+
+@pytest.mark.parametrize("raw", ["+447911123456", "+61412345678", "+33612345678", "+8613800138000", "+18002345678",
+                                 "+442071838750", "+41446681800", "+80012345678", "+16135550123"])
+def test_number_info_zone_and_type_of_other_plans(raw):
+    """Mobiles outside NANP (not geographical: the zone by country), toll-free, non-geographic
+    +800, Guernsey under +44: each as the library says when asked one question at a time."""
+    import phonenumbers
+    from phonenumbers.timezone import time_zones_for_number
+    n = phonenumbers.parse(raw)
+    info = number_info(raw, "US", allowed_countries={"GG", "AU", "FR", "CN", "US", "CH", "CA", "001"})
+    zones = time_zones_for_number(n)
+    assert info.region == phonenumbers.region_code_for_number(n)
+    assert info.timezone == (zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None)
+    assert info.e164 == raw

@@ -277,3 +277,56 @@ def test_module_has_no_io_imports():
     src = open(sms.__file__, encoding="utf-8").read()
     for bad in ("smpplib", "socket", "asyncio", "time"):
         assert f"import {bad}" not in src
+
+
+def _reference_encode(text):
+    """Character by character from the standard's tables (tests/unit/gsm0338_tables.py)."""
+    code = {c: i for i, c in basic_table().items() if c is not None}
+    ext = extension_table()
+    out = bytearray()
+    for c in text:
+        if c in code:
+            out.append(code[c])
+        elif c in ext:
+            out += bytes((0x1B, ext[c]))
+        else:
+            return None
+    return bytes(out)
+
+
+def _reference_decode(data):
+    basic = basic_table()
+    ext = {v: k for k, v in extension_table().items()}
+    out, i = [], 0
+    while i < len(data):
+        b = data[i]
+        if b == 0x1B:
+            if i + 1 >= len(data):
+                out.append("?")
+                break
+            c = data[i + 1]
+            out.append(ext[c] if c in ext else basic[c] if c < 0x80 and c != 0x1B else "?")
+            i += 2
+            continue
+        out.append(basic[b] if b < 0x80 else "?")
+        i += 1
+    return "".join(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_text)
+def test_encode_gsm7_is_the_standards_codes(text):
+    """The one-pass encode (str.translate) gives each character's code from the tables, and
+    refuses what is not GSM as before."""
+    want = _reference_encode(text)
+    if want is None:
+        with pytest.raises(ValueError):
+            encode_gsm7(text)
+    else:
+        assert encode_gsm7(text) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: bytes(x & 0x7F for x in b))))
+def test_decode_gsm7_is_the_standards_characters(data):
+    assert decode_gsm7(data) == _reference_decode(data)

@@ -51,6 +51,20 @@ def test_verdict_and_outbox_row_in_one_transaction_and_once_per_call(store, tmp_
     assert explained[0]["notes"] == ["n1"]
 
 
+
+def test_a_call_checked_new_but_recorded_meanwhile_keeps_its_first_decision(store, tmp_path):
+    """The pipeline reads that a call is new and then records it without looking again
+    (checked=True): should another writer of this box have recorded it in between, the
+    insert yields to the first record: one call, one decision, one text."""
+    s = store(tmp_path)
+    first, msg = s.record_verdict(verdict(), now=1000.0)
+    again, none = s.record_verdict(verdict(), now=1001.0, checked=True)
+    assert (again, none) == (first, None) and msg is not None
+    assert st.Call.select().count() == 1 and st.DecisionRow.select().count() == 1
+    assert st.Message.select().count() == 1
+    other, msg2 = s.record_verdict(verdict("c2"), now=1002.0, checked=True)
+    assert other != first and msg2 is not None and st.Message.select().count() == 2
+
 class Flaky:
     name = "flaky"
 
@@ -237,3 +251,52 @@ def test_rows_from_before_box_names_stay_one_boxs(store, tmp_path):
     assert new.has_call("old-1") and new.record_verdict(verdict("old-1"), now=1001.0)[1] is None
     assert new.claim_due(1002.0) == [] and new.adopt_unboxed(1002.0) == 1
     assert [r.peer for r in new.claim_due(1003.0)] == ["+15125550111"]
+
+
+class Slow:
+    """Takes `capacity` texts at once; each answers when the test lets it."""
+    name = "slow"
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.calls, self.inflight = [], 0
+        self.peak = 0
+        self.go = asyncio.Event()
+
+    async def send(self, msg, last_look):
+        assert last_look()
+        self.calls.append(msg.id)
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        await self.go.wait()
+        self.inflight -= 1
+        return SendResult("sent", f"id-{msg.id}")
+
+
+def test_the_running_worker_refills_freed_slots_and_wakes_for_new_rows(store, tmp_path):
+    """The worker's own loop (run), with a poll far longer than the test: five due texts
+    through two slots go out as slots free up, and a text queued later goes out on wake()
+    alone. What drives it is the wake-ups, never the poll."""
+    s = store(tmp_path)
+    for i in range(5):
+        s.record_verdict(verdict(f"c{i}", f"+1512555{1000 + i:04d}", due=100.0), now=100.0)
+    t = Slow(capacity=2)
+    w = OutboxWorker(s, t, clock=lambda: 200.0, poll=3600.0)
+
+    async def main():
+        task = asyncio.create_task(w.run())
+        while len(t.calls) < 2:
+            await asyncio.sleep(0.01)
+        assert t.inflight == 2            # the window is full: the other three wait for a slot
+        t.go.set()
+        while w.sent < 5:
+            await asyncio.sleep(0.01)
+        s.record_verdict(verdict("late", "+15125559999", due=150.0), now=150.0)
+        w.wake()
+        while w.sent < 6:
+            await asyncio.sleep(0.01)
+        w.stop()
+        await asyncio.wait_for(task, 30)
+    run(asyncio.wait_for(main(), 60))
+    assert t.peak == 2 and len(t.calls) == 6
+    assert {m.state for m in st.Message.select()} == {st.SENT}

@@ -34,6 +34,14 @@ LIMITS: dict[str, tuple[int, int]] = {"gsm7": (160, 153), "ucs2": (70, 67)}
 _BASIC_CODE = {ch: i for i, ch in enumerate(GSM7_BASIC) if i != ESC}
 _EXT_CHAR = {code: ch for ch, code in GSM7_EXT.items()}
 
+# Every text sent goes through here (the split, the encode, the receipt's decode): one pass in
+# C (a set test, str.translate) per text instead of a Python step per character. The loops
+# below stay for what the fast paths hand back (non-GSM text, escapes, octets >= 0x80).
+_GSM = frozenset(_BASIC_CODE) | frozenset(GSM7_EXT)
+_ENCODE = str.maketrans({**{ch: chr(i) for ch, i in _BASIC_CODE.items()},
+                         **{ch: "\x1b" + chr(code) for ch, code in GSM7_EXT.items()}})
+_DECODE = str.maketrans({chr(i): GSM7_BASIC[i] for i in range(0x80) if i != ESC})
+
 
 @dataclass(frozen=True)
 class SmsInfo:
@@ -48,6 +56,8 @@ class SmsInfo:
 
 
 def _non_gsm(text: str) -> tuple[str, ...]:
+    if _GSM.issuperset(text):
+        return ()
     return tuple(dict.fromkeys(c for c in text if c not in _BASIC_CODE and c not in GSM7_EXT))
 
 
@@ -80,6 +90,10 @@ def _atoms(text: str, encoding: str) -> list[tuple[int, int]]:
 
 def _plan(text: str, encoding: str) -> tuple[int, list[int]]:
     """Total units and the start index of each part (greedy fill, which is minimal here)."""
+    if encoding == "gsm7" and _GSM.issuperset(text):
+        units = len(text.translate(_ENCODE))          # an extension character is two septets
+        if units <= LIMITS["gsm7"][0]:
+            return units, [0]
     atoms = _atoms(text, encoding)
     units = sum(cost for _, cost in atoms)
     single, multi = LIMITS[encoding]
@@ -112,6 +126,8 @@ def split_text(text: str, encoding: str | None = None) -> tuple[str, list[str]]:
 
 def encode_gsm7(text: str) -> bytes:
     """One octet per septet (unpacked), ESC + code for extension characters."""
+    if _GSM.issuperset(text):
+        return text.translate(_ENCODE).encode("latin-1")
     out = bytearray()
     for i, c in enumerate(text):
         code = _BASIC_CODE.get(c)
@@ -126,6 +142,8 @@ def encode_gsm7(text: str) -> bytes:
 
 def decode_gsm7(data: bytes) -> str:
     """Inverse of encode_gsm7. Octets >= 0x80 and a trailing lone ESC become '?'."""
+    if data.isascii() and ESC not in data:
+        return data.decode("ascii").translate(_DECODE)
     out: list[str] = []
     i, n = 0, len(data)
     while i < n:
