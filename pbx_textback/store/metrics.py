@@ -49,7 +49,7 @@ def outbox(store: Store, now: float) -> tuple[int, float | None]:
     return int(n or 0), (None if oldest is None else max(0.0, now - oldest))
 
 
-# what stops a response clock (store/reports.response_events reads the same kinds of rows)
+# what stops a response clock (store/reports.CLOCK_ROWS: the kinds of rows that do)
 _STOPS = """
   SELECT m.peer AS peer FROM message m WHERE m.created_at >= ? AND m.created_at < ? AND m.direction = 'out'
     AND m.kind = 'agent' AND m.state <> 'cancelled'
@@ -65,29 +65,11 @@ def response_events_of_stopped(store: Store, lo: float, hi: float) -> tuple[list
     whose clock something stopped in [lo, hi), read a week back from lo: the first-response
     histogram adds the clocks that ended in each new window, so it reads what is new rather
     than the whole history at every refresh."""
-    from .reports import LOOKBACK_S, _not_keyword
+    from .reports import LOOKBACK_S, clock_rows_sql
     since = lo - LOOKBACK_S
     ev = _rows(store, f"""
         WITH stopped AS MATERIALIZED ({_STOPS})
-        SELECT c.caller, c.created_at, 'missed', c.line, '' FROM stopped JOIN "call" c ON c.caller = stopped.peer
-        WHERE c.direction = 'inbound' AND c.missed AND c.reason <> 'anonymous'
-          AND c.created_at >= ? AND c.created_at < ?
-        UNION ALL
-        SELECT r.peer, r.created_at, 'reply', r.line, '' FROM stopped JOIN message r ON r.peer = stopped.peer
-        WHERE r.direction = 'in' AND {_not_keyword('r')} AND r.created_at >= ? AND r.created_at < ?
-        UNION ALL
-        SELECT m.peer, m.created_at, 'text', m.line, m.note FROM stopped JOIN message m ON m.peer = stopped.peer
-        WHERE m.direction = 'out' AND m.kind = 'agent' AND m.state <> 'cancelled'
-          AND m.created_at >= ? AND m.created_at < ?
-        UNION ALL
-        SELECT x.peer, x.created_at, 'callback', '', x.endpoint FROM stopped JOIN callback x ON x.peer = stopped.peer
-        WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ?
-        UNION ALL
-        SELECT a.caller, a.created_at, 'answered', a.line, '' FROM stopped JOIN "call" a ON a.caller = stopped.peer
-        WHERE a.direction = 'inbound' AND a.answered AND a.created_at >= ? AND a.created_at < ?
-        UNION ALL
-        SELECT b.called, b.created_at, 'call', '', b.caller FROM stopped JOIN "call" b ON b.called = stopped.peer
-        WHERE b.direction = 'outbound' AND b.answered AND b.created_at >= ? AND b.created_at < ?""",
+        {clock_rows_sql(lambda kind: "stopped", lambda a: f"{a}.created_at")}""",
                 (lo, hi) * 4 + (since, hi) * 6)
     closes = _rows(store, f"""
         WITH stopped AS MATERIALIZED ({_STOPS})

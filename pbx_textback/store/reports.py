@@ -171,39 +171,51 @@ def texted_callers(store: Store, since: float, until: float, by: str) -> list[tu
     return list(out.values())
 
 
+# every kind of row that starts (a missed call, a reply) or stops (an agent's text, a connected
+# call back, a call in which a person spoke with the caller) a response clock:
+# (kind, alias, table, the caller's column, the row's line and who, which rows)
+CLOCK_ROWS = (
+    ("missed", "c", "call", "caller", "c.line, ''",
+     "c.direction = 'inbound' AND c.missed AND c.reason <> 'anonymous'"),
+    ("reply", "r", "message", "peer", "r.line, ''", f"r.direction = 'in' AND {_not_keyword('r')}"),
+    ("text", "m", "message", "peer", "m.line, m.note", "m.direction = 'out' AND m.kind = 'agent' AND m.state <> 'cancelled'"),
+    ("callback", "x", "callback", "peer", "'', x.endpoint", "x.state = 'connected'"),
+    ("answered", "a", "call", "caller", "a.line, ''", "a.direction = 'inbound' AND a.answered"),
+    ("call", "b", "call", "called", "'', b.caller", "b.direction = 'outbound' AND b.answered"),
+)
+
+
+def clock_rows_sql(among, at, named_callers: bool = False) -> str:
+    """(peer, at, kind, line, who) of every kind of CLOCK_ROWS, UNION ALL, each kind's rows in
+    the window at(alias) >= ? AND at(alias) < ? (two parameters a kind, in CLOCK_ROWS' order).
+    among(kind): a set of callers (a CTE with a column peer) that kind's rows are read for, or
+    None (all of them). named_callers: no missed call from an empty number."""
+    out = []
+    for kind, a, table, peer, cols, where in CLOCK_ROWS:
+        cte = among(kind)
+        src = f'{cte} JOIN "{table}" {a} ON {a}.{peer} = {cte}.peer' if cte else f'"{table}" {a}'
+        named = f" AND {a}.{peer} <> ''" if named_callers and kind == "missed" else ""
+        out.append(f"SELECT {a}.{peer}, {a}.created_at, '{kind}', {cols} FROM {src}\n"
+                   f"        WHERE {where}{named} AND {at(a)} >= ? AND {at(a)} < ?")
+    return "\n        UNION ALL\n        ".join(out)
+
+
 def response_events(store: Store, since: float, until: float) -> tuple[list, list, dict]:
-    """What starts and stops the response clock, per caller, from a week before the period:
-    missed calls and replies (start), an agent's text, a connected call back and a call in
-    which a person spoke with the caller (stop). who: the agent's name, an extension, or ''."""
+    """What starts and stops the response clock, per caller, from a week before the period
+    (CLOCK_ROWS). who: the agent's name, an extension, or ''."""
     lo = since - LOOKBACK_S
     # the callers whose clock may run (a missed call or a reply in the window), computed once;
-    # answered calls are many, so only theirs are read
+    # answered calls are many, so only theirs are read (by the number's index); the other kinds
+    # by the period's time column (_at)
     ev = _rows(store, f"""
         WITH active AS MATERIALIZED (
           SELECT c0.caller AS peer FROM "call" c0 WHERE c0.direction = 'inbound' AND c0.missed
             AND {_at('c0', lo, until)} >= ? AND {_at('c0', lo, until)} < ?
           UNION SELECT r0.peer FROM message r0 WHERE r0.direction = 'in'
             AND {_at('r0', lo, until)} >= ? AND {_at('r0', lo, until)} < ?)
-        SELECT c.caller, c.created_at, 'missed', c.line, '' FROM "call" c
-        WHERE c.direction = 'inbound' AND c.missed AND c.reason <> 'anonymous' AND c.caller <> ''
-          AND {_at('c', lo, until)} >= ? AND {_at('c', lo, until)} < ?
-        UNION ALL
-        SELECT r.peer, r.created_at, 'reply', r.line, '' FROM message r
-        WHERE r.direction = 'in' AND {_not_keyword('r')}
-          AND {_at('r', lo, until)} >= ? AND {_at('r', lo, until)} < ?
-        UNION ALL
-        SELECT m.peer, m.created_at, 'text', m.line, m.note FROM message m
-        WHERE m.direction = 'out' AND m.kind = 'agent' AND m.state <> 'cancelled'
-          AND {_at('m', lo, until)} >= ? AND {_at('m', lo, until)} < ?
-        UNION ALL
-        SELECT x.peer, x.created_at, 'callback', '', x.endpoint FROM callback x
-        WHERE x.state = 'connected' AND x.created_at >= ? AND x.created_at < ?
-        UNION ALL
-        SELECT a.caller, a.created_at, 'answered', a.line, '' FROM active JOIN "call" a ON a.caller = active.peer
-        WHERE a.direction = 'inbound' AND a.answered AND a.created_at >= ? AND a.created_at < ?
-        UNION ALL
-        SELECT b.called, b.created_at, 'call', '', b.caller FROM active JOIN "call" b ON b.called = active.peer
-        WHERE b.direction = 'outbound' AND b.answered AND b.created_at >= ? AND b.created_at < ?""",
+        {clock_rows_sql(lambda kind: "active" if kind in ("answered", "call") else None,
+                        lambda a: _at(a, lo, until) if a in ("c", "r", "m") else f"{a}.created_at",
+                        named_callers=True)}""",
                 (lo, until) * 8)
     closes = _rows(store, "SELECT peer, set_at FROM conversationstate WHERE state = 'done' AND set_at < ?",
                    (until,))
