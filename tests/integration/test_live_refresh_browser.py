@@ -8,13 +8,7 @@ The old script started a second fetch on the reply's change, and the first answe
 replaced the timeline node the second one meant to replace, so the second (with the reply) went
 nowhere and the agent did not see the reply until the next change (CI: once in three runs)."""
 
-import time
-
-import pytest
-
-from tests.integration.test_web_browser import CHROMIUM, FIX, Running, mo_after_bind, sign_in
-
-sync_api = pytest.importorskip("playwright.sync_api")
+from tests.integration.browser_service import FIX, agent, chromium_on_the_inbox, mo_after_bind, sync_api, until
 CALLER = "+17375550188"          # 02-no-answer.ami
 LINE_DIGITS = "15125550140"
 
@@ -34,66 +28,43 @@ WATCH = """
 """
 
 
-def pump(page, until, timeout):
-    """Let Playwright deliver the page's events (the route handler runs in them) until until().
-    (Not wait_for_function: the page's CSP forbids the eval it needs.)"""
-    end = time.monotonic() + timeout
-    while not until() and time.monotonic() < end:
-        page.wait_for_timeout(50)
-    return until()
-
-
 def test_a_reply_during_a_slow_refresh_still_shows(tmp_path, smsc):
-    from tests.peers.smsc_peer import free_port
-    run = Running(tmp_path, smsc, [FIX / "02-no-answer.ami"], free_port())
-    run.thread.start()
-    try:
-        assert run.ready.wait(20), "the service did not serve the inbox"
-        base = f"http://127.0.0.1:{run.svc.web_port}"
-        run.wait_rows("SELECT id FROM call WHERE caller = ?", CALLER)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            ctx = browser.new_context(permissions=["notifications"])
-            ctx.add_init_script(WATCH)
-            page = ctx.new_page()
-            page.goto(base + "/login")
-            sign_in(page, "maria")
-            expect = sync_api.expect
-            expect(page.locator(".convs .peer")).to_have_text([CALLER])
+    with chromium_on_the_inbox(tmp_path, smsc, [FIX / "02-no-answer.ami"], CALLER) as (served, browser):
+        base = served.base
+        page = agent(browser, base, "maria", WATCH)
+        expect = sync_api.expect
+        expect(page.locator(".convs .peer")).to_have_text([CALLER])
 
-            held, hold = [], [True]
+        held, hold = [], [True]
 
-            def slow(route):
-                # the page's refresh of the timeline (not the page load itself): rendered now,
-                # delivered when the test releases it
-                if route.request.resource_type != "fetch":
-                    return route.continue_()
-                answer = route.fetch()
-                if hold[0]:
-                    held.append((route, answer))
-                else:
-                    route.fulfill(response=answer)
-
-            page.route(f"{base}/c/{CALLER}", slow)
-            page.goto(base + f"/c/{CALLER}")
-            expect(page.locator("h1.peer")).to_have_text(CALLER)
-            # the stream's open asks for a refresh: rendered before the reply, held
-            assert pump(page, lambda: len(held) >= 1, 10), "the page never refreshed on its stream's open"
-            expect(page.locator(".item.reply")).to_have_count(0)
-
-            mo_after_bind(smsc, CALLER[1:], LINE_DIGITS, "Running ten minutes late")
-            # the reply's change and notification reached the page while its refresh is in flight
-            assert pump(page, lambda: page.evaluate("window.__notes.length") > 0, 10), "no notification of the reply"
-            # the old script sent a second fetch at once; give it the time to reach the route
-            pump(page, lambda: len(held) >= 2, 1.0)
-            hold[0] = False
-            for route, answer in held:                    # the slow answers land, oldest first
-                before = page.evaluate("window.__refreshed")
+        def slow(route):
+            # the page's refresh of the timeline (not the page load itself): rendered now,
+            # delivered when the test releases it
+            if route.request.resource_type != "fetch":
+                return route.continue_()
+            answer = route.fetch()
+            if hold[0]:
+                held.append((route, answer))
+            else:
                 route.fulfill(response=answer)
-                assert pump(page, lambda: page.evaluate("window.__refreshed") > before, 5), "the answer was not applied"
-            # what the agent sees in the end: the reply, on the timeline
-            expect(page.locator(".item.reply .body")).to_have_text("Running ten minutes late", timeout=5000)
-            expect(page.locator(".state")).to_contain_text("Open")
-            browser.close()
-    finally:
-        run.stop()
+
+        page.route(f"{base}/c/{CALLER}", slow)
+        page.goto(base + f"/c/{CALLER}")
+        expect(page.locator("h1.peer")).to_have_text(CALLER)
+        # the stream's open asks for a refresh: rendered before the reply, held
+        assert until(page, lambda: len(held) >= 1, 10), "the page never refreshed on its stream's open"
+        expect(page.locator(".item.reply")).to_have_count(0)
+
+        mo_after_bind(smsc, CALLER[1:], LINE_DIGITS, "Running ten minutes late")
+        # the reply's change and notification reached the page while its refresh is in flight
+        assert until(page, lambda: page.evaluate("window.__notes.length") > 0, 10), "no notification of the reply"
+        # the old script sent a second fetch at once; give it the time to reach the route
+        until(page, lambda: len(held) >= 2, 1.0)
+        hold[0] = False
+        for route, answer in held:                    # the slow answers land, oldest first
+            before = page.evaluate("window.__refreshed")
+            route.fulfill(response=answer)
+            assert until(page, lambda: page.evaluate("window.__refreshed") > before, 5), "the answer was not applied"
+        # what the agent sees in the end: the reply, on the timeline
+        expect(page.locator(".item.reply .body")).to_have_text("Running ten minutes late", timeout=5000)
+        expect(page.locator(".state")).to_contain_text("Open")
