@@ -6,13 +6,15 @@ from __future__ import annotations
 
 def smpp_service_toml(store, smsc_port: int, *, ami_port: int = 1, phone: str = "+15125550100",
                       quiet_hours: str = '""', compliance: str = "", smpp: str = "",
-                      extra: str = "") -> str:
-    """`compliance` and `smpp` are lines added to those sections; `extra` is appended whole."""
+                      extra: str = "", business: str = "") -> str:
+    """`business`, `compliance` and `smpp` are lines added to those sections; `extra` is
+    appended whole."""
     business_phone = f'phone = "{phone}"\n' if phone else ""
     return f"""
 [business]
 name = "Acme Dental"
-{business_phone}[pbx.ami]
+{business_phone}{business}
+[pbx.ami]
 port = {ami_port}
 username = "t"
 secret = "s"

@@ -9,17 +9,16 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pbx_textback.ami.replay_server import AmiReplayServer
 from pbx_textback.config import loads
-from pbx_textback.service import Service
 from pbx_textback.store import db as st
 from pbx_textback.store import web as sw
 from pbx_textback.web.passwords import hash_password
+from tests.service_thread import ServiceThread
+from tests.service_toml import smpp_service_toml
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -27,57 +26,25 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 PW = "front desk 2026"
 
 
-class Running:
+class Running(ServiceThread):
+    """The service with two agents (maria, joe); the traces after the first wait for go_on."""
+
     def __init__(self, tmp_path, smsc, traces, web_port, *, first=True):
         self.db = tmp_path / "s.sqlite3"
-        self.traces = traces
         if first:
             store = st.open_store(str(self.db))
             sw.add_user(store, "maria", "agent", hash_password(PW), "101", time.time())
             sw.add_user(store, "joe", "agent", hash_password(PW), "102", time.time())
             store.close()
-        self.cfg = loads(f"""
-[business]
-name = "Acme Dental"
-phone = "+15125550100"
-timezone = "America/Chicago"
-[store]
-path = "{self.db}"
-[compliance]
-quiet_hours = ""
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
-[web]
-listen = "127.0.0.1:{web_port}"
-""")
-        self.svc = None
-        self.ready = threading.Event()
         self.go_on = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    async def _main(self):
         # the second call comes once the test has the page open (go_on): it must show up live
         async def hold(i):
             while not self.go_on.is_set():
                 await asyncio.sleep(0.05)
-        server = AmiReplayServer(self.traces, username="t", secret="s", pace=0.5, before_trace=hold)
-        port = await server.start()
-        cfg = replace(self.cfg, pbx=replace(self.cfg.pbx, ami=replace(self.cfg.pbx.ami, port=port,
-                                                                       username="t", secret="s")))
-        self.svc = Service(cfg)
-        self.loop = asyncio.get_running_loop()
-
-        async def mark_ready():
-            while self.svc.web_port is None:
-                await asyncio.sleep(0.05)
-            self.ready.set()
-        await self.svc.run(extra_tasks=[mark_ready()])
-        await server.stop()
+        super().__init__(loads(smpp_service_toml(self.db, smsc.port, business='timezone = "America/Chicago"',
+                                                 extra=f'[web]\nlisten = "127.0.0.1:{web_port}"')),
+                         traces, pace=0.5, before_trace=hold)
 
     def rows(self, sql, *args):
         with sqlite3.connect(self.db, timeout=5) as c:
@@ -91,11 +58,6 @@ listen = "127.0.0.1:{web_port}"
                 return got
             time.sleep(0.05)
         raise AssertionError(f"nothing for {sql} {args} within {timeout} s")
-
-    def stop(self):
-        if self.svc is not None:
-            self.loop.call_soon_threadsafe(self.svc.stop)
-        self.thread.join(15)
 
 
 def sign_in(page, name):

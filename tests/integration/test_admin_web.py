@@ -1,12 +1,9 @@
 """Admin pages over real HTTP (aiohttp's test server on a loopback port): only admins get in;
 what the page saves is a page setting with its history, checked like the file; the preview;
 users; pause; today's hours override."""
-import asyncio
 import re
 import time
 from pathlib import Path
-
-from aiohttp.test_utils import TestClient, TestServer
 
 from pbx_textback.config import loads
 from pbx_textback.store import db as st
@@ -14,6 +11,7 @@ from pbx_textback.store import settings as ss
 from pbx_textback.store import web as sw
 from pbx_textback.web.app import Inbox
 from pbx_textback.web.passwords import hash_password
+from tests.web_client import run
 
 import pytest
 
@@ -33,13 +31,6 @@ def app(tmp_path):
     box = Inbox(cfg, store, send=lambda *a: 1)
     yield box
     store.close()
-
-
-def run(box, scenario):
-    async def main():
-        async with TestClient(TestServer(box.app())) as client:
-            return await scenario(client)
-    return asyncio.run(main())
 
 
 async def sign_in(client, name):

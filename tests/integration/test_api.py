@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestClient, TestServer
 
 from pbx_textback.ami.replay_server import AmiReplayServer
 from pbx_textback.config import loads
@@ -17,6 +16,8 @@ from pbx_textback.store import db as st
 from pbx_textback.store import web as sw
 from pbx_textback.web.app import Inbox
 from pbx_textback.web.passwords import hash_password
+from tests.service_toml import smpp_service_toml
+from tests.web_client import run
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 PEER = "+15125550177"
@@ -49,13 +50,6 @@ def app(tmp_path):
     box.write = sa.add_token(store, "crm", "write", time.time())
     yield box
     store.close()
-
-
-def run(box, scenario):
-    async def main():
-        async with TestClient(TestServer(box.app())) as client:
-            return await scenario(client)
-    return asyncio.run(main())
 
 
 def h(token):
@@ -198,26 +192,8 @@ def test_every_api_route_is_in_the_openapi_document_and_back(app):
 
 
 def test_curl_with_a_token_sends_a_text_that_reaches_the_smsc(tmp_path, smsc):
-    cfg = loads(f"""
-[business]
-name = "Acme Dental"
-[pbx.ami]
-username = "t"
-secret = "s"
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-[web]
-listen = "127.0.0.1:0"
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
-""")
+    cfg = loads(smpp_service_toml(tmp_path / "s.sqlite3", smsc.port, phone="",
+                                  extra='[web]\nlisten = "127.0.0.1:0"'))
     store = st.open_store(cfg.store.path)
     token = sa.add_token(store, "crm", "write", time.time())
     store.close()

@@ -1,74 +1,38 @@
 """/metrics scraped over HTTP from the running service (recorded AMI calls replayed by a
 loopback AMI server, texts through the real SMSC peer) and parsed with prometheus_client's
 own parser. The service runs in a thread with its own loop."""
-import asyncio
-import threading
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pbx_textback.ami.replay_server import AmiReplayServer
 from pbx_textback.config import ConfigError, loads
-from pbx_textback.service import Service
+from tests.service_thread import ServiceThread
+from tests.service_toml import smpp_service_toml
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 CALLERS = ("+17375550188", "+15125550177")      # 02-no-answer.ami, 03-abandoned.ami
 
 
-class Running:
-    def __init__(self, cfg_text, traces):
-        self.cfg, self.traces = loads(cfg_text), traces
-        self.svc, self.ready = None, threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self):
-        server = AmiReplayServer(self.traces, username="t", secret="s", pace=0.2)
-        port = await server.start()
-        cfg = replace(self.cfg, pbx=replace(self.cfg.pbx, ami=replace(self.cfg.pbx.ami, port=port,
-                                                                       username="t", secret="s")))
-        self.svc = Service(cfg)
-        self.loop = asyncio.get_running_loop()
-
-        async def mark_ready():
-            while getattr(self.svc, "observers", None) is None:
-                await asyncio.sleep(0.05)
-            self.ready.set()
-        await self.svc.run(extra_tasks=[mark_ready()])
-        await server.stop()
-
-    def stop(self):
-        if self.svc is not None:
-            self.loop.call_soon_threadsafe(self.svc.stop)
-        self.thread.join(15)
+def running(cfg_text, traces) -> ServiceThread:
+    """The service, ready once its observers (/metrics) have started."""
+    return ServiceThread(loads(cfg_text), traces, is_ready=lambda svc: getattr(svc, "observers", None) is not None)
 
 
 def cfg_text(tmp_path, smsc, metrics: str) -> str:
-    return f"""
-[business]
-name = "Acme Dental"
-timezone = "America/Chicago"
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-[transport]
-type = "smpp"
-[transport.smpp]
-host = "127.0.0.1"
-port = {smsc.port}
-system_id = "acme"
-password = "pw"
+    return smpp_service_toml(tmp_path / "s.sqlite3", smsc.port, phone="", business='timezone = "America/Chicago"',
+                             extra=LINES + metrics)
+
+
+LINES = """
 [[line]]
 number = "+15125550110"
 name = "Google Ads"
 [[line]]
 number = "+15125550140"
 name = "Main"
-{metrics}
 """
 
 
@@ -92,7 +56,7 @@ def wait_for(fn, timeout=30.0):
 
 
 def test_prometheus_scrapes_the_running_service(tmp_path, smsc):
-    run = Running(cfg_text(tmp_path, smsc, '[metrics]\nenabled = true\nlisten = "127.0.0.1:0"'),
+    run = running(cfg_text(tmp_path, smsc, '[metrics]\nenabled = true\nlisten = "127.0.0.1:0"'),
                   [FIX / "02-no-answer.ami", FIX / "03-abandoned.ami"])
     run.thread.start()
     try:
@@ -131,7 +95,7 @@ def test_prometheus_scrapes_the_running_service(tmp_path, smsc):
 
 def test_metrics_are_off_by_default(tmp_path, smsc):
     """The shipped default: no [metrics] table, nothing listens."""
-    run = Running(cfg_text(tmp_path, smsc, ""), [FIX / "02-no-answer.ami"])
+    run = running(cfg_text(tmp_path, smsc, ""), [FIX / "02-no-answer.ami"])
     run.thread.start()
     try:
         assert run.ready.wait(20)

@@ -16,6 +16,7 @@ from pbx_textback.store import db as st
 from pbx_textback.store import web as sw
 from pbx_textback.web.app import PUBLIC, Inbox
 from pbx_textback.web.passwords import hash_password
+from tests.web_client import run
 
 PEER = "+15125550177"
 LINE = "+15125550140"
@@ -50,13 +51,6 @@ def inbox(tmp_path):
     box.sent = sent
     yield box
     store.close()
-
-
-def run(box, scenario):
-    async def main():
-        async with TestClient(TestServer(box.app())) as client:
-            return await scenario(client)
-    return asyncio.run(main())
 
 
 async def sign_in(client, name="maria", password=PW):
