@@ -8,6 +8,8 @@ Per call, in this order, as the running service does them (same config as bench/
 one line, quiet hours off, no dedupe or caps): the decision (Pipeline.on_record: facts,
 checks, the verdict, its rows), the outbox's pick of due rows, its last look (the gate's facts, the
 written mark), the submit's answer (mark_sent) and the receipt (apply_dlr by row id).
+Also, from a short round of its own: SQLite statements, commits and WAL pages written per call
+(no checkpoint in that round, so the log holds every page the calls wrote).
 Baseline in the same run: the same number of empty write transactions (BEGIN IMMEDIATE +
 COMMIT), the floor any step that writes pays.
 """
