@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import deskphones, fast, metrics
+from pbx_textback.store import api, deskphones, fast, metrics, web
 from pbx_textback.store.db import open_store, waiting_texts
 
 BIG = ("call", "message", "consent")
@@ -76,6 +76,10 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "conversation": lambda: store.messages_to(peer),
         "consent history": lambda: store.consent_history(peer),
         "a number's call backs": lambda: deskphones.for_peer(store, peer),
+        "api: a number's calls": lambda: api.calls_page(None, 50, number=peer),
+        "api: a number's texts": lambda: api.messages_page(None, 50, number=peer),
+        "live pages' change mark": lambda: web.change_mark(store),
+        "purge count": lambda: store.purge_count(now - 86400),
     }
     checked = 0
     bad = []
