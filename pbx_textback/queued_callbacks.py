@@ -31,6 +31,8 @@ async def run(desk) -> None:
 async def tick(desk) -> int:
     """Place (or refuse, when stale) every queued call back of this box: how many were rung."""
     rung = 0
+    if not boxcalls.any_queued(desk.store, desk.store.box):
+        return 0
     for row in boxcalls.queued_for(desk.store, desk.store.box):
         late = desk.clock() - row["at"]
         if late > STALE_S:

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from .transport import SmppTransport
 
 
+def _wake_up(w: asyncio.Future) -> None:
+    if not w.done():
+        w.set_result(None)
+
+
 class Window:
     def __init__(self, t: "SmppTransport"):
         self.t = t
@@ -20,15 +25,22 @@ class Window:
         self.stats = t.stats
         self.rate = t.rate
         self.submits = t.submits
-        self.wake_ev = asyncio.Event()
+        # the dispatcher's sleep: a bare future and, when the rate says when, a timer (wait_for
+        # around Event.wait made a task, a timeout handle and a done callback per wake-up)
+        self._waiter: asyncio.Future | None = None
+        self._woken = False            # a wake-up while not sleeping: look again at once
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.wake_ev = asyncio.Event()
+        self._waiter, self._woken = None, False
         self.task = asyncio.create_task(self._dispatch(), name="smpp-dispatch")
 
     def wake(self) -> None:
-        self.wake_ev.set()
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        else:
+            self._woken = True
 
     def send_link(self) -> "Link | None":
         for link in self.t.links:
@@ -40,7 +52,7 @@ class Window:
         s, rate, sub = self.settings, self.rate, self.submits
         loop = asyncio.get_running_loop()
         while not self.t.stopping:
-            self.wake_ev.clear()
+            self._woken = False
             link = self.send_link()
             now = loop.time()
             timeout = None
@@ -63,10 +75,16 @@ class Window:
                 if w is not None and w.transport.get_write_buffer_size() > 65536:
                     await w.drain()
                 continue
+            if self._woken:
+                continue                    # woken while writing or draining: look again
+            self._waiter = fut = loop.create_future()
+            timer = loop.call_later(timeout, _wake_up, fut) if timeout is not None else None
             try:
-                await asyncio.wait_for(self.wake_ev.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+                await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiter = None
 
     def _send(self, link: "Link", part: Part, now: float) -> bytes:
         """Register one part as written on `link`; returns its submit_sm bytes."""

@@ -8,6 +8,7 @@ import peewee as pw
 
 from .callbacks import FAILED, ORIGINATING, QUEUED, Callback
 from .db import Call, Store
+from . import fast
 
 
 def add_box_column(db: pw.Database) -> None:
@@ -29,6 +30,15 @@ def queue(store: Store, *, peer: str, extension: str, agent: str, box: str, now:
                 .order_by(Call.created_at.desc(), Call.id.desc()).first())
         return Callback.create(call=call, peer=peer, endpoint=extension, feature="inbox", agent=agent,
                                state=QUEUED, created_at=now, updated_at=now, box=box).id
+
+
+_ANY_QUEUED = 'SELECT 1 FROM "callback" WHERE box = ? AND state = ? LIMIT 1'
+
+
+def any_queued(store: Store, box: str) -> bool:
+    """Whether this box has a call back waiting: asked twice a second by every service, nearly
+    always no, so one constant statement before the ORM's query that reads the rows."""
+    return fast.one(store, _ANY_QUEUED, (box, QUEUED)) is not None
 
 
 def queued_for(store: Store, box: str, limit: int = 20) -> list[dict]:

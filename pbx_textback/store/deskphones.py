@@ -10,6 +10,7 @@ import peewee as pw
 
 from .callbacks import CONNECTED, FAILED, ORIGINATING, Callback
 from .db import Call, Message, Store
+from . import fast
 from .web import ConversationState, WebUser
 
 
@@ -81,8 +82,12 @@ def last_reply_id(store: Store) -> int:
     return Message.select(pw.fn.MAX(Message.id)).where(Message.direction == "in").scalar() or 0
 
 
+_REPLIES_AFTER = ('SELECT id, peer, body, note FROM "message" WHERE id > ? AND direction = \'in\' AND box = ? '
+                  'ORDER BY id LIMIT ?')
+
+
 def replies_after(store: Store, after_id: int, limit: int = 200) -> list[tuple[int, str, str, str]]:
-    """(id, peer, body, note) of this box's callers' replies written after `after_id`."""
-    return list(Message.select(Message.id, Message.peer, Message.body, Message.note)
-                .where((Message.id > after_id) & (Message.direction == "in") & (Message.box == store.box))
-                .order_by(Message.id).limit(limit).tuples())
+    """(id, peer, body, note) of this box's callers' replies written after `after_id`. Asked
+    once a second by every service: one constant statement (the ORM's composing it cost more
+    than the read)."""
+    return [tuple(r) for r in fast.rows(store, _REPLIES_AFTER, (after_id, store.box, limit))]
