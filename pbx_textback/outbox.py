@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from .core.policy.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
 from .pipeline import mask
 from .store import db as st
+from .wakeup import Wakeup
 
 log = logging.getLogger("pbx_textback.outbox")
 
@@ -62,11 +63,6 @@ class LogTransport:
         return tid
 
 
-def _wake_up(w: asyncio.Future) -> None:
-    if not w.done():
-        w.set_result(None)
-
-
 DEFAULT_CAPACITY = 4       # texts in flight for a transport that does not say (SMPP: its window)
 
 
@@ -85,10 +81,7 @@ class OutboxWorker:
         self._capacity = capacity
         self.gate_facts = gate_facts or (lambda row, now: GateFacts())
         self.after_sent = after_sent or (lambda row, now: None)
-        # the worker's sleep: a bare future and a timer (wait_for around Event.wait made a task,
-        # a timeout handle and a done callback for every wake-up: ~3 loop turns per text)
-        self._waiter: asyncio.Future | None = None
-        self._woken = False            # a wake-up while not sleeping: look again at once
+        self._sleep = Wakeup()         # until woken or the next poll
         self._full = False             # the last look for rows found no free slot left
         self._stop = False
         self._tasks: dict[int, asyncio.Task] = {}     # message id -> its send
@@ -100,11 +93,7 @@ class OutboxWorker:
 
     def wake(self) -> None:
         """A new row was written or a slot freed: look now instead of at the next poll."""
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-        else:
-            self._woken = True
+        self._sleep.wake()
 
     async def run(self) -> None:
         adopted = self.store.adopt_unboxed(self.clock())
@@ -119,19 +108,11 @@ class OutboxWorker:
             log.warning("%d text(s) were written but unanswered when the service stopped: marked "
                         "unknown, they may have gone out (`pbx-textback explain NUMBER`); a receipt "
                         "that still arrives settles them", unknown)
-        loop = asyncio.get_running_loop()
         while not self._stop:
-            self._woken = False
+            self._sleep.woken = False
             self._fill()
-            if self._woken or self._stop:
-                continue
-            self._waiter = w = loop.create_future()
-            timer = loop.call_later(self.poll, _wake_up, w)
-            try:
-                await w
-            finally:
-                timer.cancel()
-                self._waiter = None
+            if not self._stop:
+                await self._sleep.sleep(self.poll)
 
     def _fill(self) -> int:
         """Claim due rows into the free slots; each goes out as a task of its own."""

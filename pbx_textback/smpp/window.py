@@ -7,15 +7,11 @@ from typing import TYPE_CHECKING
 
 from . import pdu as P
 from .submits import Part
+from ..wakeup import Wakeup
 
 if TYPE_CHECKING:
     from .link import Link
     from .transport import SmppTransport
-
-
-def _wake_up(w: asyncio.Future) -> None:
-    if not w.done():
-        w.set_result(None)
 
 
 class Window:
@@ -25,22 +21,15 @@ class Window:
         self.stats = t.stats
         self.rate = t.rate
         self.submits = t.submits
-        # the dispatcher's sleep: a bare future and, when the rate says when, a timer (wait_for
-        # around Event.wait made a task, a timeout handle and a done callback per wake-up)
-        self._waiter: asyncio.Future | None = None
-        self._woken = False            # a wake-up while not sleeping: look again at once
+        self._sleep = Wakeup()         # until woken, or until the rate says when
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._waiter, self._woken = None, False
+        self._sleep.reset()
         self.task = asyncio.create_task(self._dispatch(), name="smpp-dispatch")
 
     def wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-        else:
-            self._woken = True
+        self._sleep.wake()
 
     def send_link(self) -> "Link | None":
         for link in self.t.links:
@@ -52,7 +41,7 @@ class Window:
         s, rate, sub = self.settings, self.rate, self.submits
         loop = asyncio.get_running_loop()
         while not self.t.stopping:
-            self._woken = False
+            self._sleep.woken = False
             link = self.send_link()
             now = loop.time()
             timeout = None
@@ -75,16 +64,7 @@ class Window:
                 if w is not None and w.transport.get_write_buffer_size() > 65536:
                     await w.drain()
                 continue
-            if self._woken:
-                continue                    # woken while writing or draining: look again
-            self._waiter = fut = loop.create_future()
-            timer = loop.call_later(timeout, _wake_up, fut) if timeout is not None else None
-            try:
-                await fut
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                self._waiter = None
+            await self._sleep.sleep(timeout)    # at once if woken while writing or draining
 
     def _send(self, link: "Link", part: Part, now: float) -> bytes:
         """Register one part as written on `link`; returns its submit_sm bytes."""
