@@ -145,8 +145,9 @@ class Service:
     # (explain said "time unknown"). Keep the time this service first saw each call and give
     # it to a record that has none.
     def _note_seen(self, ev: dict) -> None:
+        """For an event without its own Timestamp (on_event asks that, once per event)."""
         key = ev.get("Linkedid") or ev.get("Uniqueid")
-        if not key or "Timestamp" in ev or key in self._first_seen:
+        if not key or key in self._first_seen:
             return
         now = self.clock()
         self._first_seen[key] = now

@@ -97,9 +97,10 @@ def response(name: str, request_seq: int, status: int = ESME_ROK, **kw) -> bytes
         # once, with this status and sequence in the header (~15 us -> ~1 us a response)
         known = _PLAIN_RESP.get(name)
         if known is None:
-            known = _PLAIN_RESP[name] = _smpp_response(name, 0, ESME_ROK)[:8]     # length, command_id
-            _PLAIN_BODY[name] = _smpp_response(name, 0, ESME_ROK)[HEADER_LEN:]
-        return known + struct.pack(">LL", status, request_seq) + _PLAIN_BODY[name]
+            raw = _smpp_response(name, 0, ESME_ROK)
+            known = _PLAIN_RESP[name] = (raw[:8], raw[HEADER_LEN:])     # (length, command_id), body
+        head, body = known
+        return head + struct.pack(">LL", status, request_seq) + body
     return _smpp_response(name, request_seq, status, **kw)
 
 
@@ -110,8 +111,7 @@ def _smpp_response(name: str, request_seq: int, status: int, **kw) -> bytes:
     return p.generate()
 
 
-_PLAIN_RESP: dict[str, bytes] = {}
-_PLAIN_BODY: dict[str, bytes] = {}
+_PLAIN_RESP: dict[str, tuple[bytes, bytes]] = {}
 
 
 _NO_SEQ = Sequencer()
