@@ -296,6 +296,7 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
             prof.disable()
             prof.dump_stats(profile)
         out["cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        out["sys_s"] = cpu1.ru_stime - cpu0.ru_stime
         out["lag"] = svc.lag
         if probe is not None:
             probe.cancel()
@@ -389,7 +390,8 @@ def main() -> None:
     print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm + receipts {out['drained_s']:.1f} s, "
           f"whole bench {wall:.1f} s")
     print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
-          f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call")
+          f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call"
+          f" (in the kernel: {out['sys_s'] / n * 1000:.1f} ms)")
     idle = out["idle_cpu_per_s"]
     print(f"  the service's idle CPU, measured before the calls (same run, no lag probe yet): "
           f"{idle * 1000:.1f} ms/s = {idle * out['drained_s'] / n * 1000:.2f} ms of the per-call figure; "

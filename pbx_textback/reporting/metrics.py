@@ -1,7 +1,7 @@
 """`/metrics` in the Prometheus text format (prometheus-client), on its own loopback listener.
 
 Counts come from the store at each scrape (they survive restarts and agree with the
-reports); the PBX connection and the SMSC bind come from the running service. Label values are
+reports; rows that never change are counted once, reporting/tally.py); the PBX connection and the SMSC bind come from the running service. Label values are
 lines (our own DIDs), reasons, kinds and results: never a caller's number.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pbx_textback.reporting.response_hist import ResponseHistogram
+from pbx_textback.reporting.tally import SETTLE_S, Tally
 from pbx_textback.store import metrics as sql
 
 log = logging.getLogger("pbx_textback.reporting.metrics")
@@ -28,7 +29,8 @@ HISTOGRAM_TTL_S = 60.0      # the response histogram reads the store once a minu
 class StoreCollector:
     """A prometheus_client collector: each scrape reads the store."""
 
-    def __init__(self, store, *, lines=(), clock=time.time, pbx_up=None, smsc_bound=None):
+    def __init__(self, store, *, lines=(), clock=time.time, pbx_up=None, smsc_bound=None,
+                 settle_s: float = SETTLE_S):
         """lines: the configured DIDs (another number in a label becomes 'other'; none
         configured: every inbound number is a line). pbx_up / smsc_bound: () -> bool | None."""
         self.store, self.lines, self.clock = store, set(lines), clock
@@ -36,6 +38,9 @@ class StoreCollector:
         self._hist: tuple[float, list, float] | None = None
         self._responses = ResponseHistogram(store, RESPONSE_BUCKETS)
         self._lock = threading.Lock()          # scrapes run in threads: one adds to the sums at a time
+        self._calls, self._replies, self._opt_outs = (
+            Tally(lambda a, b, f=f: f(store, a, b), settle_s)
+            for f in (sql.call_totals, sql.reply_totals, sql.opt_out_totals))
 
     def _line(self, line: str) -> str:
         if not line:
@@ -46,8 +51,10 @@ class StoreCollector:
         now = self.clock()
         missed = CounterMetricFamily(f"{NS}_missed_calls", "Inbound calls no person answered", labels=["line", "reason"])
         inbound = CounterMetricFamily(f"{NS}_inbound_calls", "Inbound calls", labels=["line"])
+        mark = sql.purge_mark(self.store)
+        newest_call, newest_msg, newest_consent = sql.newest_ids(self.store)
         acc_m, acc_i = {}, {}
-        for line, reason, was_missed, n in sql.call_totals(self.store):
+        for line, reason, was_missed, n in self._calls.read(newest_call, mark):
             ln = self._line(line)
             acc_i[ln] = acc_i.get(ln, 0) + n
             if was_missed:
@@ -62,8 +69,8 @@ class StoreCollector:
         for kind, state, n in sql.text_totals(self.store):
             texts.add_metric([kind, state], n)
         yield texts
-        yield self._by_line(f"{NS}_replies", "Texts from callers", sql.reply_totals(self.store))
-        yield self._by_line(f"{NS}_opt_outs", "Opt-outs (STOP or by staff)", sql.opt_out_totals(self.store))
+        yield self._by_line(f"{NS}_replies", "Texts from callers", self._replies.read(newest_msg, mark))
+        yield self._by_line(f"{NS}_opt_outs", "Opt-outs (STOP or by staff)", self._opt_outs.read(newest_consent, mark))
         cb = CounterMetricFamily(f"{NS}_callbacks", "Call backs by feature code, by result", labels=["result"])
         for state, n in sql.callback_totals(self.store):
             cb.add_metric([state], n)

@@ -41,7 +41,7 @@ from typing import Callable
 from ..outbox import SendResult
 from .answers import ALLOW, InboundSms, ServerTransactions, judge  # noqa: F401
 from .outgoing import (CONTENT_TYPE, RETRY_CODES, Outcome, build_message,  # noqa: F401
-                       challenge_answer, new_call_id, send_result, sent_by)
+                       challenge_answer, new_call_id, next_retransmit, send_result, sent_by)
 from .server import Server
 from .settings import MAX_UDP_BYTES, SipSettings  # noqa: F401
 from .wire import (COMPACT, MAX_MESSAGE_BYTES, SipMessage, StreamFramer, Uri, Via,  # noqa: F401
@@ -318,7 +318,7 @@ class SipMessageTransport:
                     return Outcome(error="transport stopped", kind="lost")
                 self._udp.sendto(req, self._proxy_addr)            # Timer E
                 self.stats["retransmits"] += 1
-                interval = self.s.timer_t2 if tx.proceeding else min(interval * 2, self.s.timer_t2)
+                interval = next_retransmit(interval, tx.proceeding, self.s.timer_t2)
         finally:
             self._pending.pop(branch, None)
 

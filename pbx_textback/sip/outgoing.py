@@ -82,6 +82,12 @@ def challenge_answer(r: SipMessage, s: SipSettings, msg, body: bytes
     return ("Authorization" if r.status == 401 else "Proxy-Authorization"), value
 
 
+def next_retransmit(interval: float, proceeding: bool, t2: float) -> float:
+    """Timer E's next interval over UDP (RFC 3261 17.1.2.2): it doubles from T1 up to T2, and
+    is T2 once a provisional answer came."""
+    return t2 if proceeding else min(interval * 2, t2)
+
+
 def send_result(out: Outcome, call_id: str, on_timeout: str) -> SendResult:
     """What the outbox records for one transaction's end."""
     r = out.response

@@ -95,6 +95,9 @@ class Message(Base):
         indexes = ((("box", "state", "due_at"), False),)
 
 
+PURGE_MARK = "purged"          # Setting key: when the last purge deleted rows
+
+
 class Setting(Base):
     """Small service-wide switches (e.g. paused), shared by every process on the store."""
     key = pw.CharField(unique=True)
@@ -680,6 +683,9 @@ class Store:
             n_call = Call.delete().where(Call.created_at < before).execute()
             inbox.rebuild(self.db)
             inbox.create_triggers(self.db)
+            # rows counted before are gone: /metrics' kept totals (reporting/tally.py) recount
+            Setting.delete().where(Setting.key == PURGE_MARK).execute()
+            Setting.create(key=PURGE_MARK, value=repr(time.time()), set_at=time.time())
         return {"calls": n_call, "decisions": n_dec, "messages": n_msg}
 
     def purge_count(self, before: float) -> dict:

@@ -2,17 +2,26 @@
 with the reports), grouped by line, reason, kind and result only. Sync; never awaits."""
 from __future__ import annotations
 
-from .db import Store
+from .db import PURGE_MARK, Store
 from .reports import _rows
 
 WEBHOOK_TABLE = "hook_delivery"     # the webhooks' delivery queue (pbx_textback/store/hooks.py)
 
 
-def call_totals(store: Store) -> list[tuple]:
-    """(line, reason, missed, n) of inbound calls; an answered call's line is its DID."""
-    return _rows(store, """
+def _ids(after: int, upto: int | None, col: str = "id") -> tuple[str, tuple]:
+    """The id range (after, upto] of an incremental count (reporting/tally.py)."""
+    if upto is None:
+        return f" AND {col} > ?", (after,)
+    return f" AND {col} > ? AND {col} <= ?", (after, upto)
+
+
+def call_totals(store: Store, after: int = 0, upto: int | None = None) -> list[tuple]:
+    """(line, reason, missed, n) of inbound calls with after < id <= upto; an answered call's
+    line is its DID."""
+    cond, params = _ids(after, upto)
+    return _rows(store, f"""
         SELECT CASE WHEN line <> '' THEN line ELSE called END, reason, missed, COUNT(*) FROM "call"
-        WHERE direction = 'inbound' GROUP BY 1, 2, 3""", ())
+        WHERE direction = 'inbound'{cond} GROUP BY 1, 2, 3""", params)
 
 
 def text_totals(store: Store) -> list[tuple]:
@@ -20,12 +29,26 @@ def text_totals(store: Store) -> list[tuple]:
     return _rows(store, "SELECT kind, state, COUNT(*) FROM message WHERE direction = 'out' GROUP BY 1, 2", ())
 
 
-def reply_totals(store: Store) -> list[tuple]:
-    return _rows(store, "SELECT line, COUNT(*) FROM message WHERE direction = 'in' GROUP BY 1", ())
+def reply_totals(store: Store, after: int = 0, upto: int | None = None) -> list[tuple]:
+    cond, params = _ids(after, upto)
+    return _rows(store, f"SELECT line, COUNT(*) FROM message WHERE direction = 'in'{cond} GROUP BY 1", params)
 
 
-def opt_out_totals(store: Store) -> list[tuple]:
-    return _rows(store, "SELECT line, COUNT(*) FROM consent WHERE kind = 'opt-out' GROUP BY 1", ())
+def opt_out_totals(store: Store, after: int = 0, upto: int | None = None) -> list[tuple]:
+    cond, params = _ids(after, upto)
+    return _rows(store, f"SELECT line, COUNT(*) FROM consent WHERE kind = 'opt-out'{cond} GROUP BY 1", params)
+
+
+def purge_mark(store: Store) -> str:
+    """Changes with every purge: totals kept from before it are wrong."""
+    return store.setting(PURGE_MARK)
+
+
+def newest_ids(store: Store) -> tuple[int, int, int]:
+    """The newest call, message and consent ids (0: none), from the primary keys alone."""
+    row = _rows(store, 'SELECT (SELECT MAX(id) FROM "call"), (SELECT MAX(id) FROM message), '
+                       '(SELECT MAX(id) FROM consent)', ())[0]
+    return tuple(int(x or 0) for x in row)
 
 
 def callback_totals(store: Store) -> list[tuple]:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pbx_textback.sip import message as sm
+from pbx_textback.sip.outgoing import next_retransmit
 from pbx_textback.sip.message import (InboundSms, SipMessageTransport, SipSettings, StreamFramer,
                                       build_response, choose_challenge, digest_authorization,
                                       parse_challenge, parse_message, parse_nameaddr, parse_uri,
@@ -360,16 +361,26 @@ async def with_responder(script, body="hi", **kw):
         tr.close()
 
 
-def test_timer_e_doubles_to_t2_then_timer_f_unknown():
+def test_timer_e_schedule_doubles_from_t1_to_t2():
+    intervals, i = [], 0.5
+    for _ in range(6):
+        intervals.append(i)
+        i = next_retransmit(i, proceeding=False, t2=4.0)
+    assert intervals == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert next_retransmit(0.5, proceeding=True, t2=4.0) == 4.0          # after a 1xx: every T2
+
+
+def test_timer_e_retransmits_then_timer_f_unknown():
     res, proto, took = asyncio.run(with_responder(lambda req, n: []))
     assert res.status == "unknown" and "Timer F" in res.error and res.transport_id
-    assert 1.2 <= took < 1.6
+    assert took >= 1.27                                   # Timer F (1.28 s) never ends it early
     times = [t for t, _ in proto.seen]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    # T1=0.02 doubling: 0.02, 0.04, then T2=0.08 for the rest of Timer F (1.28 s): 1 + 17 sends
-    assert gaps[:3] == pytest.approx([0.02, 0.04, 0.08], abs=0.03)
-    assert all(0.05 <= g <= 0.13 for g in gaps[3:-1])                        # capped at T2
-    assert 12 <= len(times) <= 19
+    # T1=0.02 doubling to T2=0.08: timers never fire early, a loaded machine only makes them
+    # late (so fewer sends), hence lower bounds only
+    wanted = [0.02, 0.04] + [0.08] * 20
+    assert all(g >= w - 0.005 for g, w in zip(gaps[:-1], wanted))
+    assert 3 <= len(times) <= 19                          # 1 + at most 17 retransmits in 1.28 s
     assert len({d for _, d in proto.seen}) == 1                               # same bytes each time
 
 
