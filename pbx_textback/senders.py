@@ -207,7 +207,7 @@ def build(cfg, *, store, pipeline, source=None, clock=time.time):
     def on_dlr(rep):
         ref = getattr(rep, "msg_ref", None)
         msg_id = int(ref) if ref and str(ref).isdigit() else None
-        n = store.apply_dlr(message_id_keys(rep.message_id), rep.state, rep.error or "", clock(), msg_id)
+        n = store.apply_dlr(lambda: message_id_keys(rep.message_id), rep.state, rep.error or "", clock(), msg_id)
         if n:
             return
         # an id we never learned (the submit_sm_resp was lost, or comes after the receipt):

@@ -394,6 +394,11 @@ def default_box() -> str:
     return socket.gethostname() or "pbx"
 
 
+# a receipt's state -> the text's final state (None: not final, noted only)
+_DLR_FINAL = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
+              "undeliverable": FAILED, "deleted": FAILED}
+
+
 class Store:
     def __init__(self, db: pw.Database, box: str = ""):
         self.db = db
@@ -707,13 +712,16 @@ class Store:
                   transport: str = "smpp") -> int:
         """A delivery receipt: the message this process submitted (msg_id, known before the
         outbox has stored the SMSC's id), else the one whose transport id (any part) matches
-        among the texts sent through this service's account (ids repeat across accounts)."""
-        final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
-                 "undeliverable": FAILED, "deleted": FAILED}.get(state)
+        among the texts sent through this service's account (ids repeat across accounts).
+        keys: the ids to look by, or a function that makes them (called only when the row id
+        does not settle it: the common receipt needs none)."""
+        final = _DLR_FINAL.get(state)
         if msg_id is not None:
             from .fast import dlr_by_id
             if dlr_by_id(self, msg_id, final, state, error, now):
                 return 1
+        if callable(keys):
+            keys = keys()
         # the exact id first (indexed): a one-part text, the common case; then the id as one
         # part of several (a scan, so only when the exact one finds nothing)
         lookups = [c for k in keys for c in (

@@ -56,6 +56,7 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "the decision's facts": lambda: fast.call_facts(store, "7.1", peer, ""),
         "seen": lambda: fast.seen(store, "7.1"),
         "gate reads": lambda: fast.gate_reads(store, peer, now - 3600),
+        "last look reads": lambda: fast.last_look_reads(store, peer, now - 3600, True),
         "consent standing": lambda: fast.consent_standing_history(store, peer),
         "auto text times": lambda: fast.auto_text_times(store, peer, now - 86400),
         "has call": lambda: store.has_call("7.1"),
