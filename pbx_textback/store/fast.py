@@ -329,12 +329,26 @@ def claim_due(store, now: float, limit: int) -> list:
     return out
 
 
+class OutRow:
+    """An outbox row as the worker carries it to its transport: the Message's fields as plain
+    attributes (call_id for the call). Building a peewee Message for it cost more than reading
+    it, and every attribute read and write went through a field descriptor."""
+    __slots__ = _MSG_COLS
+
+    def __init__(self, values):
+        for k, v in zip(_MSG_COLS, values):
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return f"<OutRow {self.id} {self.kind} {self.state}>"
+
+
 def due_rows(store, now: float, limit: int, skip) -> list:
     """The outbox worker's pick: due pending rows, oldest due first, not those it already
     carries (skip: their ids). One read, no write: the row is taken (pending -> sending) at
     its last look, in the same transaction as its written mark (take_written)."""
     got = rows(store, _CLAIM, (now, store.box, limit + len(skip)))
-    return [_message(r) for r in got if r[0] not in skip][:limit]
+    return [OutRow(r) for r in got if r[0] not in skip][:limit]
 
 
 _TAKE = ('UPDATE "message" SET state = \'sending\', written_at = ?, attempts = attempts + 1, updated_at = ? '
