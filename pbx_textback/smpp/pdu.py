@@ -18,7 +18,6 @@ from functools import lru_cache
 
 from smpplib import command_codes, consts
 from smpplib import smpp as _smpp
-from smpplib.exceptions import UnknownCommandError
 
 from pbx_textback.core.text import sms
 
@@ -125,11 +124,15 @@ def header(data: bytes) -> tuple[int, int, int, int]:
     return struct.unpack(">LLLL", data[:HEADER_LEN])
 
 
+# command_id -> name, as smpplib's get_command_name answers (the first name with that code): it
+# walks its table for every PDU read
+_COMMAND_NAMES: dict[int, str] = {}
+for _n, _c in command_codes.commands.items():
+    _COMMAND_NAMES.setdefault(_c, _n)
+
+
 def command_name(command_id: int) -> str | None:
-    try:
-        return command_codes.get_command_name(command_id)
-    except UnknownCommandError:
-        return None
+    return _COMMAND_NAMES.get(command_id)
 
 
 def _parse_tlvs(self, data: bytes) -> None:
