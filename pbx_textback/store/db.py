@@ -722,17 +722,19 @@ class Store:
                 return 1
         if callable(keys):
             keys = keys()
-        # the exact id first (indexed): a one-part text, the common case; then the id as one
-        # part of several (a scan, so only when the exact one finds nothing)
-        lookups = [c for k in keys for c in (
-            Message.transport_id == k,
-            Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
-            | Message.transport_id.contains("," + k + ","))]
+        from .fast import dlr_by_gateway_id
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
-        for cond in lookups:
-            cond = cond & ours
-            rows = list(Message.select().where((Message.direction == "out") & cond))
+        for k in keys:
+            # the exact id first (indexed, one statement): a one-part text, the common case; then
+            # the id as one part of several (a scan, so only when the exact one finds nothing)
+            n = dlr_by_gateway_id(self, k, account, final, state, error, now)
+            if n:
+                return n
+            rows = list(Message.select().where(
+                (Message.direction == "out") & ours
+                & (Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
+                   | Message.transport_id.contains("," + k + ","))))
             if not rows:
                 continue
             with self.write():

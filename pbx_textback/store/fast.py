@@ -411,3 +411,24 @@ def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now
     if n:
         return 1
     return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
+
+
+_DLR_NOTE_BY_GW = ('UPDATE "message" SET note = ?, updated_at = ? '
+                   'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+# a failed text stays failed (one failed part fails the text) and is left as it was, yet counted:
+# every SET reads the row as it was before the statement
+_DLR_FINAL_BY_GW = ('UPDATE "message" SET state = CASE WHEN state = \'failed\' THEN state ELSE ? END, '
+                    'updated_at = CASE WHEN state = \'failed\' THEN updated_at ELSE ? END, '
+                    'error = CASE WHEN state = \'failed\' THEN error ELSE ? END '
+                    'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+
+
+def dlr_by_gateway_id(store, key: str, account: str, final: str | None, state: str, error: str,
+                      now: float) -> int:
+    """A receipt matched by the gateway's id of a one-part text (its row id unknown: sent before
+    a restart, or long ago) among this account's texts: how many texts it names (0: none). One
+    UPDATE through the transport_id index, no read first."""
+    if final is None:
+        return run(store, _DLR_NOTE_BY_GW, (f"receipt: {state}", now, key, account))
+    return run(store, _DLR_FINAL_BY_GW, (
+        final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), key, account))

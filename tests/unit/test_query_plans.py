@@ -66,6 +66,8 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "restart recovery": lambda: store.recover_interrupted(now),
         "adopt unboxed": lambda: store.adopt_unboxed(now),
         "receipt": lambda: fast.dlr_by_id(store, 5, "delivered", "delivered", "", now),
+        "receipt by the gateway's id": lambda: fast.dlr_by_gateway_id(store, "t5", "smpp", "delivered",
+                                                                      "delivered", "", now),
         "no receipt": lambda: store.mark_no_receipt(now - 86400, now),
         "count by state": lambda: store.count_state("failed", now - 3600),
         "waiting texts (health, status)": lambda: waiting_texts(store),
