@@ -196,6 +196,9 @@ def config(tmp: Path, smsc_port: int):
                                    smpp="window = 10\ntps = 0", extra="[policy]\ndedupe_hours = 0"))
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
 def count_statements(store) -> Counter:
     """SQLite's own trace of the service's connection: statements run, commits, and the
     statements triggers ran. Python's sqlite3 reports a trigger's steps as the text of the
@@ -209,9 +212,10 @@ def count_statements(store) -> Counter:
             return
         last[0] = sql
         counts["stmt"] += 1
-        if sql[:6].upper() == "COMMIT":
-            counts["commit"] += 1
-    store.db.connection().set_trace_callback(seen)
+        if sql[:6].upper() == "COMMIT" or (sql[:6].upper() in WRITES and not conn.in_transaction):
+            counts["commit"] += 1          # a lone write outside BEGIN..COMMIT commits on its own
+    conn = store.db.connection()
+    conn.set_trace_callback(seen)
     return counts
 
 

@@ -47,13 +47,18 @@ def record(i: int, now: float) -> CallRecord:
                       dial_results=("CANCEL",), ring_seconds=20.0)
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
 def count_statements(store) -> dict:
     counts = {"stmt": 0, "commit": 0}
 
     def seen(sql: str) -> None:
         counts["stmt"] += 1
-        counts["commit"] += sql[:6].upper() == "COMMIT"
-    store.db.connection().set_trace_callback(seen)
+        # a lone write outside BEGIN..COMMIT (autocommit) commits on its own
+        counts["commit"] += sql[:6].upper() == "COMMIT" or (sql[:6].upper() in WRITES and not conn.in_transaction)
+    conn = store.db.connection()
+    conn.set_trace_callback(seen)
     return counts
 
 

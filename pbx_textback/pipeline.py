@@ -222,11 +222,11 @@ class Pipeline:
         limit = self.cfg.compliance.global_hourly_cap
         # no cap: nothing to count (the check passes whatever the count)
         cap = caps.global_hourly_cap(self.store.texts_since(now - 3600) if limit and limit > 0 else 0, limit)
-        reached, paused = fast.gate_reads(self.store, row.peer, since)
-        return GateFacts(reached_by=reached,
-                         replied=row.kind == "follow-up" and self.store.replied_since(row.peer, since),
-                         opted_out=consent.is_opted_out(self.store.consent_standing(row.peer), row.peer, row.line),
-                         paused=paused,
+        reached, paused, ever_out, replied = fast.last_look_reads(self.store, row.peer, since,
+                                                                 row.kind == "follow-up")
+        # no opt-out event ever: not opted out, and the standing needs no reading (most numbers)
+        opted_out = ever_out and consent.is_opted_out(self.store.consent_standing(row.peer), row.peer, row.line)
+        return GateFacts(reached_by=reached, replied=replied, opted_out=opted_out, paused=paused,
                          allowed_at=allowed, over_hourly_cap="" if cap.ok else cap.detail)
 
     # ---- callers' replies ----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -64,13 +64,11 @@ class Inbound:
                              message_state=getattr(p, "message_state", None),
                              network_error_code=getattr(p, "network_error_code", None),
                              text=text, handset=P.text_field(p.source_addr),
-                             sender=P.text_field(p.destination_addr), received_at=self.t.clock())
+                             sender=P.text_field(p.destination_addr), received_at=self.t.clock(),
+                             match=self.t.ids.match)
         if report is None:
             log.warning("SMPP delivery receipt without a message id: %r", text[:200])
             return P.ESME_ROK
-        hit = self.t.ids.match(report.message_id)
-        if hit is not None:
-            report = replace(report, submit_id=hit[0], msg_ref=hit[1])
         self.stats["dlr"] += 1
         log.info("SMPP DLR id=%s state=%s%s%s", report.message_id, report.state,
                  f" ({report.error})" if report.error else "",

@@ -34,6 +34,7 @@ class Link:
         self.abort_reason: str | None = None
         self.task: asyncio.Task | None = None
         self.sleeper: asyncio.Future | None = None
+        self.answers: list[bytes] = []     # responses to the SMSC's PDUs not yet handed to the socket
 
     @property
     def sends(self) -> bool:
@@ -155,8 +156,28 @@ class Link:
             self.bound = False
 
     def write(self, data: bytes) -> None:
+        """Hand bytes to the socket now, after any answers still held (they go first)."""
+        if self.answers:
+            data = b"".join(self.answers) + data
+            self.answers.clear()
         if self.writer is not None and not self.writer.is_closing():
             self.writer.write(data)
+
+    def answer(self, data: bytes) -> None:
+        """A response to a PDU the SMSC sent, written once the PDUs already read are handled:
+        a burst of receipts is answered in one send() instead of one each (a send on the
+        socket cost more CPU than storing the receipt). It is never held longer than that
+        turn of the event loop (the SMSC waits for it), nor written before the PDU's work
+        (a receipt is stored first)."""
+        if not self.answers:
+            asyncio.get_running_loop().call_soon(self._flush_answers)
+        self.answers.append(data)
+        self.t.stats["answers"] += 1
+
+    def _flush_answers(self) -> None:
+        if self.answers:
+            self.t.stats["answer_writes"] += 1
+            self.write(b"")
 
     def abort(self, reason: str) -> None:
         self.abort_reason = reason
@@ -166,6 +187,7 @@ class Link:
 
     def close(self) -> None:
         self.bound = False
+        self.answers.clear()               # for a connection that is gone
         if self.writer is not None:
             self.writer.transport.abort()
         self.reader = self.writer = None
@@ -245,7 +267,7 @@ class Link:
                             self.name, name, seq, P.status_name(status))
             return
         if name == "enquire_link":
-            self.write(P.response("enquire_link_resp", seq))
+            self.answer(P.response("enquire_link_resp", seq))
         elif name in ("deliver_sm", "data_sm"):    # data_sm: receipts (and replies) some gateways send so
             try:
                 p = P.parse(data)
@@ -254,7 +276,7 @@ class Link:
                 self.write(P.response(f"{name}_resp", seq, P.ESME_RX_T_APPN))
                 return
             resp_status = await self.t.inbound.deliver(p)
-            self.write(P.response(f"{name}_resp", seq, resp_status))
+            self.answer(P.response(f"{name}_resp", seq, resp_status))
         elif name == "unbind":
             self.write(P.response("unbind_resp", seq))
             log.warning("SMPP %s: the SMSC unbound; reconnecting", self.name)

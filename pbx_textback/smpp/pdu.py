@@ -14,10 +14,10 @@ from __future__ import annotations
 import struct
 import types
 from dataclasses import dataclass
+from functools import lru_cache
 
 from smpplib import command_codes, consts
 from smpplib import smpp as _smpp
-from smpplib.exceptions import UnknownCommandError
 
 from pbx_textback.core.text import sms
 
@@ -124,11 +124,15 @@ def header(data: bytes) -> tuple[int, int, int, int]:
     return struct.unpack(">LLLL", data[:HEADER_LEN])
 
 
+# command_id -> name, as smpplib's get_command_name answers (the first name with that code): it
+# walks its table for every PDU read
+_COMMAND_NAMES: dict[int, str] = {}
+for _n, _c in command_codes.commands.items():
+    _COMMAND_NAMES.setdefault(_c, _n)
+
+
 def command_name(command_id: int) -> str | None:
-    try:
-        return command_codes.get_command_name(command_id)
-    except UnknownCommandError:
-        return None
+    return _COMMAND_NAMES.get(command_id)
 
 
 def _parse_tlvs(self, data: bytes) -> None:
@@ -344,6 +348,27 @@ def _latin1_ok(parts: list[str]) -> bool:
 
 def plan_parts(text: str, *, ref: int = 0, data_coding_default: str = "gsm7",
                gsm7_packed: bool = False, long_mode: str = "udh") -> list[PartSpec]:
+    """The submit_sm payloads for a text (see _plan_parts). A text that goes as one submit_sm
+    does not depend on `ref`: its plan is kept (most texts are the same few rendered templates,
+    and splitting and encoding one cost more than the rest of its submit_sm). Only one SMS's
+    worth of characters: a long text in one message_payload is not kept (memory)."""
+    got = _one_part_plan(text, data_coding_default, gsm7_packed, long_mode) if len(text) <= 160 else None
+    if got is not None:
+        return [got]
+    return _plan_parts(text, ref=ref, data_coding_default=data_coding_default,
+                       gsm7_packed=gsm7_packed, long_mode=long_mode)
+
+
+@lru_cache(maxsize=512)
+def _one_part_plan(text: str, data_coding_default: str, gsm7_packed: bool, long_mode: str) -> PartSpec | None:
+    """The one PartSpec of a text that needs no concatenation (frozen: safe to share), else None."""
+    parts = _plan_parts(text, ref=0, data_coding_default=data_coding_default, gsm7_packed=gsm7_packed,
+                        long_mode=long_mode)
+    return parts[0] if len(parts) == 1 else None
+
+
+def _plan_parts(text: str, *, ref: int = 0, data_coding_default: str = "gsm7",
+                gsm7_packed: bool = False, long_mode: str = "udh") -> list[PartSpec]:
     """The submit_sm payloads for a text. GSM 03.38 when every character fits (data_coding 0),
     else UCS-2 (data_coding 8); split by core.text.sms.split_text (never inside an escape or
     surrogate pair). When the SMSC reads data_coding 0 as Latin-1, GSM text is sent as Latin-1

@@ -206,7 +206,10 @@ class Submits:
             self._finish_part(part, "retry", status=status, error=P.status_name(status))
         else:
             self._finish_part(part, "failed", status=status, error=P.status_name(status))
-        self.t.window.wake()
+        if self.queue:
+            # a slot came free for parts that wait (a part sent back to the queue woke the
+            # window itself); with none waiting, waking it was a task step per text for nothing
+            self.t.window.wake()
 
     def requeue(self, part: Part) -> None:
         """Back to the head of the queue, before parts submitted after it."""

@@ -74,7 +74,8 @@ class SmppTransport:
         self.stopping = False
         self.started = False
         self.stats = {"submit_sm": 0, "throttled": 0, "unknown": 0, "resubmitted_unknown": 0,
-                      "dlr": 0, "mo": 0, "mo_refused": 0, "late_resp": 0, "not_written": 0}
+                      "dlr": 0, "mo": 0, "mo_refused": 0, "late_resp": 0, "not_written": 0,
+                      "answers": 0, "answer_writes": 0}
         self.ids = SentIds()
         self.rate = Rate(settings)
         self.submits = Submits(self)

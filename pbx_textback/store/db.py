@@ -397,6 +397,11 @@ def default_box() -> str:
     return socket.gethostname() or "pbx"
 
 
+# a receipt's state -> the text's final state (None: not final, noted only)
+_DLR_FINAL = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
+              "undeliverable": FAILED, "deleted": FAILED}
+
+
 class Store:
     def __init__(self, db: pw.Database, box: str = ""):
         self.db = db
@@ -713,24 +718,29 @@ class Store:
                   transport: str = "smpp") -> int:
         """A delivery receipt: the message this process submitted (msg_id, known before the
         outbox has stored the SMSC's id), else the one whose transport id (any part) matches
-        among the texts sent through this service's account (ids repeat across accounts)."""
-        final = {"delivered": DELIVERED, "failed": FAILED, "expired": FAILED, "rejected": FAILED,
-                 "undeliverable": FAILED, "deleted": FAILED}.get(state)
+        among the texts sent through this service's account (ids repeat across accounts).
+        keys: the ids to look by, or a function that makes them (called only when the row id
+        does not settle it: the common receipt needs none)."""
+        final = _DLR_FINAL.get(state)
         if msg_id is not None:
             from .fast import dlr_by_id
             if dlr_by_id(self, msg_id, final, state, error, now):
                 return 1
-        # the exact id first (indexed): a one-part text, the common case; then the id as one
-        # part of several (a scan, so only when the exact one finds nothing)
-        lookups = [c for k in keys for c in (
-            Message.transport_id == k,
-            Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
-            | Message.transport_id.contains("," + k + ","))]
+        if callable(keys):
+            keys = keys()
+        from .fast import dlr_by_gateway_id
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
-        for cond in lookups:
-            cond = cond & ours
-            rows = list(Message.select().where((Message.direction == "out") & cond))
+        for k in keys:
+            # the exact id first (indexed, one statement): a one-part text, the common case; then
+            # the id as one part of several (a scan, so only when the exact one finds nothing)
+            n = dlr_by_gateway_id(self, k, account, final, state, error, now)
+            if n:
+                return n
+            rows = list(Message.select().where(
+                (Message.direction == "out") & ours
+                & (Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
+                   | Message.transport_id.contains("," + k + ","))))
             if not rows:
                 continue
             with self.write():

@@ -122,12 +122,25 @@ def reached_since(store, peer: str, since: float) -> str:
 
 
 _GATE = f'SELECT ({_REACHED}), (SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)'
+# the last look's other facts in the same statement: whether the number ever opted out (no
+# opt-out event, no opt-out standing: core/policy/consent.py sets opted-out only on one, so the
+# consent history is read only for the few numbers that have one), and for a follow-up whether
+# the caller wrote since (? = 0 for other texts: SQLite and PostgreSQL skip the EXISTS then)
+_LAST_LOOK = (_GATE + ', (SELECT 1 FROM "consent" WHERE number = ? AND kind = \'opt-out\' LIMIT 1), '
+              '(SELECT 1 FROM "message" WHERE ? = 1 AND peer = ? AND direction = \'in\' AND created_at > ? LIMIT 1)')
 
 
 def gate_reads(store, peer: str, since: float) -> tuple[str, bool]:
     """The outbox's last look: reached_since and paused in one statement."""
     r = one(store, _GATE, (since, True, peer, peer))
     return r[0] or "", r[1] == "1"
+
+
+def last_look_reads(store, peer: str, since: float, follow_up: bool) -> tuple[str, bool, bool, bool]:
+    """The outbox's last look, one statement: (reached since, paused, ever opted out, replied
+    since — asked only for a follow-up, else False)."""
+    r = one(store, _LAST_LOOK, (since, True, peer, peer, peer, int(follow_up), peer, since))
+    return r[0] or "", r[1] == "1", r[2] is not None, r[3] is not None
 
 
 # ---- consent: what the state machine needs, not every row ever --------------------------------
@@ -273,6 +286,13 @@ def migrate_v23(db) -> None:
 
 
 # ---- the outbox: claim, write, sent, receipt ----------------------------------------------------
+# A step of the send path that is ONE write statement runs without BEGIN/COMMIT around it: the
+# connection is in autocommit (peewee opens SQLite with isolation_level=None and psycopg2 with
+# autocommit), so SQLite and PostgreSQL each make a lone statement a transaction of its own —
+# atomic and committed when it returns, as durable as a write() block (same WAL, same
+# synchronous), and a SQLite writer still waits out the busy timeout for the lock. Inside a
+# caller's write() it is part of that transaction, as before. The BEGIN IMMEDIATE round and
+# peewee's transaction bookkeeping were about 40 % of each of these steps' CPU.
 _MSG_COLS = ("id", "call_id", "direction", "kind", "line", "peer", "body", "state", "due_at", "attempts",
              "transport", "transport_id", "error", "created_at", "updated_at", "calls_missed", "note",
              "ref", "written_at", "box", "account")
@@ -309,12 +329,26 @@ def claim_due(store, now: float, limit: int) -> list:
     return out
 
 
+class OutRow:
+    """An outbox row as the worker carries it to its transport: the Message's fields as plain
+    attributes (call_id for the call). Building a peewee Message for it cost more than reading
+    it, and every attribute read and write went through a field descriptor."""
+    __slots__ = _MSG_COLS
+
+    def __init__(self, values):
+        for k, v in zip(_MSG_COLS, values):
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return f"<OutRow {self.id} {self.kind} {self.state}>"
+
+
 def due_rows(store, now: float, limit: int, skip) -> list:
     """The outbox worker's pick: due pending rows, oldest due first, not those it already
     carries (skip: their ids). One read, no write: the row is taken (pending -> sending) at
     its last look, in the same transaction as its written mark (take_written)."""
     got = rows(store, _CLAIM, (now, store.box, limit + len(skip)))
-    return [_message(r) for r in got if r[0] not in skip][:limit]
+    return [OutRow(r) for r in got if r[0] not in skip][:limit]
 
 
 _TAKE = ('UPDATE "message" SET state = \'sending\', written_at = ?, attempts = attempts + 1, updated_at = ? '
@@ -325,30 +359,26 @@ def take_written(store, msg_id: int, now: float) -> bool:
     """Right before the first byte: pending -> sending with written_at, one UPDATE in one
     transaction. False when the row is no longer pending (cancelled, held, or another worker's
     meanwhile): nothing may be written then."""
-    with store.write():
-        return run(store, _TAKE, (now, now, msg_id, store.box)) == 1
+    return run(store, _TAKE, (now, now, msg_id, store.box)) == 1
 
 
 def take_unlooked(store, msg_id: int, now: float) -> bool:
     """A transport answered without asking its last look (it wrote nothing it says, or it is
     a transport that never asks): the row leaves pending so that its result can be recorded."""
-    with store.write():
-        return run(store, 'UPDATE "message" SET state = \'sending\', updated_at = ? '
-                          'WHERE id = ? AND state = \'pending\'', (now, msg_id)) == 1
+    return run(store, 'UPDATE "message" SET state = \'sending\', updated_at = ? '
+                      'WHERE id = ? AND state = \'pending\'', (now, msg_id)) == 1
 
 
 def mark_written(store, msg_id: int, now: float) -> bool:
-    with store.write():
-        return run(store, 'UPDATE "message" SET written_at = ?, attempts = attempts + 1, updated_at = ? '
-                          'WHERE id = ? AND state = \'sending\'', (now, now, msg_id)) == 1
+    return run(store, 'UPDATE "message" SET written_at = ?, attempts = attempts + 1, updated_at = ? '
+                      'WHERE id = ? AND state = \'sending\'', (now, now, msg_id)) == 1
 
 
 def mark_sent(store, msg_id: int, *, now: float, transport: str, account: str, transport_id: str) -> None:
     """Never steps back from delivered/failed (a receipt that came first) to sent."""
-    with store.write():
-        run(store, 'UPDATE "message" SET transport = ?, transport_id = ?, account = ?, updated_at = ?, '
-                   'error = \'\', state = CASE WHEN state = \'sending\' THEN \'sent\' ELSE state END '
-                   'WHERE id = ?', (transport, transport_id, account, now, msg_id))
+    run(store, 'UPDATE "message" SET transport = ?, transport_id = ?, account = ?, updated_at = ?, '
+               'error = \'\', state = CASE WHEN state = \'sending\' THEN \'sent\' ELSE state END '
+               'WHERE id = ?', (transport, transport_id, account, now, msg_id))
 
 
 _SET_STATE: dict[tuple, str] = {}
@@ -362,24 +392,43 @@ def set_state(store, msg_id: int, fields: dict, only_from: str | None) -> bool:
         sql = _SET_STATE[key] = (f'UPDATE "message" SET {sets} WHERE id = ?'
                                  + (" AND state = ?" if only_from is not None else ""))
     params = (*fields.values(), msg_id) + ((only_from,) if only_from is not None else ())
-    with store.write():
-        return run(store, sql, params) == 1
+    return run(store, sql, params) == 1
 
 
 def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now: float) -> int:
     """A receipt for the text this process submitted (its row id known): 1, or 0 when there
-    is no such outgoing text (the caller then looks by the gateway's id). One UPDATE; the
-    row is read only when it changed nothing (a failed text stays failed: one failed part
-    fails the text)."""
-    with store.write():
-        if final is None:
-            n = run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ? AND direction = \'out\'',
-                    (f"receipt: {state}", now, msg_id))
-        else:
-            n = run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? '
-                           'WHERE id = ? AND direction = \'out\' AND state != ?',
-                    (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "),
-                     msg_id, st.FAILED))
-        if n:
-            return 1
-        return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
+    is no such outgoing text (the caller then looks by the gateway's id). One UPDATE, a step of
+    its own (see above); the row is read only when it changed nothing (a failed text stays
+    failed: one failed part fails the text)."""
+    if final is None:
+        n = run(store, 'UPDATE "message" SET note = ?, updated_at = ? WHERE id = ? AND direction = \'out\'',
+                (f"receipt: {state}", now, msg_id))
+    else:
+        n = run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? '
+                       'WHERE id = ? AND direction = \'out\' AND state != ?',
+                (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "),
+                 msg_id, st.FAILED))
+    if n:
+        return 1
+    return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
+
+
+_DLR_NOTE_BY_GW = ('UPDATE "message" SET note = ?, updated_at = ? '
+                   'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+# a failed text stays failed (one failed part fails the text) and is left as it was, yet counted:
+# every SET reads the row as it was before the statement
+_DLR_FINAL_BY_GW = ('UPDATE "message" SET state = CASE WHEN state = \'failed\' THEN state ELSE ? END, '
+                    'updated_at = CASE WHEN state = \'failed\' THEN updated_at ELSE ? END, '
+                    'error = CASE WHEN state = \'failed\' THEN error ELSE ? END '
+                    'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+
+
+def dlr_by_gateway_id(store, key: str, account: str, final: str | None, state: str, error: str,
+                      now: float) -> int:
+    """A receipt matched by the gateway's id of a one-part text (its row id unknown: sent before
+    a restart, or long ago) among this account's texts: how many texts it names (0: none). One
+    UPDATE through the transport_id index, no read first."""
+    if final is None:
+        return run(store, _DLR_NOTE_BY_GW, (f"receipt: {state}", now, key, account))
+    return run(store, _DLR_FINAL_BY_GW, (
+        final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), key, account))
