@@ -256,7 +256,7 @@ REDUNDANT_INDEXES = (
 
 
 def drop_redundant_indexes(db) -> None:
-    """Migration 27, and a new store (whose model definitions still make some of them)."""
+    """Migration 27 (a new store never makes them: the models no longer declare them)."""
     for name in REDUNDANT_INDEXES:
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
