@@ -276,10 +276,8 @@ def _write_verdict(store, ex, verdict, now, consent, checked) -> tuple[int, int 
 
 # ---- migration 23: the indexes the hot path reads through, and the consent summary -------------
 def create_tables(db) -> None:
-    db.execute_sql('CREATE TABLE IF NOT EXISTS "consentlastcall" ('
-                   'number VARCHAR(255) NOT NULL, line VARCHAR(255) NOT NULL, '
-                   'at DOUBLE PRECISION NOT NULL, consent_id INTEGER NOT NULL, '
-                   'PRIMARY KEY (number, line))')
+    from .lean_writes import consentlastcall_sql      # WITHOUT ROWID on SQLite (migration 31)
+    db.execute_sql(consentlastcall_sql(db))
     # (peer, created_at), (caller, created_at) and (created_at, ...) come from the reports'
     # indexes (store/reports.py, migration 19): made here too they were each kept twice
     for name, table, cols in (

@@ -328,8 +328,8 @@ def create_tables(db) -> None:
     """Migration v18 and a new store: the table, its triggers, its rows from what is there."""
     db.create_tables([InboxConv, InboxCount], safe=True)
     # a timeline finds a caller's calls by any of their numbers (Store.calls_for): each term of
-    # that OR needs an index, or one timeline reads every call
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_called" ON "call" ("called")')
+    # that OR needs an index, or one timeline reads every call ("called": the reports'
+    # call_called_created, store/lean_writes.py)
     db.execute_sql('CREATE INDEX IF NOT EXISTS "call_caller_raw" ON "call" ("caller_raw")')
     # ... and each call's texts with their follow-ups and resends (message.ref): without it, one
     # call's texts read every message

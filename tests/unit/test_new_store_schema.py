@@ -73,3 +73,31 @@ def test_a_new_store_never_makes_the_dropped_indexes(tmp_path):
     assert any("CREATE TABLE" in s for s in made), "the trace saw nothing"
     named = [s for s in made for name in (*DROPPED, *REDUNDANT_INDEXES) if f'"{name}"' in s]
     assert not named, named
+
+
+def test_the_upgrade_keeps_each_callers_last_call_rows(tmp_path):
+    """Migration 31 remakes consentlastcall WITHOUT ROWID: the rows stay, and a caller's
+    standing reads the same events."""
+    old = str(tmp_path / "old.sqlite3")
+    c = sqlite3.connect(old)
+    c.executescript(OLD.read_text())
+    for i, (number, line) in enumerate([("+15125550001", "+15125550100"), ("+15125550001", "+15125550200"),
+                                        ("+15125550002", "+15125550100")]):
+        cid = c.execute('INSERT INTO "consent" (number, kind, at, scope, line, source, confirms, lang) '
+                        "VALUES (?, 'inbound-call', ?, 'business', ?, 'call x', '', 'en')",
+                        (number, 1000.0 + i, line)).lastrowid
+        c.execute('INSERT INTO "consentlastcall" (number, line, at, consent_id) VALUES (?, ?, ?, ?)',
+                  (number, line, 1000.0 + i, cid))
+    c.commit()
+    before = c.execute('SELECT number, line, at, consent_id FROM "consentlastcall" ORDER BY 1, 2').fetchall()
+    c.close()
+    store = open_store(old, box="b")
+    try:
+        after = store.db.execute_sql('SELECT number, line, at, consent_id FROM "consentlastcall" '
+                                     'ORDER BY 1, 2').fetchall()
+        assert after == before and len(after) == 3
+        assert [e.line for e in store.consent_standing("+15125550001")] == ["+15125550100", "+15125550200"]
+        sql = store.db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'consentlastcall'").fetchone()[0]
+        assert sql.endswith("WITHOUT ROWID")
+    finally:
+        store.close()

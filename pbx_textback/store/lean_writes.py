@@ -1,0 +1,44 @@
+"""Migration 31: two pages fewer for every decision's commit to write (issue 14).
+
+A missed call's one transaction wrote ~31 pages to the WAL (bench/percall.py), and each is
+copied again by the checkpoint; the commit was a third of the decision's CPU. Two of them
+served nothing another structure does not serve as well:
+
+- call (called): call_called_created (called, created_at), the reports' index, starts with
+  it, and the planner already took that one for every lookup by the called number
+  (tests/unit/test_query_plans.py).
+- consentlastcall on SQLite: a table keyed by rowid plus the unique index of its primary key
+  (number, line), two b-trees at a random place each for every new caller. WITHOUT ROWID it
+  is one b-tree ordered by that key: the same rows and the same upsert, one page. (PostgreSQL
+  keeps its table and primary key index as they are.)
+"""
+from __future__ import annotations
+
+import peewee as pw
+
+DROPPED = ("call_called",)
+
+_COLS = ('number VARCHAR(255) NOT NULL, line VARCHAR(255) NOT NULL, '
+         'at DOUBLE PRECISION NOT NULL, consent_id INTEGER NOT NULL, PRIMARY KEY (number, line)')
+
+
+def consentlastcall_sql(db) -> str:
+    """The table as a new store makes it (store/fast.py) and migration 31 remakes it."""
+    rowid = " WITHOUT ROWID" if isinstance(db, pw.SqliteDatabase) else ""
+    return f'CREATE TABLE IF NOT EXISTS "consentlastcall" ({_COLS}){rowid}'
+
+
+def migrate_v31(db) -> None:
+    for name in DROPPED:
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+    if not isinstance(db, pw.SqliteDatabase):
+        return
+    made = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'consentlastcall'").fetchone()
+    if made is None or "WITHOUT ROWID" in made[0].upper():
+        return
+    # rows copied as they are; the old table (and its key's index) goes
+    db.execute_sql('ALTER TABLE "consentlastcall" RENAME TO "consentlastcall_v30"')
+    db.execute_sql(consentlastcall_sql(db))
+    db.execute_sql('INSERT INTO "consentlastcall" (number, line, at, consent_id) '
+                   'SELECT number, line, at, consent_id FROM "consentlastcall_v30"')
+    db.execute_sql('DROP TABLE "consentlastcall_v30"')
