@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
+from ..core.model import Check
 from . import db as st      # db imports this module lazily: no cycle at import time
 
 _PG_CACHE: dict[str, str] = {}
@@ -244,6 +245,29 @@ def record_verdict(store, verdict, *, now: float, consent=None, checked: bool = 
     return out
 
 
+_CHECK_JSON: dict[tuple, str] = {}
+_CHECK_JSON_MAX = 4096
+
+
+def checks_json(checks) -> str:
+    """json.dumps([c.to_dict() for c in checks]), the same text: most of a call's checks say
+    what the last call's said ("line +1... is enabled", "not on the denylist"), so each
+    check's JSON is kept by its (name, ok, detail) and the list joined as json.dumps joins it."""
+    parts = []
+    for ch in checks:
+        if type(ch) is not Check or type(ch.ok) is not bool or type(ch.name) is not str \
+                or type(ch.detail) is not str:
+            return json.dumps([c.to_dict() for c in checks])
+        key = (ch.name, ch.ok, ch.detail)
+        got = _CHECK_JSON.get(key)
+        if got is None:
+            if len(_CHECK_JSON) >= _CHECK_JSON_MAX:
+                _CHECK_JSON.clear()
+            got = _CHECK_JSON[key] = json.dumps(ch.to_dict())
+        parts.append(got)
+    return "[" + ", ".join(parts) + "]"
+
+
 def _write_verdict(store, ex, verdict, now, consent, checked) -> tuple[int, int | None]:
     c, o, d = verdict.call, verdict.outcome, verdict.decision
     shown = verdict.extra
@@ -259,7 +283,7 @@ def _write_verdict(store, ex, verdict, now, consent, checked) -> tuple[int, int 
     if got is None:                 # checked, yet another writer recorded it meanwhile
         return ex(_EXISTING, (c.call_id, store.box)).fetchone()[0], None
     call_id = got[0]
-    ex(_INS_DECISION, (call_id, d.action, json.dumps([ch.to_dict() for ch in d.checks]),
+    ex(_INS_DECISION, (call_id, d.action, checks_json(d.checks),
                        d.line, now, st._template_version(d.template) if d.action == "text" else ""))
     msg_id = None
     if d.action == "text":
