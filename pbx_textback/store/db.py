@@ -390,8 +390,9 @@ NEW_STORE_TABLES.append(_lean_indexes)    # a new store: the two indexes, nothin
 
 
 def _v31(db):
-    """Two pages fewer per decision: call (called) dropped, consentlastcall WITHOUT ROWID on
-    SQLite (store/lean_writes.py; a new store makes neither)."""
+    """Pages fewer per decision: call (called) dropped, consentlastcall WITHOUT ROWID on
+    SQLite, call (caller_raw) only where it is not the E.164 (store/lean_writes.py; a new
+    store is made so)."""
     from .lean_writes import migrate_v31
     migrate_v31(db)
 
@@ -827,7 +828,10 @@ class Store:
         return [c.box for c in Call.select(Call.box).where(Call.box != "").distinct().order_by(Call.box)]
 
     def calls_for(self, key: str) -> list[dict]:
-        q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key)
+        # caller_raw only where it differs from caller: the index holds those (lean_writes.py);
+        # a call whose raw number is its E.164 is found by caller
+        q = Call.select().where((Call.call_id == key) | (Call.caller == key)
+                                | ((Call.caller_raw == key) & (Call.caller_raw != Call.caller))
                                 | (Call.called == key))      # an outbound call to the number
         out = []
         for call in q.order_by(Call.created_at, Call.id):

@@ -330,7 +330,8 @@ def create_tables(db) -> None:
     # a timeline finds a caller's calls by any of their numbers (Store.calls_for): each term of
     # that OR needs an index, or one timeline reads every call ("called": the reports'
     # call_called_created, store/lean_writes.py)
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_caller_raw" ON "call" ("caller_raw")')
+    from .lean_writes import CALLER_RAW      # only the calls whose raw number is not their E.164
+    db.execute_sql(CALLER_RAW)
     # ... and each call's texts with their follow-ups and resends (message.ref): without it, one
     # call's texts read every message
     db.execute_sql('CREATE INDEX IF NOT EXISTS "message_ref" ON "message" ("ref") WHERE "ref" IS NOT NULL')

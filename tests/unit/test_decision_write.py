@@ -88,3 +88,19 @@ def test_checks_json_of_odd_values_falls_back_to_json_dumps():
     cs = (Check("a", 1, "x"), Check("b", True, "y"))          # ok as int: dumps says 1, not true
     assert fast.checks_json(cs) == json.dumps([c.to_dict() for c in cs])
     assert fast.checks_json((Check("a", True, "x"),)) == '[{"name": "a", "ok": true, "detail": "x"}]'
+
+
+def test_a_call_is_found_by_each_spelling_of_its_number(store):
+    """call (caller_raw) holds only calls whose raw number is not their E.164: a timeline asked
+    by either spelling, by the called number or by the call id still finds every call."""
+    raw = verdict("c1", "+15125550123")
+    raw = raw.__class__(raw.call.__class__(**{**raw.call.__dict__, "caller": "5125550123"}),
+                        raw.outcome, raw.decision, {"caller": "+15125550123"})
+    store.record_verdict(raw, now=1000.0, checked=True)                      # raw 5125550123
+    store.record_verdict(verdict("c2", "+15125550123"), now=1001.0, checked=True)  # raw = E.164
+    assert [c["call_id"] for c in store.calls_for("5125550123")] == ["c1"]
+    assert [c["call_id"] for c in store.calls_for("+15125550123")] == ["c1", "c2"]
+    assert [c["call_id"] for c in store.calls_for("+15125550100")] == ["c1", "c2"]
+    assert [c["call_id"] for c in store.calls_for("c2")] == ["c2"]
+    assert store.db.execute_sql('SELECT COUNT(*) FROM "call" INDEXED BY "call_caller_raw" '
+                                'WHERE caller_raw <> caller').fetchone()[0] == 1
