@@ -226,6 +226,12 @@ def _pg_triggers() -> list[str]:
 
 def _bump(r: str, delta: str, pg: bool) -> list[str]:
     key = f'"status" = {r}."status" AND "owner" = {r}."owner" AND "waiting" = {r}."waiting"'
+    if not pg:
+        # one upsert: a new bucket starts at the change itself, a known one adds it (was an
+        # INSERT of 0 and an UPDATE: two trigger steps per count moved, on every new caller)
+        return [f'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") '
+                f'VALUES ({r}."status", {r}."owner", {r}."waiting", 0 {delta}) '
+                f'ON CONFLICT ("status", "owner", "waiting") DO UPDATE SET "n" = "n" {delta}']
     insert = (f'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") '
               f'VALUES ({r}."status", {r}."owner", {r}."waiting", 0)')
     # ON CONFLICT DO NOTHING on SQLite too: fired from an upsert (store/inbox_upsert.py), an
@@ -266,6 +272,13 @@ def _drop_count_triggers(db) -> None:
     else:
         for ev in ("insert", "delete", "update"):
             db.execute_sql(f'DROP TRIGGER IF EXISTS "inboxcount_{ev}"')
+
+
+def remake_count_triggers(db) -> None:
+    """Migration 31 (store/lean_writes.py): SQLite keeps a trigger of the same name as it was."""
+    _drop_count_triggers(db)
+    for sql in _count_triggers(_is_pg(db)):
+        db.execute_sql(sql)
 
 
 def _is_pg(db) -> bool:

@@ -16,6 +16,8 @@ nothing another structure does not serve as well:
   index finds the call by it, so the entry was a copy: the index keeps only the calls whose
   raw number differs, and calls_for asks `caller_raw = ? AND caller_raw <> caller` (the same
   calls: one whose raw number equals its E.164 is found by `caller = ?`).
+And fewer trigger steps: on SQLite the inbox's counts move by one upsert each (store/inbox.py
+_bump) instead of an INSERT of an empty bucket and an UPDATE.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def migrate_v31(db) -> None:
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
     db.execute_sql('DROP INDEX IF EXISTS "call_caller_raw"')       # made again, partial
     db.execute_sql(CALLER_RAW)
+    from . import inbox
+    inbox.remake_count_triggers(db)        # SQLite: one upsert per count moved (store/inbox.py)
     if not isinstance(db, pw.SqliteDatabase):
         return
     made = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'consentlastcall'").fetchone()
