@@ -246,7 +246,7 @@ def record_verdict(store, verdict, *, now: float, consent=None, checked: bool = 
 
 
 _CHECK_JSON: dict[tuple, str] = {}
-_CHECK_JSON_MAX = 4096
+_CHECK_JSON_MAX = 512      # a call adds ~1 (its caller check): cleared every few hundred calls
 
 
 def checks_json(checks) -> str:
