@@ -69,7 +69,8 @@ class Pipeline:
         return Facts(last_text_at=known.last_text_at,
                      hours_override=fast.hours_mode(known, time.time()),
                      calls_missed=calls_missed,
-                     extra_checks=self.compliance_checks(peer, line, now, paused=known.paused))
+                     extra_checks=self.compliance_checks(peer, line, now, paused=known.paused,
+                                                         consent_events=known.consent_events))
 
     # ---- compliance ------------------------------------------------------------------------------
     def quiet_hours(self, line):
@@ -83,11 +84,13 @@ class Pipeline:
         return _window(spans)
 
     def compliance_checks(self, peer: str, line, now: float | None, *,
-                          paused: bool | None = None) -> tuple[Check, ...]:
-        """line: the LineView the text would go out on. paused: the setting when already read."""
+                          paused: bool | None = None, consent_events: bool = True) -> tuple[Check, ...]:
+        """line: the LineView the text would go out on. paused: the setting when already read.
+        consent_events False: the store said just now that the caller has none (call_facts)."""
         c = self.cfg.compliance
         t = now if now is not None else self.clock()
-        out = [consent.consent_check(self.store.consent_standing(peer), peer, line.number)]
+        standing = self.store.consent_standing(peer) if consent_events else []
+        out = [consent.consent_check(standing, peer, line.number)]
         # with no denylist the check passes whatever the number: no parse of it for that
         info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries) \
             if c.denylist else None

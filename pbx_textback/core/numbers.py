@@ -77,8 +77,35 @@ def _is_anonymous(s: str) -> bool:
     return low in _ANONYMOUS or (low.isascii() and low.isdigit() and set(low) == {"0"})
 
 
+# The regions of country code 1 (NANP): their parse of a 10-digit national number, or of one
+# with the trunk's leading 1, is the number itself under +1.
+_NANP = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
+
+
+def _plain_nanp(s: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """What phonenumbers.parse makes of the forms trunks send most, without its general
+    machinery (~30 us a number, and each new caller is a new number): +1 and ten digits, and
+    in a NANP region also ten digits or 1 and ten digits, the area code not starting with 0
+    or 1. Anything else: None (the full parse decides). tests/unit/test_numbers_fast.py holds
+    this to phonenumbers.parse over these forms (hypothesis)."""
+    n = len(s)
+    if n == 12 and s[0] == "+" and s[1] == "1":
+        d = s[2:]
+    elif region in _NANP and (n == 10 or (n == 11 and s[0] == "1")):
+        d = s[n - 10:]
+    else:
+        return None
+    if not (d.isascii() and d.isdigit()) or d[0] in "01":
+        return None
+    return phonenumbers.PhoneNumber(country_code=1, national_number=int(d))
+
+
 def _parse(s: str, region: str) -> phonenumbers.PhoneNumber | None:
     """Parse with the region's rules; a possible number, or None."""
+    n = _plain_nanp(s, region)
+    if n is not None:
+        return n if phonenumbers.is_possible_number(n) else None
+
     def attempt(text: str) -> phonenumbers.PhoneNumber | None:
         try:
             n = phonenumbers.parse(text, region)
@@ -133,6 +160,38 @@ def _zones(n: phonenumbers.PhoneNumber, ntype: int) -> list:
     return time_zones_for_number(n)
 
 
+try:        # the library's own steps, to walk a shared country code's regions once, not three times
+    from phonenumbers.phonemetadata import PhoneMetadata as _Meta
+    from phonenumbers.phonenumberutil import _number_type_helper
+    from phonenumbers.re_util import re_compile as _re
+except ImportError:          # another phonenumbers: its public functions, three walks
+    _number_type_helper = None
+
+
+def _region_and_type(n: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
+    """(region_code_for_number(n), number_type(n)). For a country code several regions share
+    (NANP: 25), region_code_for_number tries each region's whole type walk until one gives a
+    type, and number_type does all that again and then the region's walk once more; the type
+    the finding walk gave is number_type's answer (the same region's metadata), so it is kept.
+    tests/unit/test_numbers_fast.py holds this to the two public functions (hypothesis)."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(n.country_code)
+    if _number_type_helper is None or regions is None or len(regions) == 1:
+        return phonenumbers.region_code_for_number(n), phonenumbers.number_type(n)
+    nsn = phonenumbers.national_significant_number(n)
+    for region in regions:
+        meta = _Meta.metadata_for_region(region.upper(), None)
+        if meta is None:
+            continue
+        if meta.leading_digits is not None:
+            if _re(meta.leading_digits).match(nsn):
+                return region, _number_type_helper(nsn, meta)
+        else:
+            ntype = _number_type_helper(nsn, meta)
+            if ntype != T.UNKNOWN:
+                return region, ntype
+    return None, phonenumbers.number_type(n)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits: int) -> NumberInfo:
     """Pure and frozen, so one parse per distinct number serves every call (bounded)."""
@@ -148,8 +207,7 @@ def _number_info(raw: str, region: str, allowed: frozenset, internal_max_digits:
     # find the number's region and type again (7 pattern walks per NANP number, now 3): the
     # type once, and validity from it as is_valid_number_for_region(n, its region) decides
     # it (the same metadata, the country code checked the same way), the zone from the type
-    where = phonenumbers.region_code_for_number(n)
-    ntype = phonenumbers.number_type(n)
+    where, ntype = _region_and_type(n)
     if where is None or ntype == T.UNKNOWN or (
             where != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
             and phonenumbers.country_code_for_valid_region(where) != n.country_code):

@@ -34,9 +34,12 @@ class SchemaVersion(Base):
 
 class Call(Base):
     box = pw.CharField(default="")            # the PBX box's id ([pbx] id): one service per box
-    call_id = pw.CharField(index=True)         # unique per box (Asterisk's Uniqueids repeat across boxes)
+    # unique per box (Asterisk's Uniqueids repeat across boxes): the unique (call_id, box)
+    # index of store/lean_indexes.py. The indexes this model once declared and migrations 27
+    # and 30 drop are not declared here, so a new store never makes them (lean_indexes.py)
+    call_id = pw.CharField()
     pbx = pw.CharField()
-    caller = pw.CharField(index=True)          # E.164 where it parses, else as the PBX gave it
+    caller = pw.CharField()                    # E.164 where it parses, else as the PBX gave it
     caller_raw = pw.CharField()
     called = pw.CharField()
     line = pw.CharField(default="")
@@ -49,11 +52,8 @@ class Call(Base):
     started_at = pw.DoubleField(null=True)
     ended_at = pw.DoubleField(null=True)
     record = pw.TextField()                    # the CallRecord as JSON, for explain
-    created_at = pw.DoubleField(index=True)
+    created_at = pw.DoubleField()
     answered = pw.BooleanField(default=False)  # a person answered (inbound or outbound)
-
-    class Meta:
-        indexes = ((("box", "call_id"), True),)
 
 
 class DecisionRow(Base):
@@ -74,10 +74,10 @@ class Message(Base):
     direction = pw.CharField(default="out")
     kind = pw.CharField(default="missed-call")   # missed-call | reply | confirmation | help | manual | resend | test
     line = pw.CharField(default="")
-    peer = pw.CharField(index=True)              # the caller's E.164
+    peer = pw.CharField()                        # the caller's E.164
     body = pw.TextField()
-    state = pw.CharField(index=True)
-    due_at = pw.DoubleField(index=True)
+    state = pw.CharField()                       # (state, box, due_at): store/lean_indexes.py
+    due_at = pw.DoubleField()
     attempts = pw.IntegerField(default=0)
     transport = pw.CharField(default="")
     transport_id = pw.CharField(default="", index=True)
@@ -90,9 +90,6 @@ class Message(Base):
     written_at = pw.DoubleField(null=True)     # when its first byte was handed to the transport
     box = pw.CharField(default="")             # the box whose service sends it (and got the reply)
     account = pw.CharField(default="")         # the gateway account it went out through
-
-    class Meta:
-        indexes = ((("box", "state", "due_at"), False),)
 
 
 PURGE_MARK = "purged"          # Setting key: when the last purge deleted rows
@@ -132,7 +129,7 @@ def _v2(db):
 
 class Consent(Base):
     """Every consent event, kept for proof (purge leaves them): core/policy/consent.py replays them."""
-    number = pw.CharField(index=True)
+    number = pw.CharField()          # (number, kind): store/fast.py
     kind = pw.CharField()            # inbound-call | opt-out | opt-in | confirmation
     at = pw.DoubleField(index=True)
     scope = pw.CharField(default="business")
@@ -362,8 +359,7 @@ def _v27(db):
     inbox.create_triggers(db)
 
 
-MIGRATIONS.append((27, _v27))
-NEW_STORE_TABLES.append(_v27)
+MIGRATIONS.append((27, _v27))       # a new store never makes those indexes (the models no longer declare them)
 
 
 def _v28(db):
@@ -387,8 +383,24 @@ def _v30(db):
     migrate_v30(db)
 
 
+def _lean_indexes(db):
+    from .lean_indexes import create_indexes
+    create_indexes(db)
+
+
 MIGRATIONS.append((30, _v30))
-NEW_STORE_TABLES.append(_v30)
+NEW_STORE_TABLES.append(_lean_indexes)    # a new store: the two indexes, nothing to drop
+
+
+def _v31(db):
+    """Pages fewer per decision: call (called) dropped, consentlastcall WITHOUT ROWID on
+    SQLite, call (caller_raw) only where it is not the E.164 (store/lean_writes.py; a new
+    store is made so)."""
+    from .lean_writes import migrate_v31
+    migrate_v31(db)
+
+
+MIGRATIONS.append((31, _v31))
 
 
 def default_box() -> str:
@@ -832,7 +844,10 @@ class Store:
         return [c.box for c in Call.select(Call.box).where(Call.box != "").distinct().order_by(Call.box)]
 
     def calls_for(self, key: str) -> list[dict]:
-        q = Call.select().where((Call.call_id == key) | (Call.caller == key) | (Call.caller_raw == key)
+        # caller_raw only where it differs from caller: the index holds those (lean_writes.py);
+        # a call whose raw number is its E.164 is found by caller
+        q = Call.select().where((Call.call_id == key) | (Call.caller == key)
+                                | ((Call.caller_raw == key) & (Call.caller_raw != Call.caller))
                                 | (Call.called == key))      # an outbound call to the number
         out = []
         for call in q.order_by(Call.created_at, Call.id):

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import peewee as pw
+
+from ..core.model import Check
 from . import db as st      # db imports this module lazily: no cycle at import time
 
 _PG_CACHE: dict[str, str] = {}
@@ -54,6 +57,7 @@ class CallFacts:
     hours_mode: str | None = None          # HoursOverride row (None: auto)
     hours_until: float | None = None
     paused: bool = False
+    consent_events: bool = True            # the caller has consent events on record (else none to read)
 
 
 _FACTS = (
@@ -68,13 +72,17 @@ _FACTS = (
     '   AND kind = \'missed-call\' AND state != \'cancelled\' ORDER BY created_at DESC LIMIT 1), '
     '(SELECT mode FROM "hoursoverride" WHERE line = ? LIMIT 1), '
     '(SELECT "until" FROM "hoursoverride" WHERE line = ? LIMIT 1), '
-    '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1)')
+    '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1), '
+    # a first-time caller has no consent event: one probe of the (number, kind) index says
+    # so, and the standing's read (a UNION of two lookups, its rows made into events) is saved
+    '(SELECT 1 FROM "consent" WHERE number = ? LIMIT 1)')
 
 
 def call_facts(store, call_id: str, peer: str, line: str) -> CallFacts:
-    r = one(store, _FACTS, (call_id, store.box, peer, line, peer, line, peer, line, line, line))
+    r = one(store, _FACTS, (call_id, store.box, peer, line, peer, line, peer, line, line, line, peer))
     return CallFacts(seen=r[0] is not None, pending_id=r[1], pending_calls=r[2] or 1,
-                     last_text_at=r[3], hours_mode=r[4], hours_until=r[5], paused=r[6] == "1")
+                     last_text_at=r[3], hours_mode=r[4], hours_until=r[5], paused=r[6] == "1",
+                     consent_events=r[7] is not None)
 
 
 def hours_mode(f: CallFacts, now: float) -> str:
@@ -179,10 +187,14 @@ _LAST_CALL = ('INSERT INTO "consentlastcall" (number, line, at, consent_id) VALU
 
 def add_consent(store, ev) -> int:
     """Call inside write() when it must be atomic with other rows."""
-    cid = insert(store, _ADD_CONSENT, (ev.number, ev.kind, ev.at, ev.scope, ev.line, ev.source,
-                                       ev.confirms, ev.lang))
+    return _add_consent(_executor(store), ev)
+
+
+def _add_consent(ex, ev) -> int:
+    cid = ex(_ADD_CONSENT, (ev.number, ev.kind, ev.at, ev.scope, ev.line, ev.source,
+                            ev.confirms, ev.lang)).fetchone()[0]
     if ev.kind == "inbound-call":
-        run(store, _LAST_CALL, (ev.number, ev.line, ev.at, cid))
+        ex(_LAST_CALL, (ev.number, ev.line, ev.at, cid))
     return cid
 
 
@@ -204,48 +216,105 @@ _EXISTING = 'SELECT id FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 
 _INS_NEW_CALL = _INS_CALL.replace(' RETURNING id', ' ON CONFLICT (box, call_id) DO NOTHING RETURNING id')
 
 
+def _executor(store):
+    """execute(sql, params) -> cursor through peewee, `?` made `%s` for PostgreSQL."""
+    if store.is_sqlite:
+        return store.db.execute_sql
+    return lambda sql, params=(): store.db.execute_sql(_sql(store, sql), params)
+
+
+def _bare_sqlite(store):
+    """The sqlite3 connection when this step may run its own transaction on it: a file or
+    memory store with no transaction open (peewee's or another). Else None (PostgreSQL, or a
+    caller's write() around this one: that one's transaction holds it, as before)."""
+    if not store.is_sqlite or store.db.in_transaction():
+        return None
+    conn = store.db.connection()
+    return None if conn.in_transaction else conn
+
+
 def record_verdict(store, verdict, *, now: float, consent=None, checked: bool = False) -> tuple[int, int | None]:
     """Store.record_verdict, plus the caller's inbound-call consent event in the same
     transaction (one step, one commit). checked: the caller read call_facts(...).seen for
     this call on this connection in the same synchronous step and found it new; the insert
     itself then stands guard (another writer of this box meanwhile: its unique key), and the
-    statement that looked again is saved."""
+    statement that looked again is saved.
+    On SQLite the transaction is the connection's own BEGIN IMMEDIATE ... COMMIT, the same
+    statements peewee's atomic() sends, without its wrappers around each (~15 us a call);
+    errors come out as peewee's, as before."""
+    conn = _bare_sqlite(store)
+    if conn is None:
+        with store.write():
+            return _write_verdict(store, _executor(store), verdict, now, consent, checked)
+    with pw.__exception_wrapper__:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = _write_verdict(store, conn.execute, verdict, now, consent, checked)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return out
+
+
+_CHECK_JSON: dict[tuple, str] = {}
+_CHECK_JSON_MAX = 512      # a call adds ~1 (its caller check): cleared every few hundred calls
+
+
+def checks_json(checks) -> str:
+    """json.dumps([c.to_dict() for c in checks]), the same text: most of a call's checks say
+    what the last call's said ("line +1... is enabled", "not on the denylist"), so each
+    check's JSON is kept by its (name, ok, detail) and the list joined as json.dumps joins it."""
+    parts = []
+    for ch in checks:
+        if type(ch) is not Check or type(ch.ok) is not bool or type(ch.name) is not str \
+                or type(ch.detail) is not str:
+            return json.dumps([c.to_dict() for c in checks])
+        key = (ch.name, ch.ok, ch.detail)
+        got = _CHECK_JSON.get(key)
+        if got is None:
+            if len(_CHECK_JSON) >= _CHECK_JSON_MAX:
+                _CHECK_JSON.clear()
+            got = _CHECK_JSON[key] = json.dumps(ch.to_dict())
+        parts.append(got)
+    return "[" + ", ".join(parts) + "]"
+
+
+def _write_verdict(store, ex, verdict, now, consent, checked) -> tuple[int, int | None]:
     c, o, d = verdict.call, verdict.outcome, verdict.decision
     shown = verdict.extra
-    with store.write():
-        if not checked:
-            existing = one(store, _EXISTING, (c.call_id, store.box))
-            if existing is not None:
-                return existing[0], None
-        got = one(store, _INS_NEW_CALL if checked else _INS_CALL, (
-            store.box, c.call_id, c.pbx, shown.get("caller", c.caller), c.caller,
-            shown.get("called", c.called), d.line, c.direction, o.missed, o.reason, o.why,
-            c.voicemail_left, c.recovered, c.started_at, c.ended_at,
-            json.dumps(c.to_dict(), default=str), now, c.answered_by_human))
-        if got is None:                 # checked, yet another writer recorded it meanwhile
-            return one(store, _EXISTING, (c.call_id, store.box))[0], None
-        call_id = got[0]
-        run(store, _INS_DECISION, (call_id, d.action, json.dumps([ch.to_dict() for ch in d.checks]),
-                                   d.line, now, st._template_version(d.template) if d.action == "text" else ""))
-        msg_id = None
-        if d.action == "text":
-            msg_id = insert(store, _INS_MESSAGE, (
-                store.box, call_id, d.line, d.to, d.body, d.due_at if d.due_at is not None else now,
-                now, now, shown.get("calls_missed", 1)))
-        elif shown.get("collapse_into"):
-            mid, body, n = shown["collapse_into"]
-            run(store, _COLLAPSE, (body, n, now, mid))
-        if consent is not None:
-            add_consent(store, consent)
-        return call_id, msg_id
+    if not checked:
+        existing = ex(_EXISTING, (c.call_id, store.box)).fetchone()
+        if existing is not None:
+            return existing[0], None
+    got = ex(_INS_NEW_CALL if checked else _INS_CALL, (
+        store.box, c.call_id, c.pbx, shown.get("caller", c.caller), c.caller,
+        shown.get("called", c.called), d.line, c.direction, o.missed, o.reason, o.why,
+        c.voicemail_left, c.recovered, c.started_at, c.ended_at,
+        json.dumps(c.to_dict(), default=str), now, c.answered_by_human)).fetchone()
+    if got is None:                 # checked, yet another writer recorded it meanwhile
+        return ex(_EXISTING, (c.call_id, store.box)).fetchone()[0], None
+    call_id = got[0]
+    ex(_INS_DECISION, (call_id, d.action, checks_json(d.checks),
+                       d.line, now, st._template_version(d.template) if d.action == "text" else ""))
+    msg_id = None
+    if d.action == "text":
+        msg_id = ex(_INS_MESSAGE, (
+            store.box, call_id, d.line, d.to, d.body, d.due_at if d.due_at is not None else now,
+            now, now, shown.get("calls_missed", 1))).fetchone()[0]
+    elif shown.get("collapse_into"):
+        mid, body, n = shown["collapse_into"]
+        ex(_COLLAPSE, (body, n, now, mid))
+    if consent is not None:
+        _add_consent(ex, consent)
+    return call_id, msg_id
 
 
 # ---- migration 23: the indexes the hot path reads through, and the consent summary -------------
 def create_tables(db) -> None:
-    db.execute_sql('CREATE TABLE IF NOT EXISTS "consentlastcall" ('
-                   'number VARCHAR(255) NOT NULL, line VARCHAR(255) NOT NULL, '
-                   'at DOUBLE PRECISION NOT NULL, consent_id INTEGER NOT NULL, '
-                   'PRIMARY KEY (number, line))')
+    from .lean_writes import consentlastcall_sql      # WITHOUT ROWID on SQLite (migration 31)
+    db.execute_sql(consentlastcall_sql(db))
     # (peer, created_at), (caller, created_at) and (created_at, ...) come from the reports'
     # indexes (store/reports.py, migration 19): made here too they were each kept twice
     for name, table, cols in (
@@ -269,7 +338,7 @@ REDUNDANT_INDEXES = (
 
 
 def drop_redundant_indexes(db) -> None:
-    """Migration 27, and a new store (whose model definitions still make some of them)."""
+    """Migration 27 (a new store never makes them: the models no longer declare them)."""
     for name in REDUNDANT_INDEXES:
         db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 

@@ -226,6 +226,12 @@ def _pg_triggers() -> list[str]:
 
 def _bump(r: str, delta: str, pg: bool) -> list[str]:
     key = f'"status" = {r}."status" AND "owner" = {r}."owner" AND "waiting" = {r}."waiting"'
+    if not pg:
+        # one upsert: a new bucket starts at the change itself, a known one adds it (was an
+        # INSERT of 0 and an UPDATE: two trigger steps per count moved, on every new caller)
+        return [f'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") '
+                f'VALUES ({r}."status", {r}."owner", {r}."waiting", 0 {delta}) '
+                f'ON CONFLICT ("status", "owner", "waiting") DO UPDATE SET "n" = "n" {delta}']
     insert = (f'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") '
               f'VALUES ({r}."status", {r}."owner", {r}."waiting", 0)')
     # ON CONFLICT DO NOTHING on SQLite too: fired from an upsert (store/inbox_upsert.py), an
@@ -266,6 +272,13 @@ def _drop_count_triggers(db) -> None:
     else:
         for ev in ("insert", "delete", "update"):
             db.execute_sql(f'DROP TRIGGER IF EXISTS "inboxcount_{ev}"')
+
+
+def remake_count_triggers(db) -> None:
+    """Migration 31 (store/lean_writes.py): SQLite keeps a trigger of the same name as it was."""
+    _drop_count_triggers(db)
+    for sql in _count_triggers(_is_pg(db)):
+        db.execute_sql(sql)
 
 
 def _is_pg(db) -> bool:
@@ -328,9 +341,10 @@ def create_tables(db) -> None:
     """Migration v18 and a new store: the table, its triggers, its rows from what is there."""
     db.create_tables([InboxConv, InboxCount], safe=True)
     # a timeline finds a caller's calls by any of their numbers (Store.calls_for): each term of
-    # that OR needs an index, or one timeline reads every call
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_called" ON "call" ("called")')
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "call_caller_raw" ON "call" ("caller_raw")')
+    # that OR needs an index, or one timeline reads every call ("called": the reports'
+    # call_called_created, store/lean_writes.py)
+    from .lean_writes import CALLER_RAW      # only the calls whose raw number is not their E.164
+    db.execute_sql(CALLER_RAW)
     # ... and each call's texts with their follow-ups and resends (message.ref): without it, one
     # call's texts read every message
     db.execute_sql('CREATE INDEX IF NOT EXISTS "message_ref" ON "message" ("ref") WHERE "ref" IS NOT NULL')

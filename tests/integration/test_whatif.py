@@ -36,8 +36,10 @@ def snapshot(path) -> tuple:
     """The store file's bytes and every row of every table."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        rows = {t: db.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
+        tables = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+        # a WITHOUT ROWID table (consentlastcall, migration 31) has no rowid: it reads in key order
+        rows = {t: db.execute(f'SELECT * FROM "{t}"' + ("" if "WITHOUT ROWID" in sql.upper() else " ORDER BY rowid"))
+                .fetchall() for t, sql in tables}
     finally:
         db.close()
     return hashlib.sha256(open(path, "rb").read()).hexdigest(), rows

@@ -202,11 +202,35 @@ def template_vars(cfg, line: LineView, *, caller: str, caller_name: str, reason:
                      calls_missed=calls_missed, voicemail_left=voicemail_left)
 
 
+_E164: dict[int, tuple] = {}      # id(cfg) -> (cfg, {raw: e164}); as _LINES
+
+
 def e164_of(raw: str, cfg) -> str:
     """`raw` as E.164 where it parses, else as given: to_e164's answer through the caller
     check's own parse (number_info with the same arguments, one cache entry), so a new
     caller's number is parsed once per call, not once per question. Both parse and format
-    alike; only a short number number_info calls internal goes through to_e164 itself."""
+    alike; only a short number number_info calls internal goes through to_e164 itself.
+    A call asks this five times of its caller: the answer is kept per config and number
+    (bounded), each later ask one lookup instead of number_info's arguments built again."""
+    entry = _E164.get(id(cfg))
+    if entry is None or entry[0] is not cfg:
+        if len(_E164) >= _LINES_MAX:
+            _E164.clear()
+        entry = _E164[id(cfg)] = (cfg, {})
+    known = entry[1]
+    try:
+        return known[raw]
+    except KeyError:
+        pass
+    except TypeError:                  # an unhashable value: no caching
+        return _e164_of(raw, cfg)
+    if len(known) >= _CALLED_MAX:
+        known.clear()
+    out = known[raw] = _e164_of(raw, cfg)
+    return out
+
+
+def _e164_of(raw: str, cfg) -> str:
     region = cfg.business.country
     info = number_info(raw, region, allowed_countries=cfg.allowed_countries,
                        internal_max_digits=cfg.policy.internal_max_digits)
