@@ -39,11 +39,14 @@ def rules_in_force(cfg, store) -> list[OwnerRule]:
 
 def on_arrival(cfg, store, peer: str, line: str, queue: str, now: float) -> str:
     """Pick and store an owner for the conversation with `peer` if it needs one. Returns the
-    owner it has afterwards ('' = unassigned)."""
+    owner it has afterwards ('' = unassigned), or '' without a look when there are no rules
+    (nothing to pick: every missed call comes here while the inbox is served)."""
     rules = rules_in_force(cfg, store)
+    if not rules:
+        return ""
     found = desk.owner_of(store, peer)
     state, owner = found if found is not None else (sw.OPEN, "")
-    if not rules or (owner and state != sw.DONE):
+    if owner and state != sw.DONE:
         return owner
     from ..core.policy.decide import find_line
     ln = find_line(cfg, line) if line else None
