@@ -190,10 +190,19 @@ class TimedService(Service):
         super().on_event(ev)
 
 
-def config(tmp: Path, smsc_port: int):
+def config(tmp: Path, smsc_port: int, front_desk: bool = False):
     # no dedupe or caps: every call of the bench is a text to measure
-    return loads(smpp_service_toml(tmp / "s.sqlite3", smsc_port, compliance="cross_line_cap = 0\nglobal_hourly_cap = 0",
-                                   smpp="window = 10\ntps = 0", extra="[policy]\ndedupe_hours = 0"))
+    web = '\n[web]\nlisten = "127.0.0.1:0"' if front_desk else ""
+    cfg = loads(smpp_service_toml(tmp / "s.sqlite3", smsc_port, compliance="cross_line_cap = 0\nglobal_hourly_cap = 0",
+                                  smpp="window = 10\ntps = 0", extra="[policy]\ndedupe_hours = 0" + web))
+    if front_desk:            # the inbox is served once a user exists, as on a front desk's box
+        from pbx_textback.store import web as sw
+        from pbx_textback.store.db import open_store
+        from pbx_textback.web.passwords import hash_password
+        store = open_store(cfg.store.path)
+        sw.add_user(store, "maria", "agent", hash_password("maria-secret-1"), "100", time.time())
+        store.close()
+    return cfg
 
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -318,6 +327,8 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=2.0, help="idle CPU measured this long before the calls")
     ap.add_argument("--lag-probe-ms", type=float, default=10.0,
                     help="event-loop lag probe period (0: off; the probe's wakeups are CPU of this process too)")
+    ap.add_argument("--front-desk", action="store_true",
+                    help="a web user exists, so the service also serves the inbox (as on a front desk's box)")
     ap.add_argument("--profile", default="", help="cProfile the event loop's thread while measuring, to FILE")
     args = ap.parse_args()
     n, rate = args.calls, args.rate
@@ -333,7 +344,7 @@ def main() -> None:
     try:
         _, ami_port = parent_end.recv()
         smsc = smsc_peer.Smsc(smsc_peer.install(), dlr_delay_ms=args.dlr_delay_ms).start()
-        cfg = config(tmp, smsc.port)
+        cfg = config(tmp, smsc.port, args.front_desk)
         svc = TimedService(cfg)
         t0 = time.monotonic()
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
