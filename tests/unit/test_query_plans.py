@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import api, deskphones, fast, metrics, web
+from pbx_textback.store import api, boxes, deskphones, fast, metrics, web
 from pbx_textback.store.db import open_store, waiting_texts
 
 BIG = ("call", "message", "consent")
@@ -70,6 +70,9 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "receipt": lambda: fast.dlr_by_id(store, 5, "delivered", "delivered", "", now),
         "receipt by the gateway's id": lambda: fast.dlr_by_gateway_id(store, "t5", "smpp", "delivered",
                                                                       "delivered", "", now),
+        "receipt by a part's gateway id": lambda: store.apply_dlr(["nope"], "delivered", "", now),
+        "the box of a line": lambda: boxes.box_of_line(store, "+15125550100"),
+        "the box of a line not its called number": lambda: boxes.box_of_line(store, "+15125550199"),
         "no receipt": lambda: store.mark_no_receipt(now - 86400, now),
         "count by state": lambda: store.count_state("failed", now - 3600),
         "waiting texts (health, status)": lambda: waiting_texts(store),

@@ -1,0 +1,32 @@
+"""Migration 32: fewer pages per text for the commits to write, and the line's box found by an
+index (issue 14).
+
+- message (transport_id): every text's insert put an empty id in it (the gateway's id comes
+  with the submit's answer), and its mark_sent moved that entry: two index pages for a lookup
+  that only ever asks for a non-empty id (a receipt matched by the gateway's id). Partial
+  (WHERE transport_id <> ''), the insert writes nothing to it; the lookups say
+  `transport_id <> ''` too, so both databases know the partial index holds every row they want.
+- call (line, created_at) WHERE line <> called: the box that owns a line (store/boxes.py) was
+  asked as `line = ? OR called = ?`, and nothing indexed `line`: a pass over every call. A call
+  whose line is its called number is found by call_called_created (called, created_at); only
+  the others need an entry here, so a store whose PBX gives the line's number as the called
+  number pays nothing per call for it.
+"""
+from __future__ import annotations
+
+TRANSPORT_ID = ('CREATE INDEX IF NOT EXISTS "message_transport_id" ON "message" ("transport_id") '
+                'WHERE "transport_id" <> \'\'')
+LINE = ('CREATE INDEX IF NOT EXISTS "call_line_created" ON "call" ("line", "created_at") '
+        'WHERE "line" <> "called"')
+
+
+def create_indexes(db) -> None:
+    """A new store (the model no longer declares the full transport_id index)."""
+    db.execute_sql(TRANSPORT_ID)
+    db.execute_sql(LINE)
+
+
+def migrate_v32(db) -> None:
+    """Stores made before: the full index goes, the partial one takes its name."""
+    db.execute_sql('DROP INDEX IF EXISTS "message_transport_id"')
+    create_indexes(db)
