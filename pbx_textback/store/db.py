@@ -606,7 +606,7 @@ class Store:
     # ---- timing: collapse, reach, replies ------------------------------------------------------
     def pending_for(self, peer: str, line: str) -> Message | None:
         return (Message.select(Message.id, Message.calls_missed).where((Message.peer == peer) & (Message.line == line)
-                                       & (Message.state == PENDING) & (Message.kind == "missed-call"))
+                                       & (Message.state == _PENDING_SQL) & (Message.kind == "missed-call"))
                 .order_by(Message.id).first())
 
     def cancel_pending(self, peer: str, note: str, now: float) -> int:
@@ -614,7 +614,7 @@ class Store:
         with self.write():
             return Message.update(state=CANCELLED, note=note, updated_at=now).where(
                 (Message.peer == peer) & (Message.direction == "out")
-                & (Message.state == PENDING) & (Message.kind != "confirmation")).execute()
+                & (Message.state == _PENDING_SQL) & (Message.kind != "confirmation")).execute()
 
     def reached_since(self, peer: str, since: float) -> str:
         """A call after `since` in which a person spoke with this number, as 'call ID'."""
@@ -894,6 +894,11 @@ def _own_call(box: str):
 
 def _digits(number: str) -> str:
     return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+# 'pending' written into the SQL, not bound: the planner matches a partial index's WHERE only
+# to the query's own text (message_peer_pending, store/lean_pages.py)
+_PENDING_SQL = pw.SQL("'pending'")
 
 
 def _match_evidence(peer: str, sender: str, text: str, box: str) -> list[Message]:

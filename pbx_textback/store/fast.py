@@ -317,9 +317,10 @@ def create_tables(db) -> None:
     db.execute_sql(consentlastcall_sql(db))
     # (peer, created_at), (caller, created_at) and (created_at, ...) come from the reports'
     # indexes (store/reports.py, migration 19): made here too they were each kept twice
+    # (message_peer_state, peer and state, was made here: migration 32 put a partial
+    # message_peer_pending in its place, store/lean_pages.py)
     for name, table, cols in (
-            ("message_peer_state", "message", "peer, state"),
-            ("consent_number_kind", "consent", "number, kind")):
+            ("consent_number_kind", "consent", "number, kind"),):
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols})')
 
 

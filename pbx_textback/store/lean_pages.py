@@ -11,9 +11,17 @@ index (issue 14).
   whose line is its called number is found by call_called_created (called, created_at); only
   the others need an entry here, so a store whose PBX gives the line's number as the called
   number pays nothing per call for it.
+- message (peer, state) -> message (peer) WHERE state = 'pending': every state change of a
+  text (taken, sent, delivered) moved its entry, a page at each of those commits. The lookups
+  by number and state are for a caller's pending text (the decision's collapse, a reached
+  caller's cancel): the partial index holds just those rows, written when the text is queued
+  and dropped when it is taken; the sent and receipt commits no longer touch it. Late evidence
+  (unknown or sending texts of a number, rare) reads the number's texts by (peer, created_at).
 """
 from __future__ import annotations
 
+PEER_PENDING = ('CREATE INDEX IF NOT EXISTS "message_peer_pending" ON "message" ("peer") '
+                'WHERE "state" = \'pending\'')
 TRANSPORT_ID = ('CREATE INDEX IF NOT EXISTS "message_transport_id" ON "message" ("transport_id") '
                 'WHERE "transport_id" <> \'\'')
 LINE = ('CREATE INDEX IF NOT EXISTS "call_line_created" ON "call" ("line", "created_at") '
@@ -24,9 +32,11 @@ def create_indexes(db) -> None:
     """A new store (the model no longer declares the full transport_id index)."""
     db.execute_sql(TRANSPORT_ID)
     db.execute_sql(LINE)
+    db.execute_sql(PEER_PENDING)
 
 
 def migrate_v32(db) -> None:
     """Stores made before: the full index goes, the partial one takes its name."""
     db.execute_sql('DROP INDEX IF EXISTS "message_transport_id"')
     create_indexes(db)
+    db.execute_sql('DROP INDEX IF EXISTS "message_peer_state"')
