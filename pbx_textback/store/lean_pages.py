@@ -17,6 +17,9 @@ index (issue 14).
   caller's cancel): the partial index holds just those rows, written when the text is queued
   and dropped when it is taken; the sent and receipt commits no longer touch it. Late evidence
   (unknown or sending texts of a number, rare) reads the number's texts by (peer, created_at).
+- inboxconv (status, until) -> (until) WHERE status = 'snoozed': the inbox asks for a snooze's
+  end only among snoozed conversations; every new caller's row (open) and every status change
+  wrote an entry for nothing.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ PEER_PENDING = ('CREATE INDEX IF NOT EXISTS "message_peer_pending" ON "message" 
                 'WHERE "state" = \'pending\'')
 TRANSPORT_ID = ('CREATE INDEX IF NOT EXISTS "message_transport_id" ON "message" ("transport_id") '
                 'WHERE "transport_id" <> \'\'')
+SNOOZED_UNTIL = ('CREATE INDEX IF NOT EXISTS "inboxconv_snoozed_until" ON "inboxconv" ("until") '
+                 'WHERE "status" = \'snoozed\'')
 LINE = ('CREATE INDEX IF NOT EXISTS "call_line_created" ON "call" ("line", "created_at") '
         'WHERE "line" <> "called"')
 
@@ -33,6 +38,7 @@ def create_indexes(db) -> None:
     db.execute_sql(TRANSPORT_ID)
     db.execute_sql(LINE)
     db.execute_sql(PEER_PENDING)
+    db.execute_sql(SNOOZED_UNTIL)
 
 
 def migrate_v32(db) -> None:
@@ -40,3 +46,4 @@ def migrate_v32(db) -> None:
     db.execute_sql('DROP INDEX IF EXISTS "message_transport_id"')
     create_indexes(db)
     db.execute_sql('DROP INDEX IF EXISTS "message_peer_state"')
+    db.execute_sql('DROP INDEX IF EXISTS "inboxconv_status_until"')

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import api, boxes, deskphones, fast, metrics, web
+from pbx_textback.store import api, boxes, deskphones, fast, inbox, metrics, web
 from pbx_textback.store.db import open_store, waiting_texts
 
-BIG = ("call", "message", "consent")
+BIG = ("call", "message", "consent", "inboxconv")
 N = 3000
 
 
@@ -76,6 +76,12 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "receipt by the gateway's id": lambda: fast.dlr_by_gateway_id(store, "t5", "smpp", "delivered",
                                                                       "delivered", "", now),
         "the box of a line": lambda: boxes.box_of_line(store, "+15125550100"),
+        **{f"inbox view {v}": (lambda v=v: inbox.rows(v, now, me="ann"))
+           for v in ("needs-reply", "open", "mine", "snoozed", "done")},
+        "inbox counts": lambda: inbox.counts(("needs-reply", "open", "mine", "snoozed", "done"), now, "ann"),
+        "api: conversations": lambda: inbox.listing("all", now),
+        "api: snoozed conversations": lambda: inbox.listing("snoozed", now, after=(now, "+1")),
+        "a conversation's summary": lambda: inbox.one(peer, now),
         "no receipt": lambda: store.mark_no_receipt(now - 86400, now),
         "count by state": lambda: store.count_state("failed", now - 3600),
         "waiting texts (health, status)": lambda: waiting_texts(store),
