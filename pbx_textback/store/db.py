@@ -404,7 +404,8 @@ MIGRATIONS.append((31, _v31))
 
 
 def _v32(db):
-    """Pages fewer per text: transport_id indexed only where set; a line's calls indexed
+    """Pages fewer per text: transport_id indexed only where set, a caller's texts only while
+    pending, snooze ends only of snoozed conversations; a line's calls indexed
     (store/lean_pages.py; a new store is made so)."""
     from .lean_pages import migrate_v32
     migrate_v32(db)

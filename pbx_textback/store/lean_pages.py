@@ -34,7 +34,8 @@ LINE = ('CREATE INDEX IF NOT EXISTS "call_line_created" ON "call" ("line", "crea
 
 
 def create_indexes(db) -> None:
-    """A new store (the model no longer declares the full transport_id index)."""
+    """A new store (the models no longer declare message (transport_id) nor inboxconv (status,
+    until); store/fast.py no longer makes message (peer, state))."""
     db.execute_sql(TRANSPORT_ID)
     db.execute_sql(LINE)
     db.execute_sql(PEER_PENDING)
@@ -42,7 +43,8 @@ def create_indexes(db) -> None:
 
 
 def migrate_v32(db) -> None:
-    """Stores made before: the full index goes, the partial one takes its name."""
+    """Stores made before: the full transport_id index goes and the partial one takes its name;
+    the two indexes the partial ones replace go once those exist."""
     db.execute_sql('DROP INDEX IF EXISTS "message_transport_id"')
     create_indexes(db)
     db.execute_sql('DROP INDEX IF EXISTS "message_peer_state"')
