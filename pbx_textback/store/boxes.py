@@ -3,15 +3,26 @@ the line's latest call (else sent its latest text). A web-only box queues a repl
 on the row, and that box's outbox sends it through its own gateway (the others never claim it)."""
 from __future__ import annotations
 
-from .db import Call, Message, Store
+from .db import Message, Store
+from .fast import one
+
+
+_NEWEST = ' AND "box" <> \'\' ORDER BY "created_at" DESC, "id" DESC LIMIT 1'
+_BY_CALLED = 'SELECT "box", "created_at", "id" FROM "call" WHERE "called" = ?' + _NEWEST
+_BY_LINE = 'SELECT "box", "created_at", "id" FROM "call" WHERE "line" = ? AND "line" <> "called"' + _NEWEST
 
 
 def box_of_line(store: Store, line: str) -> str:
     """'' when no box has taken a call on or sent from this line yet."""
-    row = (Call.select(Call.box).where(((Call.line == line) | (Call.called == line)) & (Call.box != ""))
-           .order_by(Call.created_at.desc(), Call.id.desc()).first())
-    if row is not None:
-        return row.box
+    # `line = ? OR called = ?` as two index reads (store/lean_pages.py): a call whose line is its
+    # called number is found by call_called_created, the others by the partial call_line_created
+    newest = None
+    for sql in (_BY_CALLED, _BY_LINE):
+        row = one(store, sql, (line,))
+        if row is not None and (newest is None or row[1:] > newest[1:]):
+            newest = row
+    if newest is not None:
+        return newest[0]
     row = (Message.select(Message.box).where((Message.line == line) & (Message.direction == "out")
                                              & (Message.box != ""))
            .order_by(Message.id.desc()).first())

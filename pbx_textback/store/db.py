@@ -80,7 +80,7 @@ class Message(Base):
     due_at = pw.DoubleField()
     attempts = pw.IntegerField(default=0)
     transport = pw.CharField(default="")
-    transport_id = pw.CharField(default="", index=True)
+    transport_id = pw.CharField(default="")     # partial index: store/lean_pages.py
     error = pw.TextField(default="")
     created_at = pw.DoubleField()
     updated_at = pw.DoubleField()
@@ -403,6 +403,23 @@ def _v31(db):
 MIGRATIONS.append((31, _v31))
 
 
+def _v32(db):
+    """Pages fewer per text: transport_id indexed only where set, a caller's texts only while
+    pending, snooze ends only of snoozed conversations; a line's calls indexed
+    (store/lean_pages.py; a new store is made so)."""
+    from .lean_pages import migrate_v32
+    migrate_v32(db)
+
+
+def _lean_pages(db):
+    from .lean_pages import create_indexes
+    create_indexes(db)
+
+
+MIGRATIONS.append((32, _v32))
+NEW_STORE_TABLES.append(_lean_pages)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -590,7 +607,7 @@ class Store:
     # ---- timing: collapse, reach, replies ------------------------------------------------------
     def pending_for(self, peer: str, line: str) -> Message | None:
         return (Message.select(Message.id, Message.calls_missed).where((Message.peer == peer) & (Message.line == line)
-                                       & (Message.state == PENDING) & (Message.kind == "missed-call"))
+                                       & (Message.state == _PENDING_SQL) & (Message.kind == "missed-call"))
                 .order_by(Message.id).first())
 
     def cancel_pending(self, peer: str, note: str, now: float) -> int:
@@ -598,7 +615,7 @@ class Store:
         with self.write():
             return Message.update(state=CANCELLED, note=note, updated_at=now).where(
                 (Message.peer == peer) & (Message.direction == "out")
-                & (Message.state == PENDING) & (Message.kind != "confirmation")).execute()
+                & (Message.state == _PENDING_SQL) & (Message.kind != "confirmation")).execute()
 
     def reached_since(self, peer: str, since: float) -> str:
         """A call after `since` in which a person spoke with this number, as 'call ID'."""
@@ -750,7 +767,7 @@ class Store:
             if n:
                 return n
             rows = list(Message.select().where(
-                (Message.direction == "out") & ours
+                (Message.direction == "out") & ours & (Message.transport_id != "")   # the partial index's rows
                 & (Message.transport_id.startswith(k + ",") | Message.transport_id.endswith("," + k)
                    | Message.transport_id.contains("," + k + ","))))
             if not rows:
@@ -878,6 +895,11 @@ def _own_call(box: str):
 
 def _digits(number: str) -> str:
     return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+# 'pending' written into the SQL, not bound: the planner matches a partial index's WHERE only
+# to the query's own text (message_peer_pending, store/lean_pages.py)
+_PENDING_SQL = pw.SQL("'pending'")
 
 
 def _match_evidence(peer: str, sender: str, text: str, box: str) -> list[Message]:

@@ -317,9 +317,10 @@ def create_tables(db) -> None:
     db.execute_sql(consentlastcall_sql(db))
     # (peer, created_at), (caller, created_at) and (created_at, ...) come from the reports'
     # indexes (store/reports.py, migration 19): made here too they were each kept twice
+    # (message_peer_state, peer and state, was made here: migration 32 put a partial
+    # message_peer_pending in its place, store/lean_pages.py)
     for name, table, cols in (
-            ("message_peer_state", "message", "peer, state"),
-            ("consent_number_kind", "consent", "number, kind")):
+            ("consent_number_kind", "consent", "number, kind"),):
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols})')
 
 
@@ -482,14 +483,16 @@ def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now
     return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
 
 
+# `transport_id <> ''`: the index holds only set ids (store/lean_pages.py), and saying so lets the
+# planner use it (a bound id could be '' as far as it knows); an empty id names no text anyway
 _DLR_NOTE_BY_GW = ('UPDATE "message" SET note = ?, updated_at = ? '
-                   'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+                   'WHERE transport_id = ? AND transport_id <> \'\' AND direction = \'out\' AND account IN (?, \'\')')
 # a failed text stays failed (one failed part fails the text) and is left as it was, yet counted:
 # every SET reads the row as it was before the statement
 _DLR_FINAL_BY_GW = ('UPDATE "message" SET state = CASE WHEN state = \'failed\' THEN state ELSE ? END, '
                     'updated_at = CASE WHEN state = \'failed\' THEN updated_at ELSE ? END, '
                     'error = CASE WHEN state = \'failed\' THEN error ELSE ? END '
-                    'WHERE transport_id = ? AND direction = \'out\' AND account IN (?, \'\')')
+                    'WHERE transport_id = ? AND transport_id <> \'\' AND direction = \'out\' AND account IN (?, \'\')')
 
 
 def dlr_by_gateway_id(store, key: str, account: str, final: str | None, state: str, error: str,

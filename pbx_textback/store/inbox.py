@@ -29,6 +29,9 @@ import peewee as pw
 from .db import Base
 
 OPEN, SNOOZED, DONE = "open", "snoozed", "done"
+# 'snoozed' written into the SQL where a snooze's end is asked: the planner matches the partial
+# index inboxconv_snoozed_until (store/lean_pages.py) only to the query's own text, not a bound value
+_SNOOZED_SQL = pw.SQL("'snoozed'")
 
 
 class InboxConv(Base):
@@ -49,8 +52,8 @@ class InboxConv(Base):
 
     class Meta:
         indexes = ((("status", "owner", "waiting", "since", "peer"), False),
-                   (("status", "last_in", "peer"), False),
-                   (("status", "until"), False))
+                   (("status", "last_in", "peer"), False))
+        # (until) WHERE status = 'snoozed': store/lean_pages.py (migration 32)
 
 
 class InboxCount(Base):
@@ -355,7 +358,7 @@ def create_tables(db) -> None:
 # ---- the views --------------------------------------------------------------------------------------
 def _open(now: float):
     """Open as the page shows it: open, or snoozed until a time that has come."""
-    return (InboxConv.status == OPEN) | ((InboxConv.status == SNOOZED) & (InboxConv.until <= now))
+    return (InboxConv.status == OPEN) | ((InboxConv.status == _SNOOZED_SQL) & (InboxConv.until <= now))
 
 
 def _where(name: str, now: float, me: str):
@@ -365,12 +368,12 @@ def _where(name: str, now: float, me: str):
     elif name == "mine":
         base = InboxConv.owner == me
     elif name == "snoozed":
-        return [(InboxConv.status == SNOOZED) & (InboxConv.until.is_null() | (InboxConv.until > now))]
+        return [(InboxConv.status == _SNOOZED_SQL) & (InboxConv.until.is_null() | (InboxConv.until > now))]
     elif name == "done":
         return [InboxConv.status == DONE]
     else:
         base = None
-    alts = [InboxConv.status == OPEN, (InboxConv.status == SNOOZED) & (InboxConv.until <= now)]
+    alts = [InboxConv.status == OPEN, (InboxConv.status == _SNOOZED_SQL) & (InboxConv.until <= now)]
     return [a & base if base is not None else a for a in alts]
 
 
@@ -400,7 +403,8 @@ def listing(name: str, now: float, owner: str | None = None, after: tuple[float,
             limit: int = 100) -> list[dict]:
     """The API's pages: a view ('all': every conversation), newest first then by number,
     after a cursor (last_in, peer), optionally one owner's only. Up to `limit` rows."""
-    conds = [InboxConv.status != ""] if name == "all" else _where(name, now, owner or "")
+    # 'all' as one index range per status (status != '' read and sorted every row)
+    conds = [InboxConv.status == s for s in (OPEN, SNOOZED, DONE)] if name == "all" else _where(name, now, owner or "")
     found = []
     for cond in conds:
         if owner is not None:
@@ -433,7 +437,7 @@ def counts(views, now: float, me: str = "") -> dict[str, int]:
     (an index range over snoozed rows with an end: a handful)."""
     n = {v: 0 for v in views}
     late = list(InboxConv.select(InboxConv.owner, InboxConv.waiting, pw.fn.COUNT(InboxConv.id))
-                .where((InboxConv.status == SNOOZED) & (InboxConv.until <= now))
+                .where((InboxConv.status == _SNOOZED_SQL) & (InboxConv.until <= now))
                 .group_by(InboxConv.owner, InboxConv.waiting).tuples())
     rows = list(InboxCount.select(InboxCount.status, InboxCount.owner, InboxCount.waiting, InboxCount.n)
                 .where(InboxCount.n != 0).tuples())
