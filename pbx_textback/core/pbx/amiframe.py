@@ -110,7 +110,7 @@ class AmiFraming:
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
         chunks = text.split("\r\n\r\n")
-        for n, chunk in enumerate(chunks):
+        for chunk in chunks:
             if wanted is not None:
                 # (a frame after a stray blank line: the split of the reads decides whether
                 # the blank line is left in front of it, so the name is read past it)
@@ -131,7 +131,9 @@ class AmiFraming:
                             continue
             lines = chunk.split("\r\n")
             if wanted is None and "\n" in "".join(lines):
-                return _offset(text, chunks, n, pos)
+                # (chunks.index finds this chunk: without the filter every chunk comes here,
+                # so an equal one before it would have stopped the loop already)
+                return _offset(text, chunks, chunks.index(chunk), pos)
             # a plain loop over partition() measured faster than any one-call dict building
             frame = {}
             for ln in lines:
