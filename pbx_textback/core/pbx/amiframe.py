@@ -99,30 +99,41 @@ class AmiFraming:
             text = buf[pos:end].decode("utf-8")
         except UnicodeDecodeError:
             return pos
-        if text.count("\n") != text.count("\r\n"):
-            return pos                  # a bare LF: the careful loop in feed() finds the ends
+        wanted, wvars = self.wanted, self.wanted_vars
+        # A bare LF: the careful loop in feed() finds the ends. With the filter most frames
+        # are read by their first line only, so the whole text is counted once; without it
+        # every frame is split into its lines anyway, and looking into those costs a fifth
+        # of the two counts (the frames before one with a bare LF have only CRLF line ends:
+        # the careful loop would cut them the same, so it starts at that frame).
+        if wanted is not None and text.count("\n") != text.count("\r\n"):
+            return pos
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
-        wanted, wvars = self.wanted, self.wanted_vars
-        for chunk in text.split("\r\n\r\n"):
-            # (a frame after a stray blank line: the split of the reads decides whether the
-            # blank line is left in front of it, so the name is read past it)
-            c = chunk.lstrip("\r\n") if chunk[:1] == "\r" else chunk
-            if wanted is not None and c[:7] == "Event: " and len(chunk) <= limit:
-                j = c.find("\r\n")
-                name = c[7:j] if j > 0 else c[7:]
-                if name not in wanted:
-                    if "\nActionID:" not in chunk and "\nResponse:" not in chunk:
-                        self.skipped += 1   # the same test as _unwanted, on the decoded text
-                        continue
-                elif name == "VarSet" and wvars is not None and \
-                        "\nActionID:" not in chunk and "\nResponse:" not in chunk:
-                    short = _short_varset(c, wvars)
-                    if short is not None:
-                        self.shortened += 1
-                        out.append(short)
-                        continue
+        chunks = text.split("\r\n\r\n")
+        for chunk in chunks:
+            if wanted is not None:
+                # (a frame after a stray blank line: the split of the reads decides whether
+                # the blank line is left in front of it, so the name is read past it)
+                c = chunk.lstrip("\r\n") if chunk[:1] == "\r" else chunk
+                if c[:7] == "Event: " and len(chunk) <= limit:
+                    j = c.find("\r\n")
+                    name = c[7:j] if j > 0 else c[7:]
+                    if name not in wanted:
+                        if "\nActionID:" not in chunk and "\nResponse:" not in chunk:
+                            self.skipped += 1   # the same test as _unwanted, on the decoded text
+                            continue
+                    elif name == "VarSet" and wvars is not None and \
+                            "\nActionID:" not in chunk and "\nResponse:" not in chunk:
+                        short = _short_varset(c, wvars)
+                        if short is not None:
+                            self.shortened += 1
+                            out.append(short)
+                            continue
             lines = chunk.split("\r\n")
+            if wanted is None and "\n" in "".join(lines):
+                # (chunks.index finds this chunk: without the filter every chunk comes here,
+                # so an equal one before it would have stopped the loop already)
+                return _offset(text, chunks, chunks.index(chunk), pos)
             # a plain loop over partition() measured faster than any one-call dict building
             frame = {}
             for ln in lines:
@@ -215,6 +226,11 @@ class AmiFraming:
     def _error(self, msg: str) -> None:
         self.errors += 1
         log.error("AMI framing: %s", msg)
+
+
+def _offset(text: str, chunks: list, n: int, pos: int) -> int:
+    """The buffer position where chunks[n] (text split on CRLFCRLF, text read from pos) starts."""
+    return pos + len(text[:sum(map(len, chunks[:n])) + 4 * n].encode("utf-8"))
 
 
 # A short VarSet's whole frame text (see AmiFraming). A name no header read off the wire can

@@ -277,7 +277,11 @@ class EslFraming:
             if not isinstance(obj, dict) or "Event-Name" not in obj:
                 self._error("text/event-json frame is not an event object: dropped")
                 return None
-            if set(map(type, obj.values())) != {str}:
+            try:
+                # every value a str? (join stops with a TypeError at the first that is not;
+                # it measured cheaper than a set of the values' types)
+                "".join(obj.values())
+            except TypeError:
                 # JSON keys are str already: only the values that are not get converted
                 for k, v in obj.items():
                     if v.__class__ is not str:

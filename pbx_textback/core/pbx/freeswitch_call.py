@@ -182,6 +182,8 @@ class CallGraph:
 
 def get(ev: dict, key: str) -> str:
     v = ev.get(key)
+    if v.__class__ is str:      # nearly every value: no isinstance()/str() calls for it
+        return v
     if v is None:
         return ""
     if isinstance(v, list):
