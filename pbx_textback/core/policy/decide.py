@@ -54,22 +54,28 @@ _LINES_MAX, _CALLED_MAX = 8, 1024
 def find_line(cfg, called: str) -> LineView | None:
     """The line `called` rang, resolved once per config and number (bounded): every call
     asks, and the answer only changes with the config."""
-    entry = _LINES.get(id(cfg))
+    return _kept(_LINES, cfg, called, _find_line)
+
+
+def _kept(table: dict, cfg, key, work):
+    """work(cfg, key), kept per config (configs are frozen: id and identity) and key, both
+    bounded; an unhashable key is worked out each time."""
+    entry = table.get(id(cfg))
     if entry is None or entry[0] is not cfg:
-        if len(_LINES) >= _LINES_MAX:
-            _LINES.clear()
-        entry = _LINES[id(cfg)] = (cfg, {})
+        if len(table) >= _LINES_MAX:
+            table.clear()
+        entry = table[id(cfg)] = (cfg, {})
     known = entry[1]
     try:
-        return known[called]
+        return known[key]
     except KeyError:
         pass
-    except TypeError:                  # an unhashable key: no caching
-        return _find_line(cfg, called)
+    except TypeError:
+        return work(cfg, key)
     if len(known) >= _CALLED_MAX:
         known.clear()
-    line = known[called] = _find_line(cfg, called)
-    return line
+    out = known[key] = work(cfg, key)
+    return out
 
 
 def _find_line(cfg, called: str) -> LineView | None:
@@ -212,25 +218,10 @@ def e164_of(raw: str, cfg) -> str:
     alike; only a short number number_info calls internal goes through to_e164 itself.
     A call asks this five times of its caller: the answer is kept per config and number
     (bounded), each later ask one lookup instead of number_info's arguments built again."""
-    entry = _E164.get(id(cfg))
-    if entry is None or entry[0] is not cfg:
-        if len(_E164) >= _LINES_MAX:
-            _E164.clear()
-        entry = _E164[id(cfg)] = (cfg, {})
-    known = entry[1]
-    try:
-        return known[raw]
-    except KeyError:
-        pass
-    except TypeError:                  # an unhashable value: no caching
-        return _e164_of(raw, cfg)
-    if len(known) >= _CALLED_MAX:
-        known.clear()
-    out = known[raw] = _e164_of(raw, cfg)
-    return out
+    return _kept(_E164, cfg, raw, _e164_of)
 
 
-def _e164_of(raw: str, cfg) -> str:
+def _e164_of(cfg, raw: str) -> str:
     region = cfg.business.country
     info = number_info(raw, region, allowed_countries=cfg.allowed_countries,
                        internal_max_digits=cfg.policy.internal_max_digits)
