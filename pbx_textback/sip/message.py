@@ -32,6 +32,7 @@ land in the store) and sends
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
@@ -140,17 +141,15 @@ class SipMessageTransport:
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         host = self.s.local_host
-        need_udp = "udp" in self.s.listen or self.s.transport == "udp"
-        if need_udp:
-            self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=(host, self.s.local_port))
-            self.local_port = self._udp.get_extra_info("sockname")[1]
-        if "tcp" in self.s.listen:
-            self._tcp_server = await loop.create_server(
-                lambda: _Stream(self), host, self.local_port, reuse_address=True)
-            self.local_port = self._tcp_server.sockets[0].getsockname()[1]
+        for attempt in range(20):
+            try:
+                await self._listen(host)
+                break
+            except OSError as e:
+                # any port (0): the port the kernel gave UDP may be taken for TCP; ask again
+                if self.s.local_port != 0 or e.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
         self._proxy_addr = await self._resolve(self.s.proxy_host, self.s.proxy_port)
         self.server.allowed = [ipaddress.ip_network(a, strict=False)
                                for a in (self.s.allow_from or (self._proxy_addr[0],))]
@@ -158,6 +157,24 @@ class SipMessageTransport:
         log.info("SIP MESSAGE on %s:%s (%s), trunk %s:%s over %s", host, self.local_port,
                  "+".join(self.s.listen) or "send only", self.s.proxy_host, self.s.proxy_port,
                  self.s.transport)
+
+    async def _listen(self, host: str) -> None:
+        """UDP and TCP on one port (a trunk answers to the port in our Via)."""
+        loop = asyncio.get_running_loop()
+        if "udp" in self.s.listen or self.s.transport == "udp":
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(host, self.s.local_port))
+            self.local_port = self._udp.get_extra_info("sockname")[1]
+        if "tcp" in self.s.listen:
+            try:
+                self._tcp_server = await loop.create_server(
+                    lambda: _Stream(self), host, self.local_port, reuse_address=True)
+            except OSError:
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp = None
+                raise
+            self.local_port = self._tcp_server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         for tx in list(self._pending.values()):

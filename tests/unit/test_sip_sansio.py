@@ -4,8 +4,11 @@ tests/integration/test_sip_message.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import hashlib
 import random
+import socket
 import time
 from types import SimpleNamespace as NS
 
@@ -481,3 +484,54 @@ def test_requests_from_elsewhere_403():
     assert [r.status for r, _ in answers(udp)] == [403, 200] and len(got) == 1
     with pytest.raises(ValueError, match="sip.allow_from"):
         SipSettings(proxy_host="x", allow_from=("nope",))
+
+
+class Colliding(SipMessageTransport):
+    """The kernel's pick of a UDP port whose TCP twin is taken (a real TCP listener holds it)."""
+
+    def __init__(self, settings, taken: int):
+        super().__init__(settings)
+        self.taken, self.tries = taken, 0
+
+    async def _listen(self, host):
+        self.tries += 1
+        if self.tries > 1:
+            return await super()._listen(host)
+        asked = self.s
+        self.s = dataclasses.replace(asked, local_port=self.taken)
+        try:
+            await super()._listen(host)
+        finally:
+            self.s = asked
+
+
+def _udp_and_tcp_port(local_port: int):
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+
+    async def go():
+        t = Colliding(SipSettings(proxy_host="127.0.0.1", proxy_port=9, local_host="127.0.0.1",
+                                  local_port=local_port, listen=("udp", "tcp")), taken)
+        try:
+            await t.start()
+            return (t.tries, t.local_port, t._udp.get_extra_info("sockname")[1],
+                    t._tcp_server.sockets[0].getsockname()[1], taken)
+        finally:
+            await t.stop()
+    try:
+        return asyncio.run(go())
+    finally:
+        holder.close()
+
+
+def test_any_port_asks_again_when_the_tcp_twin_is_taken():
+    tries, port, udp, tcp, taken = _udp_and_tcp_port(0)
+    assert tries == 2 and port == udp == tcp and port != taken
+
+
+def test_a_set_port_taken_for_tcp_is_an_error():
+    with pytest.raises(OSError) as e:
+        _udp_and_tcp_port(5)       # any set port: Colliding binds the taken one first
+    assert e.value.errno == errno.EADDRINUSE
