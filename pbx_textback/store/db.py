@@ -757,7 +757,7 @@ class Store:
                 return 1
         if callable(keys):
             keys = keys()
-        from .fast import dlr_by_gateway_id
+        from .fast import dlr_by_gateway_id, receipt_error
         account = self.accounts.get(transport, transport)
         ours = Message.account.in_([account, ""])
         for k in keys:
@@ -777,9 +777,8 @@ class Store:
                     if final is None:
                         Message.update(note=f"receipt: {state}", updated_at=now).where(Message.id == m.id).execute()
                     elif m.state != FAILED:     # one failed part fails the text
-                        Message.update(state=final, updated_at=now,
-                                       error="" if final == DELIVERED else f"receipt {state}: {error}".strip(": "),
-                                       ).where(Message.id == m.id).execute()
+                        Message.update(state=final, updated_at=now, error=receipt_error(final, state, error)) \
+                            .where(Message.id == m.id).execute()
             return len(rows)
         return 0
 

@@ -465,6 +465,11 @@ def set_state(store, msg_id: int, fields: dict, only_from: str | None) -> bool:
     return run(store, sql, params) == 1
 
 
+def receipt_error(final: str, state: str, error: str) -> str:
+    """The error a receipt leaves on its text: none when delivered."""
+    return "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": ")
+
+
 def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now: float) -> int:
     """A receipt for the text this process submitted (its row id known): 1, or 0 when there
     is no such outgoing text (the caller then looks by the gateway's id). One UPDATE, a step of
@@ -476,8 +481,7 @@ def dlr_by_id(store, msg_id: int, final: str | None, state: str, error: str, now
     else:
         n = run(store, 'UPDATE "message" SET state = ?, updated_at = ?, error = ? '
                        'WHERE id = ? AND direction = \'out\' AND state != ?',
-                (final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "),
-                 msg_id, st.FAILED))
+                (final, now, receipt_error(final, state, error), msg_id, st.FAILED))
     if n:
         return 1
     return int(one(store, 'SELECT 1 FROM "message" WHERE id = ? AND direction = \'out\'', (msg_id,)) is not None)
@@ -503,4 +507,4 @@ def dlr_by_gateway_id(store, key: str, account: str, final: str | None, state: s
     if final is None:
         return run(store, _DLR_NOTE_BY_GW, (f"receipt: {state}", now, key, account))
     return run(store, _DLR_FINAL_BY_GW, (
-        final, now, "" if final == st.DELIVERED else f"receipt {state}: {error}".strip(": "), key, account))
+        final, now, receipt_error(final, state, error), key, account))
