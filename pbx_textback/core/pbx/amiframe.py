@@ -15,7 +15,9 @@ MAX_FRAME = 256 * 1024          # a real AMI frame is a few KB; a Command output
 _END = re.compile(rb"\r?\n\r?\n")
 _BANNER = re.compile(rb"^[^:\r\n]*Call Manager/[^\r\n]*\r?\n")
 
-GOOD_KEYS_MAX = 4096            # header names remembered as checked (AMI has a few hundred)
+GOOD_KEYS_MAX = 4096
+SEEN_LINES = 4096               # lines remembered split (see _feed_crlf), and their length
+SEEN_LINE_MAX = 200            # header names remembered as checked (AMI has a few hundred)
 Frame = dict[str, "str | list[str]"]
 
 
@@ -44,6 +46,7 @@ class AmiFraming:
         self._buf = bytearray()
         self._discarding = False      # inside an oversized frame: drop until its end
         self._good_keys: set[str] = set()
+        self._seen: dict[str, tuple[str, str]] = {}   # a `Key: Value` line -> (key, value)
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
@@ -102,11 +105,14 @@ class AmiFraming:
         wanted, wvars = self.wanted, self.wanted_vars
         # A bare LF: the careful loop in feed() finds the ends. With the filter most frames
         # are read by their first line only, so the whole text is counted once; without it
-        # every frame is split into its lines anyway, and looking into those costs a fifth
-        # of the two counts (the frames before one with a bare LF have only CRLF line ends:
-        # the careful loop would cut them the same, so it starts at that frame).
+        # each frame is split into lines anyway and a line is looked into when first seen
+        # (the frames before one with a bare LF have only CRLF line ends: the careful loop
+        # would cut them the same, so it starts at that frame).
         if wanted is not None and text.count("\n") != text.count("\r\n"):
             return pos
+        seen = self._seen
+        if len(seen) >= SEEN_LINES:
+            seen.clear()                # (lines seen once, e.g. Timestamp, fill it: start over)
         limit = self.max_frame // 4     # chars: no frame under this can be over max_frame bytes
         good = self._good_keys
         chunks = text.split("\r\n\r\n")
@@ -130,21 +136,30 @@ class AmiFraming:
                             out.append(short)
                             continue
             lines = chunk.split("\r\n")
-            if wanted is None and "\n" in "".join(lines):
-                # (chunks.index finds this chunk: without the filter every chunk comes here,
-                # so an equal one before it would have stopped the loop already)
-                return _offset(text, chunks, chunks.index(chunk), pos)
-            # a plain loop over partition() measured faster than any one-call dict building
+            # A plain loop measured faster than any one-call dict building (map, regex, even
+            # the JSON scanner). Most lines come again and again (a channel's ids, name and
+            # context are on each of its events; Privilege, Context, AppData on many), so a
+            # line seen before is one lookup instead of a partition(); only lines without a
+            # bare LF are remembered.
             frame = {}
             for ln in lines:
-                k, sep, v = ln.partition(": ")
-                if not sep:             # a line without ": ": _parse says what it is
-                    frame = None
-                    break
-                frame[k] = v
+                kv = seen.get(ln)
+                if kv is None:
+                    k, sep, v = ln.partition(": ")
+                    if not sep or "\n" in ln:   # _parse says what the line is
+                        frame = None
+                        break
+                    kv = (k, v)
+                    if len(seen) < SEEN_LINES and len(ln) <= SEEN_LINE_MAX:
+                        seen[ln] = kv
+                frame[kv[0]] = kv[1]
             if (frame is None or len(frame) != len(lines) or len(chunk) > limit
                     or not (good.issuperset(frame) or self._learn(frame))
                     or ("Event" not in frame and "Response" not in frame)):
+                if chunk.count("\n") != chunk.count("\r\n"):     # (never with the filter)
+                    # (chunks.index finds this chunk: an equal one before it would have
+                    # stopped the loop already)
+                    return _offset(text, chunks, chunks.index(chunk), pos)
                 if not chunk.strip():
                     continue
                 raw = chunk.encode("utf-8")
