@@ -149,14 +149,25 @@ class AsteriskTracker:
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
+        # VarSets are half of a call's events, and most set a variable _on_varset does not
+        # read (a short one, AmiFraming wanted_vars, is one of those): of a known channel
+        # still in the same call such a VarSet only moves the call on (_call_of's common
+        # case, inline). Any other goes to the dispatch below (a short one is read whole
+        # when need be, see _on_varset).
+        name = ev.get("Event")
         if RAW_KEY in ev:
-            # a short VarSet (AmiFraming wanted_vars; only the framing makes one, with str ids):
-            # half of a call's events. Of a known channel still in the same call it only moves
-            # the call on (_call_of, inline); any other goes to _on_varset, which reads it whole.
+            quick = True
+        elif name == "VarSet":
+            var = ev.get("Variable")
+            quick = var.__class__ is str and var != "" and var.lstrip("_") not in self._read_vars
+        else:
+            quick = False
+        if quick:
             try:
-                ch = self.chans.get(ev["Uniqueid"])
-                same = ch is not None and (ev["Linkedid"] or ev["Uniqueid"]) == ch.linkedid
-            except (KeyError, TypeError):   # not the framing's: the dispatch below says why
+                uid = ev["Uniqueid"]
+                ch = self.chans.get(uid)
+                same = ch is not None and (ev["Linkedid"] or uid) == ch.linkedid
+            except (KeyError, TypeError):   # a header missing or repeated: the dispatch says
                 same = False
             if same:
                 ch.epoch = self._epoch
@@ -170,7 +181,6 @@ class AsteriskTracker:
                         except (ValueError, TypeError):
                             pass
                 return []
-        name = ev.get("Event")
         try:
             handler = _HANDLERS.get(name)
         except TypeError:       # a repeated Event header is a list (unhashable): no handler
@@ -298,9 +308,14 @@ class AsteriskTracker:
     def _call_of(self, ev: dict) -> tuple[_Chan | None, _Call | None]:
         # _chan()'s common case inline (a known channel, still in the same call): this runs
         # for nearly every event
-        uid, lid = ev.get("Uniqueid"), ev.get("Linkedid", "")
-        ch = self.chans.get(uid) if uid.__class__ is str else None
-        if ch is not None and lid.__class__ is str and (lid or uid) == ch.linkedid:
+        # (a repeated Uniqueid is a list: get() raises; a repeated Linkedid, a list, is not
+        # equal to the str linkedid: both go to _chan(), which reads the first)
+        uid = ev.get("Uniqueid")
+        try:
+            ch = self.chans.get(uid)
+        except TypeError:
+            ch = None
+        if ch is not None and (ev.get("Linkedid", "") or uid) == ch.linkedid:
             ch.epoch = self._epoch
         else:
             ch = self._chan(ev)
@@ -310,10 +325,10 @@ class AsteriskTracker:
         if call is not None:
             call.touched = self._now
             t = ev.get("Timestamp")     # _ts() inline: this runs for nearly every event
-            if t.__class__ is str and t:
+            if t:
                 try:
                     call.last_ts = float(t)
-                except ValueError:
+                except (ValueError, TypeError):     # (TypeError: a repeated one, a list)
                     pass
         return ch, call
 
