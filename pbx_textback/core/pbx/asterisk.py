@@ -149,17 +149,20 @@ class AsteriskTracker:
 
     # ---- public API --------------------------------------------------------------------
     def feed(self, ev: dict) -> list[CallRecord]:
-        # VarSets are half of a call's events, and most set a variable _on_varset does not
-        # read (a short one, AmiFraming wanted_vars, is one of those): of a known channel
-        # still in the same call such a VarSet only moves the call on (_call_of's common
-        # case, inline). Any other goes to the dispatch below (a short one is read whole
-        # when need be, see _on_varset).
+        # VarSets and Newextens are most of a call's events, and most of them set a variable
+        # _on_varset does not read (a short one, AmiFraming wanted_vars, is one of those) or
+        # run an application _on_newexten does not look at: of a known channel still in the
+        # same call such an event only moves the call on (_call_of's common case, inline).
+        # Any other goes to the dispatch below (a short one is read whole when need be).
         name = ev.get("Event")
         if RAW_KEY in ev:
             quick = True
         elif name == "VarSet":
             var = ev.get("Variable")
             quick = var.__class__ is str and var != "" and var.lstrip("_") not in self._read_vars
+        elif name == "Newexten":
+            app = ev.get("Application", "")
+            quick = app.__class__ is str and app not in _NEWEXTEN_READ and not self._ctx_marks
         else:
             quick = False
         if quick:
@@ -169,6 +172,9 @@ class AsteriskTracker:
                 same = ch is not None and (ev["Linkedid"] or uid) == ch.linkedid
             except (KeyError, TypeError):   # a header missing or repeated: the dispatch says
                 same = False
+            if same and name == "Newexten" and ch.incoming is False and not ch.dialled \
+                    and ch.exten in ("", "s"):
+                same = False    # an originated channel: _on_newexten reads where it went
             if same:
                 ch.epoch = self._epoch
                 call = self.calls.get(ch.linkedid)
@@ -404,8 +410,9 @@ class AsteriskTracker:
         elif app == "Set":
             if ch.uid == _origin_uid(call):
                 data = first(ev, "AppData")
-                # (both of _PRES_SET's forms say "pres"; casefold() folds as its re.I does)
-                m = _PRES_SET.search(data) if "pres" in data.casefold() else None
+                # (both of _PRES_SET's forms have a "(" and say "pres"; casefold() folds as
+                # its re.I does; most Set()s have no "(", and the test for it copies nothing)
+                m = _PRES_SET.search(data) if "(" in data and "pres" in data.casefold() else None
                 if m and _withheld_pres(m.group(1) or m.group(2) or ""):
                     self._withheld(call, f"dialplan set presentation {data}")
         elif app == "GotoIf" and self.s.freepbx_timeconditions:
@@ -792,6 +799,10 @@ SERVICE_AMI_EVENTS = frozenset(_HANDLERS) | {
     "FullyBooted", "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete",
     "OriginateResponse"}
 
+
+# The applications _on_newexten looks at (feed() lets a Newexten of any other only move its
+# call on, when no context marker is set).
+_NEWEXTEN_READ = frozenset({"VoiceMail", "Set", "GotoIf"})
 
 # The variables _on_varset reads whatever the markers (see AsteriskTracker.read_vars).
 VARSET_READ = frozenset({"DIALSTATUS", "VMSTATUS", "FROM_DID", "CALLINGNUMPRES_SV"})
