@@ -15,9 +15,9 @@ MAX_FRAME = 256 * 1024          # a real AMI frame is a few KB; a Command output
 _END = re.compile(rb"\r?\n\r?\n")
 _BANNER = re.compile(rb"^[^:\r\n]*Call Manager/[^\r\n]*\r?\n")
 
-GOOD_KEYS_MAX = 4096
-SEEN_LINES = 4096               # lines remembered split (see _feed_crlf), and their length
-SEEN_LINE_MAX = 200            # header names remembered as checked (AMI has a few hundred)
+GOOD_KEYS_MAX = 4096            # header names remembered as checked (AMI has a few hundred)
+SEEN_LINES = 4096               # lines remembered split (see _feed_crlf), at most this long:
+SEEN_LINE_MAX = 200             # a few hundred KB at most
 Frame = dict[str, "str | list[str]"]
 
 
