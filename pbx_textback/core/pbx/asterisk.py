@@ -154,17 +154,19 @@ class AsteriskTracker:
         # run an application _on_newexten does not look at: of a known channel still in the
         # same call such an event only moves the call on (_call_of's common case, inline).
         # Any other goes to the dispatch below (a short one is read whole when need be).
-        name = ev.get("Event")
         if RAW_KEY in ev:
-            quick = True
-        elif name == "VarSet":
-            var = ev.get("Variable")
-            quick = var.__class__ is str and var != "" and var.lstrip("_") not in self._read_vars
-        elif name == "Newexten":
-            app = ev.get("Application", "")
-            quick = app.__class__ is str and app not in _NEWEXTEN_READ and not self._ctx_marks
+            name, quick = "", True
         else:
-            quick = False
+            name = ev.get("Event")
+            if name == "VarSet":
+                var = ev.get("Variable")
+                quick = var.__class__ is str and var != "" and \
+                    var.lstrip("_") not in self._read_vars
+            elif name == "Newexten":
+                app = ev.get("Application", "")
+                quick = app.__class__ is str and app not in _NEWEXTEN_READ and not self._ctx_marks
+            else:
+                quick = False
         if quick:
             try:
                 uid = ev["Uniqueid"]
@@ -187,6 +189,7 @@ class AsteriskTracker:
                         except (ValueError, TypeError):
                             pass
                 return []
+        name = ev.get("Event")
         try:
             handler = _HANDLERS.get(name)
         except TypeError:       # a repeated Event header is a list (unhashable): no handler
