@@ -1,6 +1,7 @@
-"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads),
-mark a call exactly as the marker-by-marker reading does (on_var_keys): same marks, same
-order, for any markers (repeated headers, interleaved, duplicates) and any event."""
+"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads,
+and on_var_present: only the headers the event has), mark a call exactly as the
+marker-by-marker reading does (on_var_keys): same marks, same order, for any markers
+(repeated headers, interleaved, duplicates) and any event."""
 from hypothesis import given, settings, strategies as hs
 
 from pbx_textback.core.model import Marker
@@ -36,3 +37,14 @@ def test_interleaved_headers_keep_the_markers_order():
     ev = {"variable_a": "2", "variable_b": "1"}
     assert _marks(M.on_var_heads, M.by_header(keys), ev)[0] == ["b=1", "a=2"]
     assert _marks(M.on_var_keys, keys, ev)[0] == ["b=1", "a=2"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(hs.one_of(hs.lists(_marker, max_size=8), hs.just(list(DEFAULT_MARKERS))), _event)
+def test_present_headers_only_marks_as_one_per_marker(markers, ev):
+    # what the tracker does: only the marker headers the event has, in a set's order
+    keys = M.var_keys(markers)
+    table = dict(M.by_header(keys))
+    present = ev.keys() & set(table)
+    assert _marks(lambda t, c, e: M.on_var_present(t, present, c, e), table, ev) \
+        == _marks(M.on_var_keys, keys, ev)

@@ -95,6 +95,7 @@ class FreeswitchTracker:
         # the headers they read: most channel events carry none of them (one C-level test)
         self._var_heads = frozenset(h for h, _, _ in self._var_keys)
         self._var_plan = markers.by_header(self._var_keys)
+        self._var_map = dict(self._var_plan)
         # on_dest reads only these (none by default), on every EXECUTE and EXECUTE_COMPLETE
         self._dest_markers = tuple(m for m in self.s.after_hours_markers if m.kind == "destination")
         self._held: dict[str, FsCall] = {}
@@ -209,6 +210,7 @@ class FreeswitchTracker:
                                   "event seen of it)")
         # links to other legs
         raw = ev.get
+        linked = False
         for key in _LINK_VARS:
             other = raw(key)            # get() only for what is not a plain str: most are absent
             if other is None:
@@ -219,7 +221,9 @@ class FreeswitchTracker:
                 if key == "variable_last_bridge_to" and name != "CHANNEL_HANGUP_COMPLETE":
                     continue
                 call = self._union(uid, other)
-        call = self.graph.call_of(uid)
+                linked = True
+        if linked:              # a union may have moved this leg into another call
+            call = self.graph.call_of(uid)
         if ts is not None:
             call.last_ts = ts
         else:                   # no usable time on this event: the call's latest one stands in
@@ -279,8 +283,11 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
-            markers.on_var_heads(self._var_plan, call, ev)
+        if self._var_keys:
+            # the marker headers this event has (a dict view & a set: C walks the smaller)
+            present = ev.keys() & self._var_heads
+            if present:
+                markers.on_var_present(self._var_map, present, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 

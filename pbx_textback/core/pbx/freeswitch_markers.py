@@ -67,6 +67,21 @@ def on_var_heads(heads: tuple, call: FsCall, ev: dict) -> None:
             mark(call, m)
 
 
+def on_var_present(by_header: dict, present, call: FsCall, ev: dict) -> None:
+    """on_var_heads for the headers `present` (in any order) of dict(by_header(...)): the
+    hits are sorted by marker index, so the marks come in the same order."""
+    hits = None
+    for header in present:
+        v = ev[header]
+        if v.__class__ is str:
+            found = by_header[header].get(v)
+            if found:
+                hits = found if hits is None else hits + found
+    if hits:
+        for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
+            mark(call, m)
+
+
 def _first(pair):
     return pair[0]
 
