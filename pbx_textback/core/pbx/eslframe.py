@@ -148,7 +148,7 @@ class EslFraming:
                 n = int(m.group(1))
                 start = m.end()
                 if 0 < n <= self.max_body and len(buf) - start >= n:
-                    frame = self._finish(_EVENT_HEADS[m.group(2)], bytes(buf[start:start + n]))
+                    frame = self._finish(_EVENT_HEADS[m.group(2)], buf[start:start + n])
                     if frame is None:       # as below: a frame start inside the body?
                         r = _RESYNC.search(buf, start + 1, start + n)
                         pos = r.start() if r else start + n

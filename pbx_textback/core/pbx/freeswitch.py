@@ -96,6 +96,8 @@ class FreeswitchTracker:
         self._var_heads = frozenset(h for h, _, _ in self._var_keys)
         self._var_plan = markers.by_header(self._var_keys)
         self._var_map = dict(self._var_plan)
+        self._set_index = markers.set_index(self.s.after_hours_markers)
+        self._play_index = markers.play_index(self.s.after_hours_markers)
         # on_dest reads only these (none by default), on every EXECUTE and EXECUTE_COMPLETE
         self._dest_markers = tuple(m for m in self.s.after_hours_markers if m.kind == "destination")
         self._held: dict[str, FsCall] = {}
@@ -211,16 +213,18 @@ class FreeswitchTracker:
         # links to other legs
         raw = ev.get
         linked = False
+        joined = leg.joined
         for key in _LINK_VARS:
             other = raw(key)            # get() only for what is not a plain str: most are absent
             if other is None:
                 continue
             if other.__class__ is not str:
                 other = get(ev, key)
-            if other and other != uid:
+            if other and other != uid and other not in joined:
                 if key == "variable_last_bridge_to" and name != "CHANNEL_HANGUP_COMPLETE":
                     continue
                 call = self._union(uid, other)
+                joined.add(other)
                 linked = True
         if linked:              # a union may have moved this leg into another call
             call = self.graph.call_of(uid)
@@ -331,9 +335,9 @@ class FreeswitchTracker:
             call.voicemail_lua = True
             call.vm_leg = call.vm_leg or leg.uid
         elif app in ("set", "export", "multiset", "push", "unshift") and data:
-            markers.on_set(self.s.after_hours_markers, call, data)
+            markers.on_set_indexed(self._set_index, call, data)
         elif app in ("playback", "play_and_get_digits", "endless_playback"):
-            markers.on_play(self.s.after_hours_markers, call, data)
+            markers.on_play_indexed(self._play_index, call, data)
         elif app == "transfer":
             pass
         if self._dest_markers:
@@ -354,7 +358,7 @@ class FreeswitchTracker:
         self._vars(call, leg, ev)
         path = get(ev, "Playback-File-Path") or get(ev, "variable_current_application_data")
         if path:
-            markers.on_play(self.s.after_hours_markers, call, path)
+            markers.on_play_indexed(self._play_index, call, path)
 
     def _on_hangup_complete(self, call, leg, ev, ts):
         self._vars(call, leg, ev)
