@@ -332,5 +332,5 @@ def test_the_list_hint_never_changes_the_values(obj, ascii_only, noise):
     want = {k: eslframe._str(v) for k, v in obj.items()}
     for hint in (text, "", noise, noise + text):
         got = json.loads(text)
-        eslframe._strings(got, hint)
+        eslframe.strings_only(got, hint)
         assert got == want and list(got) == list(want)

@@ -277,7 +277,7 @@ class EslFraming:
             if not isinstance(obj, dict) or "Event-Name" not in obj:
                 self._error("text/event-json frame is not an event object: dropped")
                 return None
-            _strings(obj, text or "")
+            strings_only(obj, text or "")
             return obj
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             # not JSON, an integer over Python's 4300 digits, nesting deeper than the stack
@@ -344,7 +344,7 @@ def _plain_event(head: str) -> dict:
     return ev
 
 
-def _strings(obj: dict, text: str) -> None:
+def strings_only(obj: dict, text: str) -> None:
     """Every value of obj made a str by _str, in place. text (obj's JSON, or "") is only a
     hint of where lists are: the result never depends on it."""
     # FreeSWITCH's array headers (variable_DP_MATCH on most calls' events): the values named
