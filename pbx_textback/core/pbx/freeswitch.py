@@ -224,7 +224,8 @@ class FreeswitchTracker:
                 if key == "variable_last_bridge_to" and name != "CHANNEL_HANGUP_COMPLETE":
                     continue
                 call = self._union(uid, other)
-                joined.add(other)
+                if other not in self.graph.finished:   # a finished id was not joined: ask again
+                    joined.add(other)
                 linked = True
         if linked:              # a union may have moved this leg into another call
             call = self.graph.call_of(uid)

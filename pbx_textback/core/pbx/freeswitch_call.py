@@ -44,7 +44,7 @@ class FsLeg:
     seq: int = 0
     # ids already joined to this leg's call: joined once, they stay in one call until it is
     # forgotten, so a later event naming them again (a b-leg names its a-leg on every
-    # event) needs no union
+    # event) needs no union (an id of a finished call is not joined: never remembered)
     joined: set = field(default_factory=set, repr=False, compare=False)
 
 
