@@ -26,7 +26,7 @@ from pbx_textback.core.model import DIAL_ANSWER, CallRecord, Marker
 from pbx_textback.core.pbx import dialplan_vars as dv
 from pbx_textback.core.pbx import freeswitch_markers as markers
 from pbx_textback.core.pbx.freeswitch_call import (
-    CallGraph, FsCall, FsLeg, epoch, event_time, get, profile_of, usec)
+    CallGraph, FsCall, FsLeg, epoch, get, profile_of, usec)
 from pbx_textback.core.pbx.freeswitch_record import dial_result, origin_leg, record, short_dial
 from pbx_textback.core.pbx.streams import split_at
 
@@ -167,8 +167,10 @@ class FreeswitchTracker:
     # -- dispatch ----------------------------------------------------------------------------
 
     def _feed(self, ev: dict) -> list[CallRecord]:
-        name = get(ev, "Event-Name")
-        ts = event_time(ev)
+        name = ev.get("Event-Name")
+        if name.__class__ is not str:   # (get() only for what is not a plain str)
+            name = get(ev, "Event-Name")
+        ts = usec(ev.get("Event-Date-Timestamp"))
         out: list[CallRecord] = []
         if ev.get(RECONCILE_KEY):
             if name == RECONCILE_DONE:
@@ -188,7 +190,9 @@ class FreeswitchTracker:
                 self._on_outcome(ev)
             out.extend(self._release(ts))
             return out
-        uid = get(ev, "Unique-ID")
+        uid = ev.get("Unique-ID")
+        if uid.__class__ is not str:
+            uid = get(ev, "Unique-ID")
         if not uid or not name.startswith(("CHANNEL_", "PLAYBACK_", "RECORD_", "CALL_UPDATE")):
             out.extend(self._release(ts))
             return out
@@ -288,11 +292,9 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self._var_keys:
+        if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
             # the marker headers this event has (a dict view & a set: C walks the smaller)
-            present = ev.keys() & self._var_heads
-            if present:
-                markers.on_var_present(self._var_map, present, call, ev)
+            markers.on_var_present(self._var_map, ev.keys() & self._var_heads, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 

@@ -202,6 +202,9 @@ _LAST_USEC = _LAST_EPOCH * 1_000_000
 def usec(v) -> float | None:
     """FreeSWITCH's microsecond timestamps; None for anything else (a 300-digit number
     overflows a float: it must cost the timestamp, never the event)."""
+    if v.__class__ is str and len(v) == 16 and v.isdigit() and v.isascii():
+        n = int(v)              # the usual value (2001..2286): below _LAST_USEC
+        return n / 1e6 if n else None
     if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 19:
         return None
     n = int(v)
