@@ -15,6 +15,10 @@ values stay URL-encoded, a json event is never decoded: its "frame" is one nonse
 "fair naive" is the same naive parser doing the work the service needs: Content-Length for the
 body, values URL-decoded after the split (plain) or json.loads (json). It still checks nothing.
 The line "fair naive == framing" says on how many events of the stream they agree.
+The last line is the service's own path for event-json (the ESL child frames each event and
+writes it on a line, the parent reads the line), per event: the line as the
+child writes it (the body as FreeSWITCH sent it, when safe) against the parsed event
+re-encoded, both measured in this run.
     python bench/ingest_esl.py [--events 200000]
 """
 from __future__ import annotations
@@ -206,6 +210,41 @@ def one_format(fmt: str, min_events: int, frame_events: int, only_subscribed: bo
             f"{t_full / max(calls, 1) * 1e6:,.0f} us ({n / max(calls, 1):.0f} events per call)")
 
 
+def child_to_parent(min_events: int) -> str:
+    """framing + the line + the parent's reading of it, per event, both ways alternately."""
+    from pbx_textback.core.pbx.eslframe import CT_JSON, strings_only
+    from pbx_textback.esl.child import _raw_line
+    body, per = base_stream("json", only_subscribed=True)
+    head = re.compile(rb"Content-Length: ([0-9]+)\nContent-Type: " + CT_JSON.encode() + rb"\n\n")
+
+    def run(data: bytes, raw: bool) -> int:
+        framing, n = EslFraming(), 0
+        for m in head.finditer(data):
+            b = data[m.end():m.end() + int(m.group(1))]
+            frames = framing.feed(m.group(0) + b)
+            for fr in frames:
+                line = _raw_line(b) if raw and len(frames) == 1 else None
+                if line is None:
+                    line = json.dumps({"type": "event", "event": fr}, ensure_ascii=False,
+                                      separators=(",", ":")) + "\n"
+                wire = line.encode()
+                ev = json.loads(wire)["event"]
+                strings_only(ev, wire.decode("utf-8", "replace") if b"[" in wire else "")
+                n += 1
+        return n
+    t = {False: 0.0, True: 0.0}
+    n = 0
+    for data in copies(body, per, min_events):
+        for raw in (False, True):
+            t0 = time.process_time()
+            e = run(data, raw)
+            t[raw] += time.process_time() - t0
+        n += e
+    return (f"json, the service's subscription, ESL child -> parent: the line re-encoded "
+            f"{t[False] / n * 1e6:.0f} us/event | as FreeSWITCH sent it {t[True] / n * 1e6:.0f} "
+            f"us/event | ratio {t[False] / t[True]:.2f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=40_000)
@@ -225,6 +264,7 @@ def main(argv=None) -> int:
             lines = list(ex.map(one_format, *zip(*args)))
     for line in lines:
         print(line)
+    print(child_to_parent(min(a.events, a.frame_events)))
     print(f"(wall {time.perf_counter() - t0:.1f} s)")
     return 0
 

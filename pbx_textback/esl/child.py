@@ -7,6 +7,8 @@ JSON lines on stdout, one object a line:
   {"type": "state", "state": "connecting|connected|shutting-down|disconnected|auth-failed",
    "detail": "..."}
   {"type": "event", "event": {...headers...}}
+    (an event-json body goes in as FreeSWITCH sent it, when that is safe: see _raw_line;
+    the parent makes its values strings as the framing does)
   {"type": "reply", "id": ..., "ok": true|false, "body": "..."}
 Commands on stdin, one JSON object a line:
   {"id": 1, "cmd": "api", "args": "show channels as json"}      ("bgapi" too)
@@ -63,6 +65,22 @@ class _Result(gevent.event.AsyncResult):
         self.textback_cb = cb
 
 
+def _raw_line(body: bytes) -> str | None:
+    """The event line with an event-json body as FreeSWITCH sent it (the framing parsed and
+    accepted it): re-encoding the parsed event cost as much as parsing it, and the parent
+    parses the same text either way. None (write it re-encoded) unless that text is plainly
+    safe inside one line: strict UTF-8, a bare object, no line break, and nesting too
+    shallow to reach the parent's recursion limit (at most 64 brackets of any kind)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith("{") or "\n" in text or "\r" in text \
+            or text.count("[") + text.count("{") > 64:
+        return None
+    return '{"type":"event","event":' + text + "}\n"
+
+
 class _Inbound(InboundESL):
     """greenswitch's InboundESL with our framing for event bodies and EOF that raises."""
 
@@ -102,9 +120,11 @@ class _Inbound(InboundESL):
             length = int(h.get("Content-Length") or 0)
             body = self._read_bytes(self.sock_file, length)
             head = f"Content-Length: {length}\nContent-Type: {ctype}\n\n".encode()
-            for frame in self.framing.feed(head + body):
+            frames = self.framing.feed(head + body)
+            raw = body if ctype == CT_JSON and len(frames) == 1 else None
+            for frame in frames:
                 if self.on_event is not None and "Event-Name" in frame:
-                    self.on_event(frame)
+                    self.on_event(frame, raw)
             return
         if ctype == "text/disconnect-notice":
             length = int(h.get("Content-Length") or 0)
@@ -195,8 +215,11 @@ class Child:
     # -- output ---------------------------------------------------------------------------------
 
     def _write(self, obj: dict) -> None:
+        self._write_line(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def _write_line(self, line: str) -> None:
         try:
-            self.out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.out.write(line)
             self.out.flush()
         except (BrokenPipeError, ValueError):
             self._stop.set()         # the parent is gone
@@ -209,8 +232,12 @@ class Child:
         self.state = state
         self._write({"type": "state", "state": state, "detail": detail})
 
-    def _event(self, frame: dict) -> None:
-        self._write({"type": "event", "event": frame})
+    def _event(self, frame: dict, raw: bytes | None = None) -> None:
+        line = _raw_line(raw) if raw is not None else None
+        if line is None:
+            self._write({"type": "event", "event": frame})
+        else:
+            self._write_line(line)
         if frame.get("Event-Name") == "SHUTDOWN":
             # commands are refused as not connected (nothing written) until we reconnect
             self.going_down = True

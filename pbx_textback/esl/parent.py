@@ -19,6 +19,7 @@ import random
 import sys
 from typing import Any, Callable
 
+from ..core.pbx.eslframe import strings_only
 from ..core.pbx.freeswitch import RECONCILE_DONE, RECONCILE_KEY, RECONCILE_ROW
 from .events import DEFAULT_EVENTS, PASSWORD_ENV
 
@@ -221,6 +222,9 @@ class EslChild:
         if t == "event":
             ev = msg.get("event")
             if isinstance(ev, dict):
+                # an event-json body comes as FreeSWITCH wrote it: its values made strings
+                # here, as the framing made them (a list hint only when there may be lists)
+                strings_only(ev, line.decode("utf-8", "replace") if b"[" in line else "")
                 await self._deliver(ev)
         elif t == "state":
             st, detail = str(msg.get("state", "")), str(msg.get("detail", ""))

@@ -314,3 +314,23 @@ def test_the_usual_envelope_takes_the_fast_way():
     """(So the property above compares two ways, not one way twice.)"""
     assert eslframe._EVENT_HEAD.match(EV1) and eslframe._EVENT_HEAD.match(EV2)
     assert not eslframe._EVENT_HEAD.match(API)
+
+
+# the list hint: values named before `":[` in the text are converted first; with or without
+# the hint (or with a wrong one), every value ends as _str made it, keys in the same order
+_jkey = st.sampled_from(["a", "DP", 'q"x', "b\\\\", "[", '":[', "\u00e9", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_jkey, st.recursive(
+           st.none() | st.booleans() | st.integers() | st.text(alphabet='ab":[\\{}', max_size=6),
+           lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_jkey, kids, max_size=2),
+           max_leaves=8), max_size=6),
+       st.booleans(), st.text(alphabet='ab":[', max_size=20))
+def test_the_list_hint_never_changes_the_values(obj, ascii_only, noise):
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_only)
+    want = {k: eslframe._str(v) for k, v in obj.items()}
+    for hint in (text, "", noise, noise + text):
+        got = json.loads(text)
+        eslframe.strings_only(got, hint)
+        assert got == want and list(got) == list(want)

@@ -1,6 +1,7 @@
-"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads),
-mark a call exactly as the marker-by-marker reading does (on_var_keys): same marks, same
-order, for any markers (repeated headers, interleaved, duplicates) and any event."""
+"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads,
+and on_var_present: only the headers the event has), mark a call exactly as the
+marker-by-marker reading does (on_var_keys): same marks, same order, for any markers
+(repeated headers, interleaved, duplicates) and any event."""
 from hypothesis import given, settings, strategies as hs
 
 from pbx_textback.core.model import Marker
@@ -36,3 +37,45 @@ def test_interleaved_headers_keep_the_markers_order():
     ev = {"variable_a": "2", "variable_b": "1"}
     assert _marks(M.on_var_heads, M.by_header(keys), ev)[0] == ["b=1", "a=2"]
     assert _marks(M.on_var_keys, keys, ev)[0] == ["b=1", "a=2"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(hs.one_of(hs.lists(_marker, max_size=8), hs.just(list(DEFAULT_MARKERS))), _event)
+def test_present_headers_only_marks_as_one_per_marker(markers, ev):
+    # what the tracker does: only the marker headers the event has, in a set's order
+    keys = M.var_keys(markers)
+    table = dict(M.by_header(keys))
+    present = ev.keys() & set(table)
+    assert _marks(lambda t, c, e: M.on_var_present(t, present, c, e), table, ev) \
+        == _marks(M.on_var_keys, keys, ev)
+
+
+# set/export data and playback paths, read by key / by value (set_index, play_index), mark a
+# call as reading every marker does (on_set, on_play)
+_any_marker = hs.builds(Marker, hs.sampled_from(["variable", "playback", "destination"]),
+                        _names, hs.sampled_from(["true", "1", "closed", "closed.wav", "a/closed",
+                                                 "x\\\\closed.wav", ""]), hs.booleans())
+_set_data = hs.lists(hs.tuples(hs.sampled_from(["office_open", " after_hours ", "x", "y", ""]),
+                               hs.sampled_from(["=", "", "=="]),
+                               hs.sampled_from(["true", " 1", "false ", "", "closed"])),
+                     max_size=4).flatmap(lambda parts: hs.sampled_from([
+                         "|".join(k + s + v for k, s, v in parts),
+                         "^^|" + "|".join(k + s + v for k, s, v in parts),
+                         "^^" + "".join(k + s + v for k, s, v in parts)]))
+_path = hs.lists(hs.sampled_from(["closed", ".wav", "/", "\\", "a", "closed.wav", "."]),
+                 max_size=5).map("".join)
+_markers = hs.one_of(hs.lists(_any_marker, max_size=10), hs.just(list(DEFAULT_MARKERS)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_markers, _set_data)
+def test_set_by_key_marks_as_every_marker(markers, data):
+    assert _marks(M.on_set_indexed, M.set_index(markers), data) == \
+        _marks(M.on_set, markers, data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_markers, _path)
+def test_play_by_value_marks_as_every_marker(markers, path):
+    assert _marks(M.on_play_indexed, M.play_index(markers), path) == \
+        _marks(M.on_play, markers, path)

@@ -26,7 +26,7 @@ from pbx_textback.core.model import DIAL_ANSWER, CallRecord, Marker
 from pbx_textback.core.pbx import dialplan_vars as dv
 from pbx_textback.core.pbx import freeswitch_markers as markers
 from pbx_textback.core.pbx.freeswitch_call import (
-    CallGraph, FsCall, FsLeg, epoch, event_time, get, profile_of, usec)
+    CallGraph, FsCall, FsLeg, epoch, get, profile_of, usec)
 from pbx_textback.core.pbx.freeswitch_record import dial_result, origin_leg, record, short_dial
 from pbx_textback.core.pbx.streams import split_at
 
@@ -95,6 +95,9 @@ class FreeswitchTracker:
         # the headers they read: most channel events carry none of them (one C-level test)
         self._var_heads = frozenset(h for h, _, _ in self._var_keys)
         self._var_plan = markers.by_header(self._var_keys)
+        self._var_map = dict(self._var_plan)
+        self._set_index = markers.set_index(self.s.after_hours_markers)
+        self._play_index = markers.play_index(self.s.after_hours_markers)
         # on_dest reads only these (none by default), on every EXECUTE and EXECUTE_COMPLETE
         self._dest_markers = tuple(m for m in self.s.after_hours_markers if m.kind == "destination")
         self._held: dict[str, FsCall] = {}
@@ -164,8 +167,10 @@ class FreeswitchTracker:
     # -- dispatch ----------------------------------------------------------------------------
 
     def _feed(self, ev: dict) -> list[CallRecord]:
-        name = get(ev, "Event-Name")
-        ts = event_time(ev)
+        name = ev.get("Event-Name")
+        if name.__class__ is not str:   # (get() only for what is not a plain str)
+            name = get(ev, "Event-Name")
+        ts = usec(ev.get("Event-Date-Timestamp"))
         out: list[CallRecord] = []
         if ev.get(RECONCILE_KEY):
             if name == RECONCILE_DONE:
@@ -185,7 +190,9 @@ class FreeswitchTracker:
                 self._on_outcome(ev)
             out.extend(self._release(ts))
             return out
-        uid = get(ev, "Unique-ID")
+        uid = ev.get("Unique-ID")
+        if uid.__class__ is not str:
+            uid = get(ev, "Unique-ID")
         if not uid or not name.startswith(("CHANNEL_", "PLAYBACK_", "RECORD_", "CALL_UPDATE")):
             out.extend(self._release(ts))
             return out
@@ -209,17 +216,23 @@ class FreeswitchTracker:
                                   "event seen of it)")
         # links to other legs
         raw = ev.get
+        linked = False
+        joined = leg.joined
         for key in _LINK_VARS:
             other = raw(key)            # get() only for what is not a plain str: most are absent
             if other is None:
                 continue
             if other.__class__ is not str:
                 other = get(ev, key)
-            if other and other != uid:
+            if other and other != uid and other not in joined:
                 if key == "variable_last_bridge_to" and name != "CHANNEL_HANGUP_COMPLETE":
                     continue
                 call = self._union(uid, other)
-        call = self.graph.call_of(uid)
+                if other not in self.graph.finished:   # a finished id was not joined: ask again
+                    joined.add(other)
+                linked = True
+        if linked:              # a union may have moved this leg into another call
+            call = self.graph.call_of(uid)
         if ts is not None:
             call.last_ts = ts
         else:                   # no usable time on this event: the call's latest one stands in
@@ -280,7 +293,8 @@ class FreeswitchTracker:
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
         if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
-            markers.on_var_heads(self._var_plan, call, ev)
+            # the marker headers this event has (a dict view & a set: C walks the smaller)
+            markers.on_var_present(self._var_map, ev.keys() & self._var_heads, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -324,9 +338,9 @@ class FreeswitchTracker:
             call.voicemail_lua = True
             call.vm_leg = call.vm_leg or leg.uid
         elif app in ("set", "export", "multiset", "push", "unshift") and data:
-            markers.on_set(self.s.after_hours_markers, call, data)
+            markers.on_set_indexed(self._set_index, call, data)
         elif app in ("playback", "play_and_get_digits", "endless_playback"):
-            markers.on_play(self.s.after_hours_markers, call, data)
+            markers.on_play_indexed(self._play_index, call, data)
         elif app == "transfer":
             pass
         if self._dest_markers:
@@ -347,7 +361,7 @@ class FreeswitchTracker:
         self._vars(call, leg, ev)
         path = get(ev, "Playback-File-Path") or get(ev, "variable_current_application_data")
         if path:
-            markers.on_play(self.s.after_hours_markers, call, path)
+            markers.on_play_indexed(self._play_index, call, path)
 
     def _on_hangup_complete(self, call, leg, ev, ts):
         self._vars(call, leg, ev)

@@ -42,6 +42,10 @@ class FsLeg:
     loopback: str = ""               # A | B
     adopted: bool = False            # first seen mid-call (reconnect / reconcile row)
     seq: int = 0
+    # ids already joined to this leg's call: joined once, they stay in one call until it is
+    # forgotten, so a later event naming them again (a b-leg names its a-leg on every
+    # event) needs no union (an id of a finished call is not joined: never remembered)
+    joined: set = field(default_factory=set, repr=False, compare=False)
 
 
 @dataclass
@@ -192,15 +196,19 @@ def get(ev: dict, key: str) -> str:
 
 
 _LAST_EPOCH = 253402300799          # 9999-12-31: later than this is not a time
+_LAST_USEC = _LAST_EPOCH * 1_000_000
 
 
 def usec(v) -> float | None:
     """FreeSWITCH's microsecond timestamps; None for anything else (a 300-digit number
     overflows a float: it must cost the timestamp, never the event)."""
+    if v.__class__ is str and len(v) == 16 and v.isdigit() and v.isascii():
+        n = int(v)              # the usual value (2001..2286): below _LAST_USEC
+        return n / 1e6 if n else None
     if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 19:
         return None
     n = int(v)
-    return n / 1e6 if 0 < n <= _LAST_EPOCH * 1_000_000 else None
+    return n / 1e6 if 0 < n <= _LAST_USEC else None
 
 
 def epoch(v) -> float | None:

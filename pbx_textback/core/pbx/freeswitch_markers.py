@@ -25,6 +25,56 @@ def on_set(markers, call: FsCall, data: str) -> None:
                 mark(call, m)
 
 
+def set_index(markers) -> dict:
+    """The variable markers by key, in order, for on_set_indexed: FusionPBX dialplans run
+    many set/export apps per call, each read against a few markers, not every one."""
+    table: dict[str, list] = {}
+    for m in markers:
+        if m.kind == "variable":
+            table.setdefault(m.key, []).append(m)
+    return {k: tuple(ms) for k, ms in table.items()}
+
+
+def on_set_indexed(index: dict, call: FsCall, data: str) -> None:
+    """on_set with set_index(markers): the same marks in the same order."""
+    if data.startswith("^^") and len(data) > 2:
+        parts = data[3:].split(data[2])
+    else:
+        parts = [data]
+    for part in parts:
+        k, sep, v = part.partition("=")
+        if not sep:
+            continue
+        ms = index.get(k.strip())
+        if ms:
+            v = v.strip()
+            for m in ms:
+                if m.value == v:
+                    mark(call, m)
+
+
+def play_index(markers) -> dict:
+    """The playback markers by value, as (index, marker), for on_play_indexed."""
+    table: dict[str, list] = {}
+    for i, m in enumerate(markers):
+        if m.kind == "playback":
+            table.setdefault(m.value, []).append((i, m))
+    return {v: tuple(ms) for v, ms in table.items()}
+
+
+def on_play_indexed(index: dict, call: FsCall, path: str) -> None:
+    """on_play with play_index(markers): the same marks in the same order."""
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0]
+    hits = index.get(path, ())
+    if base != path:
+        hits += index.get(base, ())
+    if stem != base and stem != path:
+        hits += index.get(stem, ())
+    for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
+        mark(call, m)
+
+
 def on_vars(markers, call: FsCall, ev: dict) -> None:
     on_var_keys(var_keys(markers), call, ev)
 
@@ -60,6 +110,21 @@ def on_var_heads(heads: tuple, call: FsCall, ev: dict) -> None:
         v = get(header)
         if v is not None and v.__class__ is str:
             found = by_value.get(v)
+            if found:
+                hits = found if hits is None else hits + found
+    if hits:
+        for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
+            mark(call, m)
+
+
+def on_var_present(by_header: dict, present, call: FsCall, ev: dict) -> None:
+    """on_var_heads for the headers `present` (in any order) of dict(by_header(...)): the
+    hits are sorted by marker index, so the marks come in the same order."""
+    hits = None
+    for header in present:
+        v = ev[header]
+        if v.__class__ is str:
+            found = by_header[header].get(v)
             if found:
                 hits = found if hits is None else hits + found
     if hits:
