@@ -2,7 +2,8 @@
 pipeline, at a steady rate of missed calls. Prints figures; asserts nothing.
 
     .venv/bin/python bench/latency.py [--calls 500] [--rate 50] [--dlr-delay-ms 200]
-        [--idle-s 2] [--lag-probe-ms 10] [--profile FILE (cProfile on CPU time, the loop's thread)]
+        [--idle-s 2] [--lag-probe-ms 10] [--count-calls 100]
+        [--profile FILE (cProfile on CPU time, the loop's thread)]
 
 What runs:
   * a feeder PROCESS (like Asterisk, a separate process): an AmiReplayServer subclass on
@@ -24,11 +25,18 @@ Measured:
   * baseline: call end -> that last Hangup event reaching Service.on_event (framing, panoramisk,
     the AMI client's queue hop); also on_event's own time for that event (tracker + decision +
     store write, synchronous) to split what the rest adds.
-  * the rest split at the moment the outbox worker takes the row; event-loop lag (a 10 ms
-    sleep probe, from the first call on); this process's CPU per call, and its idle CPU per
-    second measured in the same run before the calls (timers, pollers, the WAL checkpoint
-    thread: at a steady rate each call pays its share); the texts' final states (receipts matched);
-    SQLite statements and commits per call on the service's connection (sqlite3's trace).
+  * the rest split at the moment the outbox worker takes the row; this process's CPU per call
+    (and how often per call it slept and was woken), and its idle CPU per second measured in
+    the same run before the calls (timers, pollers, the WAL checkpoint thread: at a steady rate
+    each call pays its share); the texts' final states (receipts matched).
+  * the bench's instruments cost CPU of this process too, so they run apart: after the measured
+    calls (and their receipts), a second phase of --count-calls calls at the same rate runs with
+    the event-loop lag probe (a 10 ms sleep: 100 wake-ups a second, ~20 ms of CPU a second on
+    the test box even idle) and SQLite's trace callback (Python per statement and per trigger
+    step) counting statements and commits per call on the service's connection. The per-call
+    CPU is the service's: only the few SMSC stats polls that wait for the last submit_sm are in
+    it (their CPU is printed). Compare per-call CPU against older runs of this bench only: it
+    used to include both instruments.
 At 50 calls/s the service process runs near one full core, so the tail (and even p50) varies
 a lot from run to run: run it a few times.
 """
@@ -101,16 +109,19 @@ def build_calls(n: int) -> list[tuple[bytes, bytes]]:
 
 
 # ------------------------------------------------------------------------------ feeder process
-def feeder_main(pipe, n: int, rate: float) -> None:
+def feeder_main(pipe, n: int, rate: float, n_count: int = 0) -> None:
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_feeder(pipe, n, rate))
+    asyncio.run(_feeder(pipe, n, rate, n_count))
 
 
-async def _feeder(pipe, n: int, rate: float) -> None:
+async def _feeder(pipe, n: int, rate: float, n_count: int = 0) -> None:
+    """Copies 0..n-1 on "go" (the measured phase), then on "go2" copies n..n+n_count-1 (the
+    phase in which the service's statements are counted)."""
     loop = asyncio.get_running_loop()
-    calls = build_calls(n)
+    calls = build_calls(n + n_count)
     go, done = asyncio.Event(), asyncio.Event()
-    written = [0.0] * n
+    go2, done2 = asyncio.Event(), asyncio.Event()
+    written = [0.0] * (n + n_count)
     backlog = [0]              # copies whose bytes did not all reach the kernel at once
 
     class Feeder(AmiReplayServer):
@@ -128,10 +139,18 @@ async def _feeder(pipe, n: int, rate: float) -> None:
         async def _feed(self, conn, fb):
             await self._send(conn, fb)
             await go.wait()
+            await self._phase(conn, 0, n)
+            done.set()
+            await go2.wait()
+            await self._phase(conn, n, n + n_count)
+            done2.set()
+
+        async def _phase(self, conn, first: int, end: int):
             t0 = time.monotonic()
             w = conn.writer
-            for i, (head, tail) in enumerate(calls):
-                delay = t0 + i / rate - time.monotonic()
+            for i in range(first, end):
+                head, tail = calls[i]
+                delay = t0 + (i - first) / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 async with conn.lock:            # never inside a response frame
@@ -141,7 +160,6 @@ async def _feeder(pipe, n: int, rate: float) -> None:
                         backlog[0] += 1
                     w.write(tail)
                 await w.drain()
-            done.set()
 
     server = Feeder([], username="t", secret="s")
     port = await server.start()
@@ -150,8 +168,13 @@ async def _feeder(pipe, n: int, rate: float) -> None:
     if msg == "go":
         go.set()
         await done.wait()
-        pipe.send(("done", written, backlog[0]))
-        await loop.run_in_executor(None, pipe.recv)      # "stop"
+        pipe.send(("done", written[:n], backlog[0]))
+        msg = await loop.run_in_executor(None, pipe.recv)      # "go2" or "stop"
+        if msg == "go2":
+            go2.set()
+            await done2.wait()
+            pipe.send(("done2",))
+            await loop.run_in_executor(None, pipe.recv)      # "stop"
     await server.stop()
 
 
@@ -264,8 +287,17 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def timed_stats(smsc, spent: list) -> dict:
+    """smsc.stats() (an HTTP request, in an executor thread) with the CPU it cost this process."""
+    t = time.thread_time()
+    try:
+        return smsc.stats()
+    finally:
+        spent[0] += time.thread_time() - t
+
+
 async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms: int, out: dict,
-                idle_s: float = 2.0, profile: str = "", lag_every: float = 0.01) -> None:
+                idle_s: float = 2.0, profile: str = "", lag_every: float = 0.01, n_count: int = 0) -> None:
     loop = asyncio.get_running_loop()
     try:
         deadline = time.monotonic() + 20
@@ -283,13 +315,12 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
         c0, t0 = cpu_s(), time.monotonic()
         await asyncio.sleep(idle_s)
         out["idle_cpu_per_s"] = (cpu_s() - c0) / (time.monotonic() - t0)
-        probe = asyncio.create_task(svc.lag_probe(lag_every)) if lag_every > 0 else None
-        counts = count_statements(svc.store)
         prof = None
         if profile:
             import cProfile
             prof = cProfile.Profile(time.thread_time)     # CPU, not wall: the box is shared
             prof.enable()
+        stats_cpu = [0.0]
         pipe.send("go")
         t_go = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -298,7 +329,7 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
         out["send_s"] = time.monotonic() - t_go
         deadline = time.monotonic() + 20               # stragglers after the last call
         while time.monotonic() < deadline:
-            st = await loop.run_in_executor(None, smsc.stats)
+            st = await loop.run_in_executor(None, timed_stats, smsc, stats_cpu)
             if st.get("submit_sm", 0) >= n:
                 break
             await asyncio.sleep(0.25)
@@ -310,11 +341,29 @@ async def drive(svc: TimedService, smsc, pipe, n: int, rate: float, dlr_delay_ms
             prof.dump_stats(profile)
         out["cpu_s"] = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         out["sys_s"] = cpu1.ru_stime - cpu0.ru_stime
-        out["lag"] = svc.lag
-        if probe is not None:
-            probe.cancel()
-        out["sql"] = dict(counts)
-        svc.store.db.connection().set_trace_callback(None)
+        out["wakeups"] = cpu1.ru_nvcsw - cpu0.ru_nvcsw       # the process slept and was woken
+        out["stats_cpu_s"] = stats_cpu[0]
+        if n_count > 0:
+            # the instruments in a phase of their own: sqlite3's trace callback runs Python per
+            # statement (and per trigger step), and the lag probe wakes the loop 100 times a
+            # second (each wake-up of a sleeping process cost ~0.2 ms of CPU on the test box):
+            # CPU that is the bench's, not the service's, and was ~10 % of the per-call figure
+            probe = asyncio.create_task(svc.lag_probe(lag_every)) if lag_every > 0 else None
+            counts = count_statements(svc.store)
+            pipe.send("go2")
+            await loop.run_in_executor(None, pipe.recv)          # ("done2",)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                st = await loop.run_in_executor(None, smsc.stats)
+                if st.get("submit_sm", 0) >= n + n_count:
+                    break
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(min(1.0, dlr_delay_ms / 1000 + 0.1))
+            svc.store.db.connection().set_trace_callback(None)
+            out["sql"] = dict(counts)
+            if probe is not None:
+                probe.cancel()
+        out["lag"] = list(svc.lag)
     finally:
         svc.stop()
 
@@ -330,13 +379,17 @@ def main() -> None:
     ap.add_argument("--front-desk", action="store_true",
                     help="a web user exists, so the service also serves the inbox (as on a front desk's box)")
     ap.add_argument("--profile", default="", help="cProfile the event loop's thread while measuring, to FILE")
+    ap.add_argument("--count-calls", type=int, default=100,
+                    help="calls of a second phase, after the measured one, in which SQLite statements are "
+                         "counted (0: none)")
     args = ap.parse_args()
     n, rate = args.calls, args.rate
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     ctx = mp.get_context("fork")                       # before any loop, thread or child
     parent_end, child_end = ctx.Pipe()
-    feeder = ctx.Process(target=feeder_main, args=(child_end, n, rate), name="ami-feeder", daemon=True)
+    n_count = max(0, args.count_calls)
+    feeder = ctx.Process(target=feeder_main, args=(child_end, n, rate, n_count), name="ami-feeder", daemon=True)
     feeder.start()
     tmp = Path(tempfile.mkdtemp(prefix="pbx-latency-"))
     smsc = None
@@ -349,7 +402,7 @@ def main() -> None:
         t0 = time.monotonic()
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
                             extra_tasks=[drive(svc, smsc, parent_end, n, rate, args.dlr_delay_ms, out,
-                                               args.idle_s, args.profile, args.lag_probe_ms / 1000)]))
+                                               args.idle_s, args.profile, args.lag_probe_ms / 1000, n_count)]))
         wall = time.monotonic() - t0
         if feeder.is_alive():
             try:
@@ -400,20 +453,27 @@ def main() -> None:
           f"max gap between call ends {max(gaps, default=0) * 1000:.1f} ms), trace {TRACE.name}, "
           f"{len(build_calls(1)[0][0]) + len(build_calls(1)[0][1]):,} bytes/call")
     print(f"  calls sent:   {n}   (writes that did not fit the socket at once: {out['backlog']})")
-    print(f"  calls texted: {len(e2e)}   (submit_sm at the SMSC: {len(submits)}, receipts sent: {len(dlrs)})")
+    print(f"  calls texted: {len(e2e)}   (submit_sm at the SMSC: {len(submits)}, receipts sent: {len(dlrs)}; "
+          f"both phases: {n} + {n_count} calls)")
     print(f"  texts' final states in the store: {states}")
     print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm + receipts {out['drained_s']:.1f} s, "
           f"whole bench {wall:.1f} s")
     print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
           f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call"
-          f" (in the kernel: {out['sys_s'] / n * 1000:.1f} ms)")
+          f" (in the kernel: {out['sys_s'] / n * 1000:.1f} ms); "
+          f"voluntary context switches (waits that slept) per call: {out['wakeups'] / n:.1f}")
     idle = out["idle_cpu_per_s"]
-    print(f"  the service's idle CPU, measured before the calls (same run, no lag probe yet): "
+    print(f"  the service's idle CPU, measured before the calls (same run): "
           f"{idle * 1000:.1f} ms/s = {idle * out['drained_s'] / n * 1000:.2f} ms of the per-call figure; "
           f"per call without it: {(out['cpu_s'] - idle * out['drained_s']) / n * 1000:.1f} ms")
+    print(f"  the bench's own instruments are not in that figure (the lag probe and the statement count run in "
+          f"a second phase of {n_count} calls); the SMSC stats polls are, "
+          f"{out['stats_cpu_s'] / n * 1000:.3f} ms per call")
     sql = out.get("sql", {})
-    print(f"  SQLite statements per call: {sql.get('stmt', 0) / n:.1f} (of them commits "
-          f"{sql.get('commit', 0) / n:.1f}), plus {sql.get('trigger', 0) / n:.1f} run by triggers")
+    if sql and n_count:
+        print(f"  SQLite statements per call (a second phase of {n_count} calls at the same rate, sqlite3's "
+              f"trace on): {sql.get('stmt', 0) / n_count:.1f} (of them commits {sql.get('commit', 0) / n_count:.1f}), "
+              f"plus {sql.get('trigger', 0) / n_count:.1f} run by triggers")
     print("latency in ms (SMSC timestamps have 1 ms resolution):")
     print(line("END TO END call end -> submit_sm @SMSC", e2e))
     print(line("baseline: call end -> on_event", base))
@@ -421,7 +481,7 @@ def main() -> None:
     print(line("on_event done -> submit_sm @SMSC", rest))
     print(line("  of which: -> outbox worker takes row", queued))
     print(line("  of which: worker takes row -> @SMSC", sending))
-    print(line(f"event-loop lag ({args.lag_probe_ms:g} ms probe)", out["lag"]))
+    print(line(f"event-loop lag ({args.lag_probe_ms:g} ms probe, 2nd phase)", out["lag"]))
     if e2e and base:
         print(f"  ratio end-to-end / baseline: p50 {pct(e2e, 50) / max(pct(base, 50), 1e-3):.1f}x, "
               f"p99 {pct(e2e, 99) / max(pct(base, 99), 1e-3):.1f}x")
