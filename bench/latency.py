@@ -12,8 +12,8 @@ What runs:
     (a caller hangs up while ext 100 rings), one copy every 1/rate s on an absolute schedule.
     Per copy: Uniqueids/Linkedids rewritten (replay_server.rewrite_ids), channel name suffixes
     rewritten, and the caller +15125550177 rewritten to a distinct +1512555xxxx of equal length
-    (valid NANP per libphonenumber). "Call end" = time.time() right after the copy's bytes up
-    to and including its LAST `Hangup` frame were handed to the socket (the rest of the copy:
+    (valid NANP per libphonenumber). "Call end" = time.time() just before the copy's bytes up
+    to and including its LAST `Hangup` frame are handed to the socket (the rest of the copy:
     CEL HANGUP/CHAN_END/LINKEDID_END, DeviceStateChange, follows in a second write).
   * the real test SMSC (node-smpp, tests/peers/smsc) with receipts after --dlr-delay-ms.
   * in this process the real `Service` (AMI client, tracker, decision, SQLite store in a temp
@@ -154,8 +154,10 @@ async def _feeder(pipe, n: int, rate: float, n_count: int = 0) -> None:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 async with conn.lock:            # never inside a response frame
-                    w.write(head)
+                    # (read before the write: read after it, a feeder preempted on this busy
+                    # box put "call end" after the service had the Hangup, up to 3 ms late)
                     written[i] = time.time()
+                    w.write(head)
                     if w.transport.get_write_buffer_size():
                         backlog[0] += 1
                     w.write(tail)
