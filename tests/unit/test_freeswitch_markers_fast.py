@@ -1,6 +1,7 @@
-"""The FreeSWITCH tracker's variable markers, read with one lookup per header (on_var_heads,
-and on_var_present: only the headers the event has), mark a call exactly as the
-marker-by-marker reading does (on_var_keys): same marks, same order, for any markers
+"""The FreeSWITCH tracker reads its after-hours markers by lookup (variable markers by event
+header: on_var_present; set/export data by key: on_set_indexed; playback paths by value:
+on_play_indexed). Each marks a call exactly as reading every marker one by one does (the
+plain readings below, kept here as the reference): same marks, same order, for any markers
 (repeated headers, interleaved, duplicates) and any event."""
 from hypothesis import given, settings, strategies as hs
 
@@ -8,6 +9,34 @@ from pbx_textback.core.model import Marker
 from pbx_textback.core.pbx import freeswitch_markers as M
 from pbx_textback.core.pbx.freeswitch import DEFAULT_MARKERS
 from pbx_textback.core.pbx.freeswitch_call import FsCall
+
+
+def on_var_keys(keys: tuple, call: FsCall, ev: dict) -> None:
+    """Every variable marker in turn (keys: M.var_keys(markers))."""
+    for header, value, m in keys:
+        if ev.get(header) == value:
+            M.mark(call, m)
+
+
+def on_set(markers, call: FsCall, data: str) -> None:
+    """Every marker in turn against each `k=v` of a set/export app's data."""
+    parts = data[3:].split(data[2]) if data.startswith("^^") and len(data) > 2 else [data]
+    for part in parts:
+        k, sep, v = part.partition("=")
+        if not sep:
+            continue
+        for m in markers:
+            if m.kind == "variable" and m.key == k.strip() and m.value == v.strip():
+                M.mark(call, m)
+
+
+def on_play(markers, call: FsCall, path: str) -> None:
+    """Every marker in turn against a played path, its file name and that without extension."""
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0]
+    for m in markers:
+        if m.kind == "playback" and m.value in (path, base, stem):
+            M.mark(call, m)
 
 _names = hs.sampled_from(["office_open", "after_hours", "x", "y"])
 _vals = hs.sampled_from(["true", "false", "1", "", "TRUE"])
@@ -23,20 +52,15 @@ def _marks(read, table, ev):
     return call.closed_marks, call.open_marks
 
 
-@settings(max_examples=400, deadline=None)
-@given(hs.one_of(hs.lists(_marker, max_size=8), hs.just(list(DEFAULT_MARKERS))), _event)
-def test_one_lookup_per_header_marks_as_one_per_marker(markers, ev):
-    keys = M.var_keys(markers)
-    assert _marks(M.on_var_heads, M.by_header(keys), ev) == _marks(M.on_var_keys, keys, ev)
-
-
 def test_interleaved_headers_keep_the_markers_order():
     a1, b, a2 = (Marker("variable", "a", "1", True), Marker("variable", "b", "1", True),
                  Marker("variable", "a", "2", True))
     keys = M.var_keys([a1, b, a2])
     ev = {"variable_a": "2", "variable_b": "1"}
-    assert _marks(M.on_var_heads, M.by_header(keys), ev)[0] == ["b=1", "a=2"]
-    assert _marks(M.on_var_keys, keys, ev)[0] == ["b=1", "a=2"]
+    table = dict(M.by_header(keys))
+    for present in (["variable_a", "variable_b"], ["variable_b", "variable_a"]):
+        assert _marks(lambda t, c, e: M.on_var_present(t, present, c, e), table, ev)[0] == ["b=1", "a=2"]
+    assert _marks(on_var_keys, keys, ev)[0] == ["b=1", "a=2"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -47,7 +71,7 @@ def test_present_headers_only_marks_as_one_per_marker(markers, ev):
     table = dict(M.by_header(keys))
     present = ev.keys() & set(table)
     assert _marks(lambda t, c, e: M.on_var_present(t, present, c, e), table, ev) \
-        == _marks(M.on_var_keys, keys, ev)
+        == _marks(on_var_keys, keys, ev)
 
 
 # set/export data and playback paths, read by key / by value (set_index, play_index), mark a
@@ -71,11 +95,11 @@ _markers = hs.one_of(hs.lists(_any_marker, max_size=10), hs.just(list(DEFAULT_MA
 @given(_markers, _set_data)
 def test_set_by_key_marks_as_every_marker(markers, data):
     assert _marks(M.on_set_indexed, M.set_index(markers), data) == \
-        _marks(M.on_set, markers, data)
+        _marks(on_set, markers, data)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_markers, _path)
 def test_play_by_value_marks_as_every_marker(markers, path):
     assert _marks(M.on_play_indexed, M.play_index(markers), path) == \
-        _marks(M.on_play, markers, path)
+        _marks(on_play, markers, path)

@@ -10,21 +10,6 @@ if TYPE_CHECKING:
     from pbx_textback.core.pbx.freeswitch_call import FsCall
 
 
-def on_set(markers, call: FsCall, data: str) -> None:
-    if data.startswith("^^") and len(data) > 2:
-        parts = data[3:].split(data[2])
-    else:
-        parts = [data]
-    for part in parts:
-        k, sep, v = part.partition("=")
-        if not sep:
-            continue
-        k = k.strip()
-        for m in markers:
-            if m.kind == "variable" and m.key == k and m.value == v.strip():
-                mark(call, m)
-
-
 def set_index(markers) -> dict:
     """The variable markers by key, in order, for on_set_indexed: FusionPBX dialplans run
     many set/export apps per call, each read against a few markers, not every one."""
@@ -36,7 +21,8 @@ def set_index(markers) -> dict:
 
 
 def on_set_indexed(index: dict, call: FsCall, data: str) -> None:
-    """on_set with set_index(markers): the same marks in the same order."""
+    """The variable markers a set/export app's data matches (`k=v`, or `^^<sep>k=v<sep>...`),
+    read by key through set_index(markers), marked in the markers' order."""
     if data.startswith("^^") and len(data) > 2:
         parts = data[3:].split(data[2])
     else:
@@ -63,7 +49,8 @@ def play_index(markers) -> dict:
 
 
 def on_play_indexed(index: dict, call: FsCall, path: str) -> None:
-    """on_play with play_index(markers): the same marks in the same order."""
+    """The playback markers a path matches (the whole path, its file name, or that without
+    its extension), read by value through play_index(markers), marked in the markers' order."""
     base = path.replace("\\", "/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0]
     hits = index.get(path, ())
@@ -75,51 +62,26 @@ def on_play_indexed(index: dict, call: FsCall, path: str) -> None:
         mark(call, m)
 
 
-def on_vars(markers, call: FsCall, ev: dict) -> None:
-    on_var_keys(var_keys(markers), call, ev)
-
-
 def var_keys(markers) -> tuple:
     """The variable markers as (event header, value, marker), in order: made once per
     tracker, so each channel event costs one lookup per marker and no string building."""
     return tuple(("variable_" + m.key, m.value, m) for m in markers if m.kind == "variable")
 
 
-def on_var_keys(keys: tuple, call: FsCall, ev: dict) -> None:
-    get = ev.get
-    for header, value, m in keys:
-        if get(header) == value:
-            mark(call, m)
-
-
 def by_header(keys: tuple) -> tuple:
-    """var_keys grouped for on_var_heads: (header, {value: ((index, marker), ...)}), each
-    header once, in order of first use."""
+    """var_keys grouped by header for on_var_present: (header, {value: ((index, marker),
+    ...)}), each header once, in order of first use."""
     table: dict[str, dict[str, list]] = {}
     for i, (header, value, m) in enumerate(keys):
         table.setdefault(header, {}).setdefault(value, []).append((i, m))
     return tuple((h, {v: tuple(ms) for v, ms in vals.items()}) for h, vals in table.items())
 
 
-def on_var_heads(heads: tuple, call: FsCall, ev: dict) -> None:
-    """on_var_keys with one lookup per header, not one per marker (the default markers read
-    ten headers with two values each), marking in the same order."""
-    get = ev.get
-    hits = None
-    for header, by_value in heads:
-        v = get(header)
-        if v is not None and v.__class__ is str:
-            found = by_value.get(v)
-            if found:
-                hits = found if hits is None else hits + found
-    if hits:
-        for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
-            mark(call, m)
-
-
 def on_var_present(by_header: dict, present, call: FsCall, ev: dict) -> None:
-    """on_var_heads for the headers `present` (in any order) of dict(by_header(...)): the
-    hits are sorted by marker index, so the marks come in the same order."""
+    """The variable markers an event matches, read for the headers `present` (in any order)
+    of dict(by_header(...)), one lookup per header, not one per marker (the default markers
+    read ten headers with two values each); the hits are sorted by marker index, so the
+    marks come in the markers' order."""
     hits = None
     for header in present:
         v = ev[header]
@@ -134,14 +96,6 @@ def on_var_present(by_header: dict, present, call: FsCall, ev: dict) -> None:
 
 def _first(pair):
     return pair[0]
-
-
-def on_play(markers, call: FsCall, path: str) -> None:
-    base = path.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = base.rsplit(".", 1)[0]
-    for m in markers:
-        if m.kind == "playback" and m.value in (path, base, stem):
-            mark(call, m)
 
 
 def on_dest(markers, call: FsCall, ev: dict) -> None:
