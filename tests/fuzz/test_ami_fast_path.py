@@ -11,6 +11,7 @@ import re
 from hypothesis import given, settings, strategies as hs
 
 from pbx_textback.core.pbx.amiframe import AmiFraming
+from tests.reads import careful_ami, feed_all, split
 
 KEYS = ("Event", "Response", "ActionID", "Uniqueid", "Channel", "Value", "Two Words", " Lead",
         "", "é", "Key:", "Event:x")
@@ -28,31 +29,16 @@ STRAY_BLANK = re.compile(rb"\n\r?\n\r?\n|^\r?\n")
 WANTED = frozenset({"Newchannel", "VarSet"})
 
 
-def careful(wanted):
-    f = AmiFraming(wanted=wanted)
-    f._feed_crlf = lambda buf, pos, out: pos        # the careful loop alone
-    return f
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    cuts = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-
-
-def read(f: AmiFraming, pieces: list[bytes]) -> list:
-    return [fr for piece in pieces for fr in f.feed(piece)]
-
-
 @settings(max_examples=400, deadline=None)
 @given(hs.lists(hs.tuples(FRAME, END), min_size=1, max_size=6),
        hs.sampled_from([None, WANTED]), hs.lists(hs.integers(0, 10**4), max_size=5))
 def test_fast_path_gives_what_the_careful_path_gives(frames, wanted, cuts):
     data = "".join("\r\n".join(lines) + end for lines, end in frames).encode("utf-8")
-    slow = careful(wanted)
-    want = read(slow, [data, data])
+    slow = careful_ami(wanted=wanted)
+    want = feed_all(slow, [data, data])
     fast = AmiFraming(wanted=wanted)
     pieces = split(data, cuts)
-    assert read(fast, pieces + pieces) == want      # the second pass: lines remembered
+    assert feed_all(fast, pieces + pieces) == want      # the second pass: lines remembered
     assert fast.skipped == slow.skipped
     if not STRAY_BLANK.search(data):
         # (a blank line after a frame's end: the careful loop keeps it for the next read and
@@ -67,7 +53,7 @@ def test_a_remembered_line_reads_as_it_did_first(pairs, rounds):
     """Plain CRLF frames, each line seen again and again: every frame as the careful path."""
     frame = "\r\n".join(["Event: Newchannel"] + [f"{k}: {v}" for k, v in pairs]) + "\r\n\r\n"
     data = frame.encode("utf-8") * 3
-    fast, slow = AmiFraming(), careful(None)
+    fast, slow = AmiFraming(), careful_ami()
     for _ in range(rounds):
         assert fast.feed(data) == slow.feed(data)
     assert fast.errors == slow.errors

@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 from pbx_textback.core.pbx.amiframe import AmiFraming
 from pbx_textback.core.pbx.eslframe import EslFraming
 from tests.fuzz.profile import FUZZ
+from tests.reads import split
 from tests.fuzz.targets import (ami_seeds, feed_asterisk_events, feed_freeswitch_events, mutate,
                                 recover_rows, smpp_transport)
 
@@ -21,11 +22,6 @@ HOSTILE = st.one_of(
     LINE_TEXT, st.sampled_from(["", " ", "-1", "0", "nan", "inf", "1e999", "9" * 300, "²",
                                 "<unknown>", "\x00", "%", "%ZZ", "PJSIP/", "/", ";", "anonymous"]),
     st.integers(-2**70, 2**70).map(str))
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    cuts = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
 
 
 # ---- AMI ---------------------------------------------------------------------------------------

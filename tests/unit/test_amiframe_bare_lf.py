@@ -11,6 +11,7 @@ import string
 from hypothesis import given, settings, strategies as hs
 
 from pbx_textback.core.pbx.amiframe import RAW_KEY, AmiFraming, parse_raw
+from tests.reads import careful_ami, feed_all, split
 
 WANTED = frozenset({"Newchannel", "Hangup", "VarSet"})
 READ = frozenset({"DIALSTATUS"})
@@ -40,32 +41,17 @@ def streams(draw):
     return "".join(out).encode("utf-8")
 
 
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
-    cuts = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-
-
-def _careful(**kw) -> AmiFraming:
-    f = AmiFraming(**kw)
-    f._feed_crlf = lambda buf, pos, out: pos        # the careful loop alone
-    return f
-
-
-def _run(f: AmiFraming, pieces: list[bytes]) -> list:
-    return [fr for p in pieces for fr in f.feed(p)]
-
-
 @settings(max_examples=500, deadline=None)
 @given(streams(), hs.lists(hs.integers(0, 10**4), max_size=4))
 def test_unfiltered_fast_path_gives_the_careful_frames_and_errors(data, cuts):
-    slow = _careful()
-    want = _run(slow, [data])
-    assert _run(AmiFraming(), _split(data, cuts)) == want
+    slow = careful_ami()
+    want = feed_all(slow, [data])
+    assert feed_all(AmiFraming(), split(data, cuts)) == want
     # the same frames reported, none lost unsaid. (A stray blank line between frames is an
     # error only when it is read in front of the next frame: whether it is depends on where
     # a read, or the fast path's stretch, ends, on both paths alike; it loses nothing.)
     fast = AmiFraming()
-    assert _run(fast, [data]) == want
+    assert feed_all(fast, [data]) == want
     if re.search(rb"\r?\n\r?\n\r?\n", data) is None:
         assert fast.errors == slow.errors
 
@@ -74,8 +60,8 @@ def test_unfiltered_fast_path_gives_the_careful_frames_and_errors(data, cuts):
 @given(streams(), hs.lists(hs.integers(0, 10**4), max_size=4))
 def test_filtered_fast_path_gives_the_careful_frames(data, cuts):
     fast = AmiFraming(wanted=WANTED, wanted_vars=READ)
-    got = [parse_raw(fr) if RAW_KEY in fr else fr for fr in _run(fast, _split(data, cuts))]
-    assert got == _run(_careful(wanted=WANTED, wanted_vars=READ), [data])
+    got = [parse_raw(fr) if RAW_KEY in fr else fr for fr in feed_all(fast, split(data, cuts))]
+    assert got == feed_all(careful_ami(wanted=WANTED, wanted_vars=READ), [data])
 
 
 def test_a_bare_lf_late_in_a_read_leaves_the_frames_before_it_to_the_fast_path():

@@ -15,6 +15,7 @@ from pbx_textback.core.pbx.amiframe import AmiFraming
 from pbx_textback.core.policy import consent as cs
 from pbx_textback.store import fast
 from pbx_textback.store.db import open_store
+from tests.reads import careful_ami
 
 NUMBERS = ("+15125550123", "+15125550124")
 LINES = ("+15125550100", "+15125550101", "")
@@ -96,16 +97,9 @@ frame_text = hs.lists(line, min_size=1, max_size=6).map(
     lambda ls: "\r\n".join((["Event: X"] if len(ls) % 2 else []) + ls))
 
 
-def careful(data: bytes) -> list:
-    """The frames the careful path alone gives (one frame per feed, the fast path skipped)."""
-    f = AmiFraming()
-    f._feed_crlf = lambda buf, pos, out: pos
-    return f.feed(data)
-
-
 @settings(max_examples=300, deadline=None)
 @given(hs.lists(frame_text, min_size=1, max_size=5))
 def test_fast_framing_gives_the_careful_frames(frames):
     data = "".join(t + "\r\n\r\n" for t in frames).encode("utf-8")
-    fast_f, slow = AmiFraming(), careful(data)
+    fast_f, slow = AmiFraming(), careful_ami().feed(data)
     assert fast_f.feed(data) == slow

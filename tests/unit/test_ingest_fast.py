@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as hs
 from pbx_textback.core.pbx import eslframe
 from pbx_textback.core.pbx.amiframe import AmiFraming
 from pbx_textback.core.pbx.asterisk import _HANDLERS, SERVICE_AMI_EVENTS
+from tests.reads import careful_ami, feed_all, split
 
 WANTED = frozenset({"Newchannel", "Hangup"})
 NAMES = ("Newchannel", "Hangup", "CEL", "Cdr", "Hangup: x", "")
@@ -29,25 +30,14 @@ frame_text = hs.tuples(hs.sampled_from(NAMES), hs.lists(line, max_size=6)).map(
     lambda t: "\r\n".join([f"Event: {t[0]}"] + t[1]))
 
 
-def careful(wanted):
-    f = AmiFraming(wanted=wanted)
-    f._feed_crlf = lambda buf, pos, out: pos        # the careful loop alone
-    return f
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    cuts = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-
-
 @settings(max_examples=300, deadline=None)
 @given(hs.lists(frame_text, min_size=1, max_size=6), hs.sampled_from(["\r\n", "\n"]),
        hs.lists(hs.integers(0, 10**5), max_size=5))
 def test_filtered_framing_is_the_same_on_both_paths_in_any_split(frames, eol, cuts):
     data = "".join(t + "\r\n\r\n" for t in frames).replace("\r\n", eol).encode("utf-8")
     fast = AmiFraming(wanted=WANTED)
-    got = [fr for piece in split(data, cuts) for fr in fast.feed(piece)]
-    assert got == careful(WANTED).feed(data)
+    got = feed_all(fast, split(data, cuts))
+    assert got == careful_ami(wanted=WANTED).feed(data)
 
 
 def unread(text: str) -> bool:
