@@ -832,9 +832,12 @@ class Store:
         return row.value if row else default
 
     def set_setting(self, key: str, value: str, now: float) -> None:
+        # An upsert: two services starting at once on one empty PostgreSQL both write
+        # service_started_at, and delete-then-insert lets both inserts race.
         with self.write():
-            Setting.delete().where(Setting.key == key).execute()
-            Setting.create(key=key, value=value, set_at=now)
+            Setting.insert(key=key, value=value, set_at=now).on_conflict(
+                conflict_target=[Setting.key],
+                update={Setting.value: value, Setting.set_at: now}).execute()
 
     # ---- hours override ------------------------------------------------------------------------
     def hours_override(self, line: str, now: float | None = None) -> str:
@@ -850,9 +853,13 @@ class Store:
 
     def set_hours_override(self, line: str, mode: str, now: float, until: float | None = None) -> None:
         with self.write():
-            HoursOverride.delete().where(HoursOverride.line == line).execute()
-            if mode != "auto":
-                HoursOverride.create(line=line, mode=mode, set_at=now, until=until)
+            if mode == "auto":
+                HoursOverride.delete().where(HoursOverride.line == line).execute()
+                return
+            HoursOverride.insert(line=line, mode=mode, set_at=now, until=until).on_conflict(
+                conflict_target=[HoursOverride.line],
+                update={HoursOverride.mode: mode, HoursOverride.set_at: now,
+                        HoursOverride.until: until}).execute()
 
     # ---- explain ------------------------------------------------------------------------------
     def boxes(self) -> list[str]:

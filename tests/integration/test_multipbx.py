@@ -312,6 +312,30 @@ open_store(dsn=sys.argv[1]).close()
 """
 
 
+START_AT = """import sys, time
+from pbx_textback.store.db import open_store, check_writable
+at = float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))
+store = open_store(dsn=sys.argv[1])
+time.sleep(max(0.0, at + 3.0 - time.time()))     # all opened: now write at one instant
+check_writable(store, "", time.time())
+store.close()
+"""
+
+
+def test_services_passing_their_start_up_write_at_the_same_instant_all_start(pg):
+    """(e), the start-up write: every service records service_started_at before it says it is
+    ready; four at one instant on an empty store must all get past it (it once raced)."""
+    for _ in range(4):
+        fresh_schema(pg)
+        at = time.time() + 2.0
+        procs = [subprocess.Popen([sys.executable, "-c", START_AT, pg, str(at)], stderr=subprocess.PIPE)
+                 for _ in range(4)]
+        errs = [(p.wait(60), p.stderr.read().decode()[-600:]) for p in procs]
+        assert [code for code, _ in errs] == [0] * 4, errs
+        assert len(rows(pg, "SELECT key FROM setting WHERE key = 'service_started_at'")) == 1
+
+
 def test_stores_opened_at_the_same_instant_on_an_empty_database_all_open(pg):
     """(e), tighter: four processes open the empty store at one instant (the migration races)."""
     for _ in range(3):
