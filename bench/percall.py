@@ -6,8 +6,9 @@ that a change to it shows above the noise of a shared machine. Prints figures; a
 
 Per call, in this order, as the running service does them (same config as bench/latency.py:
 one line, quiet hours off, no dedupe or caps): the decision (Pipeline.on_record: facts,
-checks, the verdict, its rows), the outbox's pick of due rows, its last look (the gate's facts, the
-written mark), the submit's answer (mark_sent) and the receipt (apply_dlr by row id).
+checks, the verdict, its rows), the outbox's pick of due rows (the decision's own row when it
+hands one down), its last look (the gate's facts, the written mark; one guarded take when
+they are clear), the submit's answer (mark_sent) and the receipt (apply_dlr by row id).
 Also, from a short round of its own: SQLite statements, commits and WAL pages written per call
 (no checkpoint in that round, so the log holds every page the calls wrote).
 Baseline in the same run: the same number of empty write transactions (BEGIN IMMEDIATE +
@@ -68,7 +69,9 @@ def one_round(n: int, stmts: bool) -> dict:
         cfg = config(tmp)
         store = open_store(cfg.store.path, box="bench")
         pipe = Pipeline(cfg, store)
-        worker = OutboxWorker(store, None, gate_facts=pipe.gate_facts, after_sent=pipe.after_sent)
+        # as the service builds it: the guarded take when this version has one (store/sendpath.py)
+        clear = {"gate_clear": pipe.gate_clear} if hasattr(pipe, "gate_clear") else {}
+        worker = OutboxWorker(store, None, gate_facts=pipe.gate_facts, after_sent=pipe.after_sent, **clear)
         spent = dict.fromkeys(STEPS, 0.0)
         if stmts and store.is_sqlite:
             # WAL pages the calls write: no checkpoint in this round, so the log keeps them all
@@ -84,7 +87,9 @@ def one_round(n: int, stmts: bool) -> dict:
             t0 = clock()
             v = pipe.on_record(record(i, now), now=now)
             t1 = clock()
-            rows = pick(time.time() + 1, limit=10)
+            # the decision's own row when it handed one down (Service._decide offers it), else a read
+            handed = getattr(pipe, "queued", None)
+            rows = [handed] if handed is not None else pick(time.time() + 1, limit=10)
             t2 = clock()
             for row in rows:
                 if not worker._last_look(row):

@@ -20,9 +20,10 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from .core.policy.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate
+from .core.policy.gate import CANCEL, EXPIRE, HOLD, REQUIRED, SEND, GateFacts, gate
 from .pipeline import mask
 from .store import db as st
+from .store.sendpath import take_if_clear
 from .wakeup import Wakeup
 
 log = logging.getLogger("pbx_textback.outbox")
@@ -74,13 +75,18 @@ def capacity_of(transport) -> int:
 class OutboxWorker:
     def __init__(self, store: st.Store, transport, *, clock=time.time, poll: float = 1.0,
                  max_attempts: int = 5, max_age_s: float = 7200.0, gate_facts=None, after_sent=None,
-                 capacity: int | None = None):
+                 capacity: int | None = None, gate_clear=None):
         self.store, self.transport, self.clock, self.poll = store, transport, clock, poll
         self.max_attempts = max_attempts
         self.max_age_s = max_age_s
         self._capacity = capacity
         self.gate_facts = gate_facts or (lambda row, now: GateFacts())
         self.after_sent = after_sent or (lambda row, now: None)
+        # (row, now) -> the gate's facts that are no reading of the number's history (quiet
+        # hours, the hourly cap), the others as when clear: with it, the last look takes a row
+        # in one statement when they are (store/sendpath.py), and reads them only when not
+        self.gate_clear = gate_clear
+        self._running = False          # start-up recovery done: offered rows may be started
         self._sleep = Wakeup()         # until woken or the next poll
         self._full = False             # the last look for rows found no free slot left
         self._stop = False
@@ -95,6 +101,20 @@ class OutboxWorker:
         """A new row was written or a slot freed: look now instead of at the next poll."""
         self._sleep.wake()
 
+    def offer(self, row) -> None:
+        """A decision has just committed `row`, due now, and its facts said no other text was
+        due (Pipeline.queued): it goes into a free slot as written, the due rows not read back.
+        Else (recovery not yet run, stopping, no free slot, already carried) as wake()."""
+        if not self._running or self._stop or row.id in self._tasks or len(self._tasks) >= self.capacity:
+            self.wake()
+            return
+        self._start(row)
+
+    def _start(self, row) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(row), name=f"text-{row.id}")
+        self._tasks[row.id] = task
+        task.add_done_callback(lambda t, mid=row.id: self._done(mid))
+
     async def run(self) -> None:
         adopted = self.store.adopt_unboxed(self.clock())
         if adopted:
@@ -108,6 +128,7 @@ class OutboxWorker:
             log.warning("%d text(s) were written but unanswered when the service stopped: marked "
                         "unknown, they may have gone out (`pbx-textback explain NUMBER`); a receipt "
                         "that still arrives settles them", unknown)
+        self._running = True
         while not self._stop:
             self._sleep.woken = False
             self._fill()
@@ -125,9 +146,7 @@ class OutboxWorker:
                 break
             rows = self.store.due_rows(self.clock(), limit=free, skip=self._tasks.keys())
             for row in rows:
-                task = asyncio.get_running_loop().create_task(self._send(row), name=f"text-{row.id}")
-                self._tasks[row.id] = task
-                task.add_done_callback(lambda t, mid=row.id: self._done(mid))
+                self._start(row)
             n += len(rows)
             if len(rows) < free:
                 break
@@ -171,10 +190,26 @@ class OutboxWorker:
     def _last_look(self, row) -> bool:
         """Right before the first byte: the gate at this instant, then `written_at`."""
         now = self.clock()
+        if self.gate_clear is not None and self._take_if_clear(row, now):
+            row.state, row.written_at = st.SENDING, now
+            return True
         if not (self._gate(row, now) and self.store.take_written(row.id, now)):
             return False
         row.state, row.written_at = st.SENDING, now
         return True
+
+    def _take_if_clear(self, row, now: float) -> bool:
+        """The gate on the facts as they are when nothing stands in the way; when it says send,
+        the row is taken on the condition that they are (one statement). A reply the rules
+        require goes whatever the facts (gate.REQUIRED): taken without them. False: not taken,
+        the usual last look decides (it reads the facts, records a hold or a cancel)."""
+        if row.kind in REQUIRED:
+            return self.store.take_written(row.id, now)
+        g = gate(row.kind, row.due_at, now, self.gate_clear(row, now), max_age_s=self.max_age_s,
+                 created_at=row.created_at)
+        if g.action != SEND:
+            return False
+        return take_if_clear(self.store, row, now)
 
     async def _send(self, row) -> None:
         try:

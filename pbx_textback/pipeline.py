@@ -15,7 +15,7 @@ from .core.numbers import number_info
 from .core.policy.replies import classify_reply
 from .core.text.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
 from .store import db as st
-from .store import fast
+from .store import fast, sendpath
 
 log = logging.getLogger("pbx_textback.calls")
 
@@ -53,6 +53,7 @@ class Pipeline:
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay
         self.on_arrival = None     # (peer, line, queue, now): the inbox picks an owner (web/ownership.py)
         self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
+        self.queued = None         # on_record's text, due now and the only one due: its outbox row
 
     def e164(self, raw: str) -> str:
         """E.164 where it parses (decide.e164_of: the caller check's parse, shared)."""
@@ -135,14 +136,15 @@ class Pipeline:
         stamp = now if now is not None else (rec.ended_at or self.clock())
         line = find_line(self.cfg, rec.called) if rec.direction == INBOUND else None
         peer = self.e164(rec.caller)
-        known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "")
+        self.queued = None
+        known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "", stamp)
         if known.seen:
             log.info("call %s seen again (reconcile or replay): kept its first decision", rec.call_id)
             v = decide(rec, self.cfg, now=now, facts=Facts(), line=line)
             dup = Check("duplicate", False, "this call was already decided: its first decision stands")
             return replace(v, decision=replace(v.decision, action="skip", checks=(dup,), body="", due_at=None))
         if rec.answered_by_human and self._cancel_if_reached(rec, stamp):
-            known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "")
+            known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "", stamp)
         pending = known.pending_id if line is not None and not rec.withheld else None
         if pending is None:
             verdict = decide(rec, self.cfg, now=now, facts=self.facts(rec, line, now=stamp, known=known),
@@ -156,7 +158,11 @@ class Pipeline:
             ev = consent.ConsentEvent(consent.INBOUND_CALL, peer, stamp, line=line.number,
                                       source=f"call {rec.call_id}")
         # known.seen was read just now, on this connection, with no await since: the call is new
-        self.store.record_verdict(verdict, now=stamp, consent=ev, checked=True)
+        call_id, msg_id = self.store.record_verdict(verdict, now=stamp, consent=ev, checked=True)
+        d = verdict.decision
+        if msg_id is not None and not known.other_due and (d.due_at is None or d.due_at <= stamp):
+            # due now and the only text due: the outbox may start it as written (store/sendpath.py)
+            self.queued = sendpath.queued_row(self.store, msg_id, call_id, d, verdict.extra, stamp)
         self._log(verdict)
         if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
             self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),
@@ -215,7 +221,23 @@ class Pipeline:
     def gate_facts(self, row, now: float) -> GateFacts:
         """now: the outbox's one clock reading for this decision. Reading the clock again here
         made quiet hours answer "allowed from a microsecond later" and hold every text forever."""
-        since = row.created_at
+        allowed, over_cap = self._gate_window(row, now)
+        reached, paused, ever_out, replied = fast.last_look_reads(self.store, row.peer, row.created_at,
+                                                                 row.kind == "follow-up")
+        # no opt-out event ever: not opted out, and the standing needs no reading (most numbers)
+        opted_out = ever_out and consent.is_opted_out(self.store.consent_standing(row.peer), row.peer, row.line)
+        return GateFacts(reached_by=reached, replied=replied, opted_out=opted_out, paused=paused,
+                         allowed_at=allowed, over_hourly_cap=over_cap)
+
+    def gate_clear(self, row, now: float) -> GateFacts:
+        """gate_facts as they are when nothing of the number's history stands in the way (not
+        reached, no reply, never opted out, not paused): the outbox takes the row on the
+        condition that this is so (store/sendpath.py) and reads them only when it is not."""
+        allowed, over_cap = self._gate_window(row, now)
+        return GateFacts(allowed_at=allowed, over_hourly_cap=over_cap)
+
+    def _gate_window(self, row, now: float) -> tuple[float | None, str]:
+        """(when quiet hours allow the text, None: any time; why the hourly cap says wait, or "")."""
         allowed = None
         line = find_line(self.cfg, row.line)
         qh = self.quiet_hours(line)
@@ -225,12 +247,7 @@ class Pipeline:
         limit = self.cfg.compliance.global_hourly_cap
         # no cap: nothing to count (the check passes whatever the count)
         cap = caps.global_hourly_cap(self.store.texts_since(now - 3600) if limit and limit > 0 else 0, limit)
-        reached, paused, ever_out, replied = fast.last_look_reads(self.store, row.peer, since,
-                                                                 row.kind == "follow-up")
-        # no opt-out event ever: not opted out, and the standing needs no reading (most numbers)
-        opted_out = ever_out and consent.is_opted_out(self.store.consent_standing(row.peer), row.peer, row.line)
-        return GateFacts(reached_by=reached, replied=replied, opted_out=opted_out, paused=paused,
-                         allowed_at=allowed, over_hourly_cap="" if cap.ok else cap.detail)
+        return allowed, "" if cap.ok else cap.detail
 
     # ---- callers' replies ----------------------------------------------------------------------
     def on_inbound(self, source: str, dest: str, text: str, *, now: float | None = None,

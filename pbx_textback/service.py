@@ -58,7 +58,7 @@ class Service:
         self.watch = None
         self.worker = OutboxWorker(self.store, self.transport, clock=clock,
                                    max_age_s=cfg.policy.max_age_minutes * 60,
-                                   gate_facts=self.pipeline.gate_facts,
+                                   gate_facts=self.pipeline.gate_facts, gate_clear=self.pipeline.gate_clear,
                                    after_sent=self.pipeline.after_sent)
         self.on_verdict = on_verdict
         self.pbx_state = "starting"
@@ -135,7 +135,9 @@ class Service:
         except Exception:
             log.exception("could not record call %s: it stays in the log only", rec.call_id)
             return None
-        if verdict.decision.action == "text":
+        if self.pipeline.queued is not None:       # due now, the only text due: started as written
+            self.worker.offer(self.pipeline.queued)
+        elif verdict.decision.action == "text":
             self.worker.wake()
         if self.on_verdict:
             self.on_verdict(verdict)

@@ -79,8 +79,8 @@ class Simulation:
         self.tx = RecordingTransport(self.clock)
         self.worker = OutboxWorker(self.store, self.tx, clock=self.clock,
                                    max_age_s=self.cfg.policy.max_age_minutes * 60,
-                                   gate_facts=self.pipe.gate_facts, after_sent=self.pipe.after_sent,
-                                   capacity=RecordingTransport.capacity)
+                                   gate_facts=self.pipe.gate_facts, gate_clear=self.pipe.gate_clear,
+                                   after_sent=self.pipe.after_sent, capacity=RecordingTransport.capacity)
         self._due: dict[int, float] = {}        # message id -> due time when written
         self._calls: dict[int, list[str]] = {}  # message id -> calls it answers
         self._last_id = 0

@@ -10,6 +10,7 @@ SQL is written with `?` placeholders; PostgreSQL's driver wants `%s` (converted 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import peewee as pw
@@ -58,6 +59,7 @@ class CallFacts:
     hours_until: float | None = None
     paused: bool = False
     consent_events: bool = True            # the caller has consent events on record (else none to read)
+    other_due: bool = True                 # a text of this box was already due (store/sendpath.py)
 
 
 _FACTS = (
@@ -75,14 +77,20 @@ _FACTS = (
     '(SELECT value FROM "setting" WHERE "key" = \'paused\' LIMIT 1), '
     # a first-time caller has no consent event: one probe of the (number, kind) index says
     # so, and the standing's read (a UNION of two lookups, its rows made into events) is saved
-    '(SELECT 1 FROM "consent" WHERE number = ? LIMIT 1)')
+    '(SELECT 1 FROM "consent" WHERE number = ? LIMIT 1), '
+    # a text of this box due by now, before this call's: none (the usual case), and the text
+    # this call queues is the only one due, handed to the outbox as written (store/sendpath.py)
+    '(SELECT 1 FROM "message" WHERE state = \'pending\' AND box = ? AND due_at <= ? '
+    '   AND direction = \'out\' LIMIT 1)')
 
 
-def call_facts(store, call_id: str, peer: str, line: str) -> CallFacts:
-    r = one(store, _FACTS, (call_id, store.box, peer, line, peer, line, peer, line, line, line, peer))
+def call_facts(store, call_id: str, peer: str, line: str, now: float | None = None) -> CallFacts:
+    """now: the decision's time, for other_due (None: the clock)."""
+    r = one(store, _FACTS, (call_id, store.box, peer, line, peer, line, peer, line, line, line, peer,
+                            store.box, time.time() if now is None else now))
     return CallFacts(seen=r[0] is not None, pending_id=r[1], pending_calls=r[2] or 1,
                      last_text_at=r[3], hours_mode=r[4], hours_until=r[5], paused=r[6] == "1",
-                     consent_events=r[7] is not None)
+                     consent_events=r[7] is not None, other_due=r[8] is not None)
 
 
 def hours_mode(f: CallFacts, now: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import api, boxes, deskphones, fast, inbox, metrics, web
+from pbx_textback.store import api, boxes, deskphones, fast, inbox, metrics, sendpath, web
 from pbx_textback.store.db import open_store, waiting_texts
 
 BIG = ("call", "message", "consent", "inboxconv")
@@ -54,6 +54,12 @@ def aliases(sql: str) -> dict[str, str]:
     return {a: t for t, a in re.findall(r'(?:FROM|JOIN) "(\w+)" AS "(\w+)"', sql)}
 
 
+def _row(msg_id: int, peer: str, kind: str, created_at: float) -> fast.OutRow:
+    row = fast.OutRow([None] * len(fast._MSG_COLS))
+    row.id, row.peer, row.kind, row.created_at = msg_id, peer, kind, created_at
+    return row
+
+
 def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
     store = open_store(str(tmp_path / "s.sqlite3"), box="b1")
     now = time.time()
@@ -64,6 +70,7 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "seen": lambda: fast.seen(store, "7.1"),
         "gate reads": lambda: fast.gate_reads(store, peer, now - 3600),
         "last look reads": lambda: fast.last_look_reads(store, peer, now - 3600, True),
+        "guarded take": lambda: sendpath.take_if_clear(store, _row(4, peer, "follow-up", now - 3600), now),
         "consent standing": lambda: fast.consent_standing_history(store, peer),
         "auto text times": lambda: fast.auto_text_times(store, peer, now - 86400),
         "has call": lambda: store.has_call("7.1"),
