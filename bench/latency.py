@@ -461,13 +461,13 @@ def main() -> None:
     print(f"  run: sending {out['send_s']:.1f} s, until the last submit_sm + receipts {out['drained_s']:.1f} s, "
           f"whole bench {wall:.1f} s")
     print(f"  service process CPU while measuring: {out['cpu_s']:.1f} s = "
-          f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.1f} ms per call"
-          f" (in the kernel: {out['sys_s'] / n * 1000:.1f} ms); "
+          f"{out['cpu_s'] / out['drained_s'] * 100:.0f}% of one core, {out['cpu_s'] / n * 1000:.2f} ms per call"
+          f" (in the kernel: {out['sys_s'] / n * 1000:.2f} ms); "
           f"voluntary context switches (waits that slept) per call: {out['wakeups'] / n:.1f}")
     idle = out["idle_cpu_per_s"]
     print(f"  the service's idle CPU, measured before the calls (same run): "
           f"{idle * 1000:.1f} ms/s = {idle * out['drained_s'] / n * 1000:.2f} ms of the per-call figure; "
-          f"per call without it: {(out['cpu_s'] - idle * out['drained_s']) / n * 1000:.1f} ms")
+          f"per call without it: {(out['cpu_s'] - idle * out['drained_s']) / n * 1000:.2f} ms")
     print(f"  the bench's own instruments are not in that figure (the lag probe and the statement count run in "
           f"a second phase of {n_count} calls); the SMSC stats polls are, "
           f"{out['stats_cpu_s'] / n * 1000:.3f} ms per call")
