@@ -297,7 +297,8 @@ class AsteriskTracker:
         call = self.calls.get(linkedid)
         if call is None:
             call = self.calls[linkedid] = _Call(linkedid)
-            self._limit_open()
+            if len(self.calls) > self.s.max_open_calls:
+                self._limit_open()
         call.touched = self._now
         ts = _ts(ev)
         if ts is not None:
@@ -713,7 +714,8 @@ class AsteriskTracker:
         vm_left = None
         if call.vmstatus:
             vm_left = call.vmstatus == "SUCCESS"
-        answer_ts = min((c.answered_at for c in humans if c.answered_at), default=None)
+        answer_ts = min((c.answered_at for c in humans if c.answered_at), default=None) \
+            if humans else None
         talk = ring = None
         if answer_ts is not None and call.last_ts is not None:
             talk = max(0.0, call.last_ts - answer_ts)
@@ -803,6 +805,8 @@ def _anonymous(cid: str) -> bool:
 
 
 def _looks_number(s: str) -> bool:
+    if s.isdigit():             # (the usual DID: every character a digit, counted at once)
+        return len(s) >= 3
     return sum(map(str.isdigit, s)) >= 3
 
 

@@ -43,11 +43,6 @@ _LINK_VARS = ("Channel-Call-UUID", "Other-Leg-Unique-ID", "variable_originating_
               "variable_loopback_from_uuid", "variable_cc_member_session_uuid",
               "variable_last_bridge_to")
 
-# The headers of _vars_leg's facts most legs never have (no user, gateway, privacy, loopback).
-_RARE_LEG_HEADS = frozenset({"variable_user_name", "variable_sip_gateway_name",
-                             "variable_sip_gateway", "variable_sip_Privacy", "variable_privacy",
-                             "variable_loopback_leg"})
-
 
 FsMarker = Marker      # the one marker type (core/model.py); the name kept for callers
 
@@ -223,15 +218,7 @@ class FreeswitchTracker:
         raw = ev.get
         linked = False
         joined = leg.joined
-        # Nearly every event names only ids this leg already joined (a b-leg names its a-leg
-        # on each one) or itself: one C-level pass over the link headers says so, and only
-        # an event naming something new walks them one by one (a repeated header, a list,
-        # always does: its value is read there).
-        try:
-            new = {*map(raw, _LINK_VARS)}.difference(joined, (None, "", uid))
-        except TypeError:
-            new = True
-        for key in (_LINK_VARS if new else ()):
+        for key in _LINK_VARS:
             other = raw(key)            # get() only for what is not a plain str: most are absent
             if other is None:
                 continue
@@ -289,16 +276,14 @@ class FreeswitchTracker:
         g = ev.get
         if not leg.req_user:
             leg.req_user = g("variable_sip_req_user") or g("variable_sip_to_user") or ""
-        if not leg.profile:
-            leg.profile = g("variable_sofia_profile_name") or ""
-        if g("Caller-Privacy-Hide-Number") == "true":
-            leg.hide_number = True
-        if ev.keys().isdisjoint(_RARE_LEG_HEADS):
-            return      # most events: what follows would read nothing (one C-level test)
         if not leg.user_name:
             leg.user_name = g("variable_user_name") or ""
         if not leg.gateway:
             leg.gateway = g("variable_sip_gateway_name") or g("variable_sip_gateway") or ""
+        if not leg.profile:
+            leg.profile = g("variable_sofia_profile_name") or ""
+        if g("Caller-Privacy-Hide-Number") == "true":
+            leg.hide_number = True
         p = g("variable_sip_Privacy") or g("variable_privacy")
         if p:
             leg.privacy = p
