@@ -25,7 +25,7 @@ from pbx_textback.core.numbers import is_anonymous
 from pbx_textback.core.pbx.streams import split_at
 from pbx_textback.core.model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
-    OUTBOUND, CallRecord, Leg, Marker)
+    OUTBOUND, CallRecord, Leg, Marker, build)
 
 log = logging.getLogger("pbx_textback.tracker")
 
@@ -151,22 +151,28 @@ class AsteriskTracker:
     def feed(self, ev: dict) -> list[CallRecord]:
         # VarSets and Newextens are most of a call's events, and most of them set a variable
         # _on_varset does not read (a short one, AmiFraming wanted_vars, is one of those) or
-        # run an application _on_newexten does not look at: of a known channel still in the
-        # same call such an event only moves the call on (_call_of's common case, inline).
-        # Any other goes to the dispatch below (a short one is read whole when need be).
+        # run an application _on_newexten does not look at, or one it reads that changes
+        # nothing this time (_idle_varset, _idle_newexten); DialBegin tells nothing more: of
+        # a known channel still in the same call such an event only moves the call on
+        # (_call_of's common case, inline). Any other goes to _dispatch (a short one is read
+        # whole when need be), the careful way the tests hold this one to.
         if RAW_KEY in ev:
             name, quick = "", True
         else:
             name = ev.get("Event")
             if name == "VarSet":
                 var = ev.get("Variable")
-                quick = var.__class__ is str and var != "" and \
-                    var.lstrip("_") not in self._read_vars
+                if var.__class__ is str and var != "":
+                    base = var.lstrip("_")
+                    quick = base not in self._read_vars or self._idle_varset(base, ev)
+                else:
+                    quick = False
             elif name == "Newexten":
                 app = ev.get("Application", "")
-                quick = app.__class__ is str and app not in _NEWEXTEN_READ and not self._ctx_marks
+                quick = app.__class__ is str and not self._ctx_marks and (
+                    app not in _NEWEXTEN_READ or self._idle_newexten(app, ev))
             else:
-                quick = False
+                quick = name == "DialBegin"
         if quick:
             try:
                 uid = ev["Uniqueid"]
@@ -189,6 +195,10 @@ class AsteriskTracker:
                         except (ValueError, TypeError):
                             pass
                 return []
+        return self._dispatch(ev)
+
+    def _dispatch(self, ev: dict) -> list[CallRecord]:
+        """An event to its handler (feed() without its shortcuts)."""
         name = ev.get("Event")
         try:
             handler = _HANDLERS.get(name)
@@ -287,7 +297,8 @@ class AsteriskTracker:
         call = self.calls.get(linkedid)
         if call is None:
             call = self.calls[linkedid] = _Call(linkedid)
-            self._limit_open()
+            if len(self.calls) > self.s.max_open_calls:
+                self._limit_open()
         call.touched = self._now
         ts = _ts(ev)
         if ts is not None:
@@ -340,6 +351,40 @@ class AsteriskTracker:
                 except (ValueError, TypeError):     # (TypeError: a repeated one, a list)
                     pass
         return ch, call
+
+    def _idle_varset(self, base: str, ev: dict) -> bool:
+        """Whether a VarSet of a variable _on_varset reads changes nothing this time (it only
+        moves its call on, like one of a variable nobody reads): an empty DIALSTATUS or
+        VMSTATUS, a presentation that does not withhold, a FROM_DID after the call has one.
+        Most of them are: every channel of a call inherits __FROM_DID and
+        __CALLINGNUMPRES_SV. False when unsure (the handler decides)."""
+        value = ev.get("Value", "")
+        if value.__class__ is not str or base in self._var_marks:
+            return False
+        if base == "CALLINGNUMPRES_SV":
+            return not _withheld_pres(value)
+        if not value:
+            return True         # (DIALSTATUS, VMSTATUS, FROM_DID: an empty one is not read)
+        if base == "FROM_DID":
+            uid = ev.get("Uniqueid")
+            ch = self.chans.get(uid) if uid.__class__ is str else None
+            call = self.calls.get(ch.linkedid) if ch is not None else None
+            return call is not None and call.from_did != ""
+        return False
+
+    def _idle_newexten(self, app: str, ev: dict) -> bool:
+        """Whether a Newexten of an application _on_newexten looks at changes nothing: a Set()
+        that cannot set a presentation (no "("), a GotoIf outside the time-condition
+        contexts. False when unsure (the handler decides)."""
+        if app == "Set":
+            data = ev.get("AppData", "")
+            return data.__class__ is str and "(" not in data
+        if app == "GotoIf":
+            if not self.s.freepbx_timeconditions:
+                return True
+            context = ev.get("Context", "")
+            return context.__class__ is str and context not in self._tc_contexts
+        return False
 
     # ---- event handlers --------------------------------------------------------------------
     def _on_newchannel(self, ev):
@@ -669,25 +714,31 @@ class AsteriskTracker:
         vm_left = None
         if call.vmstatus:
             vm_left = call.vmstatus == "SUCCESS"
-        answer_ts = min((c.answered_at for c in humans if c.answered_at), default=None)
+        answer_ts = min((c.answered_at for c in humans if c.answered_at), default=None) \
+            if humans else None
         talk = ring = None
         if answer_ts is not None and call.last_ts is not None:
             talk = max(0.0, call.last_ts - answer_ts)
         if call.first_ts is not None:
             ring = ((answer_ts or call.last_ts or call.first_ts) - call.first_ts)
-        legs = tuple(Leg(c.uid, c.name, "caller" if c is origin else c.kind, c.endpoint,
-                         c.up, c.cause) for c in (call.chans[u] for u in call.order))
-        return CallRecord(
-            pbx="asterisk", call_id=call.id, caller=caller, called=called, direction=direction,
-            caller_name=origin.cid_name if origin.cid_name != "<unknown>" else "",
-            withheld=call.withheld or _anonymous(origin.cid),
-            started_at=call.first_ts, ended_at=call.last_ts, answered_by_human=human,
-            answered_by=answered_by, talk_seconds=talk, ring_seconds=ring,
-            dial_results=tuple(results), caller_cancelled=DIAL_CANCEL in results,
-            hangup_cause=origin.cause, queue=call.queue, queue_abandoned=call.queue_abandoned,
-            voicemail=call.voicemail, voicemail_left=vm_left, pbx_after_hours=call.after_hours,
-            after_hours_marker=call.marker, system_answered=origin.up and not human,
-            recovered=False, legs=legs, notes=tuple(call.notes))
+        # (build(): a frozen dataclass's keyword __init__ cost more than the rest of this)
+        legs = tuple(build(Leg, {
+            "id": c.uid, "name": c.name, "kind": "caller" if c is origin else c.kind,
+            "endpoint": c.endpoint, "answered": c.up, "hangup_cause": c.cause})
+            for c in (call.chans[u] for u in call.order))
+        return build(CallRecord, {
+            "pbx": "asterisk", "call_id": call.id, "caller": caller, "called": called,
+            "direction": direction,
+            "caller_name": origin.cid_name if origin.cid_name != "<unknown>" else "",
+            "withheld": call.withheld or _anonymous(origin.cid),
+            "started_at": call.first_ts, "ended_at": call.last_ts, "answered_by_human": human,
+            "answered_by": answered_by, "talk_seconds": talk, "ring_seconds": ring,
+            "dial_results": tuple(results), "caller_cancelled": DIAL_CANCEL in results,
+            "hangup_cause": origin.cause, "queue": call.queue,
+            "queue_abandoned": call.queue_abandoned, "voicemail": call.voicemail,
+            "voicemail_left": vm_left, "pbx_after_hours": call.after_hours,
+            "after_hours_marker": call.marker, "system_answered": origin.up and not human,
+            "recovered": False, "recovered_why": "", "legs": legs, "notes": tuple(call.notes)})
 
     def _pair_locals(self, call: _Call) -> None:
         byname = {c.name: c.uid for c in call.chans.values() if c.kind == "local"}
@@ -754,6 +805,8 @@ def _anonymous(cid: str) -> bool:
 
 
 def _looks_number(s: str) -> bool:
+    if s.isdigit():             # (the usual DID: every character a digit, counted at once)
+        return len(s) >= 3
     return sum(map(str.isdigit, s)) >= 3
 
 

@@ -108,16 +108,19 @@ def on_dest(markers, call: FsCall, ev: dict) -> None:
             mark(call, m)
 
 
-_DESCRIBED: dict[Marker, str] = {}   # a marker's words, made once (a set variable re-marks
-                                     # its call on every later event of the channel)
+# a marker's words, made once (a set variable re-marks its call on every later event of the
+# channel), by the marker's id: hashing a Marker (a frozen dataclass) runs Python code for
+# each of its fields, on every mark. The entry holds the marker, so its id is not reused.
+_DESCRIBED: dict[int, tuple[Marker, str]] = {}
 
 
 def mark(call: FsCall, m: Marker) -> None:
-    d = _DESCRIBED.get(m)
-    if d is None:
+    known = _DESCRIBED.get(id(m))
+    if known is None or known[0] is not m:
         if len(_DESCRIBED) >= 1024:
             _DESCRIBED.clear()
-        d = _DESCRIBED[m] = m.describe()
+        known = _DESCRIBED[id(m)] = (m, m.describe())
+    d = known[1]
     lst = call.closed_marks if m.closed else call.open_marks
     if d not in lst:
         lst.append(d)

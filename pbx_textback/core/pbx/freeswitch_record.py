@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pbx_textback.core.model import (
     DIAL_ANSWER, DIAL_BUSY, DIAL_CANCEL, DIAL_NOANSWER, DIAL_UNAVAILABLE, INBOUND, INTERNAL,
-    OUTBOUND, CallRecord, Leg)
+    OUTBOUND, CallRecord, Leg, build)
 from pbx_textback.core.pbx.freeswitch_call import FsCall, FsLeg
 
 
@@ -222,20 +222,23 @@ def record(call: FsCall, s: FsTrackerSettings) -> CallRecord:
         notes.append(f"the PBX routed it as closed: {marker}")
     elif call.open_marks:
         after, marker = False, call.open_marks[0]
+    # (build(): a frozen dataclass's keyword __init__ costs more than all of the above)
     legs = tuple(
-        Leg(id=l.uid, name=l.name, kind=kinds[l.uid][0], endpoint=kinds[l.uid][1],
-            answered=l.answered is not None, hangup_cause=l.cause)
+        build(Leg, {"id": l.uid, "name": l.name, "kind": kinds[l.uid][0],
+                    "endpoint": kinds[l.uid][1], "answered": l.answered is not None,
+                    "hangup_cause": l.cause})
         for l in sorted(call.legs.values(), key=lambda l: l.seq))
-    return CallRecord(
-        pbx="freeswitch", call_id=origin.uid, caller=caller, called=called,
-        direction=direction, caller_name=origin.cid_name, withheld=withheld,
-        started_at=start, ended_at=end, answered_by_human=answered_by_human,
-        answered_by=answered_by, talk_seconds=talk, ring_seconds=ring,
-        dial_results=dial_results, caller_cancelled=cancelled,
-        hangup_cause=origin.cause, queue=call.queue, queue_abandoned=queue_abandoned,
-        voicemail=call.voicemail, voicemail_left=voicemail_left,
-        pbx_after_hours=after, after_hours_marker=marker,
-        system_answered=system_answered, legs=legs, notes=tuple(notes))
+    return build(CallRecord, {
+        "pbx": "freeswitch", "call_id": origin.uid, "caller": caller, "called": called,
+        "direction": direction, "caller_name": origin.cid_name, "withheld": withheld,
+        "started_at": start, "ended_at": end, "answered_by_human": answered_by_human,
+        "answered_by": answered_by, "talk_seconds": talk, "ring_seconds": ring,
+        "dial_results": dial_results, "caller_cancelled": cancelled,
+        "hangup_cause": origin.cause, "queue": call.queue, "queue_abandoned": queue_abandoned,
+        "voicemail": call.voicemail, "voicemail_left": voicemail_left,
+        "pbx_after_hours": after, "after_hours_marker": marker,
+        "system_answered": system_answered, "recovered": False, "recovered_why": "",
+        "legs": legs, "notes": tuple(notes)})
 
 
 def human_leg(call: FsCall, origin: FsLeg, kinds: dict) -> tuple[FsLeg | None, float | None]:

@@ -1,0 +1,43 @@
+"""model.build(cls, values) against cls(**values): the same object, field for field, in the
+same order (to_dict and the JSON made from it keep their order), equal and with the same hash;
+values that miss a field or name an unknown one get the constructor's own error."""
+from dataclasses import fields
+
+import pytest
+from hypothesis import given, strategies as hs
+
+from pbx_textback.core.model import CallRecord, Leg, Outcome, build
+
+_value = hs.one_of(hs.none(), hs.booleans(), hs.text(max_size=5), hs.floats(allow_nan=False),
+                   hs.tuples(hs.text(max_size=3)))
+
+
+def _values(cls):
+    names = [f.name for f in fields(cls)]
+    # any order at the call site: build puts the fields in declaration order
+    return hs.permutations(names).flatmap(
+        lambda ns: hs.tuples(*[_value for _ in ns]).map(lambda vs: dict(zip(ns, vs))))
+
+
+@pytest.mark.parametrize("cls", [CallRecord, Leg, Outcome])
+@given(data=hs.data())
+def test_build_makes_what_the_constructor_makes(cls, data):
+    values = data.draw(_values(cls))
+    a, b = build(cls, values), cls(**values)
+    assert type(a) is cls and a == b and hash(a) == hash(b)
+    assert list(a.__dict__.items()) == list(b.__dict__.items())
+    with pytest.raises(AttributeError):       # still frozen
+        a.__setattr__(fields(cls)[0].name, "x")
+
+
+@pytest.mark.parametrize("cls", [CallRecord, Leg])
+def test_a_missing_or_unknown_field_is_the_constructors_error(cls):
+    values = {f.name: "" for f in fields(cls)}
+    missing = dict(values)
+    missing.pop(fields(cls)[0].name)
+    with pytest.raises(TypeError, match="missing"):
+        build(cls, missing)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(cls, {**missing, "bogus": 1})
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(cls, {**values, "bogus": 1})
