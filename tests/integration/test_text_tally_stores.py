@@ -1,0 +1,147 @@
+"""The kept text totals (store/text_tally.py) on real stores: a store made by an older release
+counts the texts it already holds once it is upgraded; on one PostgreSQL, several boxes'
+services change texts at once without waiting on each other for the counts, and the counts of
+backends that have ended are folded away when a store is opened. Each figure is checked
+against a full count of the message table: what /metrics used to read."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pbx_textback.store import metrics
+from pbx_textback.store.db import open_store
+from pbx_textback.store.text_tally import TABLE
+
+STORES = Path(__file__).resolve().parents[1] / "fixtures" / "stores"
+FULL = "SELECT kind, state, COUNT(*) FROM message WHERE direction = 'out' GROUP BY 1, 2"
+# (direction, kind, state) of the texts an older store holds
+OLD_TEXTS = [("out", "missed-call", "delivered")] * 3 + [("out", "missed-call", "failed"), ("out", "agent", "sent"),
+             ("out", "missed-call", "pending"), ("in", "reply", "received"), ("out", "confirmation", "no-receipt")]
+INSERT = ('INSERT INTO message (call_id, direction, kind, line, peer, body, state, due_at, attempts, transport, '
+          'transport_id, error, created_at, updated_at, calls_missed, note, box, account) VALUES '
+          '(NULL, {p}, {p}, \'+15125550110\', {p}, \'hi\', {p}, {p}, 1, \'smpp\', \'\', \'\', {p}, {p}, 1, \'\', {p}, \'\')')
+
+
+def full(store) -> dict:
+    return {(k, s): n for k, s, n in store.db.execute_sql(FULL)}
+
+
+def kept(store) -> dict:
+    return {(k, s): n for k, s, n in metrics.text_totals(store)}
+
+
+def add_text(store, kind: str, state: str, box: str, at: float = 100.0) -> int:
+    p = "?" if store.is_sqlite else "%s"
+    cur = store.db.execute_sql(INSERT.format(p=p) + " RETURNING id",
+                               ("out", kind, "+15125550177", state, at, at, at, box))
+    return cur.fetchone()[0]
+
+
+def _pg(dsn: str, sql: str, params=None):
+    import psycopg2
+    c = psycopg2.connect(dsn)
+    c.autocommit = True
+    try:
+        cur = c.cursor()
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else None
+    finally:
+        c.close()
+
+
+def _fresh_pg(dsn: str) -> None:
+    _pg(dsn, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_store_made_before_counts_the_texts_it_holds_once_upgraded(db, tmp_path, request):
+    rows = [(d, k, "+15125550177", s, 100.0 + i, 100.0 + i, 100.0 + i, "b1") for i, (d, k, s) in enumerate(OLD_TEXTS)]
+    if db == "sqlite":
+        path = str(tmp_path / "old.sqlite3")
+        c = sqlite3.connect(path)
+        c.executescript((STORES / "new-store-v28.sql").read_text())
+        c.executemany(INSERT.format(p="?"), rows)
+        c.commit()
+        c.close()
+        store = open_store(path, box="b1")                       # the upgrade, as the service runs it
+    else:
+        dsn = request.getfixturevalue("pg_dsn")
+        _fresh_pg(dsn)
+        _pg(dsn, (STORES / "new-store-v28.pg.sql").read_text())
+        for r in rows:
+            _pg(dsn, INSERT.format(p="%s"), r)
+        store = open_store(dsn=dsn, box="b1")
+    try:
+        assert kept(store) == full(store) == {("missed-call", "delivered"): 3, ("missed-call", "failed"): 1,
+                                              ("agent", "sent"): 1, ("missed-call", "pending"): 1,
+                                              ("confirmation", "no-receipt"): 1}
+        pending = store.db.execute_sql("SELECT id FROM message WHERE state = 'pending'").fetchone()[0]
+        store.set_state(pending, "sent", now=200.0)             # a text the old release queued, sent now
+        assert kept(store) == full(store)
+        assert kept(store)[("missed-call", "sent")] == 1 and ("missed-call", "pending") not in kept(store)
+    finally:
+        store.close()
+        if db == "postgres":
+            _fresh_pg(dsn)
+
+
+def test_two_boxes_change_texts_at_once_without_waiting_on_each_other(pg_dsn):
+    """Box b1's transaction moves a text from pending to sent and has not committed; box b2
+    moves its own text of the same kind through the same states meanwhile. With one count row
+    per (kind, state), b2 would wait for b1's commit (here: fail at once, lock_timeout); each
+    backend's own slot lets it go on. Both stores then read the same totals as a full count."""
+    _fresh_pg(pg_dsn)
+    b1, b2 = open_store(dsn=pg_dsn, box="b1"), open_store(dsn=pg_dsn, box="b2")
+    try:
+        t1, t2 = add_text(b1, "missed-call", "pending", "b1"), add_text(b2, "missed-call", "pending", "b2")
+        b2.db.execute_sql("SET lock_timeout = '1s'")
+        with b1.write():
+            b1.set_state(t1, "sent", now=200.0)
+            with b2.write():                                   # b1 still holds its transaction open
+                b2.set_state(t2, "sent", now=200.0)
+            assert kept(b2) == full(b2) == {("missed-call", "sent"): 1, ("missed-call", "pending"): 1}
+        b2.db.execute_sql("SET lock_timeout = 0")
+        assert kept(b1) == kept(b2) == full(b1) == {("missed-call", "sent"): 2}
+        # a receipt in each box, and a purge by one of them: still one answer everywhere
+        b1.set_state(t1, "delivered", now=300.0)
+        b2.set_state(t2, "failed", now=300.0)
+        t3 = add_text(b2, "agent", "pending", "b2", at=1000.0)
+        assert kept(b1) == kept(b2) == full(b2) == {("missed-call", "delivered"): 1, ("missed-call", "failed"): 1,
+                                                    ("agent", "pending"): 1}
+        b2.purge(500.0)          # (the models' queries go through the store opened last: b2's)
+        assert kept(b1) == kept(b2) == full(b1) == {("agent", "pending"): 1}
+        b2.set_state(t3, "sent", now=1100.0)
+        assert kept(b1) == kept(b2) == full(b1) == {("agent", "sent"): 1}
+    finally:
+        b1.close()
+        b2.close()
+
+
+def test_the_counts_of_ended_connections_are_folded_when_a_store_is_opened(pg_dsn):
+    """Every connection that ever changed a text left a slot; opening the store folds those of
+    connections that have ended into one, so a scrape never reads more rows than the live
+    connections have made."""
+    _fresh_pg(pg_dsn)
+    for i in range(5):                                         # five services (or CLI runs), one after another
+        s = open_store(dsn=pg_dsn, box=f"b{i}")
+        t = add_text(s, "missed-call", "pending", f"b{i}")
+        s.set_state(t, "delivered", now=200.0)
+        s.close()
+    slots = lambda s: {r[0] for r in s.db.execute_sql(f'SELECT DISTINCT slot FROM "{TABLE}"')}  # noqa: E731
+    s = open_store(dsn=pg_dsn, box="b9")
+    try:
+        assert slots(s) == {0}
+        assert kept(s) == full(s) == {("missed-call", "delivered"): 5}
+        t = add_text(s, "agent", "pending", "b9")
+        s.set_state(t, "sent", now=300.0)
+        mine = s.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        assert slots(s) == {0, mine}                           # this live connection keeps its own
+        other = open_store(dsn=pg_dsn, box="b8")               # a second opener leaves it alone
+        other.close()
+        assert slots(s) == {0, mine}
+        assert kept(s) == full(s) == {("missed-call", "delivered"): 5, ("agent", "sent"): 1}
+    finally:
+        s.close()
+        _fresh_pg(pg_dsn)
