@@ -8,7 +8,14 @@ count from the old (kind, state) to the new one, in the transaction that makes t
 or a reader could see a text twice or not at all. Triggers on message do it, so every writer
 (the service, the web, the CLI, a purge, a statement written later) keeps the counts right
 without knowing of them; the trigger runs inside the statement that changes the row (no
-statement more from Python). A scrape sums a few dozen rows.
+statement more from Python).
+
+Texts still in the queue (pending, sending) are not kept: a scrape counts them in the same
+statement through the outbox's own index (state, box, due_at), as the outbox depth gauge
+does; there are only as many as wait to go. So a text's first two commits (queued, taken:
+the decision's and the last look's) fire no trigger and write no page more; only the submit's
+answer and the receipt move a kept count. A scrape reads the kept rows (a few dozen) and the
+queue.
 
 The counts are in slots: SQLite has one writer at a time and one slot (0). On PostgreSQL,
 several services (one per PBX box) write at once: a single row per (kind, state) would be
@@ -35,19 +42,21 @@ _PG_TABLE = (f'CREATE TABLE IF NOT EXISTS "{TABLE}" ("slot" INTEGER NOT NULL, "k
 
 _ADD = (f'INSERT INTO "{TABLE}" ("slot", "kind", "state", "n") {{rows}} '
         f'ON CONFLICT ("slot", "kind", "state") DO UPDATE SET "n" = "{TABLE}"."n" + excluded."n"')
-# only a change of what is counted moves a count (a receipt's note, a retry's due time do not)
-_CHANGED = ('(OLD."direction" = \'out\' OR NEW."direction" = \'out\') AND (OLD."kind" IS NOT NEW."kind" '
+LIVE = "('pending', 'sending')"          # the queue's states: counted at each scrape, not kept
+_KEPT = '({r}."direction" = \'out\' AND {r}."state" NOT IN ' + LIVE + ')'
+# only a change of what is kept moves a count (a receipt's note, a retry's due time do not)
+_CHANGED = (f'({_KEPT.format(r="OLD")} OR {_KEPT.format(r="NEW")}) AND (OLD."kind" IS NOT NEW."kind" '
             'OR OLD."state" IS NOT NEW."state" OR OLD."direction" IS NOT NEW."direction")')
 
 
 def _sqlite_triggers() -> list[str]:
-    one = lambda r, d: f'SELECT 0, {r}."kind", {r}."state", {d} WHERE {r}."direction" = \'out\''  # noqa: E731
+    one = lambda r, d: f'SELECT 0, {r}."kind", {r}."state", {d} WHERE {_KEPT.format(r=r)}'  # noqa: E731
     return [
-        f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_insert" AFTER INSERT ON "message" WHEN NEW."direction" = \'out\' '
+        f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_insert" AFTER INSERT ON "message" WHEN {_KEPT.format(r="NEW")} '
         f'BEGIN {_ADD.format(rows=one("NEW", 1))}; END',
         f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_update" AFTER UPDATE OF "kind", "state", "direction" ON "message" '
         f'WHEN {_CHANGED} BEGIN {_ADD.format(rows=one("NEW", 1) + " UNION ALL " + one("OLD", -1))}; END',
-        f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_delete" AFTER DELETE ON "message" WHEN OLD."direction" = \'out\' '
+        f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_delete" AFTER DELETE ON "message" WHEN {_KEPT.format(r="OLD")} '
         f'BEGIN {_ADD.format(rows=one("OLD", -1))}; END',
     ]
 
@@ -57,15 +66,15 @@ def _pg_triggers() -> list[str]:
     changed = _CHANGED.replace("IS NOT", "IS DISTINCT FROM")
     return [
         f"CREATE OR REPLACE FUNCTION {TABLE}_on_message() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF TG_OP = 'UPDATE' THEN IF OLD.direction = 'out' THEN {_ADD.format(rows=one('OLD', -1))}; END IF; END IF; "
-        f"IF NEW.direction = 'out' THEN {_ADD.format(rows=one('NEW', 1))}; END IF; "
+        f"IF TG_OP = 'UPDATE' THEN IF {_KEPT.format(r='OLD')} THEN {_ADD.format(rows=one('OLD', -1))}; END IF; END IF; "
+        f"IF {_KEPT.format(r='NEW')} THEN {_ADD.format(rows=one('NEW', 1))}; END IF; "
         "RETURN NULL; END $$",
         f"CREATE OR REPLACE FUNCTION {TABLE}_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         + _ADD.format(rows='SELECT pg_backend_pid(), "kind", "state", -COUNT(*) FROM gone '
-                           'WHERE "direction" = \'out\' GROUP BY 2, 3')
+                           f'WHERE {_KEPT.format(r="gone")} GROUP BY 2, 3')
         + "; RETURN NULL; END $$",
         f'DROP TRIGGER IF EXISTS {TABLE}_insert ON "message"',
-        f'CREATE TRIGGER {TABLE}_insert AFTER INSERT ON "message" FOR EACH ROW WHEN (NEW."direction" = \'out\') '
+        f'CREATE TRIGGER {TABLE}_insert AFTER INSERT ON "message" FOR EACH ROW WHEN ({_KEPT.format(r="NEW")}) '
         f'EXECUTE PROCEDURE {TABLE}_on_message()',
         f'DROP TRIGGER IF EXISTS {TABLE}_update ON "message"',
         f'CREATE TRIGGER {TABLE}_update AFTER UPDATE OF "kind", "state", "direction" ON "message" FOR EACH ROW '
@@ -94,8 +103,8 @@ def migrate(db) -> None:
     message until it commits, so no change falls between the count and the triggers."""
     create(db)
     db.execute_sql(f'DELETE FROM "{TABLE}"')
-    db.execute_sql(_ADD.format(rows='SELECT 0, "kind", "state", COUNT(*) FROM "message" '
-                                    'WHERE "direction" = \'out\' GROUP BY 2, 3'))
+    kept = _KEPT.format(r='"message"')
+    db.execute_sql(_ADD.format(rows=f'SELECT 0, "kind", "state", COUNT(*) FROM "message" WHERE {kept} GROUP BY 2, 3'))
 
 
 def fold_ended(db) -> None:
@@ -111,8 +120,14 @@ def fold_ended(db) -> None:
         + _ADD.format(rows='SELECT 0, "kind", "state", SUM("n") FROM ended GROUP BY 2, 3'))
 
 
+# one statement, so the kept counts and the queue are read in one snapshot: a text taken off
+# the queue and counted as sent meanwhile is seen in one place, never in both or neither
+_TOTALS = (f'SELECT "kind", "state", SUM("n") FROM (SELECT "kind", "state", "n" FROM "{TABLE}" '
+           f'UNION ALL SELECT "kind", "state", 1 FROM "message" WHERE "state" IN {LIVE} AND "direction" = \'out\') '
+           'AS t GROUP BY 1, 2 HAVING SUM("n") <> 0 ORDER BY 1, 2')
+
+
 def totals(db) -> list[tuple]:
     """(kind, state, n) of outgoing texts, as a count of the message table gives them (no row
     for a count of 0)."""
-    return [(k, s, int(n)) for k, s, n in db.execute_sql(
-        f'SELECT "kind", "state", SUM("n") FROM "{TABLE}" GROUP BY 1, 2 HAVING SUM("n") <> 0 ORDER BY 1, 2')]
+    return [(k, s, int(n)) for k, s, n in db.execute_sql(_TOTALS)]

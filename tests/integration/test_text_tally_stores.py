@@ -145,3 +145,35 @@ def test_the_counts_of_ended_connections_are_folded_when_a_store_is_opened(pg_ds
     finally:
         s.close()
         _fresh_pg(pg_dsn)
+
+
+def test_postgresql_reads_the_totals_and_a_lines_newest_text_through_indexes(pg_dsn):
+    """On a store of thousands of texts (a few still queued) PostgreSQL's planner reads the
+    queue through (state, box, due_at) and a line's newest text through message_line_out:
+    neither is a pass over the message table. The answers are the full count's and the newest
+    text's."""
+    _fresh_pg(pg_dsn)
+    s = open_store(dsn=pg_dsn, box="b1")
+    try:
+        p = "%s"
+        rows = [("out", ("missed-call", "agent")[i % 5 == 0], "+15125550177",
+                 ("delivered", "failed", "sent")[i % 3] if i % 500 else "pending", float(i), float(i), float(i),
+                 f"b{i % 2}") for i in range(6000)]
+        with s.write():
+            s.db.cursor().executemany(INSERT.format(p=p), rows)
+        s.db.execute_sql("UPDATE message SET line = '+15125550140' WHERE id IN (10, 21)")   # a quiet line
+        s.db.execute_sql("ANALYZE message")
+        from pbx_textback.store import boxes, text_tally
+        for sql, params, index in ((text_tally._TOTALS, (), "message_state_box_due"),
+                                   (boxes._BY_TEXT.replace("?", p), ("+15125550140",), "message_line_out"),
+                                   (boxes._BY_TEXT.replace("?", p), ("+15125550999",), "message_line_out")):
+            plan = "\n".join(r[0] for r in s.db.execute_sql("EXPLAIN " + sql, params))
+            assert "Seq Scan on message" not in plan and index in plan, plan
+        assert kept(s) == full(s)
+        assert sum(n for (_k, state), n in kept(s).items() if state == "pending") == 12
+        assert boxes.box_of_line(s, "+15125550140") == "b0"       # id 21: i = 20
+        assert boxes.box_of_line(s, "+15125550110") == "b1"       # id 6000: i = 5999
+        assert boxes.box_of_line(s, "+15125550999") == ""
+    finally:
+        s.close()
+        _fresh_pg(pg_dsn)
