@@ -62,12 +62,17 @@ def _sqlite_triggers() -> list[str]:
 
 
 def _pg_triggers() -> list[str]:
-    one = lambda r, d: f"VALUES (pg_backend_pid(), {r}.kind, {r}.state, {d})"  # noqa: E731
+    row = lambda r, d: f"(pg_backend_pid(), {r}.kind, {r}.state, {d})"  # noqa: E731
     changed = _CHANGED.replace("IS NOT", "IS DISTINCT FROM")
+    old, new = _KEPT.format(r="OLD"), _KEPT.format(r="NEW")
+    # a change between two kept states (sent -> delivered) is one statement of two rows (their
+    # keys differ: the trigger's WHEN fires only on a change of kind or state)
     return [
         f"CREATE OR REPLACE FUNCTION {TABLE}_on_message() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF TG_OP = 'UPDATE' THEN IF {_KEPT.format(r='OLD')} THEN {_ADD.format(rows=one('OLD', -1))}; END IF; END IF; "
-        f"IF {_KEPT.format(r='NEW')} THEN {_ADD.format(rows=one('NEW', 1))}; END IF; "
+        f"IF TG_OP = 'UPDATE' THEN IF {old} THEN "
+        f"IF {new} THEN {_ADD.format(rows='VALUES ' + row('OLD', -1) + ', ' + row('NEW', 1))}; RETURN NULL; END IF; "
+        f"{_ADD.format(rows='VALUES ' + row('OLD', -1))}; RETURN NULL; END IF; END IF; "
+        f"IF {new} THEN {_ADD.format(rows='VALUES ' + row('NEW', 1))}; END IF; "
         "RETURN NULL; END $$",
         f"CREATE OR REPLACE FUNCTION {TABLE}_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         + _ADD.format(rows='SELECT pg_backend_pid(), "kind", "state", -COUNT(*) FROM gone '
