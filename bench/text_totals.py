@@ -51,8 +51,8 @@ def fresh(d: Path, name: str, *, triggers=True, index=True) -> st.Store:
 
 def fill(store: st.Store, n: int, t0: float) -> None:
     rows = [(("out", "in")[i % 7 == 6], KINDS[i % len(KINDS)], LINES[i % 3], f"+1512556{i % 10000:04d}",
-             "pending" if i % 1000 == 999 else STATES[i % len(STATES)], t0 + i, t0 + i, t0 + i)
-            for i in range(n)]                              # one in a thousand still queued
+             "pending" if i % max(1, n // 100) == 0 else STATES[i % len(STATES)], t0 + i, t0 + i, t0 + i)
+            for i in range(n)]                              # a queue of ~100 whatever the store's size
     with store.write():
         store.db.cursor().executemany(
             'INSERT INTO message (call_id, direction, kind, line, peer, body, state, due_at, attempts, transport, '
@@ -120,7 +120,8 @@ def pg_life(a) -> None:
     w, wo = statistics.median(wall["with"]), statistics.median(wall["without"])
     print(f"  a text's life on PostgreSQL (wall time, client and server; {a.rounds} alternating blocks of "
           f"{a.steps // 3}): without the triggers {wo * 1e6:.0f} us, with them {w * 1e6:.0f} us ({w / wo:.3f}x)"
-          f"   [{', '.join(f'{x * 1e6:.0f}' for x in wall['without'])}] [{', '.join(f'{x * 1e6:.0f}' for x in wall['with'])}]")
+          f"   [{', '.join(f'{x * 1e6:.0f}' for x in wall['without'])}]"
+          f" [{', '.join(f'{x * 1e6:.0f}' for x in wall['with'])}]")
     s.db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     s.close()
 
@@ -130,7 +131,8 @@ def main() -> int:
     ap.add_argument("--texts", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--dsn", default="", help="a PostgreSQL to measure a text's life on too (its public schema is replaced)")
+    ap.add_argument("--dsn", default="",
+                    help="a PostgreSQL to measure a text's life on too (its public schema is replaced)")
     a = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="bench-tt-"))
     t0 = time.time() - 10 * 86400
@@ -147,7 +149,8 @@ def main() -> int:
 
     scan = lambda line: (Message.select(Message.box).where(  # noqa: E731  (the old fallback)
         (Message.line == line) & (Message.direction == "out") & (Message.box != "")).order_by(Message.id.desc()).first())
-    for what, line in (("a line that never sent a text", "+15125550999"), ("a line whose newest text is the oldest row", "+15125550120")):
+    for what, line in (("a line that never sent a text", "+15125550999"),
+                       ("a line whose newest text is the oldest row", "+15125550120")):
         if line == "+15125550120":
             big.db.execute_sql("UPDATE message SET line = ? WHERE id = (SELECT MIN(id) FROM message WHERE "
                                "direction = 'out')", (line,))
