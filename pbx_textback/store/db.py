@@ -722,7 +722,7 @@ class Store:
     def purge(self, before: float) -> dict:
         """Delete calls, decisions and messages older than `before`. Consent events stay: they
         are the proof of why a number was (not) texted."""
-        from . import inbox, text_tally
+        from . import inbox
         with self.write():
             # the inbox summary's delete triggers recount the caller's whole history per deleted
             # row (a frequent caller's purge was quadratic): off for the deletes, then one
@@ -730,9 +730,7 @@ class Store:
             inbox.drop_triggers(self.db)
             old_calls = Call.select(Call.id).where(Call.created_at < before)
             n_dec = DecisionRow.delete().where(DecisionRow.call.in_(old_calls)).execute()
-            old_texts = (Message.created_at < before) & (Message.state.not_in([PENDING, SENDING]))
-            with text_tally.deleting(self.db, old_texts):     # /metrics' text counts: one count, not one per row
-                n_msg = Message.delete().where(old_texts).execute()
+            n_msg = Message.delete().where((Message.created_at < before) & (Message.state.not_in([PENDING, SENDING]))).execute()
             Message.update(call=None).where(Message.call.in_(old_calls)).execute()
             n_call = Call.delete().where(Call.created_at < before).execute()
             inbox.rebuild(self.db)

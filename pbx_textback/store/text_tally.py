@@ -26,12 +26,10 @@ negative (a text counted in one slot and moved on in another), only the sum over
 means anything. When the store is opened, the slots of backends that have ended are folded
 into slot 0, so the table stays the size of the live connections.
 
-A delete takes its texts off their counts: per row on SQLite, once per statement on
-PostgreSQL (its deleted rows as a transition table). The purge, which deletes texts by the
-million, counts what it deletes once instead on SQLite too (deleting() below)."""
+A delete (the purge) takes its texts off their counts: per row on SQLite, once per statement
+on PostgreSQL (its deleted rows as a transition table), so a purge of a million texts does not
+run a million trigger calls there."""
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import peewee as pw
 
@@ -58,14 +56,9 @@ def _sqlite_triggers() -> list[str]:
         f'BEGIN {_ADD.format(rows=one("NEW", 1))}; END',
         f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_update" AFTER UPDATE OF "kind", "state", "direction" ON "message" '
         f'WHEN {_CHANGED} BEGIN {_ADD.format(rows=one("NEW", 1) + " UNION ALL " + one("OLD", -1))}; END',
-        _sqlite_delete_trigger(),
+        f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_delete" AFTER DELETE ON "message" WHEN {_KEPT.format(r="OLD")} '
+        f'BEGIN {_ADD.format(rows=one("OLD", -1))}; END',
     ]
-
-
-def _sqlite_delete_trigger() -> str:
-    one = f'SELECT 0, OLD."kind", OLD."state", -1 WHERE {_KEPT.format(r="OLD")}'
-    return (f'CREATE TRIGGER IF NOT EXISTS "{TABLE}_delete" AFTER DELETE ON "message" WHEN {_KEPT.format(r="OLD")} '
-            f'BEGIN {_ADD.format(rows=one)}; END')
 
 
 def _pg_triggers() -> list[str]:
@@ -117,27 +110,6 @@ def migrate(db) -> None:
     db.execute_sql(f'DELETE FROM "{TABLE}"')
     kept = _KEPT.format(r='"message"')
     db.execute_sql(_ADD.format(rows=f'SELECT 0, "kind", "state", COUNT(*) FROM "message" WHERE {kept} GROUP BY 2, 3'))
-
-
-@contextmanager
-def deleting(db, where):
-    """Around a bulk delete of texts (`where`: the peewee condition on Message it deletes by),
-    inside its write transaction. SQLite: the per-row delete trigger is off for it and the rows
-    it deletes come off their counts in one statement (a purge of a million texts ran a million
-    upserts: +20-80 % of its CPU); other writers wait for the transaction, so none writes
-    while the trigger is off. PostgreSQL's delete trigger already runs once per statement."""
-    if _is_pg(db):
-        yield
-        return
-    from .db import Message
-    gone = (Message.select(Message.kind, Message.state, pw.fn.COUNT(Message.id))
-            .where(where & (Message.direction == "out") & Message.state.not_in(("pending", "sending")))
-            .group_by(Message.kind, Message.state).tuples())
-    db.execute_sql(f'DROP TRIGGER IF EXISTS "{TABLE}_delete"')
-    for kind, state, n in list(gone):
-        db.execute_sql(_ADD.format(rows="VALUES (0, ?, ?, ?)"), (kind, state, -n))
-    yield               # (a delete that fails rolls the transaction back, the DROP with it)
-    db.execute_sql(_sqlite_delete_trigger())
 
 
 def fold_ended(db) -> None:

@@ -179,10 +179,10 @@ def test_postgresql_reads_the_totals_and_a_lines_newest_text_through_indexes(pg_
         _fresh_pg(pg_dsn)
 
 
-def test_a_purge_counts_what_it_deletes_once_and_later_deletes_still_count(store_factory):
-    """The purge takes its texts off the counts in one statement (SQLite: its per-row trigger is
-    off meanwhile, in the purge's transaction) and leaves the trigger as it was: a delete after
-    it is still counted, and the schema is the schema of a new store."""
+def test_a_purge_takes_its_texts_off_the_counts_and_leaves_the_triggers_as_they_were(store_factory):
+    """The purge turns the inbox's triggers off and on again around its deletes; the text
+    counts' delete trigger takes each deleted text off (SQLite: per row; PostgreSQL: once per
+    statement) and is still there for a delete after it."""
     s = store_factory()
     for i, state in enumerate(("delivered", "delivered", "failed", "pending", "sent")):
         add_text(s, "missed-call", state, "b1", at=100.0 + i)
