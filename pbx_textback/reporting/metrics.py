@@ -1,7 +1,8 @@
 """`/metrics` in the Prometheus text format (prometheus-client), on its own loopback listener.
 
 Counts come from the store at each scrape (they survive restarts and agree with the
-reports; rows that never change are counted once, reporting/tally.py); the PBX connection and the SMSC bind come from the running service. Label values are
+reports; rows that never change are counted once, reporting/tally.py; the texts' totals are
+kept by the store as texts change, store/text_tally.py); the PBX connection and the SMSC bind come from the running service. Label values are
 lines (our own DIDs), reasons, kinds and results: never a caller's number.
 """
 from __future__ import annotations

@@ -420,6 +420,24 @@ MIGRATIONS.append((32, _v32))
 NEW_STORE_TABLES.append(_lean_pages)
 
 
+def _v36(db):
+    """/metrics' text totals kept by triggers as texts change, and a line's newest text by an
+    index (store/text_tally.py, store/boxes.py)."""
+    from . import boxes, text_tally
+    text_tally.migrate(db)
+    boxes.create_index(db)
+
+
+def _totals_tables(db):
+    from . import boxes, text_tally
+    text_tally.create(db)
+    boxes.create_index(db)
+
+
+MIGRATIONS.append((36, _v36))
+NEW_STORE_TABLES.append(_totals_tables)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -1007,6 +1025,8 @@ def migrate(db: pw.Database) -> int:
                 step(db)
                 SchemaVersion.create(version=version, applied_at=time.time())
                 current = version
+        from .text_tally import fold_ended
+        fold_ended(db)          # PostgreSQL: ended backends' text counts into one slot
     return current
 
 

@@ -2,9 +2,9 @@
 over the big tables (call, message, consent): migration 30 dropped indexes that these queries
 must not have needed. Each query is the one the store really issues: the functions run on a
 store holding some thousands of rows, their SQL is caught as SQLite runs it and asked for its
-plan. (/metrics reads every row at its first scrapes and after a purge, and its texts' totals
-at every scrape, by design; its later scrapes count only new calls, replies and opt-outs,
-reporting/tally.py, and those reads are checked.)"""
+plan. (/metrics reads every row at its first scrapes and after a purge, by design; its later
+scrapes count only new calls, replies and opt-outs, reporting/tally.py, and its texts' totals
+are kept by triggers, store/text_tally.py: those reads are checked.)"""
 from __future__ import annotations
 
 import re
@@ -83,6 +83,7 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "receipt by the gateway's id": lambda: fast.dlr_by_gateway_id(store, "t5", "smpp", "delivered",
                                                                       "delivered", "", now),
         "the box of a line": lambda: boxes.box_of_line(store, "+15125550100"),
+        "the box of a line no call came in on": lambda: boxes.box_of_line(store, "+15125550999"),
         **{f"inbox view {v}": (lambda v=v: inbox.rows(v, now, me="ann"))
            for v in ("needs-reply", "open", "mine", "snoozed", "done")},
         "inbox counts": lambda: inbox.counts(("needs-reply", "open", "mine", "snoozed", "done"), now, "ann"),
@@ -109,6 +110,7 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "metrics: new calls": lambda: metrics.call_totals(store, 20),
         "metrics: new replies": lambda: metrics.reply_totals(store, 20),
         "metrics: new opt-outs": lambda: metrics.opt_out_totals(store, 20),
+        "metrics: texts": lambda: metrics.text_totals(store),
     }
     checked = 0
     bad = []
@@ -194,6 +196,10 @@ def test_the_partial_indexes_serve_their_lookups(tmp_path):
     line = _uses(store, lambda: boxes.box_of_line(store, "+15125550100"))
     assert any("USING INDEX call_called_created (called=?)" in s for s in line), line
     assert any("USING INDEX call_line_created (line=?)" in s for s in line), line
+    # no call on the line: its newest text, newest first in the index (no sort of its texts)
+    texts = _uses(store, lambda: boxes.box_of_line(store, "+15125550999"))
+    assert any("USING INDEX message_line_out (line=?)" in s for s in texts), texts
+    assert not any("TEMP B-TREE" in s for s in texts), texts
 
 
 def test_the_box_of_a_line_is_the_newest_call_by_line_or_called_number(tmp_path):
