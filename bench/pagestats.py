@@ -90,3 +90,61 @@ def thread_cpu() -> dict:
         name = "loop" if name == "MainThread" else name
         out[name] = out.get(name, 0.0) + s
     return out
+
+
+class PerStatement:
+    """Page-cache misses, hits and thread CPU per SQL statement of one peewee database (and its
+    commits), by the statement's first words: which statement reads the pages a grown store no
+    longer keeps. Two ctypes calls per statement: a soak with it on is a little slower."""
+
+    def __init__(self, db, cache: PageCache):
+        import time
+        self.db, self.cache, self.clock = db, cache, time.thread_time_ns
+        self.by: dict[str, list] = {}
+        self._execute, self._commit = db.execute_sql, db.commit
+        db.execute_sql, db.commit = self.execute_sql, self.commit
+        # the decision's transaction runs on the sqlite3 connection itself (BEGIN IMMEDIATE ...
+        # COMMIT in store/fast.py): counted whole, its commit included
+        try:
+            from pbx_textback.store import fast
+        except ImportError:
+            return
+        verdict = fast.record_verdict
+
+        def record_verdict(*a, **kw):
+            return self._count("record_verdict: BEGIN IMMEDIATE, inserts, COMMIT", verdict, *a, **kw)
+        fast.record_verdict = record_verdict
+
+    def _count(self, key: str, fn, *a, **kw):
+        get, clock = self.cache.get, self.clock
+        m0, h0, t0 = get(MISS), get(HIT), clock()
+        try:
+            return fn(*a, **kw)
+        finally:
+            m1, h1, t1 = get(MISS), get(HIT), clock()
+            row = self.by.setdefault(key, [0, 0, 0, 0])
+            row[0] += 1
+            row[1] += m1 - m0
+            row[2] += h1 - h0
+            row[3] += t1 - t0
+
+    def execute_sql(self, sql, params=None, *a, **kw):
+        key = " ".join(str(sql).split())[:90]
+        return self._count(key, self._execute, sql, params, *a, **kw)
+
+    def commit(self, *a, **kw):
+        return self._count("COMMIT", self._commit, *a, **kw)
+
+    def reset(self) -> None:
+        self.by.clear()
+
+    def report(self, calls: int, top: int = 14) -> list[str]:
+        calls = max(calls, 1)
+        rows = sorted(self.by.items(), key=lambda kv: -(kv[1][1] * 20 + kv[1][3] / 1e4))[:top]
+        out = [f"    {'per call:':<92} runs  misses    hits  CPU us"]
+        for key, (n, m, h, t) in rows:
+            out.append(f"    {key:<92} {n / calls:4.2f} {m / calls:7.2f} {h / calls:7.1f} {t / 1e3 / calls:7.1f}")
+        tot = [sum(v[i] for v in self.by.values()) for i in range(4)]
+        out.append(f"    {'all statements and commits':<92} {tot[0] / calls:4.1f} {tot[1] / calls:7.2f} "
+                   f"{tot[2] / calls:7.1f} {tot[3] / 1e3 / calls:7.1f}")
+        return out

@@ -207,6 +207,8 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         cache = pagestats.PageCache(svc.store.db.connection(), svc.cfg.store.path)
         last_pc, last_io, last_th = cache.counts(), pagestats.proc_io(), pagestats.thread_cpu()
         out["start"] = dict(cpu=last_cpu, pc=last_pc, io=last_io, th=last_th)
+        per_stmt = pagestats.PerStatement(svc.store.db, cache) if args.statements else None
+        stmt_from = 0
         while True:
             await asyncio.sleep(SAMPLE_S)
             now = time.monotonic()
@@ -236,6 +238,9 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
                   flush=True)
             last_n, last_t, last_cpu = n, now, cpu_s
             warm = s["t"] >= args.warmup and n >= args.warmup_calls
+            if per_stmt is not None and not stmt_from:
+                per_stmt.reset()                        # the first sample's start-up left out
+                stmt_from = n
             if args.objects and counts is None and warm:
                 counts = _object_counts()
             if args.tracemalloc and snap is None and warm:
@@ -243,6 +248,10 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
                 snap = tracemalloc.take_snapshot()
             if (args.calls and n >= args.calls) or (args.seconds and now - t0 >= args.seconds):
                 break
+        if per_stmt is not None:
+            print(f"  SQLite page-cache misses and hits, and event-loop CPU, by statement, per call "
+                  f"(calls {stmt_from:,} to {n:,}):")
+            print("\n".join(per_stmt.report(n - stmt_from)), flush=True)
         if counts is not None:
             after = _object_counts()
             grew = sorted(((after[k] - counts.get(k, 0), k) for k in after), reverse=True)[:10]
@@ -277,6 +286,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the store (its path is printed)")
     ap.add_argument("--from", dest="from_store", default=None,
                     help="start on a copy of this store (kept by an earlier --keep run): calls on a grown store")
+    ap.add_argument("--statements", action="store_true",
+                    help="print page-cache misses, hits and CPU per SQL statement (a little slower)")
     ap.add_argument("--no-purge", action="store_true", help="skip timing `purge` at the end")
     ap.add_argument("--json", default=None, help="also write the run's figures to this file (bench/soak_ab.py)")
     ap.add_argument("--objects", action="store_true",
