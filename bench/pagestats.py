@@ -148,3 +148,16 @@ class PerStatement:
         out.append(f"    {'all statements and commits':<92} {tot[0] / calls:4.1f} {tot[1] / calls:7.2f} "
                    f"{tot[2] / calls:7.1f} {tot[3] / 1e3 / calls:7.1f}")
         return out
+
+
+def sqlite_memory() -> tuple[int, int] | None:
+    """(bytes SQLite holds now, the most it ever held) in this process (sqlite3_status64)."""
+    lib = _lib()
+    if lib is None:
+        return None
+    cur, hi = ctypes.c_int64(0), ctypes.c_int64(0)
+    lib.sqlite3_status64.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
+                                     ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+    if lib.sqlite3_status64(0, ctypes.byref(cur), ctypes.byref(hi), 0) != 0:      # MEMORY_USED
+        return None
+    return cur.value, hi.value

@@ -207,8 +207,22 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         cache = pagestats.PageCache(svc.store.db.connection(), svc.cfg.store.path)
         last_pc, last_io, last_th = cache.counts(), pagestats.proc_io(), pagestats.thread_cpu()
         out["start"] = dict(cpu=last_cpu, pc=last_pc, io=last_io, th=last_th)
-        per_stmt = pagestats.PerStatement(svc.store.db, cache) if args.statements else None
+        mem = pagestats.sqlite_memory()
+        if mem:
+            print(f"  at the start: RSS {rss_mb():.1f} MB, SQLite holds {mem[0] / 1e6:.1f} MB "
+                  f"(at most {mem[1] / 1e6:.1f} MB so far)", flush=True)
+        import tracemalloc
+        if tracemalloc.is_tracing():        # PYTHONTRACEMALLOC=8: what the start-up holds
+            for stat in tracemalloc.take_snapshot().statistics("traceback")[:5]:
+                print(f"  held at the start: {stat.size / 1e6:.1f} MB in {stat.count} blocks:")
+                for ln in stat.traceback.format()[-8:]:
+                    print("     ", ln)
+        per_stmt = out.get("per_stmt")
         stmt_from = 0
+        if per_stmt is not None:
+            print("  the start-up's statements (before the first call), in all:")
+            print("\n".join(per_stmt.report(1, top=8)), flush=True)
+            per_stmt.reset()
         while True:
             await asyncio.sleep(SAMPLE_S)
             now = time.monotonic()
@@ -328,6 +342,9 @@ def main() -> None:
             backlog.value = queued[0] - svc.worker.sent
             decided.value += 1
         svc = Service(cfg, on_verdict=counted)
+        if args.statements:          # from the start-up on: what a restart on a big store reads
+            out["per_stmt"] = pagestats.PerStatement(
+                svc.store.db, pagestats.PageCache(svc.store.db.connection(), cfg.store.path))
         sent = svc.worker._record
 
         def record(row, res, written):
