@@ -4,6 +4,9 @@ long time, while the store grows. Prints figures; asserts nothing.
     .venv/bin/python bench/soak.py                                  # a short run (--seconds 180)
     .venv/bin/python bench/soak.py --calls 1000000 --seconds 0 --warmup-calls 50000   # the long one
     .venv/bin/python bench/soak.py --seconds 300 --tracemalloc      # where memory grew (slow)
+    .venv/bin/python bench/soak.py --calls 300000 --seconds 0 --keep --no-purge   # grow a store once
+    .venv/bin/python bench/soak.py --calls 20000 --seconds 0 --from /tmp/pbx-soak-X/before-purge.sqlite3
+    .venv/bin/python bench/soak_ab.py --from STORE                  # empty vs grown store, alternating
 
 What runs (as bench/latency.py):
   * a feeder PROCESS logs the service in like Asterisk and writes copies of
@@ -23,7 +26,14 @@ store grows), RSS growth after warm-up (--warmup seconds and --warmup-calls call
 ends later: the bounded memories fill first), store bytes per call, and how long the real
 `pbx-textback purge --older-than 1 --yes` takes on that store, run as two days later (every
 call is then older than a day). Ctrl-C or SIGTERM ends the run early and still reports.
-The CPU per call is the steadier figure when other work shares the machine.
+The CPU per call is the steadier figure when other work shares the machine. Each sample also
+counts, per call, the service connection's SQLite page-cache misses (pages read from the WAL or
+the file) and hits, this process's read syscalls, and the CPU of the event loop and of the WAL
+checkpoint thread (bench/pagestats.py): what a grown store costs more, and where.
+--from STORE starts on a copy of a store kept by an earlier --keep run (its callers and call ids
+go on from where that run stopped, the SMSC's message ids past those the store holds), so a few
+minutes compare calls on a grown store with calls on an empty one (bench/soak_ab.py alternates).
+PBX_SOAK_CODE=DIR runs the service code of another checkout (an A/B of two versions).
 """
 from __future__ import annotations
 
@@ -42,7 +52,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+CODE = Path(os.environ.get("PBX_SOAK_CODE") or ROOT).resolve()    # whose service code runs
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(CODE))
+
+import pagestats  # noqa: E402
 
 from pbx_textback.ami.replay_server import AmiReplayServer, rewrite_ids, trace_frames  # noqa: E402
 from pbx_textback.config import loads  # noqa: E402
@@ -85,14 +99,14 @@ class Copies:
 
 
 # ------------------------------------------------------------------------------ feeder process
-def feeder_main(pipe, decided, backlog, n: int, window: int, frequent: int, every: int) -> None:
+def feeder_main(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int = 0) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)         # Ctrl-C stops the service; it stops us
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_feeder(pipe, decided, backlog, n, window, frequent, every))
+    asyncio.run(_feeder(pipe, decided, backlog, n, window, frequent, every, start))
 
 
-async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, every: int) -> None:
+async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int) -> None:
     loop = asyncio.get_running_loop()
     copies = Copies()
     go, stop = asyncio.Event(), asyncio.Event()
@@ -120,7 +134,7 @@ async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, ev
                 if i - decided.value >= window or backlog.value >= BACKLOG:
                     await asyncio.sleep(0.002)
                     continue
-                data = copies.copy(i, caller(i, frequent, every))
+                data = copies.copy(start + i, caller(start + i, frequent, every))
                 async with conn.lock:
                     w.write(data)
                 await w.drain()
@@ -190,6 +204,25 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         last_n, last_t = 0, t0
         cpu = resource.getrusage(resource.RUSAGE_SELF)
         last_cpu = cpu.ru_utime + cpu.ru_stime
+        cache = pagestats.PageCache(svc.store.db.connection(), svc.cfg.store.path)
+        last_pc, last_io, last_th = cache.counts(), pagestats.proc_io(), pagestats.thread_cpu()
+        out["start"] = dict(cpu=last_cpu, pc=last_pc, io=last_io, th=last_th)
+        mem = pagestats.sqlite_memory()
+        if mem:
+            print(f"  at the start: RSS {rss_mb():.1f} MB, SQLite holds {mem[0] / 1e6:.1f} MB "
+                  f"(at most {mem[1] / 1e6:.1f} MB so far)", flush=True)
+        import tracemalloc
+        if tracemalloc.is_tracing():        # PYTHONTRACEMALLOC=8: what the start-up holds
+            for stat in tracemalloc.take_snapshot().statistics("traceback")[:5]:
+                print(f"  held at the start: {stat.size / 1e6:.1f} MB in {stat.count} blocks:")
+                for ln in stat.traceback.format()[-8:]:
+                    print("     ", ln)
+        per_stmt = out.get("per_stmt")
+        stmt_from = 0
+        if per_stmt is not None:
+            print("  the start-up's statements (before the first call), in all:")
+            print("\n".join(per_stmt.report(1, top=8)), flush=True)
+            per_stmt.reset()
         while True:
             await asyncio.sleep(SAMPLE_S)
             now = time.monotonic()
@@ -200,13 +233,28 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
             s = dict(t=now - t0, calls=n, rate=(n - last_n) / (now - last_t), rss=rss_mb(),
                      cpu_ms=(cpu_s - last_cpu) * 1000 / max(n - last_n, 1),
                      texts=st.get("submit_sm", 0), store=store_bytes(svc.cfg.store.path))
+            pc, io, th = cache.counts(), pagestats.proc_io(), pagestats.thread_cpu()
+            per = max(n - last_n, 1)
+            s["miss"] = (pc["miss"] - last_pc["miss"]) / per if "miss" in pc else None
+            s["hit"] = (pc["hit"] - last_pc["hit"]) / per if "hit" in pc else None
+            s["syscr"] = (io["syscr"] - last_io["syscr"]) / per if "syscr" in io else None
+            s["loop_ms"] = (th.get("loop", 0) - last_th.get("loop", 0)) * 1000 / per
+            s["ckpt_ms"] = (th.get("wal-checkpoint", 0) - last_th.get("wal-checkpoint", 0)) * 1000 / per
+            s["cpu_s"], s["pc"], s["io"], s["th"] = cpu_s, pc, io, th
+            last_pc, last_io, last_th = pc, io, th
             samples.append(s)
             out["decided"] = n
             print(f"  {s['t']:6.0f} s  calls {n:8,}  {s['rate']:6.1f}/s  CPU {s['cpu_ms']:5.2f} ms/call  "
-                  f"texts {s['texts']:8,}  RSS {s['rss']:6.1f} MB  store {s['store'] / 1e6:7.1f} MB",
+                  f"texts {s['texts']:8,}  RSS {s['rss']:6.1f} MB  store {s['store'] / 1e6:7.1f} MB"
+                  + (f"  misses {s['miss']:5.1f} hits {s['hit']:6.1f} /call" if s["miss"] is not None else "")
+                  + (f"  read syscalls {s['syscr']:5.1f}/call" if s["syscr"] is not None else "")
+                  + f"  loop {s['loop_ms']:4.2f} ckpt {s['ckpt_ms']:4.2f} ms/call",
                   flush=True)
             last_n, last_t, last_cpu = n, now, cpu_s
             warm = s["t"] >= args.warmup and n >= args.warmup_calls
+            if per_stmt is not None and not stmt_from:
+                per_stmt.reset()                        # the first sample's start-up left out
+                stmt_from = n
             if args.objects and counts is None and warm:
                 counts = _object_counts()
             if args.tracemalloc and snap is None and warm:
@@ -214,6 +262,10 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
                 snap = tracemalloc.take_snapshot()
             if (args.calls and n >= args.calls) or (args.seconds and now - t0 >= args.seconds):
                 break
+        if per_stmt is not None:
+            print(f"  SQLite page-cache misses and hits, and event-loop CPU, by statement, per call "
+                  f"(calls {stmt_from:,} to {n:,}):")
+            print("\n".join(per_stmt.report(n - stmt_from)), flush=True)
         if counts is not None:
             after = _object_counts()
             grew = sorted(((after[k] - counts.get(k, 0), k) for k in after), reverse=True)[:10]
@@ -246,6 +298,12 @@ def main() -> None:
     ap.add_argument("--frequent", type=int, default=8, help="frequent callers")
     ap.add_argument("--frequent-every", type=int, default=5, help="every Nth call is a frequent caller's")
     ap.add_argument("--keep", action="store_true", help="keep the store (its path is printed)")
+    ap.add_argument("--from", dest="from_store", default=None,
+                    help="start on a copy of this store (kept by an earlier --keep run): calls on a grown store")
+    ap.add_argument("--statements", action="store_true",
+                    help="print page-cache misses, hits and CPU per SQL statement (a little slower)")
+    ap.add_argument("--no-purge", action="store_true", help="skip timing `purge` at the end")
+    ap.add_argument("--json", default=None, help="also write the run's figures to this file (bench/soak_ab.py)")
     ap.add_argument("--objects", action="store_true",
                     help="print which kinds of Python objects grew in number after warm-up")
     ap.add_argument("--tracemalloc", action="store_true",
@@ -255,16 +313,22 @@ def main() -> None:
         ap.error("give --calls or --seconds")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    tmp = Path(tempfile.mkdtemp(prefix="pbx-soak-", dir=args.dir))
+    start = 0
+    if args.from_store:
+        start, first_id = resume_store(args.from_store, tmp / "s.sqlite3")
+        os.environ["SMSC_FIRST_ID"] = "%X" % first_id          # the SMSC peer's next message id
+        print(f"soak: on a copy of {args.from_store} ({start:,} calls); calls go on from there", flush=True)
     ctx = mp.get_context("fork")
     decided = ctx.Value("q", 0, lock=False)              # calls decided, shared with the feeder
     backlog = ctx.Value("q", 0, lock=False)              # texts queued, not yet handed to the SMSC
     parent_end, child_end = ctx.Pipe()
     feeder = ctx.Process(target=feeder_main, name="ami-feeder", daemon=True,
-                         args=(child_end, decided, backlog, args.calls, args.window, args.frequent, args.frequent_every))
+                         args=(child_end, decided, backlog, args.calls, args.window, args.frequent, args.frequent_every,
+                               start))
     feeder.start()
-    tmp = Path(tempfile.mkdtemp(prefix="pbx-soak-", dir=args.dir))
     smsc = None
-    out: dict = {}
+    out: dict = {"resumed": start}
     try:
         _, ami_port = parent_end.recv()
         smsc = smsc_peer.Smsc(smsc_peer.install(), dlr_delay_ms=50).start()
@@ -278,6 +342,9 @@ def main() -> None:
             backlog.value = queued[0] - svc.worker.sent
             decided.value += 1
         svc = Service(cfg, on_verdict=counted)
+        if args.statements:          # from the start-up on: what a restart on a big store reads
+            out["per_stmt"] = pagestats.PerStatement(
+                svc.store.db, pagestats.PageCache(svc.store.db.connection(), cfg.store.path))
         sent = svc.worker._record
 
         def record(row, res, written):
@@ -301,7 +368,7 @@ def main() -> None:
             shutil.copy(cfg.store.path, str(tmp / "before-purge.sqlite3"))
         cfg_path = tmp / "config.toml"
         cfg_path.write_text(cfg_text)
-        purge = purge_cli(cfg_path)
+        purge = {"s": 0.0, "rc": None, "said": ["skipped (--no-purge)"]} if args.no_purge else purge_cli(cfg_path)
     finally:
         if smsc is not None:
             smsc.close()
@@ -322,6 +389,53 @@ def main() -> None:
         print("bench did not run:", out["error"])
         return
     report(args, out, stats, size, purge)
+    if args.json:
+        write_json(args.json, out, start, size)
+
+
+def resume_store(src: str, dst: Path) -> tuple[int, int]:
+    """Copy a kept store; (calls it holds, the first SMSC message id past any it holds). The
+    SMSC peer numbers its ids from 0x1000 up, one per text: past the highest message row id
+    plus 0x1000 no id can repeat one the store already has."""
+    import sqlite3
+    shutil.copyfile(src, dst)
+    db = sqlite3.connect(f"file:{dst}?mode=ro", uri=True)
+    try:
+        calls = db.execute('SELECT COALESCE(MAX(id), 0) FROM "call"').fetchone()[0]
+        msgs = db.execute('SELECT COALESCE(MAX(id), 0) FROM "message"').fetchone()[0]
+    finally:
+        db.close()
+    return calls, 0x1000 + msgs + 1
+
+
+def run_figures(out: dict) -> dict:
+    """CPU, page misses and syscalls per call over the run after its first sample (start-up
+    and the first seconds' cache filling left out), and the RSS at the start and the end."""
+    samples = out.get("samples") or []
+    if len(samples) < 2:
+        return {}
+    a, b = samples[0], samples[-1]
+    n = max(b["calls"] - a["calls"], 1)
+    fig = {"calls": n, "seconds": b["t"] - a["t"], "calls_per_s": n / max(b["t"] - a["t"], 1e-9),
+           "cpu_ms": (b["cpu_s"] - a["cpu_s"]) * 1000 / n,
+           "rss_first": a["rss"], "rss_last": b["rss"], "rss_peak": max(s["rss"] for s in samples)}
+    for key, pa, pb in (("miss", a["pc"].get("miss"), b["pc"].get("miss")),
+                        ("hit", a["pc"].get("hit"), b["pc"].get("hit")),
+                        ("syscr", a["io"].get("syscr"), b["io"].get("syscr")),
+                        ("rchar", a["io"].get("rchar"), b["io"].get("rchar")),
+                        ("wchar", a["io"].get("wchar"), b["io"].get("wchar"))):
+        if pa is not None and pb is not None:
+            fig[key] = (pb - pa) / n
+    for name in ("loop", "wal-checkpoint"):
+        fig[name + "_ms"] = (b["th"].get(name, 0) - a["th"].get(name, 0)) * 1000 / n
+    return fig
+
+
+def write_json(path: str, out: dict, start: int, size: int) -> None:
+    import json
+    fig = run_figures(out)
+    fig.update(start=start, store_bytes=size, decided=out.get("decided", 0), code=str(CODE))
+    Path(path).write_text(json.dumps(fig))
 
 
 def store_parts(path: str, top: int = 10) -> list[tuple[str, int]]:
@@ -411,10 +525,19 @@ def report(args, out: dict, stats: dict, size: int, purge: dict) -> None:
         else:
             print(f"  RSS: {samples[0]['rss']:.1f} -> {samples[-1]['rss']:.1f} MB; the run ended before the warm-up "
                   f"({args.warmup:g} s and {args.warmup_calls:,} calls) did")
-    print(f"  store: {size / 1e6:.1f} MB for {n:,} calls = {size / max(n, 1):,.0f} bytes per call")
+    fig = run_figures(out)
+    if fig:
+        print(f"  per call from the first sample on ({fig['calls']:,} calls, {fig['calls_per_s']:.1f}/s): CPU "
+              f"{fig['cpu_ms']:.2f} ms (event loop {fig['loop_ms']:.2f}, WAL checkpoint thread "
+              f"{fig['wal-checkpoint_ms']:.2f})"
+              + (f", page-cache misses {fig['miss']:.1f} and hits {fig['hit']:.1f}" if "miss" in fig else "")
+              + (f", read syscalls {fig['syscr']:.1f}, read {fig['rchar'] / 1e3:.1f} kB, "
+                 f"written {fig['wchar'] / 1e3:.1f} kB" if "syscr" in fig else ""))
+    held = n + out.get("resumed", 0)                     # --from: the calls the copy held count too
+    print(f"  store: {size / 1e6:.1f} MB for {held:,} calls = {size / max(held, 1):,.0f} bytes per call")
     if out.get("parts"):
         print("    the biggest parts, bytes per call: " + ", ".join(
-            f"{name} {b / max(n, 1):,.0f}" for name, b in out["parts"]))
+            f"{name} {b / max(held, 1):,.0f}" for name, b in out["parts"]))
     print(f"  pbx-textback purge --older-than {PURGE_DAYS} --yes (two days later): {purge['s']:.1f} s, "
           f"exit {purge['rc']}: {' '.join(purge['said'])}")
 

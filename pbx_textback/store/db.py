@@ -420,6 +420,17 @@ MIGRATIONS.append((32, _v32))
 NEW_STORE_TABLES.append(_lean_pages)
 
 
+def _replies_index(db):
+    """Callers' replies by id, indexed alone: the reply pollers no longer walk every text
+    (store/replies_index.py); a new store is made so."""
+    from .replies_index import create_indexes
+    create_indexes(db)
+
+
+MIGRATIONS.append((33, _replies_index))
+NEW_STORE_TABLES.append(_replies_index)
+
+
 def _v36(db):
     """/metrics' text totals kept by triggers as texts change, and a line's newest text by an
     index (store/text_tally.py, store/boxes.py)."""

@@ -79,7 +79,8 @@ def push_targets(store: Store, peer: str) -> tuple[str, list[str]]:
 
 
 def last_reply_id(store: Store) -> int:
-    return Message.select(pw.fn.MAX(Message.id)).where(Message.direction == "in").scalar() or 0
+    from .replies_index import IN            # through the replies' own index, not every text
+    return Message.select(pw.fn.MAX(Message.id)).where(Message.direction == IN).scalar() or 0
 
 
 _REPLIES_AFTER = ('SELECT id, peer, body, note FROM "message" WHERE id > ? AND direction = \'in\' AND box = ? '
@@ -89,5 +90,6 @@ _REPLIES_AFTER = ('SELECT id, peer, body, note FROM "message" WHERE id > ? AND d
 def replies_after(store: Store, after_id: int, limit: int = 200) -> list[tuple[int, str, str, str]]:
     """(id, peer, body, note) of this box's callers' replies written after `after_id`. Asked
     once a second by every service: one constant statement (the ORM's composing it cost more
-    than the read)."""
+    than the read), read through the replies' own index (store/replies_index.py): the texts
+    sent since the last reply are not walked."""
     return [tuple(r) for r in fast.rows(store, _REPLIES_AFTER, (after_id, store.box, limit))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import api, boxes, deskphones, fast, inbox, metrics, sendpath, web
+from pbx_textback.store import api, boxes, desk, deskphones, fast, inbox, metrics, sendpath, web
 from pbx_textback.store.db import open_store, waiting_texts
 
 BIG = ("call", "message", "consent", "inboxconv")
@@ -101,6 +101,9 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "conversation": lambda: store.messages_to(peer),
         "consent history": lambda: store.consent_history(peer),
         "a number's call backs": lambda: deskphones.for_peer(store, peer),
+        "desk phones: replies to push": lambda: deskphones.replies_after(store, 0),
+        "desk phones: the last reply": lambda: deskphones.last_reply_id(store),
+        "web desk: new replies": lambda: desk.inbound_since(store, 0),
         "api: a number's calls": lambda: api.calls_page(None, 50, number=peer),
         "api: a number's texts": lambda: api.messages_page(None, 50, number=peer),
         "live pages' change mark": lambda: web.change_mark(store),

@@ -42,7 +42,8 @@ const SYSTEM_ID = process.env.SMSC_SYSTEM_ID || '';
 const PASSWORD = process.env.SMSC_PASSWORD || '';
 const DLR_DELAY_MS = parseInt(process.env.DLR_DELAY_MS || '200', 10);
 
-let nextId = 0x1000;
+// SMSC_FIRST_ID (hex): a soak resumed on a kept store starts past the ids it already holds
+let nextId = parseInt(process.env.SMSC_FIRST_ID || '1000', 16);
 let messages = [];
 let throttle = {count: 0, status: smpp.ESME_RTHROTTLED};
 const sessions = new Set();
