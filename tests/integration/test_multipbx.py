@@ -323,28 +323,28 @@ store.close()
 """
 
 
+def four_at_one_instant(pg, script: str) -> None:
+    """Four processes run script on a fresh empty store, started to act at one instant."""
+    fresh_schema(pg)
+    at = time.time() + 2.0
+    procs = [subprocess.Popen([sys.executable, "-c", script, pg, str(at)], stderr=subprocess.PIPE)
+             for _ in range(4)]
+    errs = [(p.wait(60), p.stderr.read().decode()[-600:]) for p in procs]
+    assert [code for code, _ in errs] == [0] * 4, errs
+
+
 def test_services_passing_their_start_up_write_at_the_same_instant_all_start(pg):
     """(e), the start-up write: every service records service_started_at before it says it is
     ready; four at one instant on an empty store must all get past it (it once raced)."""
     for _ in range(4):
-        fresh_schema(pg)
-        at = time.time() + 2.0
-        procs = [subprocess.Popen([sys.executable, "-c", START_AT, pg, str(at)], stderr=subprocess.PIPE)
-                 for _ in range(4)]
-        errs = [(p.wait(60), p.stderr.read().decode()[-600:]) for p in procs]
-        assert [code for code, _ in errs] == [0] * 4, errs
+        four_at_one_instant(pg, START_AT)
         assert len(rows(pg, "SELECT key FROM setting WHERE key = 'service_started_at'")) == 1
 
 
 def test_stores_opened_at_the_same_instant_on_an_empty_database_all_open(pg):
     """(e), tighter: four processes open the empty store at one instant (the migration races)."""
     for _ in range(3):
-        fresh_schema(pg)
-        at = time.time() + 2.0
-        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, pg, str(at)], stderr=subprocess.PIPE)
-                 for _ in range(4)]
-        errs = [(p.wait(60), p.stderr.read().decode()[-600:]) for p in procs]
-        assert [code for code, _ in errs] == [0] * 4, errs
+        four_at_one_instant(pg, OPEN_AT)
         assert len(rows(pg, "SELECT id FROM schemaversion")) == 1
 
 

@@ -9,24 +9,10 @@ import time
 import pytest
 
 from pbx_textback.store import db as st
+from tests.sqlite_steps import steps
 
 NOW = time.time()
 PEER = "+15125550100"
-
-
-def steps(store, fn) -> int:
-    conn = store.db.connection()
-    n = [0]
-
-    def tick():
-        n[0] += 1
-        return 0
-    conn.set_progress_handler(tick, 10)
-    try:
-        fn()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return n[0]
 
 
 def history(store, n: int, start: int = 0) -> None:

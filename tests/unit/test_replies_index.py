@@ -12,6 +12,7 @@ import pytest
 
 from pbx_textback.store import desk, deskphones
 from pbx_textback.store.db import MIGRATIONS, open_store
+from tests.sqlite_steps import steps
 
 NOW = time.time()
 
@@ -30,21 +31,6 @@ def _texts(db, n: int, start: int = 0) -> None:
     with db.atomic():
         for i in range(start, start + n):
             _text(db, i)
-
-
-def steps(store, fn) -> int:
-    conn = store.db.connection()
-    n = [0]
-
-    def tick():
-        n[0] += 1
-        return 0
-    conn.set_progress_handler(tick, 10)
-    try:
-        fn()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return n[0]
 
 
 def plans(store, fn) -> list[str]:
