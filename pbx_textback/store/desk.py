@@ -13,6 +13,7 @@ from ..core.policy.ownership import OwnerRule
 from ..core.policy.replylock import Lock
 from . import fast
 from .db import Base, Message, Store
+from .replies_index import IN
 from .web import ConversationState, WebSession, WebUser, SESSION_DAYS
 
 NOTIFY = ("all", "mine")      # every reply, or mine and unassigned ones
@@ -193,7 +194,6 @@ def set_notify_choice(store: Store, name: str, choice: str) -> None:
 def inbound_since(store: Store, after_id: int, limit: int = 200) -> list[tuple[int, str]]:
     """(message id, caller) of callers' replies stored after `after_id`, oldest first (through
     the replies' own index, store/replies_index.py: not every text sent since)."""
-    from .replies_index import IN
     return list(Message.select(Message.id, Message.peer)
                 .where((Message.direction == IN) & (Message.id > after_id))
                 .order_by(Message.id).limit(limit).tuples())
@@ -201,7 +201,6 @@ def inbound_since(store: Store, after_id: int, limit: int = 200) -> list[tuple[i
 
 def recent_inbound(store: Store, n: int) -> list[tuple[int, str]]:
     """The last n callers' replies, oldest first."""
-    from .replies_index import IN
     rows = list(Message.select(Message.id, Message.peer).where(Message.direction == IN)
                 .order_by(Message.id.desc()).limit(n).tuples())
     return rows[::-1]

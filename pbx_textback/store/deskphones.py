@@ -10,6 +10,7 @@ import peewee as pw
 
 from .callbacks import CONNECTED, FAILED, ORIGINATING, Callback
 from .db import Call, Message, Store
+from .replies_index import IN
 from . import fast
 from .web import ConversationState, WebUser
 
@@ -79,7 +80,7 @@ def push_targets(store: Store, peer: str) -> tuple[str, list[str]]:
 
 
 def last_reply_id(store: Store) -> int:
-    from .replies_index import IN            # through the replies' own index, not every text
+    # through the replies' own index (IN is the literal its WHERE says), not every text
     return Message.select(pw.fn.MAX(Message.id)).where(Message.direction == IN).scalar() or 0
 
 

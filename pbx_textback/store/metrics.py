@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .db import PURGE_MARK, Store
 from .reports import _rows
+from .text_tally import totals
 
 WEBHOOK_TABLE = "hook_delivery"     # the webhooks' delivery queue (pbx_textback/store/hooks.py)
 
@@ -27,7 +28,6 @@ def call_totals(store: Store, after: int = 0, upto: int | None = None) -> list[t
 def text_totals(store: Store) -> list[tuple]:
     """(kind, state, n) of outgoing texts: kept by triggers as texts change (store/text_tally.py),
     so a scrape reads a few dozen rows, not every text."""
-    from .text_tally import totals
     return totals(store.db)
 
 
