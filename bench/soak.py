@@ -72,10 +72,18 @@ SAMPLE_S = 10.0
 BACKLOG = 50            # texts queued but not yet at the SMSC before the feeder waits
 
 
-def caller(i: int, frequent: int, every: int) -> bytes:
-    """Copy i's caller: a frequent one (every `every`-th copy), else one never seen before."""
+SPACE = 800 * 9999      # distinct callers: exchanges 200..999, numbers 0001..9999
+STRIDE = 1_000_003      # coprime with SPACE, so i -> i * STRIDE % SPACE visits every number once
+
+
+def caller(i: int, frequent: int, every: int, scatter: bool = False) -> bytes:
+    """Copy i's caller: a frequent one (every `every`-th copy), else one never seen before.
+    scatter: the new numbers come in no order (as real callers do), so every index keyed by the
+    caller takes its inserts all over its pages instead of appending at its end."""
     if every and i % every == 0:
         return b"+1512555%04d" % (100 + (i // every) % frequent)        # +15125550100..
+    if scatter:
+        i = i * STRIDE % SPACE
     exchange = 200 + (i // 9999) % 800                                  # 200..999
     return b"+1512%03d%04d" % (exchange, 1 + i % 9999)                  # never ...0000 (UNDELIV)
 
@@ -99,14 +107,16 @@ class Copies:
 
 
 # ------------------------------------------------------------------------------ feeder process
-def feeder_main(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int = 0) -> None:
+def feeder_main(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int = 0,
+                scatter: bool = False) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)         # Ctrl-C stops the service; it stops us
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_feeder(pipe, decided, backlog, n, window, frequent, every, start))
+    asyncio.run(_feeder(pipe, decided, backlog, n, window, frequent, every, start, scatter))
 
 
-async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int) -> None:
+async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, every: int, start: int,
+                  scatter: bool) -> None:
     loop = asyncio.get_running_loop()
     copies = Copies()
     go, stop = asyncio.Event(), asyncio.Event()
@@ -134,7 +144,7 @@ async def _feeder(pipe, decided, backlog, n: int, window: int, frequent: int, ev
                 if i - decided.value >= window or backlog.value >= BACKLOG:
                     await asyncio.sleep(0.002)
                     continue
-                data = copies.copy(start + i, caller(start + i, frequent, every))
+                data = copies.copy(start + i, caller(start + i, frequent, every, scatter))
                 async with conn.lock:
                     w.write(data)
                 await w.drain()
@@ -297,6 +307,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=20, help="calls the feeder may run ahead")
     ap.add_argument("--frequent", type=int, default=8, help="frequent callers")
     ap.add_argument("--frequent-every", type=int, default=5, help="every Nth call is a frequent caller's")
+    ap.add_argument("--scatter", action="store_true",
+                    help="the new callers' numbers in no order (as real callers), not one after another")
     ap.add_argument("--keep", action="store_true", help="keep the store (its path is printed)")
     ap.add_argument("--from", dest="from_store", default=None,
                     help="start on a copy of this store (kept by an earlier --keep run): calls on a grown store")
@@ -325,7 +337,7 @@ def main() -> None:
     parent_end, child_end = ctx.Pipe()
     feeder = ctx.Process(target=feeder_main, name="ami-feeder", daemon=True,
                          args=(child_end, decided, backlog, args.calls, args.window, args.frequent, args.frequent_every,
-                               start))
+                               start, args.scatter))
     feeder.start()
     smsc = None
     out: dict = {"resumed": start}
@@ -354,7 +366,8 @@ def main() -> None:
         print(f"soak: {'%d calls' % args.calls if args.calls else ''}"
               f"{' or ' if args.calls and args.seconds else ''}"
               f"{'%g s' % args.seconds if args.seconds else ''}; 1 in {args.frequent_every} calls from "
-              f"{args.frequent} frequent callers, the rest each from a new number; RSS sampled every "
+              f"{args.frequent} frequent callers, the rest each from a new number"
+              f"{' (in no order)' if args.scatter else ''}; RSS sampled every "
               f"{SAMPLE_S:g} s", flush=True)
         asyncio.run(svc.run(host="127.0.0.1", port=ami_port,
                             extra_tasks=[drive(svc, smsc, parent_end, decided, args, out)]))
