@@ -154,7 +154,8 @@ class Verdict:
 
 
 
-_PLAN: dict[type, tuple[dict, frozenset]] = {}     # class -> (its fields in order, their names)
+_PLAN: dict[type, tuple[dict, frozenset, tuple]] = {}  # class -> (its fields in order, their
+                                                        # names, the names in order)
 
 
 def build(cls, values: dict):
@@ -166,14 +167,21 @@ def build(cls, values: dict):
     result equals cls(**values), field for field and in the same order (tests/unit/
     test_model_build.py). Values that do not name every field and nothing else go to
     cls(**values), which says what is wrong. Only for classes without __post_init__ or
-    default factories (checked once)."""
+    default factories (checked once). Values named in declaration order (the trackers' call
+    sites write them so) become the instance dict in one copy, checked by one tuple
+    comparison."""
     plan = _PLAN.get(cls)
     if plan is None:
         fs = fields(cls)
         if hasattr(cls, "__post_init__") or any(f.default_factory is not MISSING for f in fs):
             raise TypeError(f"build() cannot make a {cls.__name__}")
-        plan = _PLAN[cls] = (dict.fromkeys(f.name for f in fs), frozenset(f.name for f in fs))
-    order, names = plan
+        plan = _PLAN[cls] = (dict.fromkeys(f.name for f in fs), frozenset(f.name for f in fs),
+                             tuple(f.name for f in fs))
+    order, names, in_order = plan
+    if tuple(values) == in_order:
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "__dict__", values.copy())    # (a copy: the caller's stays its own)
+        return obj
     if len(values) != len(names) or not names.issuperset(values):
         return cls(**values)
     obj = object.__new__(cls)
