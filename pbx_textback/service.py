@@ -131,12 +131,12 @@ class Service:
                 rec = replace(rec, direction=OUTBOUND, called=rec.called or number,
                               notes=rec.notes + (f"call back by the feature code to {number}",))
         try:
-            verdict = self.pipeline.on_record(rec)
+            verdict, queued = self.pipeline.record_call(rec)
         except Exception:
             log.exception("could not record call %s: it stays in the log only", rec.call_id)
             return None
-        if self.pipeline.queued is not None:       # due now, the only text due: started as written
-            self.worker.offer(self.pipeline.queued)
+        if queued is not None:       # due now, the only text due: started as written
+            self.worker.offer(queued)
         elif verdict.decision.action == "text":
             self.worker.wake()
         if self.on_verdict:
