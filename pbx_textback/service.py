@@ -104,7 +104,10 @@ class Service:
                 if sms is not None:      # a caller's reply routed through the PBX
                     self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
         if "Timestamp" not in ev:
-            self._note_seen(ev)
+            # ~45 events a call, all of a call it has seen but the first: asked here, not in a call
+            key = ev.get("Linkedid") or ev.get("Uniqueid")
+            if key and key not in self._first_seen:
+                self._note_seen(key)
         for rec in self.tracker.feed(ev):
             self._take(self._stamp(rec))
 
@@ -146,11 +149,8 @@ class Service:
     # Asterisk stamps events only with `timestampevents = yes`: without it a call has no time
     # (explain said "time unknown"). Keep the time this service first saw each call and give
     # it to a record that has none.
-    def _note_seen(self, ev: dict) -> None:
-        """For an event without its own Timestamp (on_event asks that, once per event)."""
-        key = ev.get("Linkedid") or ev.get("Uniqueid")
-        if not key or key in self._first_seen:
-            return
+    def _note_seen(self, key: str) -> None:
+        """The first event without its own Timestamp of call `key` (on_event asks that)."""
         now = self.clock()
         self._first_seen[key] = now
         if len(self._first_seen) > 10000:       # calls the tracker never closed: forget after a day
