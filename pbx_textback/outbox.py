@@ -103,8 +103,9 @@ class OutboxWorker:
 
     def offer(self, row) -> None:
         """A decision has just committed `row`, due now, and its facts said no other text was
-        due (Pipeline.record_call's `queued`): it goes into a free slot as written, the due rows not read back.
-        Else (recovery not yet run, stopping, no free slot, already carried) as wake()."""
+        due (Pipeline.record_call's `queued`): it goes into a free slot as written, the due
+        rows not read back. Else (recovery not yet run, stopping, no free slot, already
+        carried) as wake()."""
         if not self._running or self._stop or row.id in self._tasks or len(self._tasks) >= self.capacity:
             self.wake()
             return
