@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-from .core.policy.gate import CANCEL, EXPIRE, HOLD, REQUIRED, SEND, GateFacts, gate
+from .core.policy.gate import CANCEL, EXPIRE, HOLD, SEND, GateFacts, gate, regardless
 from .pipeline import mask
 from .store import db as st
 from .store.sendpath import take_if_clear
@@ -103,8 +103,9 @@ class OutboxWorker:
 
     def offer(self, row) -> None:
         """A decision has just committed `row`, due now, and its facts said no other text was
-        due (Pipeline.queued): it goes into a free slot as written, the due rows not read back.
-        Else (recovery not yet run, stopping, no free slot, already carried) as wake()."""
+        due (Pipeline.record_call's `queued`): it goes into a free slot as written, the due
+        rows not read back. Else (recovery not yet run, stopping, no free slot, already
+        carried) as wake()."""
         if not self._running or self._stop or row.id in self._tasks or len(self._tasks) >= self.capacity:
             self.wake()
             return
@@ -200,11 +201,13 @@ class OutboxWorker:
 
     def _take_if_clear(self, row, now: float) -> bool:
         """The gate on the facts as they are when nothing stands in the way; when it says send,
-        the row is taken on the condition that they are (one statement). A reply the rules
-        require goes whatever the facts (gate.REQUIRED): taken without them. False: not taken,
-        the usual last look decides (it reads the facts, records a hold or a cancel)."""
-        if row.kind in REQUIRED:
-            return self.store.take_written(row.id, now)
+        the row is taken on the condition that they are (one statement). A text the gate sends
+        whatever the facts (gate.regardless: a reply the rules require) is taken without them.
+        False: not taken, the usual last look decides (it reads the facts, records a hold or a
+        cancel)."""
+        first = regardless(row.kind)
+        if first is not None:
+            return first.action == SEND and self.store.take_written(row.id, now)
         g = gate(row.kind, row.due_at, now, self.gate_clear(row, now), max_age_s=self.max_age_s,
                  created_at=row.created_at)
         if g.action != SEND:

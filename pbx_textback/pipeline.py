@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from .core.policy import caps, consent, quiet
 from .core.policy.decide import Facts, decide, e164_of, find_line, template_vars
@@ -42,6 +43,17 @@ def person_text_refusals(cfg, store, to: str, line: str) -> list:
     return [ch for ch in checks if not ch.ok]
 
 
+_NO_CONSENT_HISTORY = consent.consent_check((), "", "")
+
+
+class Recorded(NamedTuple):
+    """What recording one finished call gives back."""
+    verdict: Verdict
+    # its text's outbox row when that text is due now and was the only one due: the outbox may
+    # start it as written, without reading the due rows back (store/sendpath.py); else None
+    queued: object = None
+
+
 @lru_cache(maxsize=64)
 def _window(spans: str):
     a, b = spans.split("-")
@@ -53,7 +65,6 @@ class Pipeline:
         self.cfg, self.store, self.clock, self.replay = cfg, store, clock, replay
         self.on_arrival = None     # (peer, line, queue, now): the inbox picks an owner (web/ownership.py)
         self.on_reached = None     # (peer, endpoint, now): an agent's phone talked to the caller
-        self.queued = None         # on_record's text, due now and the only one due: its outbox row
 
     def e164(self, raw: str) -> str:
         """E.164 where it parses (decide.e164_of: the caller check's parse, shared)."""
@@ -90,8 +101,10 @@ class Pipeline:
         consent_events False: the store said just now that the caller has none (call_facts)."""
         c = self.cfg.compliance
         t = now if now is not None else self.clock()
-        standing = self.store.consent_standing(peer) if consent_events else []
-        out = [consent.consent_check(standing, peer, line.number)]
+        # no consent event on record (a first-time caller): the check of an empty history,
+        # the same for every number and line, made once (~15 us a call)
+        out = [consent.consent_check(self.store.consent_standing(peer), peer, line.number)
+               if consent_events else _NO_CONSENT_HISTORY]
         # with no denylist the check passes whatever the number: no parse of it for that
         info = number_info(peer, self.cfg.business.country, allowed_countries=self.cfg.allowed_countries) \
             if c.denylist else None
@@ -128,6 +141,10 @@ class Pipeline:
             Check("quiet-hours", True, f"inside {qh.describe()} in {zone} ({why})"),)))
 
     def on_record(self, rec: CallRecord, *, now: float | None = None) -> Verdict:
+        """record_call's verdict: what replay, whatif and the tests ask of a call."""
+        return self.record_call(rec, now=now).verdict
+
+    def record_call(self, rec: CallRecord, *, now: float | None = None) -> Recorded:
         """now: the decision time; in replay it may be None (no clock in the trace).
         The call's context (line, the caller's E.164, the store's facts) is built once here
         and handed down: one read of the store, one decision, one write transaction."""
@@ -136,13 +153,13 @@ class Pipeline:
         stamp = now if now is not None else (rec.ended_at or self.clock())
         line = find_line(self.cfg, rec.called) if rec.direction == INBOUND else None
         peer = self.e164(rec.caller)
-        self.queued = None
         known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "", stamp)
         if known.seen:
             log.info("call %s seen again (reconcile or replay): kept its first decision", rec.call_id)
             v = decide(rec, self.cfg, now=now, facts=Facts(), line=line)
             dup = Check("duplicate", False, "this call was already decided: its first decision stands")
-            return replace(v, decision=replace(v.decision, action="skip", checks=(dup,), body="", due_at=None))
+            return Recorded(replace(v, decision=replace(v.decision, action="skip", checks=(dup,), body="",
+                                                        due_at=None)))
         if rec.answered_by_human and self._cancel_if_reached(rec, stamp):
             known = fast.call_facts(self.store, rec.call_id, peer, line.number if line is not None else "", stamp)
         pending = known.pending_id if line is not None and not rec.withheld else None
@@ -160,9 +177,10 @@ class Pipeline:
         # known.seen was read just now, on this connection, with no await since: the call is new
         call_id, msg_id = self.store.record_verdict(verdict, now=stamp, consent=ev, checked=True)
         d = verdict.decision
+        queued = None
         if msg_id is not None and not known.other_due and (d.due_at is None or d.due_at <= stamp):
             # due now and the only text due: the outbox may start it as written (store/sendpath.py)
-            self.queued = sendpath.queued_row(self.store, msg_id, call_id, d, verdict.extra, stamp)
+            queued = sendpath.queued_row(self.store, msg_id, call_id, d, verdict.extra, stamp)
         self._log(verdict)
         if rec.direction == INBOUND and verdict.outcome.missed and rec.caller and not rec.withheld:
             self._arrived(self.e164(rec.caller), line.number if line is not None else self.e164(rec.called),
@@ -175,7 +193,7 @@ class Pipeline:
                     self.on_reached(peer, rec.answered_by if inbound else rec.caller, stamp)
             except Exception:
                 log.exception("could not note who talked to a caller")
-        return verdict
+        return Recorded(verdict, queued)
 
     def _arrived(self, peer: str, line: str, queue: str, now: float) -> None:
         """A missed call or a reply opened a conversation: the inbox may give it an owner.
@@ -333,6 +351,8 @@ class Pipeline:
                  fid, mask(row.peer), line.follow_up_after_hours)
 
     def _log(self, v: Verdict) -> None:
+        if not log.isEnabledFor(logging.INFO):      # the line's values are not worked out for nothing
+            return
         c, o, d = v.call, v.outcome, v.decision
         who = mask(v.extra.get("caller") or c.caller or "anonymous")
         if not o.missed:

@@ -104,7 +104,10 @@ class Service:
                 if sms is not None:      # a caller's reply routed through the PBX
                     self.pipeline.on_inbound(*sms, now=self.clock(), transport="freeswitch")
         if "Timestamp" not in ev:
-            self._note_seen(ev)
+            # ~45 events a call, all of a call it has seen but the first: asked here, not in a call
+            key = ev.get("Linkedid") or ev.get("Uniqueid")
+            if key and key not in self._first_seen:
+                self._note_seen(key)
         for rec in self.tracker.feed(ev):
             self._take(self._stamp(rec))
 
@@ -131,12 +134,12 @@ class Service:
                 rec = replace(rec, direction=OUTBOUND, called=rec.called or number,
                               notes=rec.notes + (f"call back by the feature code to {number}",))
         try:
-            verdict = self.pipeline.on_record(rec)
+            verdict, queued = self.pipeline.record_call(rec)
         except Exception:
             log.exception("could not record call %s: it stays in the log only", rec.call_id)
             return None
-        if self.pipeline.queued is not None:       # due now, the only text due: started as written
-            self.worker.offer(self.pipeline.queued)
+        if queued is not None:       # due now, the only text due: started as written
+            self.worker.offer(queued)
         elif verdict.decision.action == "text":
             self.worker.wake()
         if self.on_verdict:
@@ -146,11 +149,8 @@ class Service:
     # Asterisk stamps events only with `timestampevents = yes`: without it a call has no time
     # (explain said "time unknown"). Keep the time this service first saw each call and give
     # it to a record that has none.
-    def _note_seen(self, ev: dict) -> None:
-        """For an event without its own Timestamp (on_event asks that, once per event)."""
-        key = ev.get("Linkedid") or ev.get("Uniqueid")
-        if not key or key in self._first_seen:
-            return
+    def _note_seen(self, key: str) -> None:
+        """The first event without its own Timestamp of call `key` (on_event asks that)."""
         now = self.clock()
         self._first_seen[key] = now
         if len(self._first_seen) > 10000:       # calls the tracker never closed: forget after a day

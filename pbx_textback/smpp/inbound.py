@@ -70,9 +70,10 @@ class Inbound:
             log.warning("SMPP delivery receipt without a message id: %r", text[:200])
             return P.ESME_ROK
         self.stats["dlr"] += 1
-        log.info("SMPP DLR id=%s state=%s%s%s", report.message_id, report.state,
-                 f" ({report.error})" if report.error else "",
-                 f" msg_ref={report.msg_ref}" if report.msg_ref else "")
+        if log.isEnabledFor(logging.INFO):      # one per text: its parts not made for nothing
+            log.info("SMPP DLR id=%s state=%s%s%s", report.message_id, report.state,
+                     f" ({report.error})" if report.error else "",
+                     f" msg_ref={report.msg_ref}" if report.msg_ref else "")
         if self.t.on_dlr is None:
             return P.ESME_ROK
         try:

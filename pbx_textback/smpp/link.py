@@ -245,7 +245,7 @@ class Link:
                 mid = ""
                 if name == "submit_sm_resp" and status == P.ESME_ROK:
                     try:
-                        mid = P.text_field(P.parse(data).message_id)
+                        mid = P.resp_message_id(data)
                     except P.PduError as e:
                         log.error("SMPP %s: unreadable submit_sm_resp seq=%d: %s", self.name, seq, e)
                 if part is not None:

@@ -282,6 +282,18 @@ def _read_fast(data: bytes, length: int, cid: int, status: int, seq: int):
     return p
 
 
+def resp_message_id(data: bytes) -> str:
+    """text_field(parse(data).message_id) of a submit_sm_resp (every text's answer): a body of
+    just the id and its NUL is read in place; anything else (no NUL, TLVs after it) through
+    parse(), with its errors."""
+    end = data.find(b"\0", HEADER_LEN)
+    if end == len(data) - 1:
+        return data[HEADER_LEN:end].decode("latin-1")
+    if len(data) == HEADER_LEN:
+        return ""
+    return text_field(parse(data).message_id)
+
+
 def text_field(value) -> str:
     """A C-octet string as parsed by smpplib (bytes) or as given (str)."""
     if value is None:

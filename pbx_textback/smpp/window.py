@@ -69,18 +69,16 @@ class Window:
     def _send(self, link: "Link", part: Part, now: float) -> bytes:
         """Register one part as written on `link`; returns its submit_sm bytes."""
         s, spec, job = self.settings, part.spec, part.job
-        kw = dict(service_type="", source_addr_ton=s.source_ton, source_addr_npi=s.source_npi,
-                  source_addr=P.address(job.source, s.source_ton),
-                  dest_addr_ton=s.dest_ton, dest_addr_npi=s.dest_npi,
-                  destination_addr=P.address(job.to, s.dest_ton),
-                  esm_class=spec.esm_class, protocol_id=0, priority_flag=0,
-                  registered_delivery=1 if s.registered_delivery else 0,
-                  replace_if_present_flag=0, data_coding=spec.data_coding, sm_default_msg_id=0,
-                  short_message=spec.short_message)
-        if spec.message_payload is not None:
-            kw["message_payload"] = spec.message_payload
         seq = link.seqs.next_sequence()
-        data = P.submit_sm(seq, **kw)              # smpplib's octets without its objects
+        # smpplib's octets without its objects
+        data = P.submit_sm(seq, service_type="", source_addr_ton=s.source_ton, source_addr_npi=s.source_npi,
+                           source_addr=P.address(job.source, s.source_ton),
+                           dest_addr_ton=s.dest_ton, dest_addr_npi=s.dest_npi,
+                           destination_addr=P.address(job.to, s.dest_ton),
+                           esm_class=spec.esm_class, protocol_id=0, priority_flag=0,
+                           registered_delivery=1 if s.registered_delivery else 0,
+                           replace_if_present_flag=0, data_coding=spec.data_coding, sm_default_msg_id=0,
+                           short_message=spec.short_message, message_payload=spec.message_payload)
         part.link, part.seq = link, seq
         part.written += 1
         link.inflight[seq] = part

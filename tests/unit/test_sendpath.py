@@ -124,19 +124,20 @@ def test_the_handed_down_row_is_the_row_the_outbox_reads(store_factory):
     store = store_factory()
     pipe = Pipeline(loads(CFG), store)
     now = time.time()
-    v = pipe.on_record(_missed(1, now), now=now)
-    assert v.decision.action == "text" and pipe.queued is not None
+    v, handed = pipe.record_call(_missed(1, now), now=now)
+    assert v.decision.action == "text" and handed is not None
     [read] = store.due_rows(now, limit=10)
-    handed = pipe.queued
     for col in fast._MSG_COLS:
         a, b = getattr(handed, col), getattr(read, col)
         assert (a, type(a)) == (b, type(b)), col
     # another text due and not yet taken: the outbox reads the due rows itself (oldest first)
-    v2 = pipe.on_record(_missed(2, now + 1), now=now + 1)
-    assert v2.decision.action == "text" and pipe.queued is None
+    v2, handed2 = pipe.record_call(_missed(2, now + 1), now=now + 1)
+    assert v2.decision.action == "text" and handed2 is None
     # a call that queues no text hands nothing down
-    pipe.on_record(_missed(1, now + 2), now=now + 2)      # seen again: its first decision stands
-    assert pipe.queued is None
+    v3, handed3 = pipe.record_call(_missed(1, now + 2), now=now + 2)   # seen again: its first decision stands
+    assert v3.decision.action == "skip" and handed3 is None
+    # on_record (replay, whatif) gives the same verdict, without the row
+    assert pipe.on_record(_missed(1, now + 3), now=now + 3).decision.checks == v3.decision.checks
 
 
 def test_a_text_due_later_is_not_handed_down(store_factory):
@@ -144,8 +145,8 @@ def test_a_text_due_later_is_not_handed_down(store_factory):
     cfg = loads(CFG + "delay_seconds = 60\n")      # the line waits a minute before texting
     pipe = Pipeline(cfg, store)
     now = time.time()
-    v = pipe.on_record(_missed(3, now), now=now)
-    assert v.decision.action == "text" and v.decision.due_at > now and pipe.queued is None
+    v, handed = pipe.record_call(_missed(3, now), now=now)
+    assert v.decision.action == "text" and v.decision.due_at > now and handed is None
 
 
 def test_an_offered_row_goes_out_once(store_factory):
@@ -170,8 +171,7 @@ def test_an_offered_row_goes_out_once(store_factory):
         while not w._running:
             await asyncio.sleep(0.01)
         now = time.time()
-        pipe.on_record(_missed(4, now), now=now)
-        row = pipe.queued
+        _, row = pipe.record_call(_missed(4, now), now=now)
         assert row is not None
         w.offer(row)
         w.offer(row)                  # offered twice (or found by a poll meanwhile): carried once

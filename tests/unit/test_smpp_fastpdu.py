@@ -74,6 +74,28 @@ def test_submit_sm_resp_reads_as_smpplib_reads_it(mid, status, cut):
         del data[max(16, len(data) - cut):]
         data[0:4] = len(data).to_bytes(4, "big")
     _same(bytes(data))
+    _same_id(bytes(data))
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=60), st.lists(TLV, max_size=2))
+def test_a_submit_sm_resps_id_reads_as_through_parse(body, extra):
+    """resp_message_id (the link's read of every submit_sm_resp) against the parse it saves."""
+    for tail in (b"", b"".join(t.to_bytes(2, "big") + len(v).to_bytes(2, "big") + v for t, v in extra)):
+        b = body + tail
+        _same_id((16 + len(b)).to_bytes(4, "big") + bytes.fromhex("80000004") + bytes(4) + (7).to_bytes(4, "big") + b)
+
+
+def _same_id(data: bytes) -> None:
+    try:
+        want = P.text_field(P.parse(data).message_id)
+    except P.PduError:
+        try:
+            P.resp_message_id(data)
+        except P.PduError:
+            return
+        raise AssertionError("parse refuses it, resp_message_id does not")
+    assert P.resp_message_id(data) == want
 
 
 @settings(max_examples=300)

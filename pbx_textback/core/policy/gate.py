@@ -29,12 +29,22 @@ class GateResult:
     until: float | None = None
 
 
-def gate(kind: str, due_at: float, now: float, facts: GateFacts, *, max_age_s: float,
-         created_at: float | None = None, max_hold_s: float | None = None) -> GateResult:
-    """due_at: when the row is scheduled now; created_at: when the missed call was decided."""
+def regardless(kind: str) -> GateResult | None:
+    """The gate's answer for a text of `kind` that no fact can change, else None (the facts
+    decide). The gate's first rule, and the outbox's reason to take such a row without
+    reading any fact."""
     if kind in REQUIRED:
         # the answer to the caller's own STOP/START/HELP: owed even when suppressed or paused
         return GateResult(SEND, f"{kind} reply to the caller's own request")
+    return None
+
+
+def gate(kind: str, due_at: float, now: float, facts: GateFacts, *, max_age_s: float,
+         created_at: float | None = None, max_hold_s: float | None = None) -> GateResult:
+    """due_at: when the row is scheduled now; created_at: when the missed call was decided."""
+    first = regardless(kind)
+    if first is not None:
+        return first
     if kind in PERSONAL:
         # not automated: a pause, the hourly cap and quiet hours do not hold it, and a call
         # that reached the caller does not cancel it; an opt-out always does
