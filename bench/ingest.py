@@ -136,10 +136,8 @@ class ClientHop:
 
 def bench_ami(min_events: int) -> None:
     """Naive, bare framing (unfiltered, and with the service's event filter) and the full path
-    (filtered framing + tracker + classifier; each read's events to the tracker in one
-    feed_many() call, as replay hands them; and, apart, one feed() per event as the service's
-    on_event does) over the same reads, round after round (interleaved, so all see the same
-    machine); only the feeding is timed."""
+    the service runs (filtered framing + tracker + classifier) over the same reads, round after
+    round (interleaved, so all see the same machine); only the feeding is timed."""
     template = ami_template()
     rounds = -(-min_events // template[3])
     tr = AsteriskTracker()
@@ -147,11 +145,9 @@ def bench_ami(min_events: int) -> None:
     naive_f, bare_f, filt_f = NaiveFraming(), AmiFraming(), AmiFraming(**svc)
     full_f = AmiFraming(**svc)
     fullu_f, tru = AmiFraming(), AsteriskTracker()
-    tr1 = AsteriskTracker()
-    full1_f = AmiFraming(wanted=SERVICE_AMI_EVENTS, wanted_vars=tr1.read_vars)
     n = n_filt = size = calls = missed = n_naive = 0
     hop = ClientHop()
-    t = dict.fromkeys(("naive", "bare", "filt", "full", "fullu", "hop", "full1"), 0.0)
+    t = dict.fromkeys(("naive", "bare", "filt", "full", "fullu", "hop"), 0.0)
     for r in range(rounds):
         chunks = ami_round(template, r)
         size += sum(map(len, chunks))
@@ -166,23 +162,20 @@ def bench_ami(min_events: int) -> None:
             n_filt += len(filt_f.feed(c))
         t3 = time.process_time()
         for c in chunks:
-            for rec in tr.feed_many(full_f.feed(c)):        # a read's events in one call
-                calls += 1
-                missed += classify(rec).missed
+            for ev in full_f.feed(c):
+                for rec in tr.feed(ev):
+                    calls += 1
+                    missed += classify(rec).missed
         t4 = time.process_time()
         for c in chunks:
-            for rec in tru.feed_many(fullu_f.feed(c)):
-                classify(rec)
+            for ev in fullu_f.feed(c):
+                for rec in tru.feed(ev):
+                    classify(rec)
         t5 = time.process_time()
         hop.feed(chunks)
         t6 = time.process_time()
-        for c in chunks:
-            for ev in full1_f.feed(c):                      # one feed() per event
-                for rec in tr1.feed(ev):
-                    classify(rec)
-        t7 = time.process_time()
         for k, a, b in (("naive", t0, t1), ("bare", t1, t2), ("filt", t2, t3), ("full", t3, t4),
-                        ("fullu", t4, t5), ("hop", t5, t6), ("full1", t6, t7)):
+                        ("fullu", t4, t5), ("hop", t5, t6)):
             t[k] += b - a
     ok = lambda x, goal: f"{x:.2f} (goal >= {goal}: {'met' if x >= goal else 'NOT met'})"  # noqa: E731
     print(f"asterisk: {n:,} events ({size / 1e6:.0f} MB), {calls:,} calls ({missed:,} missed); "
@@ -193,8 +186,6 @@ def bench_ami(min_events: int) -> None:
     print(f"  bare framing, service filter:          {n / t['filt']:10,.0f} events/s  ({t['filt']:.2f} s)")
     print(f"  full (service filter + tracker + classifier): {n / t['full']:10,.0f} events/s  ({t['full']:.2f} s)")
     print(f"  full unfiltered (framing + tracker + classifier): {n / t['fullu']:10,.0f} events/s  ({t['fullu']:.2f} s)")
-    print(f"  full, one tracker feed() per event (as the service's on_event): "
-          f"{n / t['full1']:10,.0f} events/s  ({t['full1']:.2f} s)")
     print(f"  the service's ingest through the AMI client (data_received -> queue -> on_event, "
           f"tracker + classifier): {n / t['hop']:10,.0f} events/s  ({t['hop']:.2f} s; "
           f"{t['hop'] / max(calls, 1) * 1e6:.0f} us per call)")
@@ -203,7 +194,6 @@ def bench_ami(min_events: int) -> None:
     print(f"  bare framing / naive, service filter:  {ok(t['naive'] / t['filt'], 1.0)}")
     print(f"  full / bare, service filter:           {ok(t['filt'] / t['full'], 0.8)}")
     print(f"  full / bare, unfiltered:               {ok(t['bare'] / t['fullu'], 0.8)}")
-    print(f"  full / bare, service filter, one feed() per event: {ok(t['filt'] / t['full1'], 0.8)}")
     print(f"  full ingest per call (service filter): {t['full'] / max(calls, 1) * 1e6:.0f} us "
           f"({t['full'] / max(n, 1) * 1e6:.2f} us per event, {n / max(calls, 1):.0f} events per call)")
 

@@ -1,7 +1,6 @@
 """Ingest framing by instruction count: the same comparisons as bench/ingest.py (naive split +
 partition, bare framing unfiltered and with the service's filter, full = filtered framing +
-tracker (a read's events in one feed_many call) + classifier; full1: one feed() per event),
-counted by valgrind's callgrind instead of timed.
+tracker + classifier), counted by valgrind's callgrind instead of timed.
 
 Why: on a shared two-core box the CPU-time ratios of bench/ingest.py move by +-5% from run to
 run, more than most single changes to the framing; instructions executed do not (hash seed
@@ -9,7 +8,7 @@ fixed). Each figure is (a run over R+2 rounds - a run over R rounds) / 2, so sta
 and building the reads cancel out. Instructions are not time (cache misses, branches), so a
 change is confirmed by the timed bench too. Needs `valgrind` (Debian: apt-get install valgrind).
 Prints figures and ratios; asserts nothing.
-    python bench/ingest_ir.py [--shape ingest|latency] [--modes naive,bare,filt,full,full1]
+    python bench/ingest_ir.py [--shape ingest|latency] [--modes naive,bare,filt,full]
 """
 from __future__ import annotations
 
@@ -47,13 +46,9 @@ for _ in range(rounds):
         tr = AsteriskTracker()
         f = AmiFraming(wanted=SERVICE_AMI_EVENTS, wanted_vars=tr.read_vars)
     for c in reads:
-        evs = f.feed(c)
-        events += len(evs)
-        if mode == "full":              # a read's events in one call
-            for rec in tr.feed_many(evs):
-                classify(rec)
-        elif mode == "full1":           # one feed() per event (the service's on_event)
-            for ev in evs:
+        for ev in f.feed(c):
+            events += 1
+            if mode == "full":
                 for rec in tr.feed(ev):
                     classify(rec)
 print("EVENTS", events // max(rounds, 1))
@@ -91,8 +86,6 @@ def main() -> None:
         print(f"  bare framing / naive, service filter: {per['naive'] / per['filt']:.2f} (goal >= 1.0)")
     if "filt" in per and "full" in per:
         print(f"  full / bare, service filter:          {per['filt'] / per['full']:.2f} (goal >= 0.8)")
-    if "filt" in per and "full1" in per:
-        print(f"  full / bare, one feed() per event:    {per['filt'] / per['full1']:.2f} (goal >= 0.8)")
 
 
 if __name__ == "__main__":

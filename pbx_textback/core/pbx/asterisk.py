@@ -197,61 +197,6 @@ class AsteriskTracker:
                 return []
         return self._dispatch(ev)
 
-    def feed_many(self, events) -> list[CallRecord]:
-        """feed() of each event in turn: the records of them all, in order. A read's events
-        in one call (records_from_stream: replay, whatif): most events take the shortcut below,
-        which then costs a few dict lookups, not a call, a list and the loop around it. The
-        same shortcut as feed()'s, written out again: feed() of one event through this loop
-        cost a tenth more (tests/unit/test_tracker_many.py holds the two to each other)."""
-        out: list[CallRecord] = []
-        chans, calls = self.chans, self.calls
-        read_vars, ctx_marks = self._read_vars, self._ctx_marks
-        now, epoch = self._now, self._epoch     # (only _dispatch changes the epoch)
-        for ev in events:
-            if RAW_KEY in ev:
-                name = ""
-            else:
-                name = ev.get("Event")
-                if name == "VarSet":
-                    var = ev.get("Variable")
-                    if var.__class__ is not str or var == "" or (
-                            (base := var.lstrip("_")) in read_vars
-                            and not self._idle_varset(base, ev)):
-                        name = None             # (None: to the dispatch)
-                elif name == "Newexten":
-                    app = ev.get("Application", "")
-                    if app.__class__ is not str or ctx_marks or (
-                            app in _NEWEXTEN_READ and not self._idle_newexten(app, ev)):
-                        name = None
-                elif name != "DialBegin":
-                    name = None
-            if name is not None:
-                try:
-                    uid = ev["Uniqueid"]
-                    ch = chans.get(uid)
-                    same = ch is not None and (ev["Linkedid"] or uid) == ch.linkedid
-                except (KeyError, TypeError):   # a header missing or repeated: the dispatch says
-                    same = False
-                # (not a Newexten of an originated channel: _on_newexten reads where it went)
-                if same and (name != "Newexten" or ch.incoming is not False or ch.dialled
-                             or ch.exten not in ("", "s")):
-                    ch.epoch = epoch
-                    call = calls.get(ch.linkedid)
-                    if call is not None:
-                        call.touched = now
-                        t = ev.get("Timestamp")
-                        if t:
-                            try:
-                                call.last_ts = float(t)
-                            except (ValueError, TypeError):
-                                pass
-                    continue
-            recs = self._dispatch(ev)
-            epoch = self._epoch
-            if recs:
-                out += recs
-        return out
-
     def _dispatch(self, ev: dict) -> list[CallRecord]:
         """An event to its handler (feed() without its shortcuts)."""
         name = ev.get("Event")
@@ -930,6 +875,7 @@ def records_from_stream(data: bytes, settings: AsteriskSettings | None = None,
         if filtered else AmiFraming()
     pieces = [data] if not chunks else split_at(data, chunks)
     for piece in pieces:
-        out += tracker.feed_many(framing.feed(piece))
+        for ev in framing.feed(piece):
+            out.extend(tracker.feed(ev))
     return out + tracker.flush()
 
