@@ -169,6 +169,19 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def anon_mb() -> float | None:
+    """Anonymous memory (the heap: Python's objects, SQLite's caches), without the mapped
+    libraries and files that RSS also counts: what a restart on a grown store adds shows here."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def config_text(tmp: Path, smsc_port: int) -> str:
     # dedupe and the per-caller caps stay on: frequent callers' history is what the soak grows
     # the global hourly cap off: the shipped 200 would hold all but 200 texts an hour, and a cap
@@ -219,7 +232,9 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         out["start"] = dict(cpu=last_cpu, pc=last_pc, io=last_io, th=last_th)
         mem = pagestats.sqlite_memory()
         if mem:
-            print(f"  at the start: RSS {rss_mb():.1f} MB, SQLite holds {mem[0] / 1e6:.1f} MB "
+            anon = anon_mb()
+            print(f"  at the start: RSS {rss_mb():.1f} MB{'' if anon is None else f' (anonymous {anon:.1f} MB)'}, "
+                  f"SQLite holds {mem[0] / 1e6:.1f} MB "
                   f"(at most {mem[1] / 1e6:.1f} MB so far)", flush=True)
         import tracemalloc
         if tracemalloc.is_tracing():        # PYTHONTRACEMALLOC=8: what the start-up holds

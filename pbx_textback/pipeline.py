@@ -17,6 +17,7 @@ from .core.policy.replies import classify_reply
 from .core.text.templates import FOLLOW_UP_TEMPLATE, TemplateError, render
 from .store import db as st
 from .store import fast, sendpath
+from .store.consent_owed import requests_since
 
 log = logging.getLogger("pbx_textback.calls")
 
@@ -315,7 +316,7 @@ class Pipeline:
         """Queue every confirmation still owed (call inside write(); also at start-up, which
         heals a crash between an opt-out and its confirmation)."""
         hist = (self.store.consent_standing(number) if number
-                else self.store.consent_history(since=now - 3 * 3600))
+                else requests_since(self.store, now - 3 * 3600))     # not every inbound call of those hours
         n = 0
         for conf in consent.owed(hist, now):
             body = consent.confirmation_text(conf.kind, self.cfg.business.name, self.cfg.business.phone, conf.lang)

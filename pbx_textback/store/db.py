@@ -993,7 +993,9 @@ def _connect_and_migrate(db: pw.Database, sqlite: bool) -> None:
     for attempt in range(6):
         try:
             db.connect(reuse_if_open=True)
-            migrate(db)
+            from .spill import sorts_on_disk
+            with sorts_on_disk(db):     # a migration's sort over a big table: not all in memory
+                migrate(db)
             return
         except pw.OperationalError as e:
             if not sqlite or "locked" not in str(e) or attempt == 5:

@@ -1,0 +1,27 @@
+"""The consent events the start-up's "confirmations still owed" check needs (pipeline.py
+queue_confirmations, run once as the service starts: it heals a crash between an opt-out and
+its confirmation).
+
+The check read every consent event of the last three hours, and every missed call stores one
+("inbound-call"): a service restarted after a busy spell built a Python object per call of
+those hours (the soak, bench/soak.py --from: 115k calls in the window, +34 MB of objects at
+the peak, ~8 MB of it kept by the allocator for good; a million calls would have passed
+100 MB). What is owed depends only on the opt-outs, opt-ins and confirmations
+(core/policy/consent.py replay: an inbound call never sets or clears a pending confirmation,
+and the states it sets, none or conversational, are treated alike by everything after), so
+those are all it reads: as many rows as callers asked to stop or start in those hours.
+"""
+from __future__ import annotations
+
+from .fast import _CONSENT_COLS, _NOT_CALLS, rows
+
+# the consent(at) index gives the rows in (at, id) order: no sort
+_REQUESTS = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE at >= ? AND kind IN {_NOT_CALLS} '
+             'ORDER BY at, id')
+
+
+def requests_since(store, since: float) -> list:
+    """The opt-outs, opt-ins and confirmations stored at or after `since`, oldest first."""
+    from ..core.policy.consent import ConsentEvent
+    return [ConsentEvent(k, n, at, sc, ln, src, conf, lang, str(i))
+            for k, n, at, sc, ln, src, conf, lang, i in rows(store, _REQUESTS, (since,))]
