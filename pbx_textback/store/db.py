@@ -131,7 +131,7 @@ class Consent(Base):
     """Every consent event, kept for proof (purge leaves them): core/policy/consent.py replays them."""
     number = pw.CharField()          # (number, kind): store/fast.py
     kind = pw.CharField()            # inbound-call | opt-out | opt-in | confirmation
-    at = pw.DoubleField(index=True)
+    at = pw.DoubleField()            # partial index, not of inbound-call events: store/lean_consent.py
     scope = pw.CharField(default="business")
     line = pw.CharField(default="")
     source = pw.TextField(default="")
@@ -449,6 +449,22 @@ MIGRATIONS.append((36, _v36))
 NEW_STORE_TABLES.append(_totals_tables)
 
 
+def _v37(db):
+    """A page fewer per missed call: consent (at) no longer indexes the inbound-call events
+    (store/lean_consent.py; a new store is made so)."""
+    from .lean_consent import migrate_v37
+    migrate_v37(db)
+
+
+def _lean_consent(db):
+    from .lean_consent import create_indexes
+    create_indexes(db)
+
+
+MIGRATIONS.append((37, _v37))
+NEW_STORE_TABLES.append(_lean_consent)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -682,13 +698,23 @@ class Store:
             return call.call_id
 
     # ---- consent and compliance facts -----------------------------------------------------------
-    def consent_history(self, number: str | None = None, since: float | None = None) -> list:
+    def consent_history(self, number: str | None = None, since: float | None = None,
+                        calls: bool | None = None) -> list:
+        """A number's events, or every number's since a time. calls: with the inbound-call
+        events; by default yes for a number's history, no for every number's by time: consent
+        (at) does not index them (store/lean_consent.py), and the one reader by time (the
+        confirmations owed at start-up, Pipeline.queue_confirmations) owes none for them."""
+        if calls is None:
+            calls = number is not None or since is None
         from ..core.policy.consent import ConsentEvent
         q = Consent.select()
         if number is not None:
             q = q.where(Consent.number == number)
         if since is not None:
             q = q.where(Consent.at >= since)
+        if not calls:
+            from .lean_consent import INBOUND_CALL
+            q = q.where(Consent.kind != INBOUND_CALL)
         return [ConsentEvent(c.kind, c.number, c.at, c.scope, c.line, c.source, c.confirms, c.lang, str(c.id))
                 for c in q.order_by(Consent.at, Consent.id)]
 

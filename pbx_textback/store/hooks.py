@@ -13,6 +13,7 @@ import peewee as pw
 
 from .callbacks import Callback
 from .db import Base, Call, Consent, Message, Store
+from .lean_consent import INBOUND_CALL, NOT_CALLS
 from .web import ConversationState
 
 # delivery states
@@ -98,7 +99,9 @@ def messages_since(since: float, limit: int) -> list[Message]:
 
 
 def consents_since(since: float, limit: int) -> list[Consent]:
-    return list(Consent.select().where((Consent.at >= since) & Consent.kind.in_(["opt-out", "opt-in"]))
+    # kind <> 'inbound-call': the partial consent (at) index's condition (store/lean_consent.py)
+    return list(Consent.select().where((Consent.at >= since) & Consent.kind.in_(["opt-out", "opt-in"])
+                                       & (Consent.kind != INBOUND_CALL))
                 .order_by(Consent.at, Consent.id).limit(limit))
 
 
@@ -126,6 +129,9 @@ def owners(peers: list[str]) -> dict[str, str]:
 _WATCHED = {"calls": ('"call"', "created_at"), "messages": ("message", "updated_at"),
             "consent": ("consent", "at"), "callbacks": ("callback", "updated_at"),
             "conversations": ("conversationstate", "changed_at")}
+# the feed sends no inbound-call consent events, and consent (at) does not index them
+# (store/lean_consent.py): the consent source's rows are the others
+_ONLY = {"consent": f" AND {NOT_CALLS}"}
 
 
 def fingerprint(store: Store, since: dict[str, float]) -> tuple:
@@ -135,7 +141,7 @@ def fingerprint(store: Store, since: dict[str, float]) -> tuple:
     p, parts, args = store.db.param, [], []
     for name, (table, col) in _WATCHED.items():
         for fn in ("COUNT(*)", f"MAX({col})", f"SUM({col})"):
-            parts.append(f"(SELECT {fn} FROM {table} WHERE {col} >= {p})")
+            parts.append(f"(SELECT {fn} FROM {table} WHERE {col} >= {p}{_ONLY.get(name, '')})")
             args.append(since.get(name, 0.0))
     return tuple(store.db.execute_sql("SELECT " + ", ".join(parts), args).fetchone())
 
