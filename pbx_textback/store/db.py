@@ -698,23 +698,13 @@ class Store:
             return call.call_id
 
     # ---- consent and compliance facts -----------------------------------------------------------
-    def consent_history(self, number: str | None = None, since: float | None = None,
-                        calls: bool | None = None) -> list:
-        """A number's events, or every number's since a time. calls: with the inbound-call
-        events; by default yes for a number's history, no for every number's by time: consent
-        (at) does not index them (store/lean_consent.py), and the one reader by time (the
-        confirmations owed at start-up, Pipeline.queue_confirmations) owes none for them."""
-        if calls is None:
-            calls = number is not None or since is None
+    def consent_history(self, number: str | None = None, since: float | None = None) -> list:
         from ..core.policy.consent import ConsentEvent
         q = Consent.select()
         if number is not None:
             q = q.where(Consent.number == number)
         if since is not None:
             q = q.where(Consent.at >= since)
-        if not calls:
-            from .lean_consent import INBOUND_CALL
-            q = q.where(Consent.kind != INBOUND_CALL)
         return [ConsentEvent(c.kind, c.number, c.at, c.scope, c.line, c.source, c.confirms, c.lang, str(c.id))
                 for c in q.order_by(Consent.at, Consent.id)]
 

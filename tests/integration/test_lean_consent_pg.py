@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pbx_textback.store import hooks
+from pbx_textback.store.consent_owed import requests_since
 from pbx_textback.store.db import open_store
 
 
@@ -44,7 +45,7 @@ def test_the_readers_by_time_can_use_the_partial_index_on_postgresql(pg_dsn):
 
         store.db.execute_sql = catch
         try:
-            got = store.consent_history(since=since)      # by time: without the inbound calls
+            got = requests_since(store, since)      # by time: without the inbound calls
             feed = hooks.consents_since(since, 1000)
             hooks.fingerprint(store, {"consent": since})
         finally:

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from pbx_textback.core.policy.consent import CONFIRMATION, INBOUND_CALL, OPT_IN, OPT_OUT, ConsentEvent, owed
 from pbx_textback.store import hooks
+from pbx_textback.store.consent_owed import requests_since
 from pbx_textback.store.db import MIGRATIONS, open_store
 
 NUMBERS = ("+15125550001", "+15125550002")
@@ -48,8 +49,8 @@ def test_the_readers_by_time_get_the_same_rows_through_the_partial_index(tmp_pat
     now = time.time()
     _fill(store, now)
     since = now - 3 * 3600
-    every = store.consent_history(since=since, calls=True)
-    got = store.consent_history(since=since)          # by time, as Pipeline.queue_confirmations asks
+    every = store.consent_history(since=since)
+    got = requests_since(store, since)          # by time, as Pipeline.queue_confirmations asks
     assert got == [e for e in every if e.kind != INBOUND_CALL] and len(got) == 40
     feed = hooks.consents_since(since, 1000)
     assert [(c.id, c.kind) for c in feed] == [(int(e.id), e.kind) for e in got if e.kind in (OPT_OUT, OPT_IN)]
@@ -64,7 +65,7 @@ def test_the_readers_by_time_get_the_same_rows_through_the_partial_index(tmp_pat
     conn = store.db.connection()
     conn.set_trace_callback(plans.append)
     try:
-        store.consent_history(since=since)
+        requests_since(store, since)
         hooks.consents_since(since, 1000)
         hooks.fingerprint(store, {"consent": since})
     finally:

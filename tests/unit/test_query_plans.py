@@ -11,6 +11,7 @@ import re
 import time
 
 from pbx_textback.store import api, boxes, desk, deskphones, fast, hooks, inbox, metrics, sendpath, web
+from pbx_textback.store.consent_owed import requests_since
 from pbx_textback.store.db import open_store, waiting_texts
 
 BIG = ("call", "message", "consent", "inboxconv")
@@ -100,7 +101,7 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "explain a number": lambda: store.calls_for(peer),
         "conversation": lambda: store.messages_to(peer),
         "consent history": lambda: store.consent_history(peer),
-        "start-up: confirmations owed": lambda: store.consent_history(since=now - 3 * 3600),
+        "start-up: confirmations owed": lambda: requests_since(store, now - 3 * 3600),
         "webhooks: consent events": lambda: hooks.consents_since(now - 3600, 100),
         "webhooks: idle fingerprint": lambda: hooks.fingerprint(store, {"consent": now - 3600}),
         "a number's call backs": lambda: deskphones.for_peer(store, peer),
