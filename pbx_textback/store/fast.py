@@ -212,10 +212,23 @@ _INS_CALL = ('INSERT INTO "call" (box, call_id, pbx, caller, caller_raw, called,
              'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id')
 _INS_DECISION = ('INSERT INTO "decision" (call_id, action, checks, line, created_at, template) '
                  'VALUES (?, ?, ?, ?, ?, ?)')
-_INS_MESSAGE = ('INSERT INTO "message" (box, call_id, direction, kind, line, peer, body, state, due_at, '
-                'attempts, transport, transport_id, error, created_at, updated_at, calls_missed, note, '
-                'account) VALUES (?, ?, \'out\', \'missed-call\', ?, ?, ?, \'pending\', ?, 0, \'\', \'\', '
-                '\'\', ?, ?, ?, \'\', \'\') RETURNING id')
+# A missed call's new text: its columns and their values in one place, for the INSERT here and
+# for the row the decision hands the outbox as written (store/sendpath.py queued_row). The
+# values are what the store gives back when the row is read (a due time as a float).
+NEW_TEXT_COLS = ("box", "call_id", "direction", "kind", "line", "peer", "body", "state", "due_at", "attempts",
+                 "transport", "transport_id", "error", "created_at", "updated_at", "calls_missed", "note",
+                 "account")
+
+
+def new_text_values(box: str, call_id: int, decision, shown: dict, now: float) -> tuple:
+    """The NEW_TEXT_COLS of the text `decision` queues (decided at `now`)."""
+    due = decision.due_at if decision.due_at is not None else now
+    return (box, call_id, "out", "missed-call", decision.line, decision.to, decision.body, "pending",
+            float(due), 0, "", "", "", float(now), float(now), shown.get("calls_missed", 1), "", "")
+
+
+_INS_MESSAGE = (f'INSERT INTO "message" ({", ".join(NEW_TEXT_COLS)}) '
+                f'VALUES ({", ".join("?" * len(NEW_TEXT_COLS))}) RETURNING id')
 _COLLAPSE = ('UPDATE "message" SET body = ?, calls_missed = ?, updated_at = ? '
              'WHERE id = ? AND state = \'pending\'')
 _EXISTING = 'SELECT id FROM "call" WHERE call_id = ? AND box IN (?, \'\') LIMIT 1'
@@ -308,9 +321,7 @@ def _write_verdict(store, ex, verdict, now, consent, checked) -> tuple[int, int 
                        d.line, now, st._template_version(d.template) if d.action == "text" else ""))
     msg_id = None
     if d.action == "text":
-        msg_id = ex(_INS_MESSAGE, (
-            store.box, call_id, d.line, d.to, d.body, d.due_at if d.due_at is not None else now,
-            now, now, shown.get("calls_missed", 1))).fetchone()[0]
+        msg_id = ex(_INS_MESSAGE, new_text_values(store.box, call_id, d, shown, now)).fetchone()[0]
     elif shown.get("collapse_into"):
         mid, body, n = shown["collapse_into"]
         ex(_COLLAPSE, (body, n, now, mid))

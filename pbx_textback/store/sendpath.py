@@ -13,7 +13,7 @@ without reading the due rows back (outbox.py `offer`).
 """
 from __future__ import annotations
 
-from .fast import _REACHED, OutRow, _MSG_COLS, run
+from .fast import _MSG_COLS, _REACHED, NEW_TEXT_COLS, OutRow, new_text_values, run
 
 # the conditions under which the last look's facts are what GateFacts() assumes (store/fast.py
 # _LAST_LOOK reads each of them): no call reached the number since the text was queued, no
@@ -40,12 +40,8 @@ def take_if_clear(store, row, now: float) -> bool:
 
 def queued_row(store, msg_id: int, call_id: int, decision, shown: dict, now: float) -> OutRow:
     """The outbox row fast._write_verdict has just inserted for `decision`, as due_rows would
-    read it back (tests/unit/test_sendpath.py holds the two to each other)."""
-    values = {
-        "id": msg_id, "call_id": call_id, "direction": "out", "kind": "missed-call",
-        "line": decision.line, "peer": decision.to, "body": decision.body, "state": "pending",
-        "due_at": float(decision.due_at if decision.due_at is not None else now), "attempts": 0,
-        "transport": "", "transport_id": "", "error": "", "created_at": float(now), "updated_at": float(now),
-        "calls_missed": shown.get("calls_missed", 1), "note": "", "ref": None, "written_at": None,
-        "box": store.box, "account": ""}
+    read it back: the inserted values themselves (fast.new_text_values), with the columns the
+    insert leaves to the store (tests/unit/test_sendpath.py holds the two to each other)."""
+    values = dict(zip(NEW_TEXT_COLS, new_text_values(store.box, call_id, decision, shown, now)),
+                  id=msg_id, ref=None, written_at=None)
     return OutRow([values[c] for c in _MSG_COLS])
