@@ -2,7 +2,7 @@
 bench/latency.py's "CPU per call" that is not framing, the event loop or the SMSC link, so
 that a change to it shows above the noise of a shared machine. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/percall.py [--calls 2000] [--rounds 3]
+    .venv/bin/python bench/percall.py [--calls 2000] [--rounds 3] [--btrees]
 
 Per call, in this order, as the running service does them (same config as bench/latency.py:
 one line, quiet hours off, no dedupe or caps): the decision (Pipeline.on_record: facts,
@@ -10,13 +10,16 @@ checks, the verdict, its rows), the outbox's pick of due rows (the decision's ow
 hands one down), its last look (the gate's facts, the written mark; one guarded take when
 they are clear), the submit's answer (mark_sent) and the receipt (apply_dlr by row id).
 Also, from a short round of its own: SQLite statements, commits and WAL pages written per call
-(no checkpoint in that round, so the log holds every page the calls wrote).
+and per step (no checkpoint in that round, so the log holds every page the calls wrote);
+--btrees names the table or index each step's pages belong to (the frames' page numbers, mapped
+through SQLite's dbstat at the end of the round).
 Baseline in the same run: the same number of empty write transactions (BEGIN IMMEDIATE +
 COMMIT), the floor any step that writes pays.
 """
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import shutil
 import statistics
 import sys
@@ -63,6 +66,28 @@ def count_statements(store) -> dict:
     return counts
 
 
+class WalFrames:
+    """The page numbers of the frames appended to a WAL file since the last call (each frame: a
+    24-byte header that starts with its page number, then the page)."""
+
+    def __init__(self, path: str, page_size: int):
+        self.path, self.size, self.at = Path(path + "-wal"), page_size, 32
+
+    def new(self) -> list[int]:
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, "rb") as f:
+            f.seek(self.at)
+            while True:
+                head = f.read(24)
+                if len(head) < 24 or len(f.read(self.size)) < self.size:
+                    break
+                out.append(int.from_bytes(head[:4], "big"))
+                self.at += 24 + self.size
+        return out
+
+
 def one_round(n: int, stmts: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pbx-percall-"))
     try:
@@ -78,6 +103,13 @@ def one_round(n: int, stmts: bool) -> dict:
             store.db.execute_sql("PRAGMA wal_autocheckpoint = 0")
             store.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         counts = count_statements(store) if stmts else None
+        wal = WalFrames(str(cfg.store.path), store.db.execute_sql("PRAGMA page_size").fetchone()[0]) \
+            if stmts and store.is_sqlite else None
+        pages: dict[str, list[int]] = {s: [] for s in STEPS}
+
+        def mark(step: str) -> None:
+            if wal is not None:
+                pages[step].extend(wal.new())
         texted = 0
         clock = time.process_time
         # the worker's pick of due rows (older versions claimed them here, in a transaction)
@@ -85,23 +117,27 @@ def one_round(n: int, stmts: bool) -> dict:
         for i in range(n):
             now = time.time()
             t0 = clock()
-            if hasattr(pipe, "record_call"):
+            if hasattr(pipe, "record_call"):      # the decision and the row it queued (Service._decide)
                 v, handed = pipe.record_call(record(i, now), now=now)
             else:              # an older version: the row was left on the pipeline
                 v = pipe.on_record(record(i, now), now=now)
                 handed = getattr(pipe, "queued", None)
             t1 = clock()
-            # the decision's own row when it handed one down (Service._decide offers it), else a read
+            mark("decide")
             rows = [handed] if handed is not None else pick(time.time() + 1, limit=10)
             t2 = clock()
+            mark("pick")
             for row in rows:
                 if not worker._last_look(row):
                     continue
                 t3 = clock()
+                mark("last look")
                 store.mark_sent(row.id, now=time.time(), transport="smpp", transport_id=f"id{row.id}")
                 t4 = clock()
+                mark("sent")
                 store.apply_dlr([f"id{row.id}"], "delivered", "", time.time(), row.id)
                 t5 = clock()
+                mark("receipt")
                 spent["last look"] += t3 - t2
                 spent["sent"] += t4 - t3
                 spent["receipt"] += t5 - t4
@@ -117,6 +153,8 @@ def one_round(n: int, stmts: bool) -> dict:
             store.db.connection().set_trace_callback(None)
             if store.is_sqlite:
                 out["wal"] = store.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] / n
+                names = dict(store.db.execute_sql("SELECT pageno, name FROM dbstat").fetchall())
+                out["pages"] = {s: [names.get(p, "?") for p in got] for s, got in pages.items()}
         t0 = clock()
         for _ in range(n):
             with store.write():
@@ -132,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--btrees", action="store_true", help="name the tables and indexes each step writes")
     args = ap.parse_args()
     counted = one_round(min(args.calls, 200), stmts=True)        # statements: a short round of its own
     runs = [one_round(args.calls, stmts=False) for _ in range(args.rounds)]
@@ -147,6 +186,13 @@ def main() -> None:
           f"{statistics.median(total) / base:.1f}x that")
     print(f"  SQLite statements per call: {counted['stmt']:.1f}, of them commits {counted['commit']:.1f}; "
           f"WAL pages written per call: {counted.get('wal', float('nan')):.1f}")
+    if "pages" in counted:
+        n = min(args.calls, 200)
+        print("  WAL pages per call by step: " + ", ".join(f"{s} {len(p) / n:.2f}" for s, p in counted["pages"].items()))
+        for s, got in counted["pages"].items():
+            if args.btrees and got:
+                trees = Counter(got)
+                print(f"    {s} ({len(trees)} b-trees): " + ", ".join(f"{k} {v / n:.2f}" for k, v in trees.most_common()))
 
 
 if __name__ == "__main__":
