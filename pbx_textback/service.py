@@ -260,7 +260,7 @@ class Service:
             callback_window_hours=f.callback_window_hours, esl_api=esl_api,
             textagain_body=f"{self.cfg.business.name}: sorry we missed your call. Reply here or call "
                            f"us back. Reply STOP to opt out.",
-            is_opted_out=lambda peer: consent.is_opted_out(self.store.consent_history(peer), peer))
+            is_opted_out=lambda peer: consent.is_opted_out(self.store.consent_standing(peer), peer))
         if self.cfg.pbx.type != "asterisk":
             # FreeSWITCH has no AGI: the dialplan fires textback::feature events on the event
             # socket (on_event); a FastAGI listener here would be an open port for nothing

@@ -47,6 +47,8 @@ def test_standing_from_the_deciding_rows_is_the_standing_from_all_rows(events):
             assert len(few) <= len(full)
             assert _checks(few, number) == _checks(full, number)
             assert cs.owed(few, 60.0) == cs.owed(full, 60.0)
+            # *89 "text again" asks this, business-wide (Service's FeatureCodes)
+            assert cs.is_opted_out(few, number) == cs.is_opted_out(full, number)
     finally:
         store.close()
 
