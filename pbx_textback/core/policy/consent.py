@@ -177,7 +177,9 @@ def owed(history: Iterable[ConsentEvent], now: float, *,
             window = opt_out_window if s.pending == OPT_OUT else opt_in_window
             out.append(Confirmation(s.pending, s.number, s.scope, "" if s.key == ALL_LINES else s.key,
                                     s.requested_at, s.requested_at + window, s.lang))
-    return sorted(out, key=lambda c: (c.requested_at, c.number))
+    # ties (two requests of one number at one instant) in a fixed order, not the order the
+    # replay first met their scopes (an earlier inbound call on a line meets it first)
+    return sorted(out, key=lambda c: (c.requested_at, c.number, c.scope, c.line, c.kind))
 
 
 def standing(history: Iterable[ConsentEvent], number: str, line: str = "") -> ScopeState:
