@@ -22,12 +22,8 @@ NOT_CALLS = "kind <> 'inbound-call'"     # the condition, as the queries state i
 AT = f'CREATE INDEX IF NOT EXISTS "consent_at" ON "consent" ("at") WHERE {NOT_CALLS}'
 
 
-def create_indexes(db) -> None:
-    """A new store (the model no longer declares consent (at))."""
-    db.execute_sql(AT)
-
-
 def migrate_v37(db) -> None:
-    """Stores made before: the full index goes, the partial one takes its name."""
+    """Stores made before: the full index goes, the partial one takes its name (a new store,
+    whose model declares no consent (at), just gets the partial one)."""
     db.execute_sql('DROP INDEX IF EXISTS "consent_at"')
-    create_indexes(db)
+    db.execute_sql(AT)
