@@ -13,7 +13,7 @@ those are all it reads: as many rows as callers asked to stop or start in those 
 """
 from __future__ import annotations
 
-from .fast import _CONSENT_COLS, _NOT_CALLS, rows
+from .fast import _CONSENT_COLS, _NOT_CALLS, consent_events, rows
 from .lean_consent import NOT_CALLS
 
 # the consent(at) index gives the rows in (at, id) order: no sort. It holds no inbound-call
@@ -24,6 +24,4 @@ _REQUESTS = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE at >= ? AND {NOT_CALL
 
 def requests_since(store, since: float) -> list:
     """The opt-outs, opt-ins and confirmations stored at or after `since`, oldest first."""
-    from ..core.policy.consent import ConsentEvent
-    return [ConsentEvent(k, n, at, sc, ln, src, conf, lang, str(i))
-            for k, n, at, sc, ln, src, conf, lang, i in rows(store, _REQUESTS, (since,))]
+    return consent_events(rows(store, _REQUESTS, (since,)))

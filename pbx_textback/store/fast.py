@@ -176,12 +176,16 @@ def consent_standing_history(store, number: str) -> list:
     it only ever sets `conversational` since its time, and never undoes an opt-out), so the
     standing is the same as over the full history — and one "inbound-call" row per call no
     longer makes every call of a frequent caller slower than the last."""
-    from ..core.policy.consent import ConsentEvent
     # kind IN (...), not kind != 'inbound-call': the (number, kind) index then seeks the few
     # rows instead of walking every inbound call the number ever made
     # the few rows are put in order here: an ORDER BY over the UNION made SQLite sort each
     # half through a temporary b-tree (a third of the statement's time)
-    got = sorted(rows(store, _STANDING, (number, number)), key=lambda r: (r[2], r[8]))
+    return consent_events(sorted(rows(store, _STANDING, (number, number)), key=lambda r: (r[2], r[8])))
+
+
+def consent_events(got) -> list:
+    """Rows of _CONSENT_COLS as ConsentEvents."""
+    from ..core.policy.consent import ConsentEvent
     return [ConsentEvent(k, n, at, sc, ln, src, conf, lang, str(i))
             for k, n, at, sc, ln, src, conf, lang, i in got]
 

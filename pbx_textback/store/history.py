@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import peewee as pw
 
 from . import db as st
-from .lean_consent import INBOUND_CALL
+from .lean_consent import requests_by_time
 
 
 def texts(store: st.Store, after_id: int = 0) -> list[dict]:
@@ -90,11 +90,7 @@ def read_history(path: str, dsn: str, since: float) -> History:
                        "calls_missed": m.calls_missed, "note": m.note, "ref": m.ref,
                        "call_id": m.call_key or "", "transport": m.transport, "box": m.box}
                 (h.texts if m.direction == "out" else h.replies).append(row)
-            # kind <> 'inbound-call': the partial consent (at) index's condition (store/lean_consent.py)
-            for ev in (st.Consent.select().where((st.Consent.at >= since)
-                                                 & st.Consent.kind.in_(["opt-out", "opt-in"])
-                                                 & (st.Consent.kind != INBOUND_CALL))
-                       .order_by(st.Consent.at, st.Consent.id)):
+            for ev in requests_by_time(since):
                 h.consent.append({"number": ev.number, "kind": ev.kind, "at": ev.at, "scope": ev.scope,
                                   "line": ev.line, "source": ev.source, "lang": ev.lang})
         return h

@@ -13,7 +13,7 @@ import peewee as pw
 
 from .callbacks import Callback
 from .db import Base, Call, Consent, Message, Store
-from .lean_consent import INBOUND_CALL, NOT_CALLS
+from .lean_consent import NOT_CALLS, requests_by_time
 from .web import ConversationState
 
 # delivery states
@@ -99,10 +99,7 @@ def messages_since(since: float, limit: int) -> list[Message]:
 
 
 def consents_since(since: float, limit: int) -> list[Consent]:
-    # kind <> 'inbound-call': the partial consent (at) index's condition (store/lean_consent.py)
-    return list(Consent.select().where((Consent.at >= since) & Consent.kind.in_(["opt-out", "opt-in"])
-                                       & (Consent.kind != INBOUND_CALL))
-                .order_by(Consent.at, Consent.id).limit(limit))
+    return list(requests_by_time(since).limit(limit))
 
 
 def callbacks_since(since: float, limit: int) -> list[Callback]:

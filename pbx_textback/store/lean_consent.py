@@ -22,6 +22,15 @@ NOT_CALLS = "kind <> 'inbound-call'"     # the condition, as the queries state i
 AT = f'CREATE INDEX IF NOT EXISTS "consent_at" ON "consent" ("at") WHERE {NOT_CALLS}'
 
 
+def requests_by_time(since: float):
+    """The opt-outs and opt-ins stored at or after `since`, oldest first (the webhooks' feed,
+    whatif's history), through the partial index: the query states its condition."""
+    from .db import Consent
+    return (Consent.select()
+            .where((Consent.at >= since) & Consent.kind.in_(["opt-out", "opt-in"]) & (Consent.kind != INBOUND_CALL))
+            .order_by(Consent.at, Consent.id))
+
+
 def migrate_v37(db) -> None:
     """Stores made before: the full index goes, the partial one takes its name (a new store,
     whose model declares no consent (at), just gets the partial one)."""
