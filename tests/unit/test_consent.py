@@ -224,7 +224,8 @@ def test_property_confirmations_alternate_and_never_repeat(ops):
 def test_two_requests_at_one_instant_are_owed_in_a_fixed_order():
     """A line's STOP and a business-wide STOP in the same second: the confirmations owed come in
     the same order whether or not an earlier inbound call on that line is in the history (the
-    start-up's check reads the history without the calls: store/consent_owed.py)."""
+    start-up's check reads the history without the calls: store/consent_owed.py; the property
+    itself: tests/unit/test_owed_without_calls.py)."""
     n, line = "+15125550001", "+15125550100"
     h = [E("inbound-call", n, 0.0, line=line),
          E("opt-out", n, 1.0, scope="line", line=line),

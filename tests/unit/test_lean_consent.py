@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import time
 
-from hypothesis import given, settings, strategies as st
-
-from pbx_textback.core.policy.consent import CONFIRMATION, INBOUND_CALL, OPT_IN, OPT_OUT, ConsentEvent, owed
+from pbx_textback.core.policy.consent import INBOUND_CALL, OPT_IN, OPT_OUT, ConsentEvent
 from pbx_textback.store import hooks
 from pbx_textback.store.consent_owed import requests_since
 from pbx_textback.store.db import MIGRATIONS, open_store
-
-NUMBERS = ("+15125550001", "+15125550002")
-LINES = ("", "+15125550100", "+15125550101")
-
-event = st.builds(
-    lambda kind, n, at, scope, line, confirms, lang: ConsentEvent(
-        kind, n, float(at), scope=scope, line=line, confirms=confirms if kind == CONFIRMATION else "", lang=lang),
-    st.sampled_from((INBOUND_CALL, OPT_OUT, OPT_IN, CONFIRMATION)), st.sampled_from(NUMBERS),
-    st.integers(0, 3 * 3600), st.sampled_from(("business", "line")), st.sampled_from(LINES),
-    st.sampled_from((OPT_OUT, OPT_IN)), st.sampled_from(("en", "es")))
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.lists(event, max_size=14), st.integers(0, 4 * 3600))
-def test_the_inbound_call_events_never_change_the_confirmations_owed(history, now):
-    """Pipeline.queue_confirmations reads the last hours without the inbound-call events (the
-    partial index holds only the others): the confirmations owed are the same."""
-    without = [e for e in history if e.kind != INBOUND_CALL]
-    assert owed(without, float(now)) == owed(history, float(now))
 
 
 def _consent(store, kind, number, at, confirms=""):
