@@ -130,6 +130,20 @@ def test_line_scope():
     assert [c.line for c in owed(h, T + 5)] == [L2]
 
 
+
+def test_which_request_a_confirmation_settles_does_not_depend_on_the_calls_read():
+    # two line-scoped STOPs at one instant and a business-wide confirmation sent from L1: it
+    # settles L1's, with or without an earlier call from L2 in the history (the standing's
+    # rows leave calls out; the replay used to settle whichever scope it met first)
+    h = [stop(T, line=L1, scope="line"), stop(T, line=L2, scope="line"), confirmed(T, line=L1)]
+    assert [c.line for c in owed(h, T + 1)] == [L2]
+    assert [c.line for c in owed([call(T, line=L2)] + h, T + 1)] == [L2]
+    # sent from neither line: the oldest request, ties by line, whatever came first
+    other = confirmed(T + 1, line="+15125550177")
+    h2 = [stop(T, line=L2, scope="line"), stop(T, line=L1, scope="line"), other]
+    assert [c.line for c in owed(h2, T + 2)] == [L2]
+    assert [c.line for c in owed([call(T, line=L2)] + h2, T + 2)] == [L2]
+
 def test_line_start_clears_a_business_wide_opt_out():
     h = [stop(T), confirmed(T + 1), start(T + 10, line=L2, scope="line")]
     assert not is_opted_out(h, N, L2)

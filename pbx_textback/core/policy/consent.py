@@ -158,8 +158,11 @@ def replay(history: Iterable[ConsentEvent]) -> dict[tuple[str, str], ScopeState]
         elif ev.kind == CONFIRMATION:
             cands = [s for (num, _), s in st.items()
                      if num == n and s.pending == ev.confirms and not s.confirmed]
-            exact = [s for s in cands if s.key == ev.key()]
-            for s in (exact or cands)[:1]:
+            # which request it confirms must not depend on the order the replay met their
+            # scopes (an inbound call met a line first, and the standing's rows leave those
+            # out): its own scope, else its line's, else the oldest request (ties: by line)
+            exact = [s for s in cands if s.key == ev.key()] or [s for s in cands if s.key == ev.line]
+            for s in (exact or sorted(cands, key=lambda s: (s.requested_at or 0.0, s.key)))[:1]:
                 put(s, ev, confirmed=True)
         else:
             raise ValueError(f"unknown consent event kind {ev.kind!r}")
