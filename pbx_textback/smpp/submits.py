@@ -112,7 +112,9 @@ class Submits:
         self.queue.extend(job.parts)
         self.t.window.wake()
         try:
-            return await asyncio.shield(job.future)
+            # not shielded: cancelling this await cancels job.future too, which finish_job and
+            # not_written then leave alone (done); a shield cost two callbacks a text
+            return await job.future
         except asyncio.CancelledError:
             for part in job.parts:
                 if part.outcome is None and part.written == 0:
