@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from .core.pbx.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
 from .core.model import INBOUND, OUTBOUND
+from . import heap
 from .outbox import LogTransport, OutboxWorker
 from .pipeline import Pipeline
 from .sdnotify import Notifier
@@ -22,6 +23,7 @@ log = logging.getLogger("pbx_textback")
 
 ALIVE_KEY = "service_alive_at"     # Setting: when the service last ran (CDR recovery starts there)
 CDR_SLACK_S = 2.0                  # CDR times are whole seconds
+TRIM_EVERY_ROUNDS = 10             # housekeeping rounds of 30 s: the heap is trimmed every 5 minutes
 
 
 def asterisk_settings(cfg) -> AsteriskSettings:
@@ -497,8 +499,10 @@ class Service:
 
     async def _housekeeping(self) -> None:
         """Every 30 s: is the SMSC down too long, calls left open without an end, the store's
-        mark that we are alive; once a day: retention."""
+        mark that we are alive; every 5 minutes (and after a purge): the heap's free pages back
+        to the system (heap.py); once a day: retention."""
         last_purge = 0.0
+        rounds = 0
         while True:
             if self.watch is not None:
                 self.watch.check()
@@ -507,10 +511,15 @@ class Service:
                     self._take(rec)
             self._mark_alive()
             days = self.cfg.compliance.retention_days
+            purged = False
             if days and self.clock() - last_purge > 86400:
                 last_purge = self.clock()
                 n = self.store.purge(self.clock() - days * 86400)
                 log.info("retention: purged %s older than %d days", n, days)
+                purged = True
+            if purged or rounds % TRIM_EVERY_ROUNDS == 1:
+                heap.give_back()
+            rounds += 1
             await asyncio.sleep(30)
 
     def _pbx_host(self):

@@ -1,0 +1,33 @@
+"""heap.give_back: the free pages in the middle of glibc's heap go back to the system (what a
+long run's RSS shows), measured on this process's own RSS."""
+import sys
+
+import pytest
+
+from pbx_textback import heap
+
+
+def rss_anon_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not heap.available(),
+                    reason="glibc's malloc_trim only")
+def test_free_pages_in_the_middle_of_the_heap_go_back():
+    heap.give_back()
+    # 40 MB in 2 kB blocks (malloc's, not Python's small-object arenas), then every block
+    # freed but one in 64: the heap cannot shrink from its top, the pages between the
+    # survivors are free
+    blocks = [bytearray(2048) for _ in range(20_000)]
+    keep = blocks[::64]
+    del blocks
+    before = rss_anon_kb()
+    assert heap.give_back() is True
+    after = rss_anon_kb()
+    assert before - after > 20_000, (before, after)
+    assert all(len(b) == 2048 for b in keep)      # what is still used stays
+
