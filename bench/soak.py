@@ -182,6 +182,26 @@ def anon_mb() -> float | None:
     return None
 
 
+def rss_parts() -> dict:
+    """RSS in its kernel's parts, MB: anon (the heap: Python's objects, SQLite's caches), file
+    (mapped libraries and files: SQLite's -shm wal-index among them) and shmem."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    out[line[3:line.index(":")].lower()] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # of the heap: what SQLite holds (its page caches, statements), and Python's objects
+    # (thousands of allocated blocks, only to see a trend): whose growth it is
+    mem = pagestats.sqlite_memory()
+    if mem:
+        out["sqlite"] = mem[0] / 1e6
+    out["pyblocks(k)"] = sys.getallocatedblocks() / 1e3
+    return out
+
+
 def config_text(tmp: Path, smsc_port: int) -> str:
     # dedupe and the per-caller caps stay on: frequent callers' history is what the soak grows
     # the global hourly cap off: the shipped 200 would hold all but 200 texts an hour, and a cap
@@ -255,7 +275,7 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
             c = resource.getrusage(resource.RUSAGE_SELF)
             cpu_s = c.ru_utime + c.ru_stime
             st = await loop.run_in_executor(None, smsc.stats)
-            s = dict(t=now - t0, calls=n, rate=(n - last_n) / (now - last_t), rss=rss_mb(),
+            s = dict(t=now - t0, calls=n, rate=(n - last_n) / (now - last_t), rss=rss_mb(), parts=rss_parts(),
                      cpu_ms=(cpu_s - last_cpu) * 1000 / max(n - last_n, 1),
                      texts=st.get("submit_sm", 0), store=store_bytes(svc.cfg.store.path))
             pc, io, th = cache.counts(), pagestats.proc_io(), pagestats.thread_cpu()
@@ -270,7 +290,8 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
             samples.append(s)
             out["decided"] = n
             print(f"  {s['t']:6.0f} s  calls {n:8,}  {s['rate']:6.1f}/s  CPU {s['cpu_ms']:5.2f} ms/call  "
-                  f"texts {s['texts']:8,}  RSS {s['rss']:6.1f} MB  store {s['store'] / 1e6:7.1f} MB"
+                  f"texts {s['texts']:8,}  RSS {s['rss']:6.1f} MB"
+                  + "".join(f" {k} {v:5.1f}" for k, v in s["parts"].items()) + f"  store {s['store'] / 1e6:7.1f} MB"
                   + (f"  misses {s['miss']:5.1f} hits {s['hit']:6.1f} /call" if s["miss"] is not None else "")
                   + (f"  read syscalls {s['syscr']:5.1f}/call" if s["syscr"] is not None else "")
                   + f"  loop {s['loop_ms']:4.2f} ckpt {s['ckpt_ms']:4.2f} ms/call",
@@ -550,6 +571,12 @@ def report(args, out: dict, stats: dict, size: int, purge: dict) -> None:
                   f"peak of the first minute {base:.1f} MB, of the last {end:.1f} MB: growth "
                   f"{100 * (end - base) / base:+.2f}% (goal < 1 %); peak of the run {max(ys):.1f} MB (goal <= 100 MB); "
                   f"fitted slope {slope * 1e7:+.1f} kB per 10,000 calls")
+            for part in warm[0]["parts"]:       # which part grew: the heap, or mapped files
+                pb = max(s["parts"].get(part, 0) for s in warm[:k])
+                pe = max(s["parts"].get(part, 0) for s in warm[-k:])
+                unit = "k blocks" if part.startswith("pyblocks") else "MB"
+                print(f"    of it {part}: peak of the first minute {pb:.2f} {unit}, of the last {pe:.2f} "
+                      f"{unit} ({pe - pb:+.2f})")
         else:
             print(f"  RSS: {samples[0]['rss']:.1f} -> {samples[-1]['rss']:.1f} MB; the run ended before the warm-up "
                   f"({args.warmup:g} s and {args.warmup_calls:,} calls) did")
