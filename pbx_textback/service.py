@@ -23,7 +23,6 @@ log = logging.getLogger("pbx_textback")
 
 ALIVE_KEY = "service_alive_at"     # Setting: when the service last ran (CDR recovery starts there)
 CDR_SLACK_S = 2.0                  # CDR times are whole seconds
-TRIM_EVERY_ROUNDS = 10             # housekeeping rounds of 30 s: the heap is trimmed every 5 minutes
 
 
 def asterisk_settings(cfg) -> AsteriskSettings:
@@ -90,6 +89,7 @@ class Service:
         self._parked: dict = {}                  # call_id -> record closed in a gap, for the CDR
         self._recovery: asyncio.Task | None = None
         self._first_seen: dict[str, float] = {}  # call id -> when this service saw it (no PBX time)
+        self.decided = 0                         # calls decided so far (the heap's quiet trim)
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -130,6 +130,7 @@ class Service:
         self._decide(rec)
 
     def _decide(self, rec):
+        self.decided += 1
         if self.features is not None and rec.direction != INBOUND:
             number = self.features.called_back(rec.call_id)
             if number:      # our own *88 originate: we know whom it called
@@ -499,10 +500,10 @@ class Service:
 
     async def _housekeeping(self) -> None:
         """Every 30 s: is the SMSC down too long, calls left open without an end, the store's
-        mark that we are alive; every 5 minutes (and after a purge): the heap's free pages back
-        to the system (heap.py); once a day: retention."""
+        mark that we are alive; once a quiet spell follows calls (and after a purge): the heap's
+        free pages back to the system (heap.QuietTrim); once a day: retention."""
         last_purge = 0.0
-        rounds = 0
+        trim = heap.QuietTrim()
         while True:
             if self.watch is not None:
                 self.watch.check()
@@ -517,9 +518,7 @@ class Service:
                 n = self.store.purge(self.clock() - days * 86400)
                 log.info("retention: purged %s older than %d days", n, days)
                 purged = True
-            if purged or rounds % TRIM_EVERY_ROUNDS == 1:
-                heap.give_back()
-            rounds += 1
+            trim.round(self.decided, force=purged)
             await asyncio.sleep(30)
 
     def _pbx_host(self):

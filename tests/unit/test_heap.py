@@ -31,3 +31,12 @@ def test_free_pages_in_the_middle_of_the_heap_go_back():
     assert before - after > 20_000, (before, after)
     assert all(len(b) == 2048 for b in keep)      # what is still used stays
 
+
+
+def test_a_quiet_spell_after_calls_is_trimmed_once_and_a_busy_one_never():
+    t = heap.QuietTrim()
+    assert [t.round(n) for n in (0, 0)] == [False, False]          # no calls yet: nothing to do
+    assert [t.round(n) for n in (5, 40, 90)] == [False] * 3        # calls in every round
+    assert [t.round(n) for n in (90, 90, 90)] == [True, False, False]   # quiet: once
+    assert [t.round(n) for n in (91, 91)] == [False, True]         # one more call, then quiet
+    assert t.round(91, force=True) is True                         # after a purge
