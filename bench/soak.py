@@ -193,6 +193,21 @@ def rss_parts() -> dict:
                     out[line[3:line.index(":")].lower()] = int(line.split()[1]) / 1024
     except OSError:
         pass
+    # where the anonymous part lives: glibc's main heap (the [heap] map's anonymous pages),
+    # and Python's object arenas (1 MiB each, sys._debugmallocstats: how many are allocated
+    # and how much of them is in use)
+    try:
+        heap, kind = 0, None
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    kind = line.rstrip().endswith("[heap]")
+                elif kind and line.startswith("Anonymous:"):
+                    heap += int(line.split()[1])
+        out["[heap]"] = heap / 1024
+    except (OSError, ValueError):
+        pass
+    out.update(pymalloc())
     # of the heap: what SQLite holds (its page caches, statements), and Python's objects
     # (thousands of allocated blocks, only to see a trend): whose growth it is
     mem = pagestats.sqlite_memory()
@@ -200,6 +215,33 @@ def rss_parts() -> dict:
         out["sqlite"] = mem[0] / 1e6
     out["pyblocks(k)"] = sys.getallocatedblocks() / 1e3
     return out
+
+
+def pymalloc() -> dict:
+    """Python's small-object allocator, MB: its arenas and the bytes in their used blocks
+    (sys._debugmallocstats writes to the C stderr: read through a file for a moment)."""
+    import tempfile as tf
+    saved = os.dup(2)
+    try:
+        with tf.TemporaryFile() as t:
+            os.dup2(t.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+            t.seek(0)
+            text = t.read().decode("ascii", "replace")
+    finally:
+        os.close(saved)
+    got = {}
+    for key, name in (("# arenas allocated current", "py-arenas"), ("# bytes in allocated blocks", "py-used")):
+        m = re.search(re.escape(key) + r" *= *([0-9,]+)", text)
+        if m:
+            n = int(m.group(1).replace(",", ""))
+            got[name] = n if name == "py-arenas" else n / 1e6
+    if "py-arenas" in got:
+        got["py-arenas"] = got["py-arenas"] * 1048576 / 1e6
+    return got
 
 
 def config_text(tmp: Path, smsc_port: int) -> str:
