@@ -590,7 +590,10 @@ def report(args, out: dict, stats: dict, size: int, purge: dict) -> None:
     fed = f"{out['sent']:,}" if "sent" in out else "? (stopped early)"
     print(f"\ncalls written by the feeder {fed}, decided {n:,}; texts at the SMSC "
           f"{stats.get('submit_sm', 0):,}, receipts {stats.get('deliver_sm_resp', 0):,}")
-    table = slices(samples, args.slice)
+    # the sample that saw the last call also counts the wait for it to be sampled (up to
+    # 10 s of nothing): the rate per slice stops at the sample before it
+    ended = len(samples) > 2 and samples[-1]["calls"] == n and samples[-1]["rate"] < samples[-2]["rate"]
+    table = slices(samples[:-1] if ended else samples, args.slice)
     if table:
         print(f"  rate per {args.slice:,} calls (the store grows from slice to slice):")
         print("        calls            calls/s   CPU ms/call")
