@@ -89,7 +89,7 @@ class Service:
         self._parked: dict = {}                  # call_id -> record closed in a gap, for the CDR
         self._recovery: asyncio.Task | None = None
         self._first_seen: dict[str, float] = {}  # call id -> when this service saw it (no PBX time)
-        self.decided = 0                         # calls decided so far (the heap's quiet trim)
+        self.calls_decided = 0                   # so far (the heap's quiet trim)
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -130,7 +130,7 @@ class Service:
         self._decide(rec)
 
     def _decide(self, rec):
-        self.decided += 1
+        self.calls_decided += 1
         if self.features is not None and rec.direction != INBOUND:
             number = self.features.called_back(rec.call_id)
             if number:      # our own *88 originate: we know whom it called
@@ -518,7 +518,7 @@ class Service:
                 n = self.store.purge(self.clock() - days * 86400)
                 log.info("retention: purged %s older than %d days", n, days)
                 purged = True
-            trim.round(self.decided, force=purged)
+            trim.round(self.calls_decided, force=purged)
             await asyncio.sleep(30)
 
     def _pbx_host(self):
