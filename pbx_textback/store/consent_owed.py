@@ -13,13 +13,13 @@ those are all it reads: as many rows as callers asked to stop or start in those 
 """
 from __future__ import annotations
 
-from .fast import _CONSENT_COLS, _NOT_CALLS, consent_events, rows
+from .fast import _CONSENT_COLS, REQUEST_KINDS, consent_events, rows
 from .lean_consent import NOT_CALLS
 
 # the consent(at) index gives the rows in (at, id) order: no sort. It holds no inbound-call
 # event (migration 37), and SQLite uses it only for a query that states its condition as written
 _REQUESTS = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE at >= ? AND {NOT_CALLS} '
-             f'AND kind IN {_NOT_CALLS} ORDER BY at, id')
+             f'AND kind IN {REQUEST_KINDS} ORDER BY at, id')
 
 
 def requests_since(store, since: float) -> list:

@@ -161,10 +161,10 @@ def last_look_reads(store, peer: str, since: float, follow_up: bool) -> tuple[st
 
 # ---- consent: what the state machine needs, not every row ever --------------------------------
 _CONSENT_COLS = "kind, number, at, scope, line, source, confirms, lang, id"
-_NOT_CALLS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
+REQUEST_KINDS = "('opt-out', 'opt-in', 'confirmation')"      # consent.KINDS but inbound-call
 
 
-_STANDING = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {_NOT_CALLS} '
+_STANDING = (f'SELECT {_CONSENT_COLS} FROM "consent" WHERE number = ? AND kind IN {REQUEST_KINDS} '
              f'UNION ALL SELECT {", ".join("c." + c for c in _CONSENT_COLS.split(", "))} '
              'FROM "consentlastcall" l JOIN "consent" c ON c.id = l.consent_id WHERE l.number = ?')
 
