@@ -169,19 +169,6 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def anon_mb() -> float | None:
-    """Anonymous memory (the heap: Python's objects, SQLite's caches), without the mapped
-    libraries and files that RSS also counts: what a restart on a grown store adds shows here."""
-    try:
-        with open("/proc/self/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Anonymous:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def rss_parts() -> dict:
     """RSS in its kernel's parts, MB: anon (the heap: Python's objects, SQLite's caches), file
     (mapped libraries and files: SQLite's -shm wal-index among them) and shmem."""
@@ -197,12 +184,12 @@ def rss_parts() -> dict:
     # and Python's object arenas (1 MiB each, sys._debugmallocstats: how many are allocated
     # and how much of them is in use)
     try:
-        heap, kind = 0, None
+        heap, in_heap = 0, False
         with open("/proc/self/smaps") as f:
             for line in f:
                 if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
-                    kind = line.rstrip().endswith("[heap]")
-                elif kind and line.startswith("Anonymous:"):
+                    in_heap = line.rstrip().endswith("[heap]")
+                elif in_heap and line.startswith("Anonymous:"):
                     heap += int(line.split()[1])
         out["[heap]"] = heap / 1024
     except (OSError, ValueError):
@@ -234,13 +221,11 @@ def pymalloc() -> dict:
     finally:
         os.close(saved)
     got = {}
-    for key, name in (("# arenas allocated current", "py-arenas"), ("# bytes in allocated blocks", "py-used")):
+    for key, name, unit in (("# arenas allocated current", "py-arenas", 1 << 20),
+                            ("# bytes in allocated blocks", "py-used", 1)):
         m = re.search(re.escape(key) + r" *= *([0-9,]+)", text)
         if m:
-            n = int(m.group(1).replace(",", ""))
-            got[name] = n if name == "py-arenas" else n / 1e6
-    if "py-arenas" in got:
-        got["py-arenas"] = got["py-arenas"] * 1048576 / 1e6
+            got[name] = int(m.group(1).replace(",", "")) * unit / 1e6
     return got
 
 
@@ -294,7 +279,7 @@ async def drive(svc: Service, smsc, pipe, decided, args, out: dict) -> None:
         out["start"] = dict(cpu=last_cpu, pc=last_pc, io=last_io, th=last_th)
         mem = pagestats.sqlite_memory()
         if mem:
-            anon = anon_mb()
+            anon = rss_parts().get("anon")
             print(f"  at the start: RSS {rss_mb():.1f} MB{'' if anon is None else f' (anonymous {anon:.1f} MB)'}, "
                   f"SQLite holds {mem[0] / 1e6:.1f} MB "
                   f"(at most {mem[1] / 1e6:.1f} MB so far)", flush=True)

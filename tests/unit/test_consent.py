@@ -130,7 +130,6 @@ def test_line_scope():
     assert [c.line for c in owed(h, T + 5)] == [L2]
 
 
-
 def test_which_request_a_confirmation_settles_does_not_depend_on_the_calls_read():
     # two line-scoped STOPs at one instant and a business-wide confirmation sent from L1: it
     # settles L1's, with or without an earlier call from L2 in the history (the standing's
@@ -143,6 +142,7 @@ def test_which_request_a_confirmation_settles_does_not_depend_on_the_calls_read(
     h2 = [stop(T, line=L2, scope="line"), stop(T, line=L1, scope="line"), other]
     assert [c.line for c in owed(h2, T + 2)] == [L2]
     assert [c.line for c in owed([call(T, line=L2)] + h2, T + 2)] == [L2]
+
 
 def test_line_start_clears_a_business_wide_opt_out():
     h = [stop(T), confirmed(T + 1), start(T + 10, line=L2, scope="line")]

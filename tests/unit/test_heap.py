@@ -32,7 +32,6 @@ def test_free_pages_in_the_middle_of_the_heap_go_back():
     assert all(len(b) == 2048 for b in keep)      # what is still used stays
 
 
-
 def test_a_quiet_spell_after_calls_is_trimmed_once_and_a_busy_one_never():
     t = heap.QuietTrim()
     assert [t.round(n) for n in (0, 0)] == [False, False]          # no calls yet: nothing to do
