@@ -44,6 +44,7 @@ def freeswitch_settings(cfg):
 
 class Service:
     def __init__(self, cfg, *, on_verdict=None, clock=time.time, status_dir=None):
+        heap.hold_mmap_threshold()                # before the store's caches and the first calls
         self.cfg = cfg
         self.status = Publisher(status_dir)       # what `pbx-textback status` reads
         self.clock = clock
