@@ -8,12 +8,13 @@ where a small block still in use above them keeps their pages. On the soak's pro
 heap grew 14.5 -> 16.8 MB over its first 90k calls and by 0.5 MB more near 165k; with the
 threshold held at 128 kB it stayed 13.3-13.6 MB (bench/soak.py, 100k calls each).
 
-Why: glibc gives back memory freed at the top of its heap by itself, but not whole pages freed
-in the middle of it, between chunks still in use. After a busy spell those stay in RSS while
-the service idles: on a soak's process, with Python's objects and SQLite's caches flat,
-malloc_trim(0) returned 1.3-2.2 MB (of 65). While calls keep coming the heap takes them back
-within seconds, and a trim holds the event loop 5-26 ms (a fragmented 100 MB test heap), so it
-runs only in a quiet spell. Where the C library has no such call (musl, macOS) nothing is done.
+Why the trim: glibc gives back memory freed at the top of its heap by itself, but not whole
+pages freed in the middle of it, between chunks still in use. After a busy spell those stay in
+RSS while the service idles: on a soak's process, with Python's objects and SQLite's caches
+flat, malloc_trim(0) returned 1.3-2.2 MB (of 65). While calls keep coming the heap takes them
+back within seconds, and a trim holds the event loop 5-26 ms (a fragmented 100 MB test heap),
+so it runs only in a quiet spell. Where the C library has no such call (musl, macOS) nothing is
+done.
 """
 from __future__ import annotations
 
