@@ -84,7 +84,7 @@ class EslFraming:
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
         try:
-            self._feed(bytes(data), out)
+            self._feed(data if data.__class__ is bytes else bytes(data), out)
         except Exception as e:          # a bug here must not kill the reader: drop and go on
             self.bugs += 1
             self._error(f"framing failed ({type(e).__name__}: {e}); {len(self._buf)} "
@@ -147,7 +147,13 @@ class EslFraming:
                 # its two plain lines pass anyway (tests: fast == careful, any split)
                 n = int(m.group(1))
                 start = m.end()
-                if 0 < n <= self.max_body and len(buf) - start >= n:
+                if 0 < n <= self.max_body:
+                    if len(buf) - start < n:
+                        # the body is still coming (the frame a read cut, once a read): wait
+                        # for it as the careful way would, without parsing the block again
+                        self._head, self._need = _EVENT_HEADS[m.group(2)], n
+                        pos = start
+                        continue
                     frame = self._finish(_EVENT_HEADS[m.group(2)], buf[start:start + n])
                     if frame is None:       # as below: a frame start inside the body?
                         r = _RESYNC.search(buf, start + 1, start + n)
