@@ -334,3 +334,34 @@ def test_the_list_hint_never_changes_the_values(obj, ascii_only, noise):
         got = json.loads(text)
         eslframe.strings_only(got, hint)
         assert got == want and list(got) == list(want)
+
+
+# strings_only's own ways for a list of strs (one joined, no call per element) and its "every
+# value a str" check: against the simple reference, on any object and any hint, right or wrong
+_skey = st.sampled_from(["a", "DP", 'q"x', 'k\\"', "[", '":[', "x[", '"', "\u00e9", "", "|:"])
+_sval = st.text(alphabet='ab":[]|\\{},', max_size=6)
+_scalar = st.none() | st.booleans() | st.integers() | st.floats() | _sval
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_skey, st.one_of(
+           _scalar,
+           st.lists(_sval, max_size=4),                                # FreeSWITCH's arrays
+           st.lists(_scalar, max_size=4),                              # a non-str inside
+           st.recursive(_scalar, lambda kids: st.lists(kids, max_size=3)
+                        | st.dictionaries(_skey, kids, max_size=2), max_leaves=6)),
+           max_size=7),
+       st.dictionaries(_skey, st.lists(_sval, max_size=2) | _sval, max_size=4),
+       st.sampled_from(["tight", "spaced", "other", "noise", "both"]), st.text(alphabet='ab":[ ', max_size=12))
+def test_strings_only_gives_what_the_reference_gives_whatever_the_hint(obj, other, how, noise):
+    text = json.dumps(obj, separators=(",", ":"))
+    hint = {"tight": text,
+            "spaced": json.dumps(obj),                                 # `": [`: no key read
+            "other": json.dumps(other, separators=(",", ":")),         # another object's lists
+            "noise": noise,
+            "both": json.dumps(other, separators=(",", ":")) + noise + text}[how]
+    want = {k: eslframe._str(v) for k, v in json.loads(text).items()}
+    got = json.loads(text)
+    eslframe.strings_only(got, hint)
+    assert got == want and list(got) == list(want)
+    assert all(v.__class__ is str for v in got.values())
