@@ -47,6 +47,7 @@ _MAX_DIGITS = 12                   # a Content-Length longer than this is garbag
 _EVENT_HEAD = re.compile(rb"Content-Length: ([0-9]{1,%d})\nContent-Type: (text/event-(?:plain|json))\n\n"
                          % _MAX_DIGITS)
 _EVENT_HEADS = {CT.encode(): {"Content-Type": CT} for CT in (CT_PLAIN, CT_JSON)}
+_CT_JSON_B = CT_JSON.encode()
 _scan_json = json.JSONDecoder().scan_once
 
 Frame = dict
@@ -154,7 +155,13 @@ class EslFraming:
                         self._head, self._need = _EVENT_HEADS[m.group(2)], n
                         pos = start
                         continue
-                    frame = self._finish(_EVENT_HEADS[m.group(2)], buf[start:start + n])
+                    # (what _finish does with these two Content-Types, without its lookups)
+                    try:
+                        body = buf[start:start + n]
+                        frame = self._json(body) if m.group(2) == _CT_JSON_B else \
+                            self._plain(body)
+                    except Exception as e:
+                        frame = self._failed(e)
                     if frame is None:       # as below: a frame start inside the body?
                         r = _RESYNC.search(buf, start + 1, start + n)
                         pos = r.start() if r else start + n
@@ -244,9 +251,12 @@ class EslFraming:
             frame[BODY_KEY] = body.decode("utf-8", errors="replace")
             return frame
         except Exception as e:          # a bug on odd input costs this frame only
-            self.bugs += 1
-            self._error(f"frame dropped: {type(e).__name__} while reading it")
-            return None
+            return self._failed(e)
+
+    def _failed(self, e: Exception) -> None:
+        self.bugs += 1
+        self._error(f"frame dropped: {type(e).__name__} while reading it")
+        return None
 
     def _plain(self, body: bytes) -> Frame | None:
         text = body.decode("utf-8", errors="replace")
@@ -267,7 +277,7 @@ class EslFraming:
     def _json(self, body: bytes) -> Frame | None:
         try:
             obj = text = None
-            if body[:2] == b'{"':
+            if body.startswith(b'{"'):
                 # what json.loads does with these bytes (UTF-8 by its detect_encoding, as
                 # surrogatepass), without its encoding and whitespace probes: only when the
                 # object is all the body; anything else goes to json.loads, which says why
