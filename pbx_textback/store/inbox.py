@@ -294,9 +294,11 @@ def create_triggers(db) -> None:
         db.execute_sql(sql)
 
 
-def drop_triggers(db) -> None:
-    """For a bulk load (bench/inbox.py): load, rebuild(), create_triggers()."""
-    _drop_count_triggers(db)
+def drop_triggers(db, counts: bool = True) -> None:
+    """For a bulk load (bench/inbox.py): load, rebuild(), create_triggers(). counts=False leaves
+    the triggers that keep inboxcount on (a rebuild of some callers only moves their counts)."""
+    if counts:
+        _drop_count_triggers(db)
     for table, *_ in _SOURCES:
         if _is_pg(db):
             db.execute_sql(f'DROP TRIGGER IF EXISTS inbox_{table} ON "{table}"')
@@ -305,39 +307,51 @@ def drop_triggers(db) -> None:
                 db.execute_sql(f'DROP TRIGGER IF EXISTS "inbox_{table}_{ev}"')
 
 
-def rebuild(db) -> None:
+def rebuild(db, only: str = "") -> None:
     """Every row from scratch, set-wise: a store made before this table, or after a bulk load.
-    The counts are made once at the end, not row by row."""
+    The counts are made once at the end, not row by row. only: an SQL query of the callers
+    whose rows to make again (a purge's slice): the others are left as they are, and the
+    count triggers, left on, move the counts as those rows go and come back."""
     greatest = "GREATEST" if _is_pg(db) else "MAX"
-    _drop_count_triggers(db)
+
+    def of(col: str, glue: str = " AND ") -> str:
+        return f'{glue}{col} IN ({only})' if only else ""
+    by_caller, by_peer, by_conv = of('"caller"'), of('"peer"'), of('"inboxconv"."peer"')
+    if not only:
+        _drop_count_triggers(db)
     stmts = [
-        'DELETE FROM "inboxconv"',
+        'DELETE FROM "inboxconv"' + of('"peer"', " WHERE "),
         'INSERT INTO "inboxconv" ("peer", "line", "first_in", "last_in", "handled", "missed", "replies", "state", '
         '"owner", "set_at", "status", "waiting", "since") '
         'SELECT "peer", \'\', MIN(fin), COALESCE(MAX(fin), 0), MAX(h), SUM(m), SUM(r), \'\', \'\', 0, \'\', 0, 0 FROM ('
         'SELECT "caller" AS "peer", 1 AS m, 0 AS r, "created_at" AS fin, 0 AS h FROM "call" '
-        'WHERE "direction" = \'inbound\' AND "missed" '
-        'UNION ALL SELECT "caller", 0, 0, NULL, "created_at" FROM "call" WHERE "direction" = \'inbound\' AND "answered" '
-        'UNION ALL SELECT "peer", 0, 1, "created_at", 0 FROM "message" WHERE "direction" = \'in\' '
+        f'WHERE "direction" = \'inbound\' AND "missed"{by_caller} '
+        'UNION ALL SELECT "caller", 0, 0, NULL, "created_at" FROM "call" WHERE "direction" = \'inbound\' AND "answered"'
+        f'{by_caller} '
+        f'UNION ALL SELECT "peer", 0, 1, "created_at", 0 FROM "message" WHERE "direction" = \'in\'{by_peer} '
         'UNION ALL SELECT "peer", 0, 0, NULL, "created_at" FROM "message" WHERE "direction" = \'out\' '
-        'AND "kind" = \'agent\') AS t WHERE "peer" <> \'\' GROUP BY "peer"',
+        f'AND "kind" = \'agent\'{by_peer}) AS t WHERE "peer" <> \'\' GROUP BY "peer"',
         'UPDATE "inboxconv" SET "line" = COALESCE((SELECT "line" FROM "call" WHERE "caller" = "inboxconv"."peer" '
         'AND "direction" = \'inbound\' AND "missed" ORDER BY "created_at" DESC, "id" DESC LIMIT 1), \'\') '
-        'WHERE "missed" > 0',
+        f'WHERE "missed" > 0{by_peer}',
         'INSERT INTO "inboxconv" ("peer", "line", "last_in", "handled", "missed", "replies", "state", "owner", '
         '"set_at", "status", "waiting", "since") SELECT "peer", \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0 '
-        'FROM "conversationstate" WHERE "peer" <> \'\' AND "peer" NOT IN (SELECT "peer" FROM "inboxconv")',
+        'FROM "conversationstate" WHERE "peer" <> \'\' AND "peer" NOT IN (SELECT "peer" FROM "inboxconv")'
+        f'{by_peer}',
         'UPDATE "inboxconv" SET "state" = s."state", "owner" = s."owner", "set_at" = s."set_at", "until" = s."until" '
-        'FROM "conversationstate" AS s WHERE s."peer" = "inboxconv"."peer"',
-        _derive("TRUE" if _is_pg(db) else "1", greatest),
-        'DELETE FROM "inboxcount"',
-        'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") SELECT "status", "owner", "waiting", COUNT(*) '
-        'FROM "inboxconv" GROUP BY "status", "owner", "waiting"',
+        f'FROM "conversationstate" AS s WHERE s."peer" = "inboxconv"."peer"{by_conv}',
+        _derive(of('"peer"', "") or ("TRUE" if _is_pg(db) else "1"), greatest),
     ]
+    if not only:
+        stmts += [
+            'DELETE FROM "inboxcount"',
+            'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") SELECT "status", "owner", "waiting", '
+            'COUNT(*) FROM "inboxconv" GROUP BY "status", "owner", "waiting"']
     for sql in stmts:
         db.execute_sql(sql)
-    for sql in _count_triggers(_is_pg(db)):
-        db.execute_sql(sql)
+    if not only:
+        for sql in _count_triggers(_is_pg(db)):
+            db.execute_sql(sql)
 
 
 def create_tables(db) -> None:

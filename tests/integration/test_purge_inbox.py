@@ -4,6 +4,7 @@ frequent caller's purge was quadratic: bench/soak.py times it). What the inbox s
 is what the remaining rows say, and the triggers keep working for the writes that follow."""
 from pbx_textback.store import db as st
 from pbx_textback.store import inbox
+from pbx_textback.store import purge
 from pbx_textback.store import web as sw
 
 FREQUENT = "+15125550100"
@@ -20,8 +21,7 @@ def rows():
                    r["waiting"]) for r in inbox.InboxConv.select().dicts())
 
 
-def test_purge_leaves_the_inbox_as_the_rows_left_say_and_triggers_on(store_factory):
-    store = store_factory()
+def fill(store) -> None:
     with store.write():
         for i in range(400):
             call(i, FREQUENT, 1000.0 + i)                                     # calls again and again
@@ -30,6 +30,11 @@ def test_purge_leaves_the_inbox_as_the_rows_left_say_and_triggers_on(store_facto
                 store.add_message(direction="in", kind="reply", peer=f"+1512556{i:04d}", body="hi",
                                   state="received", due_at=1000.5 + i)
     sw.set_state(store, "+15125560399", sw.DONE, "maria", 1500.0)
+
+
+def test_purge_leaves_the_inbox_as_the_rows_left_say_and_triggers_on(store_factory):
+    store = store_factory()
+    fill(store)
     assert sw.counts(store, 2000.0)["needs-reply"] == 400                     # every caller but the one done
     got = store.purge(before=1300.0)                                         # the first 300 of each
     assert got == {"calls": 600, "decisions": 0, "messages": 6}
@@ -53,4 +58,21 @@ def test_purge_leaves_the_inbox_as_the_rows_left_say_and_triggers_on(store_facto
     kept = rows()
     inbox.rebuild(store.db)
     assert rows() == kept
+    store.close()
+
+
+def test_a_purge_in_many_small_slices_leaves_what_one_big_slice_does(store_factory):
+    """The service purges a slice at a time (a short transaction each); where the slices cut a
+    frequent caller's history or a caller's calls from their texts, nothing shows."""
+    store = store_factory()
+    fill(store)
+    slices = list(purge.slices(store, 1300.0, rows=7))
+    assert len(slices) == -(-600 // 7)                            # 600 calls, 6 texts, 7 of each a slice
+    assert sum(s["calls"] for s in slices) == 600
+    assert sum(s["messages"] for s in slices) == 6
+    left, counts = rows(), sw.counts(store, 2000.0)
+    assert counts["needs-reply"] == 100
+    assert list(purge.slices(store, 1300.0, rows=7)) == []        # nothing older is left
+    inbox.rebuild(store.db)
+    assert rows() == left and sw.counts(store, 2000.0) == counts
     store.close()
