@@ -523,14 +523,10 @@ class Service:
             await asyncio.sleep(30)
 
     async def _purge(self, before: float) -> dict:
-        """Retention's purge a slice at a time, the calls that come meanwhile taken between
-        slices: a big store's first purge is minutes of deletes, none of them in one go."""
+        """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile
+        taken between slices: a big store's first purge is minutes of deletes, none in one go."""
         from .store import purge
-        total = purge.nothing()
-        for got in purge.slices(self.store, before):
-            purge.add(total, got)
-            await asyncio.sleep(0)
-        return total
+        return await purge.run(self.store, before)
 
     def _pbx_host(self):
         if self.cfg.pbx.type == "mail":

@@ -460,6 +460,18 @@ MIGRATIONS.append((37, _lean_consent))
 NEW_STORE_TABLES.append(_lean_consent)
 
 
+def _inbox_hold(db):
+    """A purge's slice remakes the inbox rows of the callers it touched and holds the per-row
+    delete triggers off by a row in its own transaction, not by dropping them (store/purge.py):
+    the triggers are made again to read it; a new store has them from _v18."""
+    from . import inbox
+    inbox.drop_triggers(db)
+    inbox.create_triggers(db)
+
+
+MIGRATIONS.append((38, _inbox_hold))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -742,9 +754,9 @@ class Store:
 
     # ---- records and retention ----------------------------------------------------------------
     def purge(self, before: float) -> dict:
-        """Delete calls, decisions and messages older than `before`, in short transactions
-        (store/purge.py). Consent events stay: they are the proof of why a number was (not)
-        texted."""
+        """Delete calls, decisions and messages older than `before`, in one transaction (the
+        CLI's; the service purges in slices: store/purge.py). Consent events stay: they are the
+        proof of why a number was (not) texted."""
         from .purge import purge
         return purge(self, before)
 

@@ -120,16 +120,21 @@ _EMPTY = ('"first_in" IS NULL AND NOT EXISTS (SELECT 1 FROM "call" WHERE "caller
 def _derive(where: str, greatest: str) -> str:
     """The columns the views read, from the sums (a second statement: an UPDATE's SET sees the
     row as it was before that UPDATE)."""
-    return (f'UPDATE "inboxconv" SET '
-            f'"waiting" = CASE WHEN "last_in" > "handled" THEN 1 ELSE 0 END, '
+    return f'UPDATE "inboxconv" SET {derived(greatest)} WHERE {where}'
+
+
+def derived(greatest: str, col=lambda name: f'"{name}"') -> str:
+    """_derive's SET list; col(name): where each sum or state is read (store/purge_inbox.py:
+    the new sums from its own table)."""
+    first, last, handled, set_at, state = (col(n) for n in ("first_in", "last_in", "handled", "set_at", "state"))
+    return (f'"waiting" = CASE WHEN {last} > {handled} THEN 1 ELSE 0 END, '
             # waiting since the first call or text nobody answered yet; when someone answered or
             # closed it in between, since the latest
-            f'"since" = CASE WHEN "first_in" IS NULL THEN 0 WHEN {greatest}("handled", "set_at") < "first_in" '
-            f'THEN "first_in" ELSE "last_in" END, '
-            f'"status" = CASE WHEN "first_in" IS NULL THEN \'\' '
-            f'WHEN "state" = \'done\' AND "last_in" <= "set_at" THEN \'done\' '
-            f'WHEN "state" = \'snoozed\' AND "last_in" <= "set_at" THEN \'snoozed\' ELSE \'open\' END '
-            f'WHERE {where}')
+            f'"since" = CASE WHEN {first} IS NULL THEN 0 WHEN {greatest}({handled}, {set_at}) < {first} '
+            f'THEN {first} ELSE {last} END, '
+            f'"status" = CASE WHEN {first} IS NULL THEN \'\' '
+            f'WHEN {state} = \'done\' AND {last} <= {set_at} THEN \'done\' '
+            f'WHEN {state} = \'snoozed\' AND {last} <= {set_at} THEN \'snoozed\' ELSE \'open\' END')
 
 
 def _add(table: str, r: str, pg: bool) -> list[str]:
@@ -180,6 +185,14 @@ def _add(table: str, r: str, pg: bool) -> list[str]:
     return out
 
 
+# a purge (store/purge.py) puts a row here inside its own transaction: the delete triggers of
+# call and message then leave the summary to it (it remakes the rows it touched once, where
+# each deleted row recounted its caller's history); no other transaction ever sees the row
+HOLD = "inboxhold"
+_HOLD_TABLE = f'CREATE TABLE IF NOT EXISTS "{HOLD}" ("at" REAL NOT NULL)'
+_HELD = f'EXISTS (SELECT 1 FROM "{HOLD}")'
+_HELD_TABLES = ("call", "message")
+
 # what each source table's trigger watches: (table, key column, columns that matter, rows that matter)
 _SOURCES = (
     # an inbound call neither missed nor answered changes nothing in its caller's row: it makes
@@ -199,6 +212,8 @@ def _sqlite_triggers() -> list[str]:
                             (f'UPDATE OF {", ".join(cols)}', ("OLD", "NEW"))):
             name = f"inbox_{table}_{event.split()[0].lower()}"
             when = " OR ".join(f'({cond.format(r=r)} AND {r}."{key}" <> \'\')'.replace("TRUE", "1") for r in rows)
+            if event == "DELETE" and table in _HELD_TABLES:
+                when += f" AND NOT {_HELD}"
             if event == "INSERT":      # one upsert: the row written once (store/inbox_upsert.py)
                 from .inbox_upsert import upsert
                 body = upsert(table, key) + "; "
@@ -214,8 +229,9 @@ def _pg_triggers() -> list[str]:
     out = [f"CREATE OR REPLACE FUNCTION inbox_refresh(p text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
            f"IF p IS NULL OR p = '' THEN RETURN; END IF; {body}; END $$"]
     for table, key, cols, cond in _SOURCES:
+        held = f"IF TG_OP = 'DELETE' AND {_HELD} THEN RETURN NULL; END IF; " if table in _HELD_TABLES else ""
         out.append(
-            f"CREATE OR REPLACE FUNCTION inbox_on_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"CREATE OR REPLACE FUNCTION inbox_on_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {held}"
             f"IF TG_OP = 'INSERT' THEN IF {cond.format(r='NEW')} AND NEW.\"{key}\" <> '' THEN "
             f"{'; '.join(_add(table, 'NEW', pg=True))}; END IF; RETURN NULL; END IF; "
             f"IF TG_OP <> 'INSERT' AND {cond.format(r='OLD')} THEN PERFORM inbox_refresh(OLD.\"{key}\"); END IF; "
@@ -290,15 +306,14 @@ def _is_pg(db) -> bool:
 
 def create_triggers(db) -> None:
     pg = _is_pg(db)
+    db.execute_sql(_HOLD_TABLE)         # the delete triggers read it
     for sql in (_pg_triggers() if pg else _sqlite_triggers()) + _count_triggers(pg):
         db.execute_sql(sql)
 
 
-def drop_triggers(db, counts: bool = True) -> None:
-    """For a bulk load (bench/inbox.py): load, rebuild(), create_triggers(). counts=False leaves
-    the triggers that keep inboxcount on (a rebuild of some callers only moves their counts)."""
-    if counts:
-        _drop_count_triggers(db)
+def drop_triggers(db) -> None:
+    """For a bulk load (bench/inbox.py): load, rebuild(), create_triggers()."""
+    _drop_count_triggers(db)
     for table, *_ in _SOURCES:
         if _is_pg(db):
             db.execute_sql(f'DROP TRIGGER IF EXISTS inbox_{table} ON "{table}"')
@@ -307,51 +322,39 @@ def drop_triggers(db, counts: bool = True) -> None:
                 db.execute_sql(f'DROP TRIGGER IF EXISTS "inbox_{table}_{ev}"')
 
 
-def rebuild(db, only: str = "") -> None:
+def rebuild(db) -> None:
     """Every row from scratch, set-wise: a store made before this table, or after a bulk load.
-    The counts are made once at the end, not row by row. only: an SQL query of the callers
-    whose rows to make again (a purge's slice): the others are left as they are, and the
-    count triggers, left on, move the counts as those rows go and come back."""
+    The counts are made once at the end, not row by row."""
     greatest = "GREATEST" if _is_pg(db) else "MAX"
-
-    def of(col: str, glue: str = " AND ") -> str:
-        return f'{glue}{col} IN ({only})' if only else ""
-    by_caller, by_peer, by_conv = of('"caller"'), of('"peer"'), of('"inboxconv"."peer"')
-    if not only:
-        _drop_count_triggers(db)
+    _drop_count_triggers(db)
     stmts = [
-        'DELETE FROM "inboxconv"' + of('"peer"', " WHERE "),
+        'DELETE FROM "inboxconv"',
         'INSERT INTO "inboxconv" ("peer", "line", "first_in", "last_in", "handled", "missed", "replies", "state", '
         '"owner", "set_at", "status", "waiting", "since") '
         'SELECT "peer", \'\', MIN(fin), COALESCE(MAX(fin), 0), MAX(h), SUM(m), SUM(r), \'\', \'\', 0, \'\', 0, 0 FROM ('
         'SELECT "caller" AS "peer", 1 AS m, 0 AS r, "created_at" AS fin, 0 AS h FROM "call" '
-        f'WHERE "direction" = \'inbound\' AND "missed"{by_caller} '
-        'UNION ALL SELECT "caller", 0, 0, NULL, "created_at" FROM "call" WHERE "direction" = \'inbound\' AND "answered"'
-        f'{by_caller} '
-        f'UNION ALL SELECT "peer", 0, 1, "created_at", 0 FROM "message" WHERE "direction" = \'in\'{by_peer} '
+        'WHERE "direction" = \'inbound\' AND "missed" '
+        'UNION ALL SELECT "caller", 0, 0, NULL, "created_at" FROM "call" WHERE "direction" = \'inbound\' AND "answered" '
+        'UNION ALL SELECT "peer", 0, 1, "created_at", 0 FROM "message" WHERE "direction" = \'in\' '
         'UNION ALL SELECT "peer", 0, 0, NULL, "created_at" FROM "message" WHERE "direction" = \'out\' '
-        f'AND "kind" = \'agent\'{by_peer}) AS t WHERE "peer" <> \'\' GROUP BY "peer"',
+        'AND "kind" = \'agent\') AS t WHERE "peer" <> \'\' GROUP BY "peer"',
         'UPDATE "inboxconv" SET "line" = COALESCE((SELECT "line" FROM "call" WHERE "caller" = "inboxconv"."peer" '
         'AND "direction" = \'inbound\' AND "missed" ORDER BY "created_at" DESC, "id" DESC LIMIT 1), \'\') '
-        f'WHERE "missed" > 0{by_peer}',
+        'WHERE "missed" > 0',
         'INSERT INTO "inboxconv" ("peer", "line", "last_in", "handled", "missed", "replies", "state", "owner", '
         '"set_at", "status", "waiting", "since") SELECT "peer", \'\', 0, 0, 0, 0, \'\', \'\', 0, \'\', 0, 0 '
-        'FROM "conversationstate" WHERE "peer" <> \'\' AND "peer" NOT IN (SELECT "peer" FROM "inboxconv")'
-        f'{by_peer}',
+        'FROM "conversationstate" WHERE "peer" <> \'\' AND "peer" NOT IN (SELECT "peer" FROM "inboxconv")',
         'UPDATE "inboxconv" SET "state" = s."state", "owner" = s."owner", "set_at" = s."set_at", "until" = s."until" '
-        f'FROM "conversationstate" AS s WHERE s."peer" = "inboxconv"."peer"{by_conv}',
-        _derive(of('"peer"', "") or ("TRUE" if _is_pg(db) else "1"), greatest),
+        'FROM "conversationstate" AS s WHERE s."peer" = "inboxconv"."peer"',
+        _derive("TRUE" if _is_pg(db) else "1", greatest),
+        'DELETE FROM "inboxcount"',
+        'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") SELECT "status", "owner", "waiting", COUNT(*) '
+        'FROM "inboxconv" GROUP BY "status", "owner", "waiting"',
     ]
-    if not only:
-        stmts += [
-            'DELETE FROM "inboxcount"',
-            'INSERT INTO "inboxcount" ("status", "owner", "waiting", "n") SELECT "status", "owner", "waiting", '
-            'COUNT(*) FROM "inboxconv" GROUP BY "status", "owner", "waiting"']
     for sql in stmts:
         db.execute_sql(sql)
-    if not only:
-        for sql in _count_triggers(_is_pg(db)):
-            db.execute_sql(sql)
+    for sql in _count_triggers(_is_pg(db)):
+        db.execute_sql(sql)
 
 
 def create_tables(db) -> None:
