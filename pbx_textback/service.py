@@ -516,11 +516,17 @@ class Service:
             purged = False
             if days and self.clock() - last_purge > 86400:
                 last_purge = self.clock()
-                n = self.store.purge(self.clock() - days * 86400)
+                n = await self._purge(self.clock() - days * 86400)
                 log.info("retention: purged %s older than %d days", n, days)
                 purged = True
             trim.round(self.calls_decided, force=purged)
             await asyncio.sleep(30)
+
+    async def _purge(self, before: float) -> dict:
+        """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile
+        taken between slices: a big store's first purge is minutes of deletes, none in one go."""
+        from .store import purge
+        return await purge.run(self.store, before)
 
     def _pbx_host(self):
         if self.cfg.pbx.type == "mail":

@@ -460,6 +460,18 @@ MIGRATIONS.append((37, _lean_consent))
 NEW_STORE_TABLES.append(_lean_consent)
 
 
+def _inbox_hold(db):
+    """A purge's slice remakes the inbox rows of the callers it touched and holds the per-row
+    delete triggers off by a row in its own transaction, not by dropping them (store/purge.py):
+    the triggers are made again to read it; a new store has them from _v18."""
+    from . import inbox
+    inbox.drop_triggers(db)
+    inbox.create_triggers(db)
+
+
+MIGRATIONS.append((38, _inbox_hold))
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -742,25 +754,11 @@ class Store:
 
     # ---- records and retention ----------------------------------------------------------------
     def purge(self, before: float) -> dict:
-        """Delete calls, decisions and messages older than `before`. Consent events stay: they
-        are the proof of why a number was (not) texted."""
-        from . import inbox
-        with self.write():
-            # the inbox summary's delete triggers recount the caller's whole history per deleted
-            # row (a frequent caller's purge was quadratic): off for the deletes, then one
-            # rebuild, in the same transaction (other writers wait; none sees the triggers gone)
-            inbox.drop_triggers(self.db)
-            old_calls = Call.select(Call.id).where(Call.created_at < before)
-            n_dec = DecisionRow.delete().where(DecisionRow.call.in_(old_calls)).execute()
-            n_msg = Message.delete().where((Message.created_at < before) & (Message.state.not_in([PENDING, SENDING]))).execute()
-            Message.update(call=None).where(Message.call.in_(old_calls)).execute()
-            n_call = Call.delete().where(Call.created_at < before).execute()
-            inbox.rebuild(self.db)
-            inbox.create_triggers(self.db)
-            # rows counted before are gone: /metrics' kept totals (reporting/tally.py) recount
-            Setting.delete().where(Setting.key == PURGE_MARK).execute()
-            Setting.create(key=PURGE_MARK, value=repr(time.time()), set_at=time.time())
-        return {"calls": n_call, "decisions": n_dec, "messages": n_msg}
+        """Delete calls, decisions and messages older than `before`, in one transaction (the
+        CLI's; the service purges in slices: store/purge.py). Consent events stay: they are the
+        proof of why a number was (not) texted."""
+        from .purge import purge
+        return purge(self, before)
 
     def purge_count(self, before: float) -> dict:
         """What purge(before) would delete, deleting nothing (purge --dry-run, the question)."""

@@ -120,16 +120,21 @@ _EMPTY = ('"first_in" IS NULL AND NOT EXISTS (SELECT 1 FROM "call" WHERE "caller
 def _derive(where: str, greatest: str) -> str:
     """The columns the views read, from the sums (a second statement: an UPDATE's SET sees the
     row as it was before that UPDATE)."""
-    return (f'UPDATE "inboxconv" SET '
-            f'"waiting" = CASE WHEN "last_in" > "handled" THEN 1 ELSE 0 END, '
+    return f'UPDATE "inboxconv" SET {derived(greatest)} WHERE {where}'
+
+
+def derived(greatest: str, col=lambda name: f'"{name}"') -> str:
+    """_derive's SET list; col(name): where each sum or state is read (store/purge_inbox.py:
+    the new sums from its own table)."""
+    first, last, handled, set_at, state = (col(n) for n in ("first_in", "last_in", "handled", "set_at", "state"))
+    return (f'"waiting" = CASE WHEN {last} > {handled} THEN 1 ELSE 0 END, '
             # waiting since the first call or text nobody answered yet; when someone answered or
             # closed it in between, since the latest
-            f'"since" = CASE WHEN "first_in" IS NULL THEN 0 WHEN {greatest}("handled", "set_at") < "first_in" '
-            f'THEN "first_in" ELSE "last_in" END, '
-            f'"status" = CASE WHEN "first_in" IS NULL THEN \'\' '
-            f'WHEN "state" = \'done\' AND "last_in" <= "set_at" THEN \'done\' '
-            f'WHEN "state" = \'snoozed\' AND "last_in" <= "set_at" THEN \'snoozed\' ELSE \'open\' END '
-            f'WHERE {where}')
+            f'"since" = CASE WHEN {first} IS NULL THEN 0 WHEN {greatest}({handled}, {set_at}) < {first} '
+            f'THEN {first} ELSE {last} END, '
+            f'"status" = CASE WHEN {first} IS NULL THEN \'\' '
+            f'WHEN {state} = \'done\' AND {last} <= {set_at} THEN \'done\' '
+            f'WHEN {state} = \'snoozed\' AND {last} <= {set_at} THEN \'snoozed\' ELSE \'open\' END')
 
 
 def _add(table: str, r: str, pg: bool) -> list[str]:
@@ -180,6 +185,14 @@ def _add(table: str, r: str, pg: bool) -> list[str]:
     return out
 
 
+# a purge (store/purge.py) puts a row here inside its own transaction: the delete triggers of
+# call and message then leave the summary to it (it remakes the rows it touched once, where
+# each deleted row recounted its caller's history); no other transaction ever sees the row
+HOLD = "inboxhold"
+_HOLD_TABLE = f'CREATE TABLE IF NOT EXISTS "{HOLD}" ("at" REAL NOT NULL)'
+_HELD = f'EXISTS (SELECT 1 FROM "{HOLD}")'
+_HELD_TABLES = ("call", "message")
+
 # what each source table's trigger watches: (table, key column, columns that matter, rows that matter)
 _SOURCES = (
     # an inbound call neither missed nor answered changes nothing in its caller's row: it makes
@@ -199,6 +212,8 @@ def _sqlite_triggers() -> list[str]:
                             (f'UPDATE OF {", ".join(cols)}', ("OLD", "NEW"))):
             name = f"inbox_{table}_{event.split()[0].lower()}"
             when = " OR ".join(f'({cond.format(r=r)} AND {r}."{key}" <> \'\')'.replace("TRUE", "1") for r in rows)
+            if event == "DELETE" and table in _HELD_TABLES:
+                when += f" AND NOT {_HELD}"
             if event == "INSERT":      # one upsert: the row written once (store/inbox_upsert.py)
                 from .inbox_upsert import upsert
                 body = upsert(table, key) + "; "
@@ -214,8 +229,9 @@ def _pg_triggers() -> list[str]:
     out = [f"CREATE OR REPLACE FUNCTION inbox_refresh(p text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
            f"IF p IS NULL OR p = '' THEN RETURN; END IF; {body}; END $$"]
     for table, key, cols, cond in _SOURCES:
+        held = f"IF TG_OP = 'DELETE' AND {_HELD} THEN RETURN NULL; END IF; " if table in _HELD_TABLES else ""
         out.append(
-            f"CREATE OR REPLACE FUNCTION inbox_on_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"CREATE OR REPLACE FUNCTION inbox_on_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {held}"
             f"IF TG_OP = 'INSERT' THEN IF {cond.format(r='NEW')} AND NEW.\"{key}\" <> '' THEN "
             f"{'; '.join(_add(table, 'NEW', pg=True))}; END IF; RETURN NULL; END IF; "
             f"IF TG_OP <> 'INSERT' AND {cond.format(r='OLD')} THEN PERFORM inbox_refresh(OLD.\"{key}\"); END IF; "
@@ -290,6 +306,7 @@ def _is_pg(db) -> bool:
 
 def create_triggers(db) -> None:
     pg = _is_pg(db)
+    db.execute_sql(_HOLD_TABLE)         # the delete triggers read it
     for sql in (_pg_triggers() if pg else _sqlite_triggers()) + _count_triggers(pg):
         db.execute_sql(sql)
 

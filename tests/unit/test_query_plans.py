@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from pbx_textback.store import api, boxes, desk, deskphones, fast, hooks, inbox, metrics, sendpath, web
+from pbx_textback.store import api, boxes, desk, deskphones, fast, hooks, inbox, metrics, purge, sendpath, web
 from pbx_textback.store.consent_owed import requests_since
 from pbx_textback.store.db import open_store, waiting_texts
 
@@ -118,6 +118,8 @@ def test_hot_and_page_queries_never_scan_a_big_table(tmp_path):
         "metrics: new replies": lambda: metrics.reply_totals(store, 20),
         "metrics: new opt-outs": lambda: metrics.opt_out_totals(store, 20),
         "metrics: texts": lambda: metrics.text_totals(store),
+        # last: it deletes (the oldest 100 calls and texts, their callers' inbox rows remade)
+        "purge: one slice": lambda: purge.one_slice(store, now - N + 500, 100),
     }
     checked = 0
     bad = []

@@ -1,0 +1,81 @@
+"""Retention (`retention_days`): the running service purges calls and texts older than that, a
+short transaction at a time (each sized to take about purge.SLICE_S), and takes its calls
+between them. On a big store the first purge
+(the day retention is turned on, or after an upgrade) is a long run of deletes: the service
+must not stop hearing the PBX for its length."""
+import asyncio
+import time
+
+from pbx_textback.config import loads
+from pbx_textback.service import Service
+from pbx_textback.store import db as st
+from pbx_textback.store import purge
+from tests.service_toml import smpp_service_toml
+
+DAY = 86400.0
+
+
+def seed(path, old: int, recent: int, now: float) -> None:
+    store = st.open_store(str(path))
+    rows = [dict(call_id=f"c{i}", pbx="asterisk", caller=f"+1512556{i % 3000:04d}", caller_raw="",
+                 called="+15125550140", line="+15125550140", direction="inbound", missed=True,
+                 reason="abandoned", record="{}",
+                 created_at=now - (40 * DAY if i < old else 3600) + i)
+            for i in range(old + recent)]
+    with store.write():
+        for i in range(0, len(rows), 500):
+            st.Call.insert_many(rows[i:i + 500]).execute()
+        st.Message.insert_many([dict(direction="in", kind="reply", peer="+15125560007", body="hi",
+                                     state="received", due_at=now - 40 * DAY, created_at=now - 40 * DAY,
+                                     updated_at=now - 40 * DAY)]).execute()
+    store.close()
+
+
+def test_the_services_retention_purge_takes_calls_between_its_slices(tmp_path, monkeypatch):
+    monkeypatch.setattr(purge, "FIRST_ROWS", 100)
+    monkeypatch.setattr(purge, "SLICE_S", 1e-6)          # every slice "too long": the smallest next
+    now = time.time()
+    old = 3 * 100 + 17
+    seed(tmp_path / "s.sqlite3", old, 5, now)
+    svc = Service(loads(smpp_service_toml(tmp_path / "s.sqlite3", 1, compliance="retention_days = 30")))
+
+    async def main():
+        seen = set()
+        done = asyncio.Event()
+
+        async def other_work():             # what the PBX's events and the outbox would be
+            while not done.is_set():
+                seen.add(st.Call.select().count())      # how many calls it finds at its turn
+                await asyncio.sleep(0)
+        ticker = asyncio.create_task(other_work())
+        keeper = asyncio.create_task(svc._housekeeping())   # its first round purges at once
+        while st.Call.select().where(st.Call.created_at < now - 30 * DAY).count():
+            await asyncio.sleep(0.01)
+        done.set()
+        keeper.cancel()
+        await ticker
+        return seen
+    seen = asyncio.run(main())
+    assert st.Call.select().count() == 5                                 # the last hour's are kept
+    assert st.Message.select().count() == 0
+    # other work ran between the slices (100 calls, then 50 at a time), each time finding one
+    # slice more gone (not only before and after one long transaction)
+    between = sorted(n for n in seen if 5 < n < old + 5)
+    assert len(between) >= 4, sorted(seen)
+    steps = [b - a for a, b in zip([5] + between, between + [old + 5])]
+    assert max(steps) <= 100, sorted(seen)
+    svc.store.close()
+
+
+def test_without_retention_nothing_is_purged(tmp_path):
+    now = time.time()
+    seed(tmp_path / "s.sqlite3", 20, 5, now)
+    svc = Service(loads(smpp_service_toml(tmp_path / "s.sqlite3", 1)))     # the shipped 0: keep
+
+    async def main():
+        keeper = asyncio.create_task(svc._housekeeping())
+        await asyncio.sleep(0.2)
+        keeper.cancel()
+    asyncio.run(main())
+    assert st.Call.select().count() == 25
+    svc.store.close()
