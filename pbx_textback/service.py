@@ -23,6 +23,8 @@ log = logging.getLogger("pbx_textback")
 
 ALIVE_KEY = "service_alive_at"     # Setting: when the service last ran (CDR recovery starts there)
 CDR_SLACK_S = 2.0                  # CDR times are whole seconds
+PURGE_RETRY_S = 3600.0             # a retention purge that failed: tried again after this
+HOUSEKEEPING_S = 30.0              # between housekeeping's rounds
 
 
 def asterisk_settings(cfg) -> AsteriskSettings:
@@ -500,9 +502,10 @@ class Service:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _housekeeping(self) -> None:
-        """Every 30 s: is the SMSC down too long, calls left open without an end, the store's
-        mark that we are alive; once a quiet spell follows calls (and after a purge): the heap's
-        free pages back to the system (heap.QuietTrim); once a day: retention."""
+        """Every HOUSEKEEPING_S (30 s): is the SMSC down too long, calls left open without an
+        end, the store's mark that we are alive; once a quiet spell follows calls (and after a
+        purge): the heap's free pages back to the system (heap.QuietTrim); once a day: retention
+        (a purge that fails is logged and tried again after PURGE_RETRY_S)."""
         last_purge = 0.0
         trim = heap.QuietTrim()
         while True:
@@ -516,11 +519,19 @@ class Service:
             purged = False
             if days and self.clock() - last_purge > 86400:
                 last_purge = self.clock()
-                n = await self._purge(self.clock() - days * 86400)
-                log.info("retention: purged %s older than %d days", n, days)
-                purged = True
+                try:
+                    n = await self._purge(self.clock() - days * 86400)
+                except Exception as e:
+                    # (the store locked by another program past its busy timeout, a full disk):
+                    # the slices done stay done; housekeeping goes on, the rest waits for a retry
+                    log.error("retention: purge stopped (%s: %s); what it deleted stays deleted, "
+                              "the rest is tried again in %d min", type(e).__name__, e, PURGE_RETRY_S // 60)
+                    last_purge = self.clock() - 86400 + PURGE_RETRY_S
+                else:
+                    log.info("retention: purged %s older than %d days", n, days)
+                    purged = True
             trim.round(self.calls_decided, force=purged)
-            await asyncio.sleep(30)
+            await asyncio.sleep(HOUSEKEEPING_S)
 
     async def _purge(self, before: float) -> dict:
         """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile

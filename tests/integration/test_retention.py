@@ -79,3 +79,45 @@ def test_without_retention_nothing_is_purged(tmp_path):
     asyncio.run(main())
     assert st.Call.select().count() == 25
     svc.store.close()
+
+
+def test_a_purge_the_store_refuses_is_tried_again_and_housekeeping_goes_on(tmp_path, monkeypatch, caplog):
+    """Another program holds the store's write lock past the busy timeout (a backup, a second
+    writer): the purge's slice gives up with "database is locked". That must not end the
+    housekeeping task (its watchdog, the stuck calls' expiry, the alive mark would stop with
+    it, silently): the error is logged and the purge tried again later."""
+    import logging
+    import sqlite3
+    from pbx_textback import service
+    monkeypatch.setattr(service, "HOUSEKEEPING_S", 0.05)
+    monkeypatch.setattr(service, "PURGE_RETRY_S", 0.0)
+    now = time.time()
+    path = tmp_path / "s.sqlite3"
+    seed(path, 50, 5, now)
+    svc = Service(loads(smpp_service_toml(path, 1, compliance="retention_days = 30")))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")            # held for longer than the store's 5 s busy timeout
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+
+    async def main():
+        keeper = asyncio.create_task(svc._housekeeping())
+        while not any("purge stopped" in r.getMessage() for r in caplog.records):
+            assert not keeper.done(), keeper
+            await asyncio.sleep(0.05)
+        assert not keeper.done()
+        assert st.Call.select().count() == 55            # the refused slice changed nothing
+        other.rollback()                                 # the other program is done
+        t0 = time.monotonic()
+        while not any("retention: purged" in r.getMessage() for r in caplog.records) \
+                and time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.05)
+        assert not keeper.done()
+        keeper.cancel()
+    asyncio.run(main())
+    other.close()
+    [err] = [r for r in caplog.records if "purge stopped" in r.getMessage()]
+    assert err.levelname == "ERROR" and "database is locked" in err.getMessage()
+    assert "tried again" in err.getMessage()
+    assert any("retention: purged" in r.getMessage() for r in caplog.records)
+    assert st.Call.select().count() == 5                 # the retry purged the old calls
+    svc.store.close()
