@@ -2,9 +2,9 @@
 store's write lock (and the running service's event loop, which purges between its calls),
 three ways on copies of one store in one run: the former purge (one transaction, every inbox
 row rebuilt: the baseline, kept here), the service's (store/purge.py slices, sized by time)
-and the CLI's (`pbx-textback purge`: one transaction). Prints figures (each way's median
-total over --repeat runs, and the longest stretch in any run); asserts nothing, but says
-whether each way left the same inbox summary as the baseline.
+and the CLI's (`pbx-textback purge`: slices of about CLI_SLICE_S). Prints figures (each
+way's median total over --repeat runs, and the longest stretch in any run); asserts nothing,
+but says whether each way left the same inbox summary as the baseline.
 
     .venv/bin/python bench/purge_bench.py [--conversations 20000] [--messages 60000]
 
@@ -58,8 +58,8 @@ def timed(store, before: float, way: str) -> tuple[dict, list[float], float]:
     """The purge's counts, each transaction's time (the lock held, the loop blocked) and the
     whole purge's (the service's checkpoints run in a thread: in the total, not the holds)."""
     t = time.perf_counter()
-    if way != "service":
-        got = one_transaction(store, before) if way == "old" else store.purge(before)
+    if way == "old":
+        got = one_transaction(store, before)
         return got, [time.perf_counter() - t], time.perf_counter() - t
     holds, one_slice = [], purge.one_slice
 
@@ -71,7 +71,7 @@ def timed(store, before: float, way: str) -> tuple[dict, list[float], float]:
             holds.append(time.perf_counter() - t)
     purge.one_slice = held
     try:
-        got = asyncio.run(purge.run(store, before))
+        got = asyncio.run(purge.run(store, before)) if way == "service" else store.purge(before)
     finally:
         purge.one_slice = one_slice
     return got, holds, time.perf_counter() - t
@@ -125,7 +125,7 @@ def main() -> int:
                 longest, steps = max(max(h) for _, h, *_ in done), max(len(h) for _, h, *_ in done)
                 same = all(left == base for *_, left in done)
                 name = {"old": "old: one transaction", "service": f"service: {steps} slices",
-                        "cli": "cli: one transaction"}[way]
+                        "cli": f"cli: {steps} slices"}[way]
                 print(f"    {name:22} {got['calls']:>7,} calls {got['messages']:>7,} texts in {total:5.2f} s "
                       f"({total / old_total:4.2f}x old; {min(totals):5.2f}-{max(totals):5.2f} s); the lock or the "
                       f"loop held at most {longest * 1000:6.1f} ms; inbox {'as old' if same else 'DIFFERS from old'}")

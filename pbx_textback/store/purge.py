@@ -10,8 +10,9 @@ the callers it touched (store/purge_inbox.py); the inbox's per-row delete trigge
 recounted a caller's history for each deleted row, are held off by a row in the slice's own
 transaction (store/inbox.py HOLD), never dropped: no other writer sees them off, and a slice
 cut short by a crash rolls back whole (the next purge deletes its rows). The service sizes its
-slices by time (about SLICE_S each: bench/purge_bench.py); the CLI, with nothing else
-waiting, purges in one transaction, as before, and rebuilds every row when most calls go.
+slices by time (about SLICE_S each: bench/purge_bench.py); the CLI by CLI_SLICE_S, since the
+service is usually running on the same store: its writes wait for the lock up to their 5 s
+busy timeout, and a call decided after that was lost (one transaction took 44 s on 1M calls).
 Consent events are never purged: they are the proof of why a number was (not) texted.
 """
 from __future__ import annotations
@@ -22,12 +23,13 @@ import time
 from contextlib import closing, contextmanager
 from typing import Iterator
 
-from . import inbox, purge_inbox
+from . import purge_inbox
 from .db import PENDING, PURGE_MARK, SENDING
 from .fast import one as _one, run as _run
 from .inbox import HOLD
 
 SLICE_S = 0.17          # the service's slice: the lock and the loop held about this long
+CLI_SLICE_S = 0.5       # `pbx-textback purge`'s: a running service's writes wait about this at most
 FIRST_ROWS = 1000       # calls and texts in the first slice; later ones sized by its time
 MIN_ROWS = 50
 CACHE_KB = 32_000       # SQLite page cache while purging (roomy())
@@ -45,23 +47,19 @@ def _upto(store, before: float, rows: int) -> float:
     return min([e[0] for e in ends if e] or [before])
 
 
-def one_slice(store, before: float, rows: int | None = None) -> dict:
+def one_slice(store, before: float, rows: int) -> dict:
     """Delete the oldest calls (with their decisions) and texts created before `before`,
-    never a text still to send, up to `rows` of each (None: all), in one transaction; what was
-    deleted, by kind ("last": nothing older is left)."""
+    never a text still to send, up to `rows` of each, in one transaction; what was deleted,
+    by kind ("last": nothing older is left)."""
     pg = not store.is_sqlite
     with store.write():
         if pg:      # other writers of these wait, as SQLite's write lock has them wait
             _run(store, 'LOCK TABLE "call", "message", "inboxconv" IN SHARE ROW EXCLUSIVE MODE')
-        upto = _upto(store, before, rows) if rows else before
+        upto = _upto(store, before, rows)
         span, live = (upto, before), (PENDING, SENDING)
-        # all of it at once (the CLI) and most calls go: one rebuild of every row is cheaper
-        whole = rows is None and _one(store, 'SELECT (SELECT COUNT(*) FROM "call" WHERE "created_at" < ?) * 2 '
-                                             '>= (SELECT COUNT(*) FROM "call")', (before,))[0]
-        if not whole:
-            _run(store, purge_inbox.temp_table(pg))
-            _run(store, f'DELETE FROM "{purge_inbox.GONE}"')
-            _run(store, purge_inbox.COLLECT, (*span, *span, *live))
+        _run(store, purge_inbox.temp_table(pg))
+        _run(store, f'DELETE FROM "{purge_inbox.GONE}"')
+        _run(store, purge_inbox.COLLECT, (*span, *span, *live))
         _run(store, f'INSERT INTO "{HOLD}" ("at") VALUES (?)', (time.time(),))
         got = {"calls": 0, "decisions": 0, "messages": 0, "last": upto == before}
         got["decisions"] = _run(store, f'DELETE FROM "decision" WHERE "call_id" IN ({_CALLS})', span)
@@ -70,11 +68,8 @@ def one_slice(store, before: float, rows: int | None = None) -> dict:
         got["messages"] = _run(store, f'DELETE FROM "message" WHERE {_TEXTS}', (*span, *live))
         _run(store, f'DELETE FROM "{HOLD}"')
         if got["calls"] or got["messages"]:
-            if whole:
-                inbox.rebuild(store.db)
-            else:
-                for sql in purge_inbox.remake(pg):
-                    _run(store, sql)
+            for sql in purge_inbox.remake(pg):
+                _run(store, sql)
             # rows counted before are gone: /metrics' kept totals (reporting/tally.py) recount
             now = time.time()
             _run(store, 'DELETE FROM "setting" WHERE "key" = ?', (PURGE_MARK,))
@@ -175,9 +170,8 @@ def add(total: dict, got: dict) -> dict:
 
 
 def purge(store, before: float) -> dict:
-    """All of it in one slice: the CLI's purge, nothing else waiting on it."""
-    with roomy(store):
-        got = one_slice(store, before)
-        checkpoint(store)
-    got.pop("last")
-    return got
+    """`pbx-textback purge` (Store.purge): slices of about CLI_SLICE_S, checkpoints between."""
+    total = nothing()
+    for got in slices(store, before, CLI_SLICE_S):
+        add(total, got)
+    return total
