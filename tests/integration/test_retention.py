@@ -121,3 +121,33 @@ def test_a_purge_the_store_refuses_is_tried_again_and_housekeeping_goes_on(tmp_p
     assert any("retention: purged" in r.getMessage() for r in caplog.records)
     assert st.Call.select().count() == 5                 # the retry purged the old calls
     svc.store.close()
+
+
+def test_the_cli_purge_lets_the_services_writes_in_between_its_slices(tmp_path, monkeypatch):
+    """`pbx-textback purge` (Store.purge) runs while the service writes to the same store: it
+    goes in slices, and between two of them another connection writes without waiting (one
+    transaction held the lock past the service's 5 s busy timeout on a big store)."""
+    import sqlite3
+    monkeypatch.setattr(purge, "FIRST_ROWS", 100)
+    monkeypatch.setattr(purge, "CLI_SLICE_S", 1e-6)      # every slice "too long": the smallest next
+    now = time.time()
+    path = tmp_path / "s.sqlite3"
+    seed(path, 3 * 100 + 17, 5, now)
+    store = st.open_store(str(path))
+    service = sqlite3.connect(str(path), timeout=0, isolation_level=None)   # never waits
+    left, one_slice = [], purge.one_slice
+
+    def then_the_service_writes(*args):
+        got = one_slice(*args)
+        service.execute("BEGIN IMMEDIATE")              # "database is locked" if still held
+        left.append(service.execute('SELECT COUNT(*) FROM "call" WHERE "created_at" < ?',
+                                    (now - 30 * DAY,)).fetchone()[0])
+        service.execute("UPDATE setting SET set_at = set_at")
+        service.execute("COMMIT")
+        return got
+    monkeypatch.setattr(purge, "one_slice", then_the_service_writes)
+    got = store.purge(now - 30 * DAY)
+    service.close()
+    assert got["calls"] == 317 and st.Call.select().count() == 5
+    assert len([n for n in left if n > 0]) >= 4, left    # it got in while old calls were left
+    store.close()
