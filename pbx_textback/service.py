@@ -10,6 +10,8 @@ import sqlite3
 import time
 from dataclasses import replace
 
+import peewee as pw
+
 from .core.pbx.asterisk import DEFAULT_MARKERS, AsteriskSettings, AsteriskTracker
 from .core.model import INBOUND, OUTBOUND
 from . import heap
@@ -25,6 +27,7 @@ ALIVE_KEY = "service_alive_at"     # Setting: when the service last ran (CDR rec
 CDR_SLACK_S = 2.0                  # CDR times are whole seconds
 PURGE_RETRY_S = 3600.0             # a retention purge that failed: tried again after this
 HOUSEKEEPING_S = 30.0              # between housekeeping's rounds
+UNRECORDED_MAX = 10_000            # calls kept in memory while the store refuses to write them
 
 
 def asterisk_settings(cfg) -> AsteriskSettings:
@@ -93,6 +96,9 @@ class Service:
         self._recovery: asyncio.Task | None = None
         self._first_seen: dict[str, float] = {}  # call id -> when this service saw it (no PBX time)
         self.calls_decided = 0                   # so far (the heap's quiet trim)
+        # call_id -> a call the store refused to write (locked past its busy timeout, the disk
+        # full, PostgreSQL away): decided again by housekeeping until the store takes it
+        self._unrecorded: dict = {}
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -141,6 +147,15 @@ class Service:
                               notes=rec.notes + (f"call back by the feature code to {number}",))
         try:
             verdict, queued = self.pipeline.record_call(rec)
+        except (pw.OperationalError, pw.InterfaceError) as e:
+            if len(self._unrecorded) >= UNRECORDED_MAX:
+                log.error("could not record call %s (%s): %d calls wait for the store already; "
+                          "it stays in the log only", rec.call_id, e, len(self._unrecorded))
+                return None
+            self._unrecorded[rec.call_id] = rec
+            log.error("could not record call %s (the store: %s): kept, tried again in %d s",
+                      rec.call_id, e, HOUSEKEEPING_S)
+            return None
         except Exception:
             log.exception("could not record call %s: it stays in the log only", rec.call_id)
             return None
@@ -445,6 +460,10 @@ class Service:
                 log.error("the %s task stopped%s: pbx-textback exits so that systemd restarts it",
                           t.get_name(), f": {type(e).__name__}: {e}" if e else " by itself")
         self.notifier.stopping()
+        self._record_unrecorded()                # a last try; their texts then wait in the store
+        if self._unrecorded:
+            log.error("stopping with %d call(s) the store refused, not recorded: %s",
+                      len(self._unrecorded), ", ".join(list(self._unrecorded)[:10]))
         self.worker.stop()
         if source is not None:
             await source.stop()
@@ -515,6 +534,7 @@ class Service:
                 for rec in self.tracker.expire(self.clock()):
                     self._take(rec)
             self._mark_alive()
+            self._record_unrecorded()
             days = self.cfg.compliance.retention_days
             purged = False
             if days and self.clock() - last_purge > 86400:
@@ -532,6 +552,19 @@ class Service:
                     purged = True
             trim.round(self.calls_decided, force=purged)
             await asyncio.sleep(HOUSEKEEPING_S)
+
+    def _record_unrecorded(self) -> None:
+        """The calls the store refused, decided again in the order they came; at the first
+        the store still refuses, the rest wait for the next round (each refusal waits out
+        the busy timeout)."""
+        waiting, self._unrecorded = list(self._unrecorded.items()), {}
+        for i, (call_id, rec) in enumerate(waiting):
+            verdict = self._decide(rec)
+            if call_id in self._unrecorded:
+                self._unrecorded.update(waiting[i + 1:])
+                return
+            if verdict is not None:
+                log.info("call %s recorded now (the store had refused it)", call_id)
 
     async def _purge(self, before: float) -> dict:
         """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile
