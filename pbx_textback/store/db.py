@@ -754,9 +754,9 @@ class Store:
 
     # ---- records and retention ----------------------------------------------------------------
     def purge(self, before: float) -> dict:
-        """Delete calls, decisions and messages older than `before`, in one transaction (the
-        CLI's; the service purges in slices: store/purge.py). Consent events stay: they are the
-        proof of why a number was (not) texted."""
+        """Delete calls, decisions and messages older than `before`, in slices of about
+        purge.CLI_SLICE_S each (the CLI's; the service's are shorter: store/purge.py). Consent
+        events stay: they are the proof of why a number was (not) texted."""
         from .purge import purge
         return purge(self, before)
 

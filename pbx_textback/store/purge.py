@@ -72,9 +72,7 @@ def one_slice(store, before: float, rows: int) -> dict:
                 _run(store, sql)
             # rows counted before are gone: /metrics' kept totals (reporting/tally.py) recount
             now = time.time()
-            _run(store, 'DELETE FROM "setting" WHERE "key" = ?', (PURGE_MARK,))
-            _run(store, 'INSERT INTO "setting" ("key", "value", "set_at") VALUES (?, ?, ?)',
-                 (PURGE_MARK, repr(now), now))
+            store.set_setting(PURGE_MARK, repr(now), now)
     return got
 
 

@@ -4,8 +4,11 @@ between them. On a big store the first purge
 (the day retention is turned on, or after an upgrade) is a long run of deletes: the service
 must not stop hearing the PBX for its length."""
 import asyncio
+import logging
+import sqlite3
 import time
 
+from pbx_textback import service
 from pbx_textback.config import loads
 from pbx_textback.service import Service
 from pbx_textback.store import db as st
@@ -86,9 +89,6 @@ def test_a_purge_the_store_refuses_is_tried_again_and_housekeeping_goes_on(tmp_p
     writer): the purge's slice gives up with "database is locked". That must not end the
     housekeeping task (its watchdog, the stuck calls' expiry, the alive mark would stop with
     it, silently): the error is logged and the purge tried again later."""
-    import logging
-    import sqlite3
-    from pbx_textback import service
     monkeypatch.setattr(service, "HOUSEKEEPING_S", 0.05)
     monkeypatch.setattr(service, "PURGE_RETRY_S", 0.0)
     now = time.time()
@@ -127,7 +127,6 @@ def test_the_cli_purge_lets_the_services_writes_in_between_its_slices(tmp_path, 
     """`pbx-textback purge` (Store.purge) runs while the service writes to the same store: it
     goes in slices, and between two of them another connection writes without waiting (one
     transaction held the lock past the service's 5 s busy timeout on a big store)."""
-    import sqlite3
     monkeypatch.setattr(purge, "FIRST_ROWS", 100)
     monkeypatch.setattr(purge, "CLI_SLICE_S", 1e-6)      # every slice "too long": the smallest next
     now = time.time()
