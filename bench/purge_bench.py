@@ -7,6 +7,10 @@ way's median total over --repeat runs, and the longest stretch in any run); asse
 but says whether each way left the same inbox summary as the baseline.
 
     .venv/bin/python bench/purge_bench.py [--conversations 20000] [--messages 60000]
+    .venv/bin/python bench/purge_bench.py --from STORE --repeat 1   # a kept store, e.g. a soak's
+
+--from times the ways on copies of a store kept by an earlier run (bench/soak.py --keep leaves
+before-purge.sqlite3; the given file is never written): its older half of calls, then all of it.
 
 The store is bench/inbox.py's (SQLite, the shipped default): callers' missed calls, texts,
 replies and agents' texts spread over the last 30 days, states and owners on a third. Three
@@ -84,26 +88,49 @@ def summary(store) -> list[tuple]:
     return [r[1:] for r in rows] + [r[1:] for r in counts]
 
 
+def filled(tmp: Path, conversations: int, messages: int) -> tuple[Path, list]:
+    now = time.time()
+    src = tmp / "src.sqlite3"
+    t = time.perf_counter()
+    store = st.open_store(str(src))
+    fill(store, conversations, messages, now)
+    calls, texts = st.Call.select().count(), st.Message.select().count()
+    store.close()
+    print(f"purge bench: a store of {calls:,} calls and {texts:,} texts over 30 days "
+          f"({src.stat().st_size / 1e6:.0f} MB, filled in {time.perf_counter() - t:.0f} s); "
+          f"the service's slices take about {purge.SLICE_S * 1000:.0f} ms each")
+    return src, [("daily (older than 29 days)", now - 29 * DAY), ("bulk (older than 7 days)", now - 7 * DAY),
+                 ("bulk (everything)", now + DAY)]
+
+
+def kept(given: Path, tmp: Path) -> tuple[Path, list]:
+    """A copy of a kept store (brought up to date by open_store, checkpointed) and its cases."""
+    src = tmp / "src.sqlite3"
+    shutil.copy(given, src)
+    store = st.open_store(str(src))
+    calls, texts = st.Call.select().count(), st.Message.select().count()
+    times = [r[0] for r in store.db.execute_sql('SELECT "created_at" FROM "call" ORDER BY "created_at"')]
+    store.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    print(f"purge bench: {given} ({calls:,} calls and {texts:,} texts, {src.stat().st_size / 1e6:.0f} MB); "
+          f"the service's slices take about {purge.SLICE_S * 1000:.0f} ms each")
+    return src, [("the older half of its calls", times[len(times) // 2]), ("bulk (everything)", times[-1] + DAY)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--conversations", type=int, default=20_000)
     ap.add_argument("--messages", type=int, default=60_000)
     ap.add_argument("--repeat", type=int, default=5, help="runs of each way; the median total is shown")
+    ap.add_argument("--from", dest="from_store", default="", help="time the ways on copies of this store")
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="pbx-purge-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="pbx-purge-bench-", dir=Path(a.from_store).parent if a.from_store else None))
     try:
-        now = time.time()
-        src = tmp / "src.sqlite3"
-        t = time.perf_counter()
-        store = st.open_store(str(src))
-        fill(store, a.conversations, a.messages, now)
-        calls, texts = st.Call.select().count(), st.Message.select().count()
-        store.close()
-        print(f"purge bench: a store of {calls:,} calls and {texts:,} texts over 30 days "
-              f"({src.stat().st_size / 1e6:.0f} MB, filled in {time.perf_counter() - t:.0f} s); "
-              f"the service's slices take about {purge.SLICE_S * 1000:.0f} ms each")
-        for what, days in (("daily (older than 29 days)", 29), ("bulk (older than 7 days)", 7),
-                           ("bulk (everything)", -1)):
+        if a.from_store:
+            src, cases = kept(Path(a.from_store), tmp)
+        else:
+            src, cases = filled(tmp, a.conversations, a.messages)
+        for what, before in cases:
             print(f"  {what}:")
             runs = {way: [] for way in WAYS}
             for i in range(a.repeat):           # the ways in turn, each on its own copy of the store
@@ -112,7 +139,7 @@ def main() -> int:
                     shutil.copy(src, path)
                     os.sync()                   # the copy's writeback not inside the purge's fsyncs
                     store = st.open_store(str(path))
-                    got, holds, took = timed(store, now - days * DAY, way)
+                    got, holds, took = timed(store, before, way)
                     runs[way].append((got, holds, took, summary(store)))
                     store.close()
                     for p in tmp.glob(f"{path.name}*"):
