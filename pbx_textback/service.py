@@ -99,6 +99,7 @@ class Service:
         # call_id -> a call the store refused to write (locked past its busy timeout, the disk
         # full, PostgreSQL away): decided again by housekeeping until the store takes it
         self._unrecorded: dict = {}
+        self._retrying = False               # _record_unrecorded at work: calls go to the store
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -145,17 +146,15 @@ class Service:
             if number:      # our own *88 originate: we know whom it called
                 rec = replace(rec, direction=OUTBOUND, called=rec.called or number,
                               notes=rec.notes + (f"call back by the feature code to {number}",))
+        if self._unrecorded and not self._retrying:
+            # calls before it wait for the store: this one goes behind them (their order is the
+            # history its decision reads), without waiting out the busy timeout once more
+            n = len(self._unrecorded)
+            return self._keep(rec, f"behind {n} call{'s' * (n != 1)} the store refused")
         try:
             verdict, queued = self.pipeline.record_call(rec)
         except (pw.OperationalError, pw.InterfaceError) as e:
-            if len(self._unrecorded) >= UNRECORDED_MAX:
-                log.error("could not record call %s (%s): %d calls wait for the store already; "
-                          "it stays in the log only", rec.call_id, e, len(self._unrecorded))
-                return None
-            self._unrecorded[rec.call_id] = rec
-            log.error("could not record call %s (the store: %s): kept, tried again in %d s",
-                      rec.call_id, e, HOUSEKEEPING_S)
-            return None
+            return self._keep(rec, f"the store: {e}")
         except Exception:
             log.exception("could not record call %s: it stays in the log only", rec.call_id)
             return None
@@ -166,6 +165,16 @@ class Service:
         if self.on_verdict:
             self.on_verdict(verdict)
         return verdict
+
+    def _keep(self, rec, why: str) -> None:
+        """A call the store cannot take now: kept for housekeeping to decide (bounded)."""
+        if len(self._unrecorded) >= UNRECORDED_MAX:
+            log.error("could not record call %s (%s): %d calls wait for the store already; "
+                      "it stays in the log only", rec.call_id, why, len(self._unrecorded))
+            return None
+        self._unrecorded[rec.call_id] = rec
+        log.error("could not record call %s (%s): kept, tried again in %d s", rec.call_id, why, HOUSEKEEPING_S)
+        return None
 
     # Asterisk stamps events only with `timestampevents = yes`: without it a call has no time
     # (explain said "time unknown"). Keep the time this service first saw each call and give
@@ -558,13 +567,17 @@ class Service:
         the store still refuses, the rest wait for the next round (each refusal waits out
         the busy timeout)."""
         waiting, self._unrecorded = list(self._unrecorded.items()), {}
-        for i, (call_id, rec) in enumerate(waiting):
-            verdict = self._decide(rec)
-            if call_id in self._unrecorded:
-                self._unrecorded.update(waiting[i + 1:])
-                return
-            if verdict is not None:
-                log.info("call %s recorded now (the store had refused it)", call_id)
+        self._retrying = True
+        try:
+            for i, (call_id, rec) in enumerate(waiting):
+                verdict = self._decide(rec)
+                if call_id in self._unrecorded:
+                    self._unrecorded.update(waiting[i + 1:])
+                    return
+                if verdict is not None:
+                    log.info("call %s recorded now (the store had refused it)", call_id)
+        finally:
+            self._retrying = False
 
     async def _purge(self, before: float) -> dict:
         """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile

@@ -50,3 +50,43 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
     [row] = st.Call.select().where(st.Call.call_id == "1795734713.4")
     assert row.missed and row.caller == CALLER
     svc.store.close()
+
+
+def test_calls_after_a_refused_one_wait_behind_it_without_holding_the_loop(tmp_path, caplog):
+    """With the store locked, only the first call waits out the busy timeout: each later one
+    goes behind it at once (the loop keeps answering the PBX), and all are recorded in the
+    order they came once the store takes writes."""
+    path = tmp_path / "s.sqlite3"
+    svc = Service(loads(smpp_service_toml(path, 1)))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+    ids = [f"179573471{i}.4" for i in range(3)]
+
+    def call(i: int) -> CallRecord:
+        rec = missed(time.time())
+        return CallRecord(rec.pbx, ids[i], f"+1512555123{i}", rec.called, rec.direction,
+                          started_at=rec.started_at, ended_at=rec.ended_at, caller_cancelled=True,
+                          dial_results=rec.dial_results, ring_seconds=rec.ring_seconds)
+
+    async def main():
+        other.execute("BEGIN IMMEDIATE")
+        t = time.monotonic()
+        assert svc._decide(call(0)) is None
+        first = time.monotonic() - t
+        t = time.monotonic()
+        assert svc._decide(call(1)) is None and svc._decide(call(2)) is None
+        later = time.monotonic() - t
+        assert first >= 4.5 and later < 0.5, (first, later)
+        assert list(svc._unrecorded) == ids
+        other.rollback()
+        svc._record_unrecorded()
+        assert not svc._unrecorded
+    asyncio.run(main())
+    other.close()
+    rows = list(st.Call.select().order_by(st.Call.id))
+    assert [r.call_id for r in rows] == ids and all(r.missed for r in rows)
+    assert st.Message.select().where(st.Message.direction == "out").count() == 3
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"could not record call {ids[1]} (behind 1 call the store refused)") for m in said)
+    assert all(f"call {i} recorded now (the store had refused it)" in said for i in ids)
+    svc.store.close()
