@@ -150,12 +150,15 @@ def main() -> int:
                 totals = [took for *_, took, _ in done]
                 total, got = statistics.median(totals), done[0][0]
                 longest, steps = max(max(h) for _, h, *_ in done), max(len(h) for _, h, *_ in done)
+                holds = sorted(x for _, h, *_ in done for x in h)
+                spread = "" if way == "old" else (f" (median {statistics.median(holds) * 1000:.0f} ms, "
+                                                  f"9 in 10 under {holds[int(len(holds) * 0.9)] * 1000:.0f} ms)")
                 same = all(left == base for *_, left in done)
                 name = {"old": "old: one transaction", "service": f"service: {steps} slices",
                         "cli": f"cli: {steps} slices"}[way]
                 print(f"    {name:22} {got['calls']:>7,} calls {got['messages']:>7,} texts in {total:5.2f} s "
                       f"({total / old_total:4.2f}x old; {min(totals):5.2f}-{max(totals):5.2f} s); the lock or the "
-                      f"loop held at most {longest * 1000:6.1f} ms; inbox {'as old' if same else 'DIFFERS from old'}")
+                      f"loop held at most {longest * 1000:6.1f} ms{spread}; inbox {'as old' if same else 'DIFFERS from old'}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
