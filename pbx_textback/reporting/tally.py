@@ -8,7 +8,7 @@ Two things could make the kept totals wrong, and both are handled:
   (PostgreSQL, two boxes writing at once): rows are folded into the kept totals only up to an
   id seen at least SETTLE_S ago; newer rows are counted afresh at every scrape;
 - a purge, which deletes counted rows: the store's purge mark changes, and the next scrape
-  counts everything again, so the totals still agree with the reports."""
+  counts the kept range again (once), so the totals still agree with the reports."""
 from __future__ import annotations
 
 import threading
@@ -46,8 +46,12 @@ class Tally:
         """The totals now, given the newest id in the table and the store's purge mark."""
         with self._lock:
             if purge_mark != self._mark:
-                self._mark, self._kept, self._upto = purge_mark, {}, 0
-                self._seen.clear()
+                # rows counted before may be gone: the settled ids are counted again, now and
+                # once (they stay settled: a purge deletes rows, it commits none late); the
+                # scrapes in the minute after read only what is new, as before the purge
+                self._mark, self._kept = purge_mark, {}
+                if self._upto:
+                    self.count_into(self._kept, 0, self._upto)
             now = self.monotonic()
             self._seen.append((now, newest_id))
             settled = None

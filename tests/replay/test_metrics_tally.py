@@ -84,3 +84,34 @@ def test_a_row_committed_after_a_later_id_is_still_counted():
     del table.rows[1]
     assert sorted(tally.read(6, "")) == [("a", 3), ("b", 3)]
     assert sorted(tally.read(6, "purged once")) == [("a", 2), ("b", 3)]
+
+
+def test_after_a_purge_the_kept_range_is_counted_again_once_not_at_every_scrape():
+    """Each scrape in the minute after a purge counted the whole table again (4 s of CPU per
+    scrape on a store of 1M calls): now the first counts the kept range again, the rest read
+    only what is new."""
+    t = [0.0]
+    table = Table()
+    reads: list = []
+
+    def count(after, upto):
+        reads.append((after, upto))
+        return table.count(after, upto)
+    tally = Tally(count, settle_s=60.0, monotonic=lambda: t[0])
+    table.rows.update({i: "ab"[i % 2] for i in range(1, 101)})
+    tally.read(100, "")
+    t[0] = 61.0
+    tally.read(100, "")                                     # ids up to 100 kept
+    for i in range(1, 41):                                  # a purge: the oldest 40 go
+        del table.rows[i]
+    reads.clear()
+    t[0] = 62.0
+    assert sorted(tally.read(100, "purged")) == [("a", 30), ("b", 30)]
+    assert reads[0] == (0, 100)                             # the kept range, once
+    for s in range(63, 120, 15):                            # the scrapes of the next minute
+        reads.clear()
+        t[0] = float(s)
+        table.rows[s + 1000] = "a"
+        got = dict(tally.read(s + 1000, "purged"))
+        assert got["b"] == 30 and all(after >= 100 for after, _ in reads), reads
+    assert got["a"] == 34
