@@ -564,8 +564,15 @@ class Service:
 
     def _record_unrecorded(self) -> None:
         """The calls the store refused, decided again in the order they came; at the first
-        the store still refuses, the rest wait for the next round (each refusal waits out
-        the busy timeout)."""
+        the store still refuses, the rest wait for the next round. A store still locked is
+        seen in a tenth of a second, not after the busy timeout's 5 s on the event loop."""
+        if not self._unrecorded:
+            return
+        if not self.store.takes_writes():
+            n = len(self._unrecorded)
+            log.warning("%d call%s still wait%s for the store (it is locked); tried again in %d s",
+                        n, "s" * (n != 1), "" if n != 1 else "s", HOUSEKEEPING_S)
+            return
         waiting, self._unrecorded = list(self._unrecorded.items()), {}
         self._retrying = True
         try:

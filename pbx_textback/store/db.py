@@ -499,6 +499,22 @@ class Store:
         with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
             yield
 
+    def takes_writes(self, wait_ms: int = 100) -> bool:
+        """Whether a write could start now, waiting at most wait_ms for SQLite's lock instead
+        of the busy timeout (a look before writing again what it refused). PostgreSQL: True,
+        its refusals are quick."""
+        if not self.is_sqlite:
+            return True
+        busy = self.db.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+        self.db.execute_sql(f"PRAGMA busy_timeout = {int(wait_ms)}")
+        try:
+            with self.write():
+                return True
+        except pw.OperationalError:
+            return False
+        finally:
+            self.db.execute_sql(f"PRAGMA busy_timeout = {int(busy)}")
+
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()

@@ -34,8 +34,11 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
         other.execute("BEGIN IMMEDIATE")                 # another program writes, for long
         assert svc._decide(missed(time.time())) is None   # waits out the busy timeout
         assert st.Call.select().count() == 0
-        svc._record_unrecorded()                         # still locked: kept again
-        assert st.Call.select().count() == 0
+        t = time.monotonic()
+        svc._record_unrecorded()                         # still locked: kept again, seen at once
+        assert time.monotonic() - t < 1.0
+        assert st.Call.select().count() == 0 and list(svc._unrecorded) == ["1795734713.4"]
+        assert svc.store.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 5000   # put back
         other.rollback()                                 # the other program is done
         svc._record_unrecorded()
         assert st.Call.select().count() == 1 and texts() == 1
@@ -45,7 +48,8 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
     other.close()
     said = [r.getMessage() for r in caplog.records]
     refused = [m for m in said if m.startswith("could not record call 1795734713.4")]
-    assert len(refused) == 2 and all("database is locked" in m and "tried again" in m for m in refused)
+    assert len(refused) == 1 and all("database is locked" in m and "tried again" in m for m in refused)
+    assert "1 call still waits for the store (it is locked); tried again in 30 s" in said
     assert "call 1795734713.4 recorded now (the store had refused it)" in said
     [row] = st.Call.select().where(st.Call.call_id == "1795734713.4")
     assert row.missed and row.caller == CALLER
