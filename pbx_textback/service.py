@@ -471,8 +471,10 @@ class Service:
         self.notifier.stopping()
         self._record_unrecorded()                # a last try; their texts then wait in the store
         if self._unrecorded:
-            log.error("stopping with %d call(s) the store refused, not recorded: %s",
-                      len(self._unrecorded), ", ".join(list(self._unrecorded)[:10]))
+            log.error("stopping with %d call(s) the store refused, not recorded: %s (%s)",
+                      len(self._unrecorded), ", ".join(list(self._unrecorded)[:10]),
+                      "the next start reads them from the PBX's CDR" if self.cfg.pbx.cdr.source
+                      else "with [pbx.cdr] set, the next start would read them from the PBX's CDR")
         self.worker.stop()
         if source is not None:
             await source.stop()
@@ -505,6 +507,11 @@ class Service:
         return f"{ALIVE_KEY}:{self.store.box}" if self.store.box else ALIVE_KEY
 
     def _mark_alive(self) -> None:
+        """When the service last ran: the next start's CDR recovery begins there. Not moved on
+        while calls the store refused wait (so a crash leaves them to that recovery), nor
+        tried then: the store that refused them would hold the loop its busy timeout."""
+        if self._unrecorded:
+            return
         try:
             self.store.set_setting(self._alive_key(), f"{self.clock():.3f}", self.clock())
         except Exception as e:          # the store's trouble shows elsewhere; keep running
@@ -542,8 +549,8 @@ class Service:
             if isinstance(self.tracker, AsteriskTracker):
                 for rec in self.tracker.expire(self.clock()):
                     self._take(rec)
+            self._record_unrecorded()           # first: the alive mark waits for these
             self._mark_alive()
-            self._record_unrecorded()
             days = self.cfg.compliance.retention_days
             purged = False
             if days and self.clock() - last_purge > 86400:
