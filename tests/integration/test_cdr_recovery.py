@@ -70,6 +70,24 @@ def test_a_pbx_answer_without_a_person_is_ambiguous_and_not_texted_by_default():
     assert v.decision.action == "text"
 
 
+def csv_cdr_config(master: Path, store: Path):
+    """AMI user t/s, the CDR read from `master` (UTC), recovery 0.2 s after a connect."""
+    return loads(f"""
+[pbx.ami]
+username = "t"
+secret = "s"
+[pbx.cdr]
+source = "csv"
+path = "{master}"
+timezone = "UTC"
+settle_seconds = 0.2
+[store]
+path = "{store}"
+[compliance]
+quiet_hours = ""
+""")
+
+
 def test_gap_calls_are_recovered_after_the_reconnect(tmp_path):
     master = tmp_path / "Master.csv"
 
@@ -80,20 +98,7 @@ def test_gap_calls_are_recovered_after_the_reconnect(tmp_path):
             last = max(datetime.fromisoformat(r["EndTime"]).replace(tzinfo=timezone.utc).timestamp()
                        for r in rows)
             write_master_csv(master, rows, shift=time.time() - last, mode="a")
-    cfg = loads(f"""
-[pbx.ami]
-username = "t"
-secret = "s"
-[pbx.cdr]
-source = "csv"
-path = "{master}"
-timezone = "UTC"
-settle_seconds = 0.2
-[store]
-path = "{tmp_path / 's.sqlite3'}"
-[compliance]
-quiet_hours = ""
-""")
+    cfg = csv_cdr_config(master, tmp_path / "s.sqlite3")
     seen = []
 
     async def main():

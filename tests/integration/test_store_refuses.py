@@ -112,24 +112,11 @@ def test_after_a_crash_the_next_start_recovers_a_refused_call_from_the_cdr(tmp_p
     from dataclasses import replace
 
     from pbx_textback.ami.replay_server import AmiReplayServer
-    from tests.integration.test_cdr_recovery import FIX, cdr_rows, write_master_csv
+    from tests.integration.test_cdr_recovery import FIX, cdr_rows, csv_cdr_config, write_master_csv
     master = tmp_path / "Master.csv"
     master.write_text("")
     path = tmp_path / "s.sqlite3"
-    cfg = loads(f"""
-[pbx.ami]
-username = "t"
-secret = "s"
-[pbx.cdr]
-source = "csv"
-path = "{master}"
-timezone = "UTC"
-settle_seconds = 0.2
-[store]
-path = "{path}"
-[compliance]
-quiet_hours = ""
-""")
+    cfg = csv_cdr_config(master, path)
     first = Service(cfg)
     first._mark_alive()
     other = sqlite3.connect(str(path), isolation_level=None)
