@@ -292,15 +292,21 @@ class FreeswitchTracker:
 
     def _vars(self, call: FsCall, leg: FsLeg, ev: dict) -> None:
         self._vars_leg(leg, ev)
-        if self._var_keys and not ev.keys().isdisjoint(self._var_heads):
-            # the marker headers this event has (a dict view & a set: C walks the smaller)
-            markers.on_var_present(self._var_map, ev.keys() & self._var_heads, call, ev)
+        self._var_marks(call, ev)
+
+    def _var_marks(self, call: FsCall, ev: dict) -> None:
+        if self._var_keys:
+            # the marker headers this event has (a dict view & a set: C walks the smaller);
+            # one walk, not a test and then a walk: most channel events have some
+            present = ev.keys() & self._var_heads
+            if present:
+                markers.on_var_present(self._var_map, present, call, ev)
 
     # -- events -------------------------------------------------------------------------------
 
     def _on_create(self, call, leg, ev, ts):
         self._fill(leg, ev, ts, first=True)
-        self._vars(call, leg, ev)
+        self._var_marks(call, ev)       # (_fill read the leg's variables of this event)
         if self._dest_markers:
             markers.on_dest(self._dest_markers, call, ev)
 

@@ -72,6 +72,10 @@ class FsCall:
     vm_leg: str = ""
     closed_marks: list[str] = field(default_factory=list)
     open_marks: list[str] = field(default_factory=list)
+    # the variable-marker hits already marked on this call (id -> the hit, held so its id
+    # stays its own): a set variable is on every later event of its channel, and marking it
+    # again changes nothing (marks are only ever added); see markers.on_var_present
+    var_hits: dict = field(default_factory=dict, repr=False, compare=False)
     notes: list[str] = field(default_factory=list)
     done_ts: float | None = None
     held_at_event: int = 0

@@ -83,15 +83,22 @@ def on_var_present(by_header: dict, present, call: FsCall, ev: dict) -> None:
     read ten headers with two values each); the hits are sorted by marker index, so the
     marks come in the markers' order."""
     hits = None
+    done = call.var_hits
     for header in present:
         v = ev[header]
         if v.__class__ is str:
             found = by_header[header].get(v)
-            if found:
-                hits = found if hits is None else hits + found
+            if found and id(found) not in done:      # marked already: it would change nothing
+                if hits is None:
+                    hits, fresh = found, [found]
+                else:
+                    hits += found
+                    fresh.append(found)
     if hits:
         for _, m in (sorted(hits, key=_first) if len(hits) > 1 else hits):
             mark(call, m)
+        for found in fresh:
+            done[id(found)] = found
 
 
 def _first(pair):
