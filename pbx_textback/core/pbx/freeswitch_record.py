@@ -246,15 +246,17 @@ def human_leg(call: FsCall, origin: FsLeg, kinds: dict) -> tuple[FsLeg | None, f
     for a, b in call.edges:
         adj.setdefault(a, set()).add(b)
         adj.setdefault(b, set()).add(a)
-    seen = {origin.uid}
+    # breadth first from the caller: the earliest answer wins, a tie goes to the leg fewer
+    # bridges away, then to the one seen first; never to the walk's order (sets of uids: it
+    # changed with the hash seed, so one run said "answered by a person", the next "there")
+    depth = {origin.uid: 0}
     todo = [origin.uid]
-    best: tuple[FsLeg, float | None] | None = None
-    while todo:
-        cur = todo.pop()
+    best: tuple[tuple, FsLeg] | None = None
+    for cur in todo:
         for nxt in adj.get(cur, ()):
-            if nxt in seen:
+            if nxt in depth:
                 continue
-            seen.add(nxt)
+            depth[nxt] = depth[cur] + 1
             todo.append(nxt)
             leg = call.legs.get(nxt)
             if leg is None:
@@ -263,9 +265,10 @@ def human_leg(call: FsCall, origin: FsLeg, kinds: dict) -> tuple[FsLeg | None, f
             if kind in ("extension", "trunk") and leg.answered is not None and \
                     not leg.loopback:
                 t = call.bridged_at.get(nxt) or leg.answered
-                if best is None or (t is not None and best[1] is not None and t < best[1]):
-                    best = (leg, t)
-    return best if best is not None else (None, None)
+                key = (t, depth[nxt], leg.seq)
+                if best is None or key < best[0]:
+                    best = (key, leg)
+    return (best[1], best[0][0]) if best is not None else (None, None)
 
 
 def origin_leg(call: FsCall, s: FsTrackerSettings) -> FsLeg | None:
