@@ -99,7 +99,6 @@ class Service:
         # call_id -> a call the store refused to write (locked past its busy timeout, the disk
         # full, PostgreSQL away): decided again by housekeeping until the store takes it
         self._unrecorded: dict = {}
-        self._retrying = False               # _record_unrecorded at work: calls go to the store
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -146,9 +145,10 @@ class Service:
             if number:      # our own *88 originate: we know whom it called
                 rec = replace(rec, direction=OUTBOUND, called=rec.called or number,
                               notes=rec.notes + (f"call back by the feature code to {number}",))
-        if self._unrecorded and not self._retrying:
+        if self._unrecorded:
             # calls before it wait for the store: this one goes behind them (their order is the
             # history its decision reads), without waiting out the busy timeout once more
+            # (_record_unrecorded empties the dict before it decides them again)
             n = len(self._unrecorded)
             return self._keep(rec, f"behind {n} call{'s' * (n != 1)} the store refused")
         try:
@@ -580,18 +580,15 @@ class Service:
             log.warning("%d call%s still wait%s for the store (it is locked); tried again in %d s",
                         n, "s" * (n != 1), "" if n != 1 else "s", HOUSEKEEPING_S)
             return
+        # each is decided with the dict empty (a refusal puts it back with the rest, and stops)
         waiting, self._unrecorded = list(self._unrecorded.items()), {}
-        self._retrying = True
-        try:
-            for i, (call_id, rec) in enumerate(waiting):
-                verdict = self._decide(rec)
-                if call_id in self._unrecorded:
-                    self._unrecorded.update(waiting[i + 1:])
-                    return
-                if verdict is not None:
-                    log.info("call %s recorded now (the store had refused it)", call_id)
-        finally:
-            self._retrying = False
+        for i, (call_id, rec) in enumerate(waiting):
+            verdict = self._decide(rec)
+            if call_id in self._unrecorded:
+                self._unrecorded.update(waiting[i + 1:])
+                return
+            if verdict is not None:
+                log.info("call %s recorded now (the store had refused it)", call_id)
 
     async def _purge(self, before: float) -> dict:
         """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile
