@@ -101,6 +101,19 @@ class CallRecord:
         d["legs"] = tuple(dict(leg.__dict__) for leg in self.legs)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "CallRecord":
+        """to_dict's output (or its JSON) back; fields a newer or older version did not know
+        are dropped or defaulted."""
+        names = {f.name for f in fields(cls)}
+        leg_names = {f.name for f in fields(Leg)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["legs"] = tuple(Leg(**{k: v for k, v in leg.items() if k in leg_names})
+                           for leg in d.get("legs") or ())
+        for k in ("dial_results", "notes"):
+            kw[k] = tuple(kw.get(k) or ())
+        return cls(**kw)
+
 
 @dataclass(frozen=True)
 class Outcome:

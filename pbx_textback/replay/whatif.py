@@ -20,7 +20,7 @@ import re
 import time
 from collections import Counter, defaultdict
 
-from pbx_textback.core.model import INBOUND, CallRecord, Leg
+from pbx_textback.core.model import INBOUND, CallRecord
 from pbx_textback.core.policy.decide import find_line
 from pbx_textback.core.policy import consent as consent_mod
 from pbx_textback.core.times import iso
@@ -56,18 +56,6 @@ def parse_since(s: str, now: float) -> float:
     return dt.timestamp()
 
 
-def record_from(d: dict) -> CallRecord:
-    """A stored CallRecord (its to_dict as JSON) back; fields a newer or older version did not
-    know are dropped or defaulted."""
-    names = {f.name for f in dataclasses.fields(CallRecord)}
-    leg_names = {f.name for f in dataclasses.fields(Leg)}
-    kw = {k: v for k, v in d.items() if k in names}
-    kw["legs"] = tuple(Leg(**{k: v for k, v in leg.items() if k in leg_names}) for leg in d.get("legs") or ())
-    for k in ("dial_results", "notes"):
-        kw[k] = tuple(kw.get(k) or ())
-    return CallRecord(**kw)
-
-
 # ---- running the history through the simulation ------------------------------------------------
 def _override_of(checks) -> str | None:
     """The `hours set` override in force when the call was decided, from its recorded hours
@@ -85,7 +73,7 @@ async def simulate(cfg, hist, now: float):
     many_boxes = len({c["box"] for c in hist.calls}) > 1
     for c in hist.calls:
         try:
-            rec = record_from(c["record"])
+            rec = CallRecord.from_dict(c["record"])
         except (TypeError, ValueError):
             continue              # a row written by something else: nothing to re-decide
         if many_boxes:            # call ids are unique per box only
