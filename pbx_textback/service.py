@@ -20,6 +20,7 @@ from .pipeline import Pipeline
 from .sdnotify import Notifier
 from .status import HEARTBEAT_S, Publisher
 from .store.db import check_writable, open_store
+from .store.spool import CallSpool
 
 log = logging.getLogger("pbx_textback")
 
@@ -97,8 +98,10 @@ class Service:
         self._first_seen: dict[str, float] = {}  # call id -> when this service saw it (no PBX time)
         self.calls_decided = 0                   # so far (the heap's quiet trim)
         # call_id -> a call the store refused to write (locked past its busy timeout, the disk
-        # full, PostgreSQL away): decided again by housekeeping until the store takes it
+        # full, PostgreSQL away): decided again by housekeeping until the store takes it, and
+        # kept on disk meanwhile (a stop or a crash must not lose it)
         self._unrecorded: dict = {}
+        self.spool = CallSpool.beside(cfg.store.path)
 
     # The PBX adapters call this for every event, in order.
     def on_event(self, ev: dict) -> None:
@@ -173,8 +176,30 @@ class Service:
                       "it stays in the log only", rec.call_id, why, len(self._unrecorded))
             return None
         self._unrecorded[rec.call_id] = rec
-        log.error("could not record call %s (%s): kept, tried again in %d s", rec.call_id, why, HOUSEKEEPING_S)
+        failed = self.spool.add(rec) if self.spool is not None else "a store in memory keeps no file"
+        log.error("could not record call %s (%s): kept, tried again in %d s%s", rec.call_id, why, HOUSEKEEPING_S,
+                  f"; not on disk ({failed}): lost if the service stops first" if failed
+                  else f" (on disk until then: {self.spool.path})")
         return None
+
+    def _take_spooled(self) -> None:
+        """At start: the calls the store refused before the last stop (or crash), decided
+        now, before any new call; one the store holds already (recorded, then the file not
+        yet rewritten) is not decided twice."""
+        if self.spool is None:
+            return
+        kept = self.spool.load()
+        if not kept:
+            return
+        waiting = [rec for rec in kept if not self.store.has_call(rec.call_id)]
+        done = len(kept) - len(waiting)
+        log.warning("%d call(s) the store refused before the last stop were kept in %s: %d to "
+                    "record now%s", len(kept), self.spool.path, len(waiting),
+                    f", {done} recorded already" if done else "")
+        self._unrecorded.update((rec.call_id, rec) for rec in waiting)
+        self._record_unrecorded()
+        if not waiting:
+            self.spool.keep_only(())
 
     # Asterisk stamps events only with `timestampevents = yes`: without it a call has no time
     # (explain said "time unknown"). Keep the time this service first saw each call and give
@@ -428,6 +453,7 @@ class Service:
         from .store.checkpoint import Checkpointer     # WAL flushes off the event loop
         self.checkpointer = Checkpointer(self.cfg.store.path if not self.cfg.store.dsn else "").start(self.store)
         await self.transport.start()
+        self._take_spooled()
         self._mark_alive()
         with self.store.write():      # confirmations owed from before a crash go out now
             owed = self.pipeline.queue_confirmations(self.clock())
@@ -473,8 +499,9 @@ class Service:
         if self._unrecorded:
             log.error("stopping with %d call(s) the store refused, not recorded: %s (%s)",
                       len(self._unrecorded), ", ".join(list(self._unrecorded)[:10]),
-                      "the next start reads them from the PBX's CDR" if self.cfg.pbx.cdr.source
-                      else "with [pbx.cdr] set, the next start would read them from the PBX's CDR")
+                      f"kept in {self.spool.path}: the next start records them" if self.spool is not None
+                      else "the next start reads them from the PBX's CDR" if self.cfg.pbx.cdr.source
+                      else "lost: a store in memory keeps no file")
         self.worker.stop()
         if source is not None:
             await source.stop()
@@ -582,13 +609,17 @@ class Service:
             return
         # each is decided with the dict empty (a refusal puts it back with the rest, and stops)
         waiting, self._unrecorded = list(self._unrecorded.items()), {}
-        for i, (call_id, rec) in enumerate(waiting):
-            verdict = self._decide(rec)
-            if call_id in self._unrecorded:
-                self._unrecorded.update(waiting[i + 1:])
-                return
-            if verdict is not None:
-                log.info("call %s recorded now (the store had refused it)", call_id)
+        try:
+            for i, (call_id, rec) in enumerate(waiting):
+                verdict = self._decide(rec)
+                if call_id in self._unrecorded:
+                    self._unrecorded.update(waiting[i + 1:])
+                    return
+                if verdict is not None:
+                    log.info("call %s recorded now (the store had refused it)", call_id)
+        finally:
+            if self.spool is not None:
+                self.spool.keep_only(self._unrecorded.values())
 
     async def _purge(self, before: float) -> dict:
         """Retention's purge a slice at a time (store/purge.py), the calls that come meanwhile

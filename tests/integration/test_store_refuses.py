@@ -1,9 +1,13 @@
 """A call the store refuses to write (another program holds its write lock past the shipped 5 s
 busy timeout: a backup, an admin's sqlite3 shell) is kept and decided again by housekeeping
-once the store takes writes: the caller is still texted, once. It used to be logged and lost."""
+once the store takes writes: the caller is still texted, once. It used to be logged and lost.
+Meanwhile it is also kept in a file beside the store, so a stop or a crash loses it neither."""
 import asyncio
+import json
 import logging
+import os
 import sqlite3
+import stat
 import time
 from datetime import datetime, timezone
 
@@ -27,6 +31,7 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
     svc = Service(loads(smpp_service_toml(path, 1)))       # the shipped policy and timeouts
     other = sqlite3.connect(str(path), isolation_level=None)
     caplog.set_level(logging.INFO, logger="pbx_textback")
+    spool = tmp_path / "refused-calls.jsonl"
 
     def texts() -> int:
         return st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count()
@@ -47,9 +52,13 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
         assert alive() == before
         assert st.Call.select().count() == 0 and list(svc._unrecorded) == ["1795734713.4"]
         assert svc.store.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 5000   # put back
+        [kept] = spool.read_text().splitlines()          # on disk, once, for its owner only
+        assert json.loads(kept)["call_id"] == "1795734713.4" and json.loads(kept)["caller"] == CALLER
+        assert stat.S_IMODE(os.stat(spool).st_mode) == 0o600
         other.rollback()                                 # the other program is done
         svc._record_unrecorded()
         assert st.Call.select().count() == 1 and texts() == 1
+        assert not spool.exists()                        # recorded: the file is gone
         svc._mark_alive()
         assert float(alive()) > float(before)
         svc._record_unrecorded()                         # nothing left to do: no second text
@@ -59,6 +68,7 @@ def test_a_call_the_locked_store_refused_is_recorded_once_it_takes_writes(tmp_pa
     said = [r.getMessage() for r in caplog.records]
     refused = [m for m in said if m.startswith("could not record call 1795734713.4")]
     assert len(refused) == 1 and all("database is locked" in m and "tried again" in m for m in refused)
+    assert refused[0].endswith(f"(on disk until then: {spool})")
     assert "1 call still waits for the store (it is locked); tried again in 30 s" in said
     assert "call 1795734713.4 recorded now (the store had refused it)" in said
     [row] = st.Call.select().where(st.Call.call_id == "1795734713.4")
@@ -107,8 +117,9 @@ def test_calls_after_a_refused_one_wait_behind_it_without_holding_the_loop(tmp_p
 
 
 def test_after_a_crash_the_next_start_recovers_a_refused_call_from_the_cdr(tmp_path):
-    """The store refused a call and the service died before it took it: the alive mark stayed
-    before that call, so the next start reads it from the PBX's CDR and texts the caller."""
+    """The store refused a call and the service died before it took it, and the file that kept
+    it is lost too (a disk that refused it as well): the alive mark stayed before that call, so
+    the next start reads it from the PBX's CDR and texts the caller."""
     from dataclasses import replace
 
     from pbx_textback.ami.replay_server import AmiReplayServer
@@ -133,6 +144,7 @@ def test_after_a_crash_the_next_start_recovers_a_refused_call_from_the_cdr(tmp_p
     # (the busy timeout's 5 s have passed since the call ended: past the CDR's 2 s of slack)
     first._mark_alive()          # the store takes writes again, the call is not recorded yet:
     first.store.close()          # the mark must not pass it, for the service dies here
+    (tmp_path / "refused-calls.jsonl").unlink()
     end = max(datetime.fromisoformat(r["EndTime"]).replace(tzinfo=timezone.utc).timestamp() for r in rows)
     write_master_csv(master, rows, shift=ended - end)    # as the PBX wrote it, when it ended
     seen = []
@@ -156,3 +168,81 @@ def test_after_a_crash_the_next_start_recovers_a_refused_call_from_the_cdr(tmp_p
     assert v.call.caller.endswith(caller[-10:]) and v.decision.action == "text"
     st.open_store(str(path))
     assert st.Message.select().where((st.Message.peer == v.call.caller) & (st.Message.direction == "out")).count() == 1
+
+
+def crash_with_a_refused_call(tmp_path, toml: str, call_id: str = "1795734713.4") -> CallRecord:
+    """A service whose store refuses one call, and which dies before the store takes it."""
+    path = tmp_path / "s.sqlite3"
+    first = Service(loads(toml))
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    rec = CallRecord(**{**missed(time.time()).__dict__, "call_id": call_id})
+    assert first._decide(rec) is None
+    other.rollback()
+    other.close()
+    first.store.close()                  # dies: no housekeeping round, no stop
+    return rec
+
+
+def start_and_stop(toml: str, seen: list) -> None:
+    async def main():
+        svc = Service(loads(toml), on_verdict=seen.append)
+
+        async def stop_soon():
+            await asyncio.sleep(0.5)
+            svc.stop()
+        assert await svc.run(extra_tasks=[stop_soon()]) == 0
+    asyncio.run(main())
+
+
+def test_without_a_cdr_the_next_start_records_the_refused_call_from_its_file(tmp_path, caplog):
+    """No [pbx.cdr]: the file beside the store is all that keeps the call. The next start
+    decides it before any new call and the caller gets one text, under the shipped quiet
+    hours on the real clock (a held text is still the one text)."""
+    toml = smpp_service_toml(tmp_path / "s.sqlite3", 1).replace('quiet_hours = ""\n', "")
+    assert "quiet_hours" not in toml
+    crash_with_a_refused_call(tmp_path, toml)
+    spool = tmp_path / "refused-calls.jsonl"
+    assert len(spool.read_text().splitlines()) == 1
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+    seen: list = []
+    start_and_stop(toml, seen)
+    [v] = seen
+    assert v.call.call_id == "1795734713.4" and v.decision.action == "text"
+    assert not spool.exists()
+    said = [r.getMessage() for r in caplog.records]
+    assert f"1 call(s) the store refused before the last stop were kept in {spool}: 1 to record now" in said
+    st.open_store(str(tmp_path / "s.sqlite3"))
+    assert st.Call.select().where(st.Call.call_id == "1795734713.4").count() == 1
+    out = list(st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")))
+    assert len(out) == 1 and out[0].state in (st.PENDING, st.SENDING, st.UNKNOWN)
+
+    seen.clear()                         # a second start: nothing left to record, no second text
+    start_and_stop(toml, seen)
+    assert seen == []
+    st.open_store(str(tmp_path / "s.sqlite3"))
+    assert st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count() == 1
+
+
+def test_a_call_recorded_before_its_file_was_rewritten_is_not_decided_twice(tmp_path, caplog):
+    """The store took the call, then the service died before it rewrote the file: the next
+    start finds the call in the store and leaves it; a line cut short by the crash is skipped
+    with one error, and the file is gone after."""
+    toml = smpp_service_toml(tmp_path / "s.sqlite3", 1)
+    rec = crash_with_a_refused_call(tmp_path, toml)
+    spool = tmp_path / "refused-calls.jsonl"
+    svc = Service(loads(toml))
+    svc.pipeline.record_call(rec)        # recorded; the file still lists it
+    svc.store.close()
+    with spool.open("a") as f:
+        f.write('{"pbx":"asterisk","call_id":"17957')          # a write the crash cut short
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+    seen: list = []
+    start_and_stop(toml, seen)
+    assert seen == [] and not spool.exists()
+    said = [r.getMessage() for r in caplog.records]
+    assert f"{spool}: 1 line(s) that are no call skipped (a write cut short by a crash?)" in said
+    assert f"1 call(s) the store refused before the last stop were kept in {spool}: 0 to record now, " \
+           "1 recorded already" in said
+    st.open_store(str(tmp_path / "s.sqlite3"))
+    assert st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count() == 1
