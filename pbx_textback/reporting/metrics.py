@@ -2,7 +2,8 @@
 
 Counts come from the store at each scrape (they survive restarts and agree with the
 reports; rows that never change are counted once, reporting/tally.py; the texts' totals are
-kept by the store as texts change, store/text_tally.py); the PBX connection and the SMSC bind come from the running service. Label values are
+kept by the store as texts change, store/text_tally.py), plus what purges deleted
+(store/purged.py: a counter never goes down); the PBX connection and the SMSC bind come from the running service. Label values are
 lines (our own DIDs), reasons, kinds and results: never a caller's number.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pbx_textback.reporting.response_hist import ResponseHistogram
 from pbx_textback.reporting.tally import SETTLE_S, Tally
 from pbx_textback.store import metrics as sql
+from pbx_textback.store.purged import totals as purged
 
 log = logging.getLogger("pbx_textback.reporting.metrics")
 NS = "pbx_textback"
@@ -52,10 +54,20 @@ class StoreCollector:
         now = self.clock()
         missed = CounterMetricFamily(f"{NS}_missed_calls", "Inbound calls no person answered", labels=["line", "reason"])
         inbound = CounterMetricFamily(f"{NS}_inbound_calls", "Inbound calls", labels=["line"])
-        mark = sql.purge_mark(self.store)
-        newest_call, newest_msg, newest_consent = sql.newest_ids(self.store)
+        # one snapshot: a purge slice that commits meanwhile moves rows from the store's
+        # counts to the purged ones (store/purged.py), and must not be read half before it
+        with self.store.snapshot():
+            mark = sql.purge_mark(self.store)
+            newest_call, newest_msg, newest_consent = sql.newest_ids(self.store)
+            calls = self._calls.read(newest_call, mark) + [
+                (line, reason, missed_ == "1", n) for line, reason, missed_, n in purged(self.store, "calls")]
+            text_rows = sql.text_totals(self.store) + [
+                (kind, state, n) for kind, state, _, n in purged(self.store, "texts")]
+            replies = self._replies.read(newest_msg, mark) + [
+                (line, n) for line, _, _, n in purged(self.store, "replies")]
+            opt_outs = self._opt_outs.read(newest_consent, mark)
         acc_m, acc_i = {}, {}
-        for line, reason, was_missed, n in self._calls.read(newest_call, mark):
+        for line, reason, was_missed, n in calls:
             ln = self._line(line)
             acc_i[ln] = acc_i.get(ln, 0) + n
             if was_missed:
@@ -67,11 +79,14 @@ class StoreCollector:
         yield missed
         yield inbound
         texts = CounterMetricFamily(f"{NS}_texts", "Outgoing texts by kind and result (state)", labels=["kind", "result"])
-        for kind, state, n in sql.text_totals(self.store):
+        acc_t: dict = {}
+        for kind, state, n in text_rows:
+            acc_t[(kind, state)] = acc_t.get((kind, state), 0) + n
+        for (kind, state), n in sorted(acc_t.items()):
             texts.add_metric([kind, state], n)
         yield texts
-        yield self._by_line(f"{NS}_replies", "Texts from callers", self._replies.read(newest_msg, mark))
-        yield self._by_line(f"{NS}_opt_outs", "Opt-outs (STOP or by staff)", self._opt_outs.read(newest_consent, mark))
+        yield self._by_line(f"{NS}_replies", "Texts from callers", replies)
+        yield self._by_line(f"{NS}_opt_outs", "Opt-outs (STOP or by staff)", opt_outs)
         cb = CounterMetricFamily(f"{NS}_callbacks", "Call backs by feature code, by result", labels=["result"])
         for state, n in sql.callback_totals(self.store):
             cb.add_metric([state], n)

@@ -472,6 +472,16 @@ def _inbox_hold(db):
 MIGRATIONS.append((38, _inbox_hold))
 
 
+def _purged_counts(db):
+    """/metrics' counters keep what purges delete (store/purged.py): they never go down."""
+    from . import purged
+    purged.create(db)
+
+
+MIGRATIONS.append((39, _purged_counts))
+NEW_STORE_TABLES.append(_purged_counts)
+
+
 def default_box() -> str:
     """A box's id when [pbx] id is not set: its host name (stable on one box)."""
     import socket
@@ -492,6 +502,15 @@ class Store:
     @property
     def is_sqlite(self) -> bool:
         return isinstance(self.db, pw.SqliteDatabase)
+
+    @contextmanager
+    def snapshot(self):
+        """Reads that see one state of the store, whatever commits meanwhile (SQLite: a read
+        transaction; PostgreSQL: REPEATABLE READ)."""
+        with self.db.atomic():
+            if not self.is_sqlite:
+                self.db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
 
     @contextmanager
     def write(self):

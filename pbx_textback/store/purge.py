@@ -23,7 +23,7 @@ import time
 from contextlib import closing, contextmanager
 from typing import Iterator
 
-from . import purge_inbox
+from . import purge_inbox, purged
 from .db import PENDING, PURGE_MARK, SENDING
 from .fast import one as _one, run as _run
 from .inbox import HOLD
@@ -62,6 +62,7 @@ def one_slice(store, before: float, rows: int) -> dict:
         _run(store, purge_inbox.COLLECT, (*span, *span, *live))
         _run(store, f'INSERT INTO "{HOLD}" ("at") VALUES (?)', (time.time(),))
         got = {"calls": 0, "decisions": 0, "messages": 0, "last": upto == before}
+        purged.add_slice(store, span, _TEXTS, (*span, *live))     # /metrics keeps these
         got["decisions"] = _run(store, f'DELETE FROM "decision" WHERE "call_id" IN ({_CALLS})', span)
         _run(store, f'UPDATE "message" SET "call_id" = NULL WHERE "call_id" IN ({_CALLS})', span)
         got["calls"] = _run(store, 'DELETE FROM "call" WHERE "created_at" <= ? AND "created_at" < ?', span)
@@ -70,7 +71,8 @@ def one_slice(store, before: float, rows: int) -> dict:
         if got["calls"] or got["messages"]:
             for sql in purge_inbox.remake(pg):
                 _run(store, sql)
-            # rows counted before are gone: /metrics' kept totals (reporting/tally.py) recount
+            # rows counted before are gone (into purged_count): /metrics' kept totals
+            # (reporting/tally.py) recount
             now = time.time()
             store.set_setting(PURGE_MARK, repr(now), now)
     return got
