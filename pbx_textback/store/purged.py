@@ -38,10 +38,10 @@ _ADD = (f'INSERT INTO "{TABLE}" ("what", "k1", "k2", "k3", "n") {{rows}} '
 _CALLS = ('SELECT \'calls\', CASE WHEN "line" <> \'\' THEN "line" ELSE "called" END, "reason", '
           'CASE WHEN "missed" THEN \'1\' ELSE \'0\' END, COUNT(*) FROM "call" '
           'WHERE "direction" = \'inbound\' AND "created_at" <= ? AND "created_at" < ? GROUP BY 2, 3, 4')
-_REPLIES = ('SELECT \'replies\', "line", \'\', \'\', COUNT(*) FROM "message" '
-            'WHERE "direction" = \'in\' AND {texts} GROUP BY 2')
-_TEXTS = ('SELECT \'texts\', "kind", "state", \'\', COUNT(*) FROM "message" '
-          'WHERE "direction" = \'out\' AND {texts} GROUP BY 2, 3')
+_MESSAGES = ('SELECT CASE WHEN "direction" = \'in\' THEN \'replies\' ELSE \'texts\' END, '
+             'CASE WHEN "direction" = \'in\' THEN "line" ELSE "kind" END, '
+             'CASE WHEN "direction" = \'in\' THEN \'\' ELSE "state" END, \'\', COUNT(*) FROM "message" '
+             'WHERE "direction" IN (\'in\', \'out\') AND {texts} GROUP BY 1, 2, 3')     # (one pass)
 
 
 def create(db) -> None:
@@ -51,8 +51,7 @@ def create(db) -> None:
 def add_slice(store, span: tuple, texts_where: str, texts_params: tuple) -> None:
     """Before a slice's deletes, in its transaction: what they will delete, added."""
     _run(store, _ADD.format(rows=_CALLS), span)
-    _run(store, _ADD.format(rows=_REPLIES.format(texts=texts_where)), texts_params)
-    _run(store, _ADD.format(rows=_TEXTS.format(texts=texts_where)), texts_params)
+    _run(store, _ADD.format(rows=_MESSAGES.format(texts=texts_where)), texts_params)
 
 
 def totals(store, what: str) -> list[tuple]:
