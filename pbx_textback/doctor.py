@@ -167,6 +167,18 @@ def check_store(cfg) -> Result:
         return Result("store", False, f"cannot open the store: {e}", [where])
 
 
+def check_refused_calls(cfg) -> Result | None:
+    """Calls the store refused that wait on disk for the service's next start (store/spool.py)."""
+    from .store.spool import CallSpool
+    spool = CallSpool.beside(cfg.store.path)
+    if spool is None or not spool.path.exists():
+        return None
+    n = len(spool.load())
+    return Result("refused calls", True, f"{n} call(s) the store refused wait in {spool.path}", [
+        "the service records them when it next starts (or at its next round, if it runs); "
+        "`journalctl -u pbx-textback` says why the store refused them"], warn=True)
+
+
 def check_transport(cfg) -> Result:
     kind = cfg.transport.type
     if kind == "log":
@@ -269,6 +281,9 @@ def run_doctor(cfg, *, manager_confs: list[str] | None = None) -> list[Result]:
         if cfg.pbx.cdr.source == "csv":
             results.append(check_cdr_csv_conf(cfg))
     results.append(check_store(cfg))
+    refused = check_refused_calls(cfg)
+    if refused is not None:
+        results.append(refused)
     results.append(check_transport(cfg))
     if cfg.smtp.enabled:
         results.append(check_smtp(cfg))

@@ -246,3 +246,18 @@ def test_a_call_recorded_before_its_file_was_rewritten_is_not_decided_twice(tmp_
            "1 recorded already" in said
     st.open_store(str(tmp_path / "s.sqlite3"))
     assert st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count() == 1
+
+
+def test_doctor_tells_the_admin_refused_calls_wait_on_disk(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    toml = smpp_service_toml(tmp_path / "s.sqlite3", 1)
+    crash_with_a_refused_call(tmp_path, toml)
+    (tmp_path / "c.toml").write_text(toml)
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-m", "pbx_textback.cli", "doctor", "-c", str(tmp_path / "c.toml")],
+                       cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True,
+                       timeout=60)
+    assert f"refused calls: 1 call(s) the store refused wait in {tmp_path / 'refused-calls.jsonl'}" in p.stdout, p.stdout
+    assert "the service records them when it next starts" in p.stdout
