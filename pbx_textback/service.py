@@ -191,7 +191,10 @@ class Service:
         kept = self.spool.load()
         if not kept:
             return
-        waiting = [rec for rec in kept if not self.store.has_call(rec.call_id)]
+        try:
+            waiting = [rec for rec in kept if not self.store.has_call(rec.call_id)]
+        except (pw.OperationalError, pw.InterfaceError):
+            waiting = kept          # the store refuses again: all wait (one it holds is then a duplicate: skipped)
         done = len(kept) - len(waiting)
         log.warning("%d call(s) the store refused before the last stop were kept in %s: %d to "
                     "record now%s", len(kept), self.spool.path, len(waiting),
@@ -497,11 +500,12 @@ class Service:
         self.notifier.stopping()
         self._record_unrecorded()                # a last try; their texts then wait in the store
         if self._unrecorded:
+            off_disk = [c for c in self._unrecorded if self.spool is None or c not in self.spool]
             log.error("stopping with %d call(s) the store refused, not recorded: %s (%s)",
                       len(self._unrecorded), ", ".join(list(self._unrecorded)[:10]),
-                      f"kept in {self.spool.path}: the next start records them" if self.spool is not None
-                      else "the next start reads them from the PBX's CDR" if self.cfg.pbx.cdr.source
-                      else "lost: a store in memory keeps no file")
+                      f"kept in {self.spool.path}: the next start records them" if not off_disk else
+                      f"{len(off_disk)} not on disk: " + ("the next start reads them from the PBX's CDR"
+                                                          if self.cfg.pbx.cdr.source else "lost"))
         self.worker.stop()
         if source is not None:
             await source.stop()

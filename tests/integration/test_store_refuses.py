@@ -261,3 +261,34 @@ def test_doctor_tells_the_admin_refused_calls_wait_on_disk(tmp_path):
                        timeout=60)
     assert f"refused calls: 1 call(s) the store refused wait in {tmp_path / 'refused-calls.jsonl'}" in p.stdout, p.stdout
     assert "the service records them when it next starts" in p.stdout
+
+
+def test_a_stop_while_the_store_is_locked_leaves_the_call_to_the_next_start(tmp_path, caplog):
+    """The store is locked when the service is stopped: the stop says where the call is kept,
+    and the next start (lock gone) records it and queues its one text."""
+    toml = smpp_service_toml(tmp_path / "s.sqlite3", 1).replace('quiet_hours = ""\n', "")
+    caplog.set_level(logging.INFO, logger="pbx_textback")
+    other = sqlite3.connect(str(tmp_path / "s.sqlite3"), isolation_level=None, check_same_thread=False)
+
+    async def main():
+        svc = Service(loads(toml))
+
+        async def lock_call_stop():
+            await asyncio.sleep(0.3)
+            other.execute("BEGIN IMMEDIATE")
+            assert svc._decide(missed(time.time())) is None        # refused after the 5 s
+            svc.stop()
+        assert await svc.run(extra_tasks=[lock_call_stop()]) == 0
+    asyncio.run(main())
+    other.rollback()
+    other.close()
+    spool = tmp_path / "refused-calls.jsonl"
+    said = [r.getMessage() for r in caplog.records]
+    assert f"stopping with 1 call(s) the store refused, not recorded: 1795734713.4 (kept in {spool}: " \
+           "the next start records them)" in said
+    seen: list = []
+    start_and_stop(toml, seen)
+    assert [v.call.call_id for v in seen] == ["1795734713.4"] and seen[0].decision.action == "text"
+    assert not spool.exists()
+    st.open_store(str(tmp_path / "s.sqlite3"))
+    assert st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count() == 1
