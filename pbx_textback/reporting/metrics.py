@@ -21,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pbx_textback.reporting.response_hist import ResponseHistogram
 from pbx_textback.reporting.tally import SETTLE_S, Tally
 from pbx_textback.store import metrics as sql
-from pbx_textback.store.purged import totals as purged
+from pbx_textback.store.purged import gone_upto, totals as purged
 
 log = logging.getLogger("pbx_textback.reporting.metrics")
 NS = "pbx_textback"
@@ -58,14 +58,15 @@ class StoreCollector:
         # counts to the purged ones (store/purged.py), and must not be read half before it
         with self.store.snapshot():
             mark = sql.purge_mark(self.store)
+            gone = gone_upto(mark) or (None, None)       # (None: which ids went is not known)
             newest_call, newest_msg, newest_consent = sql.newest_ids(self.store)
-            calls = self._calls.read(newest_call, mark) + [
+            calls = self._calls.read(newest_call, mark, gone[0]) + [
                 (line, reason, missed_ == "1", n) for line, reason, missed_, n in purged(self.store, "calls")]
             text_rows = sql.text_totals(self.store) + [
                 (kind, state, n) for kind, state, _, n in purged(self.store, "texts")]
-            replies = self._replies.read(newest_msg, mark) + [
+            replies = self._replies.read(newest_msg, mark, gone[1]) + [
                 (line, n) for line, _, _, n in purged(self.store, "replies")]
-            opt_outs = self._opt_outs.read(newest_consent, mark)
+            opt_outs = self._opt_outs.read(newest_consent, mark, 0)    # consent is never purged
         acc_m, acc_i = {}, {}
         for line, reason, was_missed, n in calls:
             ln = self._line(line)

@@ -63,6 +63,7 @@ def one_slice(store, before: float, rows: int) -> dict:
         _run(store, f'INSERT INTO "{HOLD}" ("at") VALUES (?)', (time.time(),))
         got = {"calls": 0, "decisions": 0, "messages": 0, "last": upto == before}
         purged.add_slice(store, span, _TEXTS, (*span, *live))     # /metrics keeps these
+        tops = purged.tops(store, span)
         got["decisions"] = _run(store, f'DELETE FROM "decision" WHERE "call_id" IN ({_CALLS})', span)
         _run(store, f'UPDATE "message" SET "call_id" = NULL WHERE "call_id" IN ({_CALLS})', span)
         got["calls"] = _run(store, 'DELETE FROM "call" WHERE "created_at" <= ? AND "created_at" < ?', span)
@@ -72,9 +73,9 @@ def one_slice(store, before: float, rows: int) -> dict:
             for sql in purge_inbox.remake(pg):
                 _run(store, sql)
             # rows counted before are gone (into purged_count): /metrics' kept totals
-            # (reporting/tally.py) recount
+            # (reporting/tally.py) count again what they held up to the highest ids gone
             now = time.time()
-            store.set_setting(PURGE_MARK, repr(now), now)
+            store.set_setting(PURGE_MARK, purged.mark(now, store.setting(PURGE_MARK), tops), now)
     return got
 
 

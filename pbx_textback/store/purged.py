@@ -54,6 +54,34 @@ def add_slice(store, span: tuple, texts_where: str, texts_params: tuple) -> None
     _run(store, _ADD.format(rows=_MESSAGES.format(texts=texts_where)), texts_params)
 
 
+def tops(store, span: tuple) -> tuple[int, int]:
+    """The highest call and message ids in a slice's span of time: none above them is deleted
+    (a text of the span still queued is kept, and counted here: that is only more to count
+    again). Read from the created_at indexes alone."""
+    c = _rows(store, 'SELECT MAX("id") FROM "call" WHERE "created_at" <= ? AND "created_at" < ?', span)
+    m = _rows(store, 'SELECT MAX("id") FROM "message" WHERE "created_at" <= ? AND "created_at" < ?', span)
+    return int(c[0][0] or 0), int(m[0][0] or 0)
+
+
+def mark(now: float, old: str | None, tops: tuple[int, int]) -> str:
+    """The store's purge mark: when, and the highest call and message ids any purge has
+    deleted so far (reporting/tally.py counts again only what it kept up to those)."""
+    was = gone_upto(old) or (0, 0)
+    return f"{now!r} {max(was[0], tops[0])} {max(was[1], tops[1])}"
+
+
+def gone_upto(mark: str | None) -> tuple[int, int] | None:
+    """(calls, messages) from a purge mark; None for a mark of before migration 39 (just a
+    time: which ids went is not known)."""
+    parts = (mark or "").split()
+    if len(parts) != 3:
+        return None
+    try:
+        return int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+
+
 def totals(store, what: str) -> list[tuple]:
     """(k1, k2, k3, n) purged so far of `what` (calls, replies, texts)."""
     return [(a, b, c, int(n)) for a, b, c, n in

@@ -6,7 +6,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pbx_textback.reporting.metrics import StoreCollector, registry_for
 from pbx_textback.reporting.tally import Tally
-from pbx_textback.store import metrics as sql
+from pbx_textback.store import db as st, metrics as sql
+from pbx_textback.store.purged import gone_upto
 from tests.report_day import A, T0, at, play_day, trace
 
 NAMES = ("pbx_textback_inbound_calls_total", "pbx_textback_missed_calls_total",
@@ -47,7 +48,10 @@ def test_kept_totals_agree_with_a_full_count_through_new_traffic_and_a_purge(sto
     assert later == scrape(StoreCollector(h.store)) == scrape(shipped)
     # a purge deletes counted calls and replies (consent stays): the store holds fewer, but a
     # counter never goes down (Prometheus would read a counter reset, and count them all again)
+    going = [c.id for c in st.Call.select(st.Call.id).where(st.Call.created_at < T0 + 39000)]
     h.store.purge(T0 + 39000)
+    # the mark names the highest call id gone: the kept totals above it are not read again
+    assert going and gone_upto(sql.purge_mark(h.store))[0] == max(going)
     after = scrape(kept)
     assert [sum(r[-1] for r in sql.call_totals(h.store)), sum(r[-1] for r in sql.reply_totals(h.store))] == [2, 1]
     assert after == later

@@ -63,3 +63,31 @@ def test_a_first_scrape_of_many_ids_reads_them_in_slices():
     assert Tally(table.count).read(200_000, "") == [("a", 200_000)]
     spans = [(upto if upto is not None else 200_000) - after for after, upto in table.ranges]
     assert len(spans) == 4 and max(spans) <= tally_mod.CHUNK
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.integers(1, 400), st.sampled_from("abc"), max_size=80),
+       st.integers(1, 50), st.integers(0, 400), st.integers(0, 40))
+def test_after_a_purge_only_the_chunks_up_to_the_highest_id_gone_are_counted_again(rows, chunk, gone, slack):
+    """A purge deletes rows with ids up to `gone` (the purge mark says so, with some slack
+    above: a text still queued in the purged span): the totals are the rows left, and no chunk
+    wholly above the mark's id is read again."""
+    old = tally_mod.CHUNK
+    tally_mod.CHUNK = chunk
+    try:
+        t = [0.0]
+        table = Table(dict(rows))
+        tally = Tally(table.count, settle_s=60.0, monotonic=lambda: t[0])
+        newest = max(rows, default=0)
+        tally.read(newest, "")
+        t[0] = 61.0
+        tally.read(newest, "")                               # everything is kept now
+        for i in [i for i in table.rows if i <= gone and (i * 7) % 3]:   # most, not all, go
+            del table.rows[i]
+        table.ranges.clear()
+        assert sorted(tally.read(newest, "1.0 %d 0" % (gone + slack), gone + slack)) == whole(table.rows)
+        top = gone + slack
+        assert all(after < top for after, upto in table.ranges if upto is not None and upto <= newest)
+        spans(table.ranges, newest, chunk)
+    finally:
+        tally_mod.CHUNK = old
