@@ -1,6 +1,8 @@
 """/metrics' kept totals (reporting/tally.py) count in slices of at most CHUNK ids, so a first
 scrape of a big store never sorts the whole table at once: the slices add up to the same
 totals as one count over the range, for any ids, gaps, slice size and settle point."""
+from contextlib import contextmanager
+
 from hypothesis import given, settings, strategies as st
 
 from pbx_textback.reporting import tally as tally_mod
@@ -27,6 +29,19 @@ def whole(rows: dict[int, str]) -> list:
     return sorted(got.items())
 
 
+@contextmanager
+def chunked(rows: dict, chunk: int):
+    """A tally of `rows` counting `chunk` ids at most at a time, its table and its clock."""
+    old = tally_mod.CHUNK
+    tally_mod.CHUNK = chunk
+    try:
+        t = [0.0]
+        table = Table(dict(rows))
+        yield Tally(table.count, settle_s=60.0, monotonic=lambda: t[0]), table, t
+    finally:
+        tally_mod.CHUNK = old
+
+
 def spans(ranges, newest, chunk):
     """Every count of a read spanned at most `chunk` ids, the open end's from newest on."""
     for after, upto in ranges:
@@ -37,12 +52,7 @@ def spans(ranges, newest, chunk):
 @given(st.dictionaries(st.integers(1, 400), st.sampled_from("abc"), max_size=60),
        st.integers(1, 50), st.integers(0, 60))
 def test_slices_add_up_to_one_count(rows, chunk, late):
-    old = tally_mod.CHUNK
-    tally_mod.CHUNK = chunk
-    try:
-        t = [0.0]
-        table = Table(dict(rows))
-        tally = Tally(table.count, settle_s=60.0, monotonic=lambda: t[0])
+    with chunked(rows, chunk) as (tally, table, t):
         newest = max(rows, default=0)
         assert sorted(tally.read(newest, "")) == whole(rows)
         spans(table.ranges, newest, chunk)
@@ -54,8 +64,6 @@ def test_slices_add_up_to_one_count(rows, chunk, late):
         table.ranges.clear()
         assert sorted(tally.read(newer, "")) == whole(table.rows)
         spans(table.ranges, newer, chunk)
-    finally:
-        tally_mod.CHUNK = old
 
 
 def test_a_first_scrape_of_many_ids_reads_them_in_slices():
@@ -72,12 +80,7 @@ def test_after_a_purge_only_the_chunks_up_to_the_highest_id_gone_are_counted_aga
     """A purge deletes rows with ids up to `gone` (the purge mark says so, with some slack
     above: a text still queued in the purged span): the totals are the rows left, and no chunk
     wholly above the mark's id is read again."""
-    old = tally_mod.CHUNK
-    tally_mod.CHUNK = chunk
-    try:
-        t = [0.0]
-        table = Table(dict(rows))
-        tally = Tally(table.count, settle_s=60.0, monotonic=lambda: t[0])
+    with chunked(rows, chunk) as (tally, table, t):
         newest = max(rows, default=0)
         tally.read(newest, "")
         t[0] = 61.0
@@ -89,5 +92,3 @@ def test_after_a_purge_only_the_chunks_up_to_the_highest_id_gone_are_counted_aga
         top = gone + slack
         assert all(after < top for after, upto in table.ranges if upto is not None and upto <= newest)
         spans(table.ranges, newest, chunk)
-    finally:
-        tally_mod.CHUNK = old
