@@ -397,8 +397,11 @@ def cmd_status(a) -> int:
         waiting, oldest, unknown = waiting_texts(store)
     finally:
         store.close()
+    from .store.spool import CallSpool
+    spool = CallSpool.beside(cfg.store.path)
+    refused = (len(spool.load()), spool.path) if spool is not None and spool.path.exists() else None
     text, code = status.render(status.read(path), path, paused=paused if paused and paused[0] == "1" else None,
-                               waiting=waiting, oldest=oldest, unknown=unknown, now=time.time())
+                               waiting=waiting, oldest=oldest, unknown=unknown, now=time.time(), refused=refused)
     print(text)
     return code
 

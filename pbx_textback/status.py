@@ -116,7 +116,8 @@ OK_TRANSPORT = {"bound", "ready", "log"}
 
 
 def render(live: dict | None, path: Path, *, paused: tuple[str, float] | None,
-           waiting: int, oldest: float | None, unknown: int, now: float) -> tuple[str, int]:
+           waiting: int, oldest: float | None, unknown: int, now: float,
+           refused: tuple[int, Path] | None = None) -> tuple[str, int]:
     """The lines `status` prints and its exit code (0: running and connected)."""
     lines, healthy = [], True
     running = live is not None and _alive(live.get("pid")) and now - live.get("updated_at", 0) < STALE_S
@@ -148,6 +149,11 @@ def render(live: dict | None, path: Path, *, paused: tuple[str, float] | None,
     lines.append(f"texts waiting: {waiting}" + (f", the oldest for {_age(now - oldest)}" if oldest else ""))
     if unknown:
         lines.append(f"texts of unknown fate: {unknown} (`pbx-textback explain NUMBER`; resent only by hand)")
+    if refused and refused[0]:       # (store/spool.py) the store refuses writes: not healthy
+        lines.append(f"calls the store refused: {refused[0]}, kept in {refused[1]} ("
+                     + ("the service records them once the store takes writes)" if running
+                        else "the next start records them)"))
+        healthy = False
     err = live.get("last_error") if running else None
     if err:
         lines.append(f"last error: {time.strftime('%H:%M:%S', time.localtime(err['at']))} {err['message']}")

@@ -248,7 +248,7 @@ def test_a_call_recorded_before_its_file_was_rewritten_is_not_decided_twice(tmp_
     assert st.Message.select().where((st.Message.peer == CALLER) & (st.Message.direction == "out")).count() == 1
 
 
-def test_doctor_tells_the_admin_refused_calls_wait_on_disk(tmp_path):
+def test_doctor_and_status_tell_the_admin_refused_calls_wait_on_disk(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -256,11 +256,18 @@ def test_doctor_tells_the_admin_refused_calls_wait_on_disk(tmp_path):
     crash_with_a_refused_call(tmp_path, toml)
     (tmp_path / "c.toml").write_text(toml)
     root = Path(__file__).resolve().parents[2]
-    p = subprocess.run([sys.executable, "-m", "pbx_textback.cli", "doctor", "-c", str(tmp_path / "c.toml")],
-                       cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True,
-                       timeout=60)
-    assert f"refused calls: 1 call(s) the store refused wait in {tmp_path / 'refused-calls.jsonl'}" in p.stdout, p.stdout
+    spool = tmp_path / "refused-calls.jsonl"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pbx_textback.cli", *args, "-c", str(tmp_path / "c.toml")],
+                              cwd=root, env=dict(os.environ, PYTHONPATH=str(root), RUNTIME_DIRECTORY=str(tmp_path)),
+                              capture_output=True, text=True, timeout=60)
+    p = cli("doctor")
+    assert f"refused calls: 1 call(s) the store refused wait in {spool}" in p.stdout, p.stdout
     assert "the service records them when it next starts" in p.stdout
+    p = cli("status")
+    assert f"calls the store refused: 1, kept in {spool} (the next start records them)" in p.stdout, p.stdout
+    assert p.returncode == 1
 
 
 def test_a_stop_while_the_store_is_locked_leaves_the_call_to_the_next_start(tmp_path, caplog):
