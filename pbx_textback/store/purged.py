@@ -35,13 +35,14 @@ _ADD = (f'INSERT INTO "{TABLE}" ("what", "k1", "k2", "k3", "n") {{rows}} '
 
 # the same groups as store/metrics.py's counts, over exactly the rows the slice deletes
 # (`calls`: its DELETE's condition; `texts`: the message DELETE's, given as {texts})
-_CALLS = ('SELECT \'calls\', CASE WHEN "line" <> \'\' THEN "line" ELSE "called" END, "reason", '
-          'CASE WHEN "missed" THEN \'1\' ELSE \'0\' END, COUNT(*) FROM "call" '
+_CALLS = ('SELECT \'calls\', COALESCE(CASE WHEN "line" <> \'\' THEN "line" ELSE "called" END, \'\'), '
+          'COALESCE("reason", \'\'), CASE WHEN "missed" THEN \'1\' ELSE \'0\' END, COUNT(*) FROM "call" '
           'WHERE "direction" = \'inbound\' AND "created_at" <= ? AND "created_at" < ? GROUP BY 2, 3, 4')
 _MESSAGES = ('SELECT CASE WHEN "direction" = \'in\' THEN \'replies\' ELSE \'texts\' END, '
-             'CASE WHEN "direction" = \'in\' THEN "line" ELSE "kind" END, '
-             'CASE WHEN "direction" = \'in\' THEN \'\' ELSE "state" END, \'\', COUNT(*) FROM "message" '
-             'WHERE "direction" IN (\'in\', \'out\') AND {texts} GROUP BY 1, 2, 3')     # (one pass)
+             'COALESCE(CASE WHEN "direction" = \'in\' THEN "line" ELSE "kind" END, \'\'), '
+             'COALESCE(CASE WHEN "direction" = \'in\' THEN \'\' ELSE "state" END, \'\'), \'\', COUNT(*) '
+             'FROM "message" WHERE "direction" IN (\'in\', \'out\') AND {texts} GROUP BY 1, 2, 3')  # (one pass)
+# (COALESCE: a NULL key, which no writer of ours leaves, must not stop a purge)
 
 
 def create(db) -> None:
