@@ -73,22 +73,24 @@ class Tally:
             for part in self._kept.values():
                 for k, n in part.items():
                     totals[k] = totals.get(k, 0) + n
-            self.count_into(totals, self._upto, None, newest_id)
+            # the ids not settled, up to newest_id, the last span with the open end (not kept:
+            # no need to end on chunks, and one count when they are fewer than CHUNK)
+            fresh = list(spans(self._upto, newest_id, aligned=False)) or [(self._upto, None)]
+            fresh[-1] = (fresh[-1][0], None)
+            for after, upto in fresh:
+                add(totals, self._count(after, upto))
         return [(*k, n) for k, n in totals.items() if n]
 
     def _fold(self, after: int, upto: int) -> None:
         """count(after, upto) into the kept totals, one count per chunk of ids it spans."""
-        while after < upto:
-            c = after // CHUNK
-            end = min(upto, (c + 1) * CHUNK)
-            add(self._kept.setdefault(c, {}), self._count(after, end))
-            after = end
+        for a, b in spans(after, upto):
+            add(self._kept.setdefault(a // CHUNK, {}), self._count(a, b))
 
-    def count_into(self, into: dict, after: int, upto: int | None, newest_id: int = 0) -> None:
-        """count(after, upto) added to `into`, read in slices of at most CHUNK ids (upto None:
-        slices up to newest_id, then the open end)."""
-        end = upto if upto is not None else newest_id
-        while end - after > CHUNK:
-            add(into, self._count(after, after + CHUNK))
-            after += CHUNK
-        add(into, self._count(after, upto))
+
+def spans(after: int, upto: int, aligned: bool = True):
+    """The ids (after, upto] as spans of at most CHUNK ids, each inside one chunk (aligned)
+    or each CHUNK ids from `after` on."""
+    while after < upto:
+        end = min(upto, (after // CHUNK + 1) * CHUNK if aligned else after + CHUNK)
+        yield after, end
+        after = end
