@@ -398,8 +398,7 @@ def cmd_status(a) -> int:
     finally:
         store.close()
     from .store.spool import CallSpool
-    spool = CallSpool.beside(cfg.store.path)
-    refused = (len(spool.load()), spool.path) if spool is not None and spool.path.exists() else None
+    refused = CallSpool.waiting_beside(cfg.store.path)
     text, code = status.render(status.read(path), path, paused=paused if paused and paused[0] == "1" else None,
                                waiting=waiting, oldest=oldest, unknown=unknown, now=time.time(), refused=refused)
     print(text)

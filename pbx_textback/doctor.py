@@ -170,11 +170,10 @@ def check_store(cfg) -> Result:
 def check_refused_calls(cfg) -> Result | None:
     """Calls the store refused that wait on disk for the service's next start (store/spool.py)."""
     from .store.spool import CallSpool
-    spool = CallSpool.beside(cfg.store.path)
-    if spool is None or not spool.path.exists():
+    waiting = CallSpool.waiting_beside(cfg.store.path)
+    if waiting is None:
         return None
-    n = len(spool.load())
-    return Result("refused calls", True, f"{n} call(s) the store refused wait in {spool.path}", [
+    return Result("refused calls", True, f"{waiting[0]} call(s) the store refused wait in {waiting[1]}", [
         "the service records them when it next starts (or at its next round, if it runs); "
         "`journalctl -u pbx-textback` says why the store refused them"], warn=True)
 

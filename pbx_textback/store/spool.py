@@ -40,14 +40,8 @@ class CallSpool:
         stays as it is). "" when kept, else why not."""
         if rec.call_id in self.ids:
             return ""
-        line = json.dumps(rec.to_dict(), separators=(",", ":")) + "\n"
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write(self.path, os.O_APPEND, [rec])
         except OSError as e:
             return f"{e.strerror or e} ({self.path})"
         self.ids.add(rec.call_id)
@@ -62,18 +56,21 @@ class CallSpool:
                 self.ids = set()
                 return
             tmp = self.path.with_name(self.path.name + ".new")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, "".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n"
-                                     for r in recs).encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write(tmp, os.O_TRUNC, recs)
             os.replace(tmp, self.path)
             self.ids = {r.call_id for r in recs}
         except OSError as e:
             log.error("could not update %s (%s): it may list calls already recorded; the next "
                       "start skips those", self.path, e.strerror or e)
+
+    @classmethod
+    def waiting_beside(cls, store_path: str) -> "tuple[int, Path] | None":
+        """How many calls wait in the spool beside a store, and where (None: no file), for
+        `status` and `doctor`."""
+        spool = cls.beside(store_path)
+        if spool is None or not spool.path.exists():
+            return None
+        return len(spool.load()), spool.path
 
     def load(self) -> list[CallRecord]:
         """The calls kept, in order, each once. A line that does not read as a call (a crash
@@ -106,3 +103,15 @@ class CallSpool:
             log.error("%s: %d line(s) that are no call skipped (a write cut short by a crash?)",
                       self.path, bad)
         return list(out.values())
+
+
+def _write(path: Path, mode: int, recs) -> None:
+    """The calls as JSON lines, written (mode: O_APPEND or O_TRUNC) and on disk on return;
+    a new file is its owner's only."""
+    data = "".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n" for r in recs).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
