@@ -23,7 +23,9 @@ from pbx_textback.store import db as st
 ROOT = Path(__file__).resolve().parents[2]
 LINE = "+15125550100"                  # the example config's line (and business number)
 # callers in four US zones: at any instant some, or none, are inside 08:00-20:00 local
-CALLERS = ["+12125550147", "+14155550147", "+19075550147", "+18085550147"]
+# callers in zones around the globe: at any hour of the year one of them is inside the shipped
+# 08:00-20:00, so the shipped-quiet-hours test below sends a text, never only holds one
+CALLERS = ["+12125550147", "+14155550147", "+19075550147", "+18085550147", "+442071838750", "+81312345678"]
 
 
 @pytest.fixture(autouse=True)
